@@ -1,0 +1,12 @@
+/* Placeholder until the command lands; replaced by its implementation. */
+#include <stdio.h>
+
+#include "commands.h"
+
+int cmd_convert(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "shed-server convert: not implemented yet\n");
+    return 1;
+}

@@ -1,0 +1,46 @@
+/* shed-server: the host-side program. Dispatches to one subcommand per file (cmd_*.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"pull", cmd_pull, "pull an image from a registry into the blob store"},
+    {"convert", cmd_convert, "pull an image and write it as an ext4 root filesystem"},
+};
+
+static void print_usage(FILE *out)
+{
+    fprintf(out, "Usage: shed-server [--help] [--version] COMMAND [ARGS...]\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'shed-server COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("shed-server %s\n", SHED_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "shed-server: unknown command '%s'\nTry 'shed-server --help'.\n", name);
+    return 2;
+}

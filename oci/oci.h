@@ -1,0 +1,121 @@
+/* oci: image references, the registry client (auth, manifests, blobs) and the
+ * content-addressed blob store under <images_dir>/blobs/sha256/.
+ *
+ * Every fallible function returns 0 on success, -1 on failure with err filled. */
+#ifndef SHED_OCI_H
+#define SHED_OCI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/digest.h"
+#include "common/shed_err.h"
+
+/* ---- references ---------------------------------------------------------------------- */
+
+struct oci_ref {
+    char *registry;   /* "ghcr.io", "registry-1.docker.io", "127.0.0.1:5000" */
+    char *repository; /* "owner/img", "library/debian" */
+    char *tag;        /* "latest" when neither tag nor digest was given; NULL if only a digest */
+    char *digest;     /* "sha256:…" when pinned, else NULL */
+};
+
+int oci_ref_parse(const char *text, struct oci_ref *ref, struct shed_err *err);
+void oci_ref_free(struct oci_ref *ref);
+/* Canonical form "registry/repository[:tag][@digest]", malloc'd. */
+char *oci_ref_format(const struct oci_ref *ref);
+
+/* ---- blob store ---------------------------------------------------------------------- */
+
+struct oci_store; /* <images_dir>/blobs/sha256/<hex>, plus the ref index */
+
+int oci_store_open(const char *images_dir, struct oci_store **store, struct shed_err *err);
+void oci_store_close(struct oci_store *store);
+const char *oci_store_images_dir(const struct oci_store *store);
+/* Path of a blob (whether or not it exists), malloc'd. */
+char *oci_store_blob_path(const struct oci_store *store, const char *digest);
+bool oci_store_has_blob(const struct oci_store *store, const char *digest);
+/* Reads a small blob (manifest, config) and verifies its digest. */
+int oci_store_read_blob(const struct oci_store *store, const char *digest, char **data,
+                        size_t *len, struct shed_err *err);
+/* Ref index: canonical ref string → manifest digest (the one pulled last). */
+int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const char *digest,
+                      struct shed_err *err);
+/* SHED_E_NOT_FOUND when the ref was never pulled. *digest is malloc'd. */
+int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
+                      struct shed_err *err);
+
+/* ---- images (a parsed single-platform manifest) --------------------------------------- */
+
+enum oci_compression { OCI_COMPRESSION_NONE, OCI_COMPRESSION_GZIP, OCI_COMPRESSION_ZSTD };
+
+struct oci_layer {
+    char digest[DIGEST_STRING_LEN + 1];
+    uint64_t size; /* compressed size as in the manifest */
+    char *media_type;
+    enum oci_compression compression;
+};
+
+struct oci_image {
+    char manifest_digest[DIGEST_STRING_LEN + 1];
+    char *manifest_media_type;
+    char config_digest[DIGEST_STRING_LEN + 1];
+    uint64_t config_size;
+    size_t layer_count;
+    struct oci_layer *layers; /* bottom first */
+};
+
+/* Parses a manifest already in the store (after oci_pull). Fails with SHED_E_UNSUPPORTED on
+ * foreign or unknown layer media types. */
+int oci_image_load(const struct oci_store *store, const char *manifest_digest,
+                   struct oci_image *image, struct shed_err *err);
+void oci_image_free(struct oci_image *image);
+
+/* ---- pulling ------------------------------------------------------------------------- */
+
+enum oci_progress_event {
+    OCI_PROGRESS_MANIFEST,     /* manifest resolved; image is filled */
+    OCI_PROGRESS_LAYER_BYTES,  /* bytes arrived for layer index */
+    OCI_PROGRESS_LAYER_DONE,   /* layer index verified and stored (or already present) */
+};
+
+struct oci_progress {
+    enum oci_progress_event event;
+    size_t layer_index;
+    const struct oci_image *image;
+    uint64_t layer_bytes_done, layer_bytes_total;
+    uint64_t bytes_done, bytes_total; /* all layers of the image */
+    bool already_present;             /* LAYER_DONE for a blob we did not fetch */
+};
+
+typedef void (*oci_progress_fn)(const struct oci_progress *progress, void *ctx);
+
+struct oci_pull_opts {
+    const char *platform;          /* "os/arch[/variant]"; NULL = the host's */
+    const char *creds;             /* "user:pass" or NULL */
+    const char *docker_config;     /* path of config.json; NULL = ~/.docker/config.json */
+    const char *const *insecure_registries; /* NULL-terminated list of hosts[:port] using HTTP */
+    unsigned max_parallel;         /* parallel layer downloads; 0 = default */
+    oci_progress_fn progress;
+    void *progress_ctx;
+    volatile int *cancel;          /* when non-NULL and set non-zero: stop with SHED_E_INTERRUPTED */
+};
+
+struct oci_pull_result {
+    struct oci_image image;
+    uint64_t bytes_fetched; /* blob bytes transferred over the network (0 on a re-pull) */
+};
+
+/* Resolves ref, fetches manifest, config and every missing layer into the store, records
+ * ref → manifest digest in the ref index. */
+int oci_pull(struct oci_store *store, const char *ref, const struct oci_pull_opts *opts,
+             struct oci_pull_result *result, struct shed_err *err);
+void oci_pull_result_free(struct oci_pull_result *result);
+
+/* One manifest request: the digest the ref points at now, for the platform (for an index,
+ * the platform's manifest digest). Used for cache freshness. */
+int oci_resolve(const char *ref, const struct oci_pull_opts *opts,
+                char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);
+
+#endif

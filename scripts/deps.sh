@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every build, run and test dependency of shed on Debian 12 (apt-get only).
+# Idempotent: packages already present are left as they are.
+set -euo pipefail
+
+BUILD_PKGS=(build-essential cmake pkg-config
+  libcurl4-openssl-dev libarchive-dev libext2fs-dev e2fsprogs libjansson-dev
+  libmicrohttpd-dev libyaml-dev libssl-dev libzstd-dev zlib1g-dev libisal-dev)
+TEST_PKGS=(docker-registry umoci skopeo busybox-static apache2-utils debootstrap
+  xfsprogs btrfs-progs tmux runc qemu-system-x86 wrk isal zstd gzip curl
+  python3 openssl iproute2 util-linux time jq)
+
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+
+missing=()
+for pkg in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  # docker-registry's postinst tries to reach systemd, which is absent here: harmless.
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+echo "deps: all ${#BUILD_PKGS[@]} build and ${#TEST_PKGS[@]} test packages present"
