@@ -74,6 +74,10 @@ void oci_image_free(struct oci_image *image);
 
 /* ---- pulling ------------------------------------------------------------------------- */
 
+/* Initialises libcurl; call once from main (before any thread starts) in every program that
+ * uses oci_pull or oci_resolve. */
+int oci_global_init(struct shed_err *err);
+
 enum oci_progress_event {
     OCI_PROGRESS_MANIFEST,     /* manifest resolved; image is filled */
     OCI_PROGRESS_LAYER_BYTES,  /* bytes arrived for layer index */

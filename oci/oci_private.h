@@ -1,0 +1,157 @@
+/* Internals shared by the files of the oci module; not part of the public contract. */
+#ifndef SHED_OCI_PRIVATE_H
+#define SHED_OCI_PRIVATE_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "oci.h"
+
+#define OCI_DOCKER_HUB_REGISTRY "registry-1.docker.io"
+
+#define MEDIA_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MEDIA_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MEDIA_DOCKER_SCHEMA1 "application/vnd.docker.distribution.manifest.v1+json"
+#define MEDIA_DOCKER_SCHEMA1_SIGNED "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+/* Manifests and configs are small; anything larger is refused rather than buffered. */
+#define OCI_MAX_MANIFEST_BYTES (8u << 20)
+#define OCI_MAX_CONFIG_BYTES (32u << 20)
+
+/* ---- ref.c ---- */
+const char *oci_ref_manifest_reference(const struct oci_ref *ref);
+
+/* ---- store.c ---- */
+/* <images_dir>/blobs/sha256/<hex>.tmp: the resumable partial download of a blob. */
+char *store_blob_tmp_path(const struct oci_store *store, const char *digest);
+const char *store_blobs_dir(const struct oci_store *store);
+/* Writes a small blob whose bytes we hold (manifest, index) after checking its digest. */
+int store_put_blob(struct oci_store *store, const char *digest, const void *data, size_t len,
+                   struct shed_err *err);
+
+/* ---- manifest.c ---- */
+enum manifest_kind { MANIFEST_KIND_IMAGE, MANIFEST_KIND_INDEX };
+
+int manifest_kind_of(const char *content_type, const char *body, size_t len,
+                     enum manifest_kind *kind, struct shed_err *err);
+int manifest_parse_image(const char *body, size_t len, const char *digest,
+                         struct oci_image *image, struct shed_err *err);
+/* Chooses the manifest for platform ("os/arch[/variant]", NULL = host) from an index. */
+int index_select_platform(const char *body, size_t len, const char *platform,
+                          char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);
+/* "linux/amd64", "linux/arm64/v8", … for the machine we run on. */
+void platform_of_host(char *buf, size_t len);
+
+/* ---- http.c: one request with an easy handle, headers and a bounded body collected ---- */
+struct http_response {
+    long status;
+    char *body;
+    size_t body_len;
+    char *content_type;
+    char *www_authenticate;
+    char *location;
+    char *content_range;
+    long retry_after_seconds; /* -1 when absent */
+};
+
+struct http_request {
+    const char *url;
+    const char *authorization; /* full header value ("Bearer …"), NULL for none */
+    const char *accept;        /* Accept header value, NULL for none */
+    size_t max_body;
+    volatile int *cancel;
+};
+
+void http_response_free(struct http_response *response);
+/* Common options: user agent, timeouts, no automatic redirects, cancel via progress. */
+int http_easy_setup(CURL *easy, volatile int *cancel);
+/* Fills *curl_result; returns -1 only for local failures (memory, curl setup). */
+int http_perform(CURL *easy, const struct http_request *request, struct http_response *response,
+                 CURLcode *curl_result, struct shed_err *err);
+/* Header callback helper: stores a recognised header of one response line into response. */
+void http_response_note_header(struct http_response *response, const char *line, size_t len);
+long http_parse_retry_after(const char *value);
+bool http_status_is_retryable(long status);
+bool http_curl_code_is_retryable(CURLcode code, bool connect_refused_retryable);
+/* Backoff before attempt number `attempt` (1 = first retry), honouring Retry-After. */
+long http_retry_delay_ms(unsigned attempt, long retry_after_seconds);
+/* Sleeps, waking early when *cancel becomes set; returns -1 when cancelled. */
+int http_sleep_ms(long ms, volatile int *cancel);
+/* Resolves a (possibly relative) Location against base; malloc'd. */
+char *http_resolve_url(const char *base, const char *location);
+/* True when a and b have the same scheme, host and port. */
+bool http_same_origin(const char *a, const char *b);
+int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const char *errbuf);
+
+#define HTTP_MAX_ATTEMPTS 6
+#define HTTP_MAX_REDIRECTS 5
+
+/* ---- auth.c ---- */
+enum auth_scheme { AUTH_NONE, AUTH_BASIC, AUTH_BEARER };
+
+struct auth_challenge {
+    enum auth_scheme scheme;
+    char *realm, *service, *scope;
+};
+
+int auth_challenge_parse(const char *header, struct auth_challenge *challenge,
+                         struct shed_err *err);
+void auth_challenge_free(struct auth_challenge *challenge);
+/* Credentials for registry: --creds, else docker config.json auths. Both NULL when none. */
+int auth_lookup_credentials(const char *registry, const struct oci_pull_opts *opts, char **user,
+                            char **password, struct shed_err *err);
+char *auth_basic_header_value(const char *user, const char *password);
+struct bearer_token {
+    char *token;
+    uint64_t expires_at_ms; /* monotonic clock */
+};
+int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const char *repository,
+                     const char *user, const char *password, volatile int *cancel,
+                     struct bearer_token *token, struct shed_err *err);
+uint64_t monotonic_ms(void);
+
+/* ---- registry.c: the client of one repository on one registry ---- */
+struct registry_client;
+
+int registry_client_new(const struct oci_ref *ref, const struct oci_pull_opts *opts,
+                        struct registry_client **client, struct shed_err *err);
+void registry_client_free(struct registry_client *client);
+/* GET /v2/<repo>/manifests/<reference> with every manifest type in Accept. */
+int registry_get_manifest(struct registry_client *client, const char *reference,
+                          struct http_response *response, struct shed_err *err);
+char *registry_blob_url(const struct registry_client *client, const char *digest);
+/* "http[s]://host[:port]": the origin that may see Authorization. */
+const char *registry_base_url(const struct registry_client *client);
+/* "Bearer …"/"Basic …" for requests to the registry itself, NULL when anonymous. */
+const char *registry_authorization(const struct registry_client *client);
+/* After a 401: runs the challenge (token fetch or Basic credentials). Fails with SHED_E_AUTH
+ * when the credentials we already sent were refused. */
+int registry_authenticate(struct registry_client *client, const char *www_authenticate,
+                          struct shed_err *err);
+/* Drops a cached token that is close to expiry so the next request renews it. */
+int registry_refresh_token_if_expired(struct registry_client *client, struct shed_err *err);
+const char *registry_name(const struct registry_client *client);
+volatile int *registry_cancel_flag(const struct registry_client *client);
+
+/* ---- fetch.c: parallel, resumable, verified blob downloads ---- */
+struct blob_fetch {
+    const char *digest;
+    uint64_t size;
+    size_t layer_index; /* for progress; SIZE_MAX for the config */
+};
+
+struct fetch_progress {
+    const struct oci_pull_opts *opts;
+    const struct oci_image *image;
+    uint64_t bytes_total, bytes_done;
+};
+
+int fetch_blobs(struct registry_client *client, struct oci_store *store,
+                const struct blob_fetch *blobs, size_t count, const struct oci_pull_opts *opts,
+                struct fetch_progress *progress, uint64_t *bytes_fetched, struct shed_err *err);
+
+#endif
