@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/fsutil.h"
 
 int cli_fail(const struct shed_err *err)
@@ -26,13 +27,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 char *cli_default_data_dir(void)
 {
-    if (geteuid() == 0)
-        return str_printf("/var/lib/shed");
-    const char *xdg = getenv("XDG_DATA_HOME");
-    if (xdg != NULL && xdg[0] == '/')
-        return str_printf("%s/shed", xdg);
-    const char *home = getenv("HOME");
-    return str_printf("%s/.local/share/shed", home != NULL ? home : ".");
+    return shed_config_default_data_dir();
 }
 
 char *cli_images_dir(const char *data_dir)
