@@ -13,13 +13,15 @@ struct command {
 static const struct command commands[] = {
     {"pull", cmd_pull, "pull an image from a registry into the blob store"},
     {"convert", cmd_convert, "pull an image and write it as an ext4 root filesystem"},
+    {"config", cmd_config, "validate server.yaml and print the resolved configuration"},
+    {"clone", cmd_clone, "clone a file the way instance rootfs clones are made"},
 };
 
 static void print_usage(FILE *out)
 {
     fprintf(out, "Usage: shed-server [--help] [--version] COMMAND [ARGS...]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'shed-server COMMAND --help' for a command's options.\n");
 }
 

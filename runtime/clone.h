@@ -1,0 +1,30 @@
+/* Instance rootfs clones: a copy of an image that costs nothing until it is written to.
+ *
+ * clone_file tries, in order: FICLONE (Linux; clonefile on macOS), which shares every
+ * extent; copy_file_range over the source's data segments; a read/write copy of the data
+ * segments. The last two find the segments with SEEK_DATA/SEEK_HOLE, so holes stay holes and
+ * the copy allocates no more than the source does. */
+#ifndef SHED_RUNTIME_CLONE_H
+#define SHED_RUNTIME_CLONE_H
+
+#include "common/shed_err.h"
+
+enum clone_strategy {
+    CLONE_STRATEGY_NONE,
+    CLONE_STRATEGY_REFLINK,         /* FICLONE / clonefile: extents shared, O(1) */
+    CLONE_STRATEGY_COPY_FILE_RANGE, /* in-kernel copy of the data segments */
+    CLONE_STRATEGY_SPARSE_COPY,     /* read/write of the data segments */
+};
+
+/* "reflink", "copy_file_range", "sparse_copy" ("none" before anything ran). */
+const char *clone_strategy_name(enum clone_strategy strategy);
+
+/* Copies src to dst, which must not exist (created O_EXCL with src's permission bits).
+ * Falls back to the next strategy only when one is unsupported here (EOPNOTSUPP, EXDEV,
+ * EINVAL, ENOTTY, ENOSYS); any other error (ENOSPC, EIO, EACCES, …) fails. dst is fsynced,
+ * then its directory. On failure dst is removed (unless it already existed). *strategy, when
+ * non-NULL, reports the strategy that produced dst. */
+int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
+               struct shed_err *err);
+
+#endif
