@@ -6,5 +6,6 @@ int cmd_pull(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

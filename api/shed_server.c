@@ -11,6 +11,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    {"serve", cmd_serve, "serve the REST API until SIGTERM/SIGINT"},
     {"pull", cmd_pull, "pull an image from a registry into the blob store"},
     {"convert", cmd_convert, "pull an image and write it as an ext4 root filesystem"},
     {"config", cmd_config, "validate server.yaml and print the resolved configuration"},

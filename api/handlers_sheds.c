@@ -1,0 +1,485 @@
+/* /api/sheds: list, get, create, delete, start, stop; backend resolution; status
+ * reconciliation.
+ *
+ * Every lifecycle operation takes the shed's lock (instance_store_lock), so operations on
+ * one shed are serialised while different sheds proceed in parallel; reads take no lock. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/cleanup.h"
+#include "common/fsutil.h"
+#include "handlers.h"
+
+/* ---- backends ------------------------------------------------------------------------ */
+
+static const struct shed_backend *detect_backend(const struct backend_set *backends)
+{
+    for (size_t i = 0; i < backends->count; i++) {
+        const struct shed_backend *backend = backends->items[i];
+        struct shed_err ignored = {0};
+        if (backend->probe == NULL || backend->probe(backend, &ignored) == 0)
+            return backend;
+    }
+    return NULL;
+}
+
+void api_describe_default_backend(const struct shed_config *config,
+                                  const struct backend_set *backends, char *out, size_t outlen)
+{
+    const char *configured = config->default_backend != NULL ? config->default_backend : "detect";
+    if (strcmp(configured, "detect") != 0) {
+        snprintf(out, outlen, "%s", configured);
+        return;
+    }
+    const struct shed_backend *detected = detect_backend(backends);
+    snprintf(out, outlen, "%s", detected != NULL ? detected->name : "none");
+}
+
+static int explain_no_backend(const struct backend_set *backends, struct shed_err *err)
+{
+    if (backends->count == 0)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED,
+                         "no backend is available: this build of shed-server has no working "
+                         "backend yet (the container backend is not implemented)");
+    char reasons[400] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < backends->count && used < sizeof reasons; i++) {
+        struct shed_err why = {0};
+        const struct shed_backend *backend = backends->items[i];
+        if (backend->probe != NULL && backend->probe(backend, &why) < 0)
+            used += (size_t)snprintf(reasons + used, sizeof reasons - used, "%s%s: %s",
+                                     used ? "; " : "", backend->name, why.msg);
+    }
+    return shed_errf(err, SHED_E_NOT_SUPPORTED, "no usable backend on this host (%s)", reasons);
+}
+
+int api_resolve_backend(const struct api_context *context, const char *requested,
+                        const struct shed_backend **out, struct shed_err *err)
+{
+    const char *name = requested;
+    if (name == NULL || name[0] == '\0')
+        name = context->config->default_backend != NULL ? context->config->default_backend
+                                                         : "detect";
+    if (!backend_name_is_known(name))
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "unknown backend \"%.40s\" (firecracker, vz, qemu, container or detect)",
+                         name);
+    if (strcmp(name, "detect") == 0) {
+        *out = detect_backend(context->backends);
+        return *out != NULL ? 0 : explain_no_backend(context->backends, err);
+    }
+    const struct shed_backend *backend = backend_set_find(context->backends, name);
+    if (backend == NULL)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED,
+                         "backend \"%s\" is not available in this build of shed-server", name);
+    struct shed_err why = {0};
+    if (backend->probe != NULL && backend->probe(backend, &why) < 0)
+        return shed_errf(err, SHED_E_BACKEND_ERROR, "backend \"%s\" is not usable here: %s", name,
+                         why.msg);
+    *out = backend;
+    return 0;
+}
+
+/* The backend that manages an existing shed (by the name in its metadata). */
+static int backend_of(const struct api_context *context, const struct instance *inst,
+                      const struct shed_backend **out, struct shed_err *err)
+{
+    *out = backend_set_find(context->backends, inst->backend);
+    if (*out == NULL)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED,
+                         "shed \"%s\" uses backend \"%s\", which is not available in this build "
+                         "of shed-server",
+                         inst->name, inst->backend[0] ? inst->backend : "(none)");
+    return 0;
+}
+
+/* ---- shed JSON and reconciliation ---------------------------------------------------- */
+
+static int set_if_nonempty(json_t *obj, const char *key, const char *value)
+{
+    if (value == NULL || value[0] == '\0')
+        return 0;
+    return json_object_set_new(obj, key, json_string(value));
+}
+
+static int set_if_nonzero(json_t *obj, const char *key, long long value)
+{
+    if (value == 0)
+        return 0;
+    return json_object_set_new(obj, key, json_integer(value));
+}
+
+json_t *api_shed_json(const struct instance *inst)
+{
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", inst->name, "status",
+                            instance_status_name(inst->status), "created_at", inst->created_at,
+                            "repo", inst->repo, "backend", inst->backend, "image", inst->image);
+    if (obj == NULL)
+        return NULL;
+    if (set_if_nonempty(obj, "ip_address", inst->ip_address) < 0 ||
+        set_if_nonzero(obj, "cpus", inst->cpus) < 0 ||
+        set_if_nonzero(obj, "memory_mb", inst->memory_mb) < 0 ||
+        set_if_nonzero(obj, "pid", inst->pid) < 0 ||
+        set_if_nonempty(obj, "rootfs_path", inst->rootfs_path) < 0 ||
+        set_if_nonempty(obj, "local_dir", inst->local_dir) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* Whether a shed recorded as running still runs: the backend's answer when it is built in,
+ * else whether the recorded pid is alive. -1: cannot tell (keep the recorded status). */
+static int shed_is_alive(const struct api_context *context, const struct instance *inst)
+{
+    const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
+    if (backend != NULL && backend->status != NULL) {
+        enum instance_status status;
+        struct shed_err ignored = {0};
+        if (backend->status(backend, inst, &status, &ignored) < 0)
+            return -1;
+        return status == INSTANCE_RUNNING;
+    }
+    if (inst->pid <= 0)
+        return -1;
+    return !(kill(inst->pid, 0) < 0 && errno == ESRCH);
+}
+
+/* Saves a dead "running" shed as stopped — unless a lifecycle operation holds its lock
+ * (it is changing the state right now; it will save the truth), or it changed meanwhile. */
+static void save_as_stopped(const struct api_context *context, struct instance *inst)
+{
+    int lock = -1;
+    struct shed_err ignored = {0};
+    if (instance_store_trylock(context->instances, inst->name, &lock, &ignored) < 0 || lock < 0)
+        return;
+    struct instance fresh;
+    if (instance_store_load(context->instances, inst->name, &fresh, &ignored) == 0) {
+        if (fresh.status == INSTANCE_RUNNING && fresh.pid == inst->pid) {
+            fresh.status = INSTANCE_STOPPED;
+            fresh.pid = 0;
+            instance_store_save(context->instances, &fresh, &ignored);
+        }
+        instance_clear(&fresh);
+    }
+    instance_store_unlock(lock);
+}
+
+static void reconcile(const struct api_context *context, struct instance *inst)
+{
+    if (inst->status != INSTANCE_RUNNING || shed_is_alive(context, inst) != 0)
+        return;
+    save_as_stopped(context, inst);
+    inst->status = INSTANCE_STOPPED;
+    inst->pid = 0;
+}
+
+int api_load_shed(const struct api_context *context, const char *name, struct instance *inst,
+                  struct shed_err *err)
+{
+    if (instance_store_load(context->instances, name, inst, err) < 0)
+        return -1;
+    reconcile(context, inst);
+    return 0;
+}
+
+/* ---- list / get ---------------------------------------------------------------------- */
+
+void handle_sheds_list(const struct api_request *request, const struct api_context *context,
+                       struct api_response *response)
+{
+    (void)request;
+    struct instance_list list;
+    struct shed_err err = {0};
+    if (instance_store_list(context->instances, &list, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    json_t *sheds = json_array();
+    for (size_t i = 0; sheds != NULL && i < list.count; i++) {
+        reconcile(context, &list.items[i]);
+        if (json_array_append_new(sheds, api_shed_json(&list.items[i])) < 0) {
+            json_decref(sheds);
+            sheds = NULL;
+        }
+    }
+    instance_list_clear(&list);
+    api_respond_json(response, 200, sheds != NULL ? json_pack("{s:o}", "sheds", sheds) : NULL);
+}
+
+void handle_shed_get(const struct api_request *request, const struct api_context *context,
+                     struct api_response *response)
+{
+    struct instance inst;
+    struct shed_err err = {0};
+    if (api_load_shed(context, request->params[0], &inst, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    api_respond_json(response, 200, api_shed_json(&inst));
+    instance_clear(&inst);
+}
+
+/* ---- create -------------------------------------------------------------------------- */
+
+struct create_request {
+    const char *name;
+    const char *repo;
+    const char *local_dir;
+    const char *image;
+    const char *backend;
+    int cpus;
+    int memory_mb;
+};
+
+/* owner/repo, or a git URL (scheme://host/path or scp-like user@host:path). Never anything
+ * starting with '-' (git would take it for an option) or holding spaces/control bytes. */
+static bool repo_is_valid(const char *repo)
+{
+    size_t len = strlen(repo);
+    if (len == 0 || len > 2048 || repo[0] == '-')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)repo[i] <= ' ' || repo[i] == 0x7f)
+            return false;
+    static const char *const schemes[] = {"https://", "http://", "ssh://", "git://", "file://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        size_t scheme_len = strlen(schemes[i]);
+        if (strncmp(repo, schemes[i], scheme_len) == 0)
+            return len > scheme_len + 1 && strchr(repo + scheme_len, '/') != NULL;
+    }
+    const char *at = strchr(repo, '@'), *colon = strchr(repo, ':');
+    if (at != NULL && colon != NULL && at < colon)
+        return colon[1] != '\0' && at > repo;
+    /* owner/repo: exactly one slash between two non-empty GitHub-style names */
+    const char *slash = strchr(repo, '/');
+    if (slash == NULL || slash == repo || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
+        return false;
+    return strspn(repo, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./") == len;
+}
+
+static int check_local_dir(const char *dir, struct shed_err *err)
+{
+    if (dir[0] != '/')
+        return shed_errf(err, SHED_E_INVALID_LOCAL_DIR, "local_dir \"%.200s\" is not absolute",
+                         dir);
+    struct stat st;
+    if (stat(dir, &st) < 0)
+        return shed_errf_errno(err, SHED_E_INVALID_LOCAL_DIR, errno, "local_dir \"%.200s\"", dir);
+    if (!S_ISDIR(st.st_mode))
+        return shed_errf(err, SHED_E_INVALID_LOCAL_DIR, "local_dir \"%.200s\" is not a directory",
+                         dir);
+    return 0;
+}
+
+/* An image is known when the config names it or a cached <name>-rootfs.ext4 exists. */
+static int check_image(const struct api_context *context, const char *image, struct shed_err *err)
+{
+    const struct shed_config *config = context->config;
+    if (image == NULL) {
+        if (config->base_image == NULL)
+            return shed_errf(err, SHED_E_UNKNOWN_IMAGE,
+                             "no image given and the server has no base_image configured");
+        return 0;
+    }
+    if (!shed_image_name_is_valid(image))
+        return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "invalid image name \"%.80s\"", image);
+    if (shed_config_find_image(config, image) != NULL)
+        return 0;
+    cleanup_free char *cached = str_printf("%s/%s-rootfs.ext4", config->images_dir, image);
+    if (cached == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (fs_exists(cached))
+        return 0;
+    return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "unknown image \"%s\"", image);
+}
+
+static const char *const create_fields[] = {"name",      "repo", "image", "backend",
+                                            "local_dir", "cpus", "memory_mb", NULL};
+
+static int parse_create_fields(const json_t *body, struct create_request *create,
+                               struct shed_err *err)
+{
+    long long cpus = 0, memory_mb = 0;
+    bool has_cpus = false, has_memory = false;
+    if (api_field_string(body, "name", &create->name, err) < 0 ||
+        api_field_string(body, "repo", &create->repo, err) < 0 ||
+        api_field_string(body, "image", &create->image, err) < 0 ||
+        api_field_string(body, "backend", &create->backend, err) < 0 ||
+        api_field_string(body, "local_dir", &create->local_dir, err) < 0 ||
+        api_field_int(body, "cpus", 1, 1024, &cpus, &has_cpus, err) < 0 ||
+        api_field_int(body, "memory_mb", 64, 16 * 1024 * 1024, &memory_mb, &has_memory, err) < 0)
+        return -1;
+    create->cpus = has_cpus ? (int)cpus : 0;
+    create->memory_mb = has_memory ? (int)memory_mb : 0;
+    return 0;
+}
+
+/* Everything that can be checked without changing anything, in the order of api.md. */
+static int validate_create(const struct api_context *context, const struct create_request *create,
+                           struct shed_err *err)
+{
+    if (create->name == NULL)
+        return shed_errf(err, SHED_E_INVALID_SHED_NAME, "field \"name\" is required");
+    if (instance_check_name(create->name, err) < 0)
+        return -1;
+    if (create->repo != NULL && create->local_dir != NULL)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "repo and local_dir are mutually exclusive");
+    if (create->repo != NULL && !repo_is_valid(create->repo))
+        return shed_errf(err, SHED_E_INVALID_REPO_URL,
+                         "invalid repo \"%.200s\": use owner/repo or a git URL", create->repo);
+    if (create->local_dir != NULL && check_local_dir(create->local_dir, err) < 0)
+        return -1;
+    if (check_image(context, create->image, err) < 0)
+        return -1;
+    if (create->backend != NULL && !backend_name_is_known(create->backend))
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "unknown backend \"%.40s\" (firecracker, vz, qemu, container or detect)",
+                         create->backend);
+    return 0;
+}
+
+static int check_not_exists(const struct api_context *context, const char *name,
+                            struct shed_err *err)
+{
+    cleanup_free char *path = instance_store_path(context->instances, name);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (fs_exists(path))
+        return shed_errf(err, SHED_E_SHED_ALREADY_EXISTS, "shed \"%s\" already exists", name);
+    return 0;
+}
+
+void handle_shed_create(const struct api_request *request, const struct api_context *context,
+                        struct api_response *response)
+{
+    json_t *body = NULL;
+    struct shed_err err = {0};
+    struct create_request create = {0};
+    const struct shed_backend *backend = NULL;
+    if (api_parse_body_object(request, create_fields, false, &body, &err) < 0 ||
+        parse_create_fields(body, &create, &err) < 0 || validate_create(context, &create, &err) < 0 ||
+        check_not_exists(context, create.name, &err) < 0 ||
+        api_resolve_backend(context, create.backend, &backend, &err) < 0) {
+        api_respond_error(response, &err);
+        json_decref(body);
+        return;
+    }
+    /* A backend resolved: the create pipeline (image → rootfs clone → backend create, SSE
+     * progress, rollback) runs here once a backend exists. Until then this is unreachable in
+     * practice (no backend is built in), and it must not pretend to have created anything. */
+    api_respond_errorf(response, SHED_E_NOT_SUPPORTED,
+                       "creating sheds with backend \"%s\" is not implemented yet", backend->name);
+    json_decref(body);
+}
+
+/* ---- delete / start / stop ----------------------------------------------------------- */
+
+/* Runs op on the shed with its lock held; the shed is (re)loaded under the lock. */
+typedef int (*locked_op)(const struct api_context *context, struct instance *inst,
+                         struct shed_err *err);
+
+static int with_shed_locked(const struct api_context *context, const char *name, locked_op op,
+                            struct instance *inst, struct shed_err *err)
+{
+    if (instance_check_name(name, err) < 0)
+        return -1;
+    int lock = -1;
+    if (instance_store_lock(context->instances, name, &lock, err) < 0)
+        return -1;
+    int rc = api_load_shed(context, name, inst, err);
+    if (rc == 0) {
+        rc = op(context, inst, err);
+        if (rc < 0)
+            instance_clear(inst);
+    }
+    instance_store_unlock(lock);
+    return rc;
+}
+
+static int stop_locked(const struct api_context *context, struct instance *inst,
+                       struct shed_err *err)
+{
+    if (inst->status != INSTANCE_RUNNING)
+        return shed_errf(err, SHED_E_SHED_ALREADY_STOPPED, "shed \"%s\" is not running",
+                         inst->name);
+    const struct shed_backend *backend;
+    if (backend_of(context, inst, &backend, err) < 0)
+        return -1;
+    if (backend->stop == NULL)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot stop sheds",
+                         backend->name);
+    if (backend->stop(backend, inst, err) < 0)
+        return -1;
+    inst->status = INSTANCE_STOPPED;
+    inst->pid = 0;
+    return instance_store_save(context->instances, inst, err);
+}
+
+static int start_locked(const struct api_context *context, struct instance *inst,
+                        struct shed_err *err)
+{
+    if (inst->status == INSTANCE_RUNNING)
+        return shed_errf(err, SHED_E_SHED_ALREADY_RUNNING, "shed \"%s\" is already running",
+                         inst->name);
+    const struct shed_backend *backend;
+    if (backend_of(context, inst, &backend, err) < 0)
+        return -1;
+    if (backend->start == NULL)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot start sheds",
+                         backend->name);
+    if (backend->start(backend, inst, NULL, err) < 0)
+        return -1;
+    inst->status = INSTANCE_RUNNING;
+    return instance_store_save(context->instances, inst, err);
+}
+
+/* A running shed is stopped first. A stopped shed whose backend is not built in can still be
+ * deleted: nothing of it runs, and the directory removal never crosses a mount point. */
+static int delete_locked(const struct api_context *context, struct instance *inst,
+                         struct shed_err *err)
+{
+    if (inst->status == INSTANCE_RUNNING && stop_locked(context, inst, err) < 0)
+        return shed_err_prefix(err, "cannot stop shed \"%s\" before deleting it", inst->name);
+    const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
+    if (backend != NULL && backend->delete != NULL && backend->delete(backend, inst, err) < 0)
+        return -1;
+    return instance_store_delete(context->instances, inst->name, err);
+}
+
+static void respond_locked(const struct api_request *request, const struct api_context *context,
+                           struct api_response *response, locked_op op, unsigned ok_status)
+{
+    struct instance inst;
+    struct shed_err err = {0};
+    if (with_shed_locked(context, request->params[0], op, &inst, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    if (ok_status == 204)
+        api_respond_empty(response, 204);
+    else
+        api_respond_json(response, ok_status, api_shed_json(&inst));
+    instance_clear(&inst);
+}
+
+void handle_shed_delete(const struct api_request *request, const struct api_context *context,
+                        struct api_response *response)
+{
+    respond_locked(request, context, response, delete_locked, 204);
+}
+
+void handle_shed_start(const struct api_request *request, const struct api_context *context,
+                       struct api_response *response)
+{
+    respond_locked(request, context, response, start_locked, 200);
+}
+
+void handle_shed_stop(const struct api_request *request, const struct api_context *context,
+                      struct api_response *response)
+{
+    respond_locked(request, context, response, stop_locked, 200);
+}

@@ -1,0 +1,176 @@
+#include "http_util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+void api_response_clear(struct api_response *response)
+{
+    if (response->json != NULL)
+        json_decref(response->json);
+    if (response->mhd != NULL)
+        MHD_destroy_response(response->mhd);
+    response->json = NULL;
+    response->mhd = NULL;
+}
+
+json_t *api_error_json(enum shed_code code, const char *message)
+{
+    return json_pack("{s:{s:s, s:s}}", "error", "code", shed_code_api_name(code), "message",
+                     message);
+}
+
+void api_respond_json(struct api_response *response, unsigned status, json_t *body)
+{
+    api_response_clear(response);
+    if (body == NULL) {
+        response->status = 500;
+        response->json = api_error_json(SHED_E_NO_MEMORY, "out of memory building the response");
+        return;
+    }
+    response->status = status;
+    response->json = body;
+}
+
+void api_respond_empty(struct api_response *response, unsigned status)
+{
+    api_response_clear(response);
+    response->status = status;
+}
+
+void api_respond_error(struct api_response *response, const struct shed_err *err)
+{
+    enum shed_code code = err->code == SHED_OK ? SHED_E_BACKEND_ERROR : err->code;
+    const char *message = err->msg[0] != '\0' ? err->msg : "internal error";
+    api_respond_json(response, (unsigned)shed_code_http_status(code),
+                     api_error_json(code, message));
+}
+
+void api_respond_errorf(struct api_response *response, enum shed_code code, const char *fmt, ...)
+{
+    struct shed_err err = {.code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.msg, sizeof err.msg, fmt, ap);
+    va_end(ap);
+    api_respond_error(response, &err);
+}
+
+const char *api_query(const struct api_request *request, const char *key)
+{
+    return MHD_lookup_connection_value(request->connection, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *api_header(const struct api_request *request, const char *name)
+{
+    return MHD_lookup_connection_value(request->connection, MHD_HEADER_KIND, name);
+}
+
+int api_query_bool(const struct api_request *request, const char *key, bool fallback, bool *value,
+                   struct shed_err *err)
+{
+    /* MHD reports "?dry_run" (no '=') with a NULL value; tell it apart from absence. */
+    const char *text = NULL;
+    enum MHD_Result present = MHD_lookup_connection_value_n(
+        request->connection, MHD_GET_ARGUMENT_KIND, key, strlen(key), &text, NULL);
+    if (present != MHD_YES) {
+        *value = fallback;
+        return 0;
+    }
+    if (text != NULL && (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)) {
+        *value = true;
+        return 0;
+    }
+    if (text != NULL && (strcmp(text, "false") == 0 || strcmp(text, "0") == 0)) {
+        *value = false;
+        return 0;
+    }
+    return shed_errf(err, SHED_E_INVALID_REQUEST,
+                     "query parameter %s must be true or false, got \"%.40s\"", key,
+                     text != NULL ? text : "");
+}
+
+bool api_wants_event_stream(const struct api_request *request)
+{
+    const char *accept = api_header(request, MHD_HTTP_HEADER_ACCEPT);
+    return accept != NULL && strcasestr(accept, "text/event-stream") != NULL;
+}
+
+static bool key_allowed(const char *key, const char *const *allowed)
+{
+    for (size_t i = 0; allowed[i] != NULL; i++)
+        if (strcmp(key, allowed[i]) == 0)
+            return true;
+    return false;
+}
+
+int api_parse_body_object(const struct api_request *request, const char *const *allowed,
+                          bool empty_ok, json_t **object, struct shed_err *err)
+{
+    *object = NULL;
+    if (request->body_len == 0) {
+        if (!empty_ok)
+            return shed_errf(err, SHED_E_INVALID_REQUEST, "a JSON object body is required");
+        *object = json_object();
+        return *object != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    json_error_t jerr;
+    json_t *json = json_loadb(request->body, request->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (json == NULL)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "malformed JSON body: line %d column %d: %s",
+                         jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(json)) {
+        json_decref(json);
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "the body must be a JSON object");
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(json, key, value)
+    {
+        if (!key_allowed(key, allowed)) {
+            json_decref(json);
+            return shed_errf(err, SHED_E_INVALID_REQUEST, "unknown field \"%.80s\"", key);
+        }
+    }
+    *object = json;
+    return 0;
+}
+
+int api_field_string(const json_t *object, const char *key, const char **value,
+                     struct shed_err *err)
+{
+    json_t *field = json_object_get(object, key);
+    *value = NULL;
+    if (field == NULL)
+        return 0;
+    if (!json_is_string(field))
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "field \"%s\" must be a string", key);
+    *value = json_string_value(field);
+    return 0;
+}
+
+int api_field_int(const json_t *object, const char *key, long long min, long long max,
+                  long long *value, bool *present, struct shed_err *err)
+{
+    json_t *field = json_object_get(object, key);
+    *present = field != NULL;
+    if (field == NULL)
+        return 0;
+    if (!json_is_integer(field))
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "field \"%s\" must be an integer", key);
+    *value = json_integer_value(field);
+    if (*value < min || *value > max)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "field \"%s\" must be in %lld..%lld", key,
+                         min, max);
+    return 0;
+}
+
+double api_elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}

@@ -1,0 +1,120 @@
+/* The backend interface: what runs a shed (container under runc, qemu, firecracker, vz).
+ *
+ * A backend is a table of function pointers plus a name and its own state. The API layer
+ * never knows which backend it drives: a new backend plugs in by adding its table to the
+ * backend set the server is started with (api/cmd_serve.c), with no change to the API.
+ *
+ * Ownership and locking: every call that changes a shed (create/start/stop/delete) is made
+ * with the shed's lock held (instance_store_lock), so a backend never sees two lifecycle
+ * calls for one shed at once; calls for different sheds may run concurrently on different
+ * threads. status/exec/dial may run concurrently with anything and must not block for long.
+ *
+ * Errors: every function returns 0 or -1 with err filled (shed_errf). Use SHED_E_BACKEND_ERROR
+ * (or an internal code, reported as BACKEND_ERROR) for failures of the machinery, and the API
+ * codes where one fits (SHED_E_NOT_SUPPORTED, SHED_E_CONNECT_FAILED, SHED_E_TMUX_NOT_AVAILABLE).
+ * A function pointer left NULL means "this backend cannot do that": the API answers
+ * 501 NOT_SUPPORTED. */
+#ifndef SHED_BACKEND_H
+#define SHED_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/shed_err.h"
+#include "runtime/instance.h"
+
+/* Progress reporting during create/start: phases of api.md ("image", "rootfs", "network",
+ * "vm", "agent", "repo"; the container backend uses "container" for its own phase). A
+ * warning is a non-fatal condition (e.g. a repo clone that failed). */
+struct backend_progress {
+    void (*report)(const char *phase, const char *message, bool warning, void *ctx);
+    void *ctx;
+};
+
+static inline void backend_report(const struct backend_progress *progress, const char *phase,
+                                  const char *message, bool warning)
+{
+    if (progress != NULL && progress->report != NULL)
+        progress->report(phase, message, warning, progress->ctx);
+}
+
+/* A command to run inside a running shed. The fds are the host-side ends the command's
+ * stdin/stdout/stderr are connected to (-1: /dev/null). */
+struct backend_exec_request {
+    const char *const *argv; /* NULL-terminated, argv[0] looked up in the shed's PATH */
+    bool tty;                /* allocate a terminal; stdin_fd is then its controlling side */
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+};
+
+struct shed_backend {
+    /* "container", "qemu", "firecracker", "vz": the name stored in metadata.json. */
+    const char *name;
+    /* Backend-private state (e.g. paths to binaries, parsed per-backend config). */
+    void *state;
+
+    /* 0 when the backend can run sheds on this host; otherwise -1 with err saying why not
+     * (e.g. "runc not found in PATH"). Used by `detect` and reported by the server. */
+    int (*probe)(const struct shed_backend *self, struct shed_err *err);
+
+    /* Prepares the backend's resources for a new shed whose rootfs is already cloned to
+     * inst->rootfs_path, then starts it: on success inst->status is RUNNING and pid,
+     * ip_address and backend_state are filled as the backend sees fit. On failure the backend
+     * leaves nothing of its own behind (no mount, no container, no network namespace); the
+     * caller removes the instance directory. */
+    int (*create)(const struct shed_backend *self, struct instance *inst,
+                  const struct backend_progress *progress, struct shed_err *err);
+    /* Starts a stopped shed; updates inst (status RUNNING, pid, ...). */
+    int (*start)(const struct shed_backend *self, struct instance *inst,
+                 const struct backend_progress *progress, struct shed_err *err);
+    /* Stops a running shed; updates inst (status STOPPED, pid 0). */
+    int (*stop)(const struct shed_backend *self, struct instance *inst, struct shed_err *err);
+    /* Releases everything the backend holds for a stopped shed (the caller removes the
+     * instance directory afterwards). Must succeed on a half-created shed too. */
+    int (*delete)(const struct shed_backend *self, struct instance *inst, struct shed_err *err);
+    /* The shed's real state (RUNNING or STOPPED), without changing anything. Called on every
+     * read of a shed, so it must be cheap: no process spawned per call. */
+    int (*status)(const struct shed_backend *self, const struct instance *inst,
+                  enum instance_status *status, struct shed_err *err);
+    /* Runs a command in a running shed and waits for it; *exit_status is its exit code
+     * (128+N when killed by signal N). */
+    int (*exec)(const struct shed_backend *self, const struct instance *inst,
+                const struct backend_exec_request *request, int *exit_status,
+                struct shed_err *err);
+    /* Connects to 127.0.0.1:port inside the shed's own network namespace; *fd is a
+     * connected stream socket owned by the caller. SHED_E_CONNECT_FAILED when nothing
+     * listens there. */
+    int (*dial)(const struct shed_backend *self, const struct instance *inst, uint16_t port,
+                int *fd, struct shed_err *err);
+};
+
+/* Backend names the API accepts in `backend` (api.md), "detect" included. */
+static inline bool backend_name_is_known(const char *name)
+{
+    static const char *const known[] = {"firecracker", "vz", "qemu", "container", "detect"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The backends compiled into a program, in detection preference order (firecracker, qemu,
+ * container). */
+struct backend_set {
+    const struct shed_backend *const *items;
+    size_t count;
+};
+
+static inline const struct shed_backend *backend_set_find(const struct backend_set *set,
+                                                          const char *name)
+{
+    for (size_t i = 0; i < set->count; i++)
+        if (strcmp(set->items[i]->name, name) == 0)
+            return set->items[i];
+    return NULL;
+}
+
+#endif

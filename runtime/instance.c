@@ -1,0 +1,768 @@
+#include "instance.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fsutil.h"
+
+#define METADATA_FILE "metadata.json"
+#define METADATA_MAX_BYTES (1 << 20)
+#define LOCKS_DIR ".locks"
+
+/* ---- names and status -------------------------------------------------------------- */
+
+bool instance_name_is_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > INSTANCE_NAME_MAX)
+        return false;
+    if (name[0] < 'a' || name[0] > 'z')
+        return false;
+    for (size_t i = 1; i < len; i++) {
+        char c = name[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && c != '-')
+            return false;
+    }
+    return name[len - 1] != '-';
+}
+
+int instance_check_name(const char *name, struct shed_err *err)
+{
+    if (instance_name_is_valid(name))
+        return 0;
+    return shed_errf(err, SHED_E_INVALID_SHED_NAME,
+                     "invalid shed name \"%.80s\": use 1-63 lowercase letters, digits and "
+                     "hyphens, starting with a letter and not ending with a hyphen",
+                     name);
+}
+
+static const char *const status_names[] = {
+    [INSTANCE_STOPPED] = "stopped",
+    [INSTANCE_RUNNING] = "running",
+    [INSTANCE_STARTING] = "starting",
+    [INSTANCE_ERROR] = "error",
+};
+
+const char *instance_status_name(enum instance_status status)
+{
+    if ((size_t)status >= sizeof status_names / sizeof status_names[0])
+        return "error";
+    return status_names[status];
+}
+
+bool instance_status_parse(const char *text, enum instance_status *status)
+{
+    for (size_t i = 0; i < sizeof status_names / sizeof status_names[0]; i++) {
+        if (strcmp(text, status_names[i]) == 0) {
+            *status = (enum instance_status)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- the instance value ------------------------------------------------------------ */
+
+#define STRING_FIELD_COUNT 6
+
+/* The string fields in one order, shared by init/clear/copy/JSON. */
+static void string_fields(const struct instance *inst, char **fields[STRING_FIELD_COUNT])
+{
+    struct instance *mutable = (struct instance *)inst;
+    fields[0] = &mutable->repo;
+    fields[1] = &mutable->backend;
+    fields[2] = &mutable->image;
+    fields[3] = &mutable->ip_address;
+    fields[4] = &mutable->rootfs_path;
+    fields[5] = &mutable->local_dir;
+}
+
+int instance_set_string(char **field, const char *value, struct shed_err *err)
+{
+    char *copy = strdup(value != NULL ? value : "");
+    if (copy == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+static int format_now_rfc3339(char *out, size_t outlen, struct shed_err *err)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return shed_errf(err, SHED_E_IO, "cannot format the current time");
+    return 0;
+}
+
+static int instance_init_empty(struct instance *inst, struct shed_err *err)
+{
+    memset(inst, 0, sizeof *inst);
+    inst->status = INSTANCE_STOPPED;
+    char **fields[STRING_FIELD_COUNT];
+    string_fields(inst, fields);
+    for (size_t i = 0; i < STRING_FIELD_COUNT; i++)
+        if (instance_set_string(fields[i], "", err) < 0) {
+            instance_clear(inst);
+            return -1;
+        }
+    return 0;
+}
+
+int instance_init(struct instance *inst, const char *name, struct shed_err *err)
+{
+    if (instance_check_name(name, err) < 0)
+        return -1;
+    if (instance_init_empty(inst, err) < 0)
+        return -1;
+    snprintf(inst->name, sizeof inst->name, "%s", name);
+    if (format_now_rfc3339(inst->created_at, sizeof inst->created_at, err) < 0) {
+        instance_clear(inst);
+        return -1;
+    }
+    return 0;
+}
+
+void instance_clear(struct instance *inst)
+{
+    char **fields[STRING_FIELD_COUNT];
+    string_fields(inst, fields);
+    for (size_t i = 0; i < STRING_FIELD_COUNT; i++) {
+        free(*fields[i]);
+        *fields[i] = NULL;
+    }
+    if (inst->backend_state != NULL)
+        json_decref(inst->backend_state);
+    inst->backend_state = NULL;
+}
+
+int instance_copy(struct instance *dst, const struct instance *src, struct shed_err *err)
+{
+    if (instance_init_empty(dst, err) < 0)
+        return -1;
+    memcpy(dst->name, src->name, sizeof dst->name);
+    memcpy(dst->created_at, src->created_at, sizeof dst->created_at);
+    dst->status = src->status;
+    dst->cpus = src->cpus;
+    dst->memory_mb = src->memory_mb;
+    dst->pid = src->pid;
+    char **to[STRING_FIELD_COUNT], **from[STRING_FIELD_COUNT];
+    string_fields(dst, to);
+    string_fields(src, from);
+    for (size_t i = 0; i < STRING_FIELD_COUNT; i++)
+        if (instance_set_string(to[i], *from[i], err) < 0)
+            goto fail;
+    if (src->backend_state != NULL) {
+        dst->backend_state = json_deep_copy(src->backend_state);
+        if (dst->backend_state == NULL) {
+            shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    instance_clear(dst);
+    return -1;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
+
+static const char *const string_field_names[STRING_FIELD_COUNT] = {"repo",        "backend",     "image",
+                                                 "ip_address", "rootfs_path", "local_dir"};
+
+json_t *instance_to_json(const struct instance *inst)
+{
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I}", "name", inst->name, "status",
+                            instance_status_name(inst->status), "created_at", inst->created_at,
+                            "cpus", inst->cpus, "memory_mb", inst->memory_mb, "pid",
+                            (json_int_t)inst->pid);
+    if (obj == NULL)
+        return NULL;
+    char **fields[STRING_FIELD_COUNT];
+    string_fields(inst, fields);
+    for (size_t i = 0; i < STRING_FIELD_COUNT; i++) {
+        if (json_object_set_new(obj, string_field_names[i],
+                                json_string(*fields[i] != NULL ? *fields[i] : "")) < 0)
+            goto fail;
+    }
+    if (inst->backend_state != NULL &&
+        json_object_set(obj, "backend_state", inst->backend_state) < 0)
+        goto fail;
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+static int json_get_string(const json_t *obj, const char *key, bool required, const char **out,
+                           struct shed_err *err)
+{
+    json_t *value = json_object_get(obj, key);
+    if (value == NULL) {
+        if (required)
+            return shed_errf(err, SHED_E_IO, "metadata: missing \"%s\"", key);
+        *out = "";
+        return 0;
+    }
+    if (!json_is_string(value))
+        return shed_errf(err, SHED_E_IO, "metadata: \"%s\" is not a string", key);
+    *out = json_string_value(value);
+    return 0;
+}
+
+static int json_get_int(const json_t *obj, const char *key, long long max, long long *out,
+                        struct shed_err *err)
+{
+    json_t *value = json_object_get(obj, key);
+    *out = 0;
+    if (value == NULL)
+        return 0;
+    if (!json_is_integer(value) || json_integer_value(value) < 0 ||
+        json_integer_value(value) > max)
+        return shed_errf(err, SHED_E_IO, "metadata: \"%s\" is not an integer in 0..%lld", key,
+                         max);
+    *out = json_integer_value(value);
+    return 0;
+}
+
+static int instance_scalars_from_json(const json_t *json, struct instance *inst,
+                                      struct shed_err *err)
+{
+    const char *name = "", *status = "", *created_at = "";
+    if (json_get_string(json, "name", true, &name, err) < 0 ||
+        json_get_string(json, "status", true, &status, err) < 0 ||
+        json_get_string(json, "created_at", false, &created_at, err) < 0)
+        return -1;
+    if (!instance_name_is_valid(name))
+        return shed_errf(err, SHED_E_IO, "metadata: invalid name \"%.80s\"", name);
+    if (!instance_status_parse(status, &inst->status))
+        return shed_errf(err, SHED_E_IO, "metadata: unknown status \"%.40s\"", status);
+    snprintf(inst->name, sizeof inst->name, "%s", name);
+    snprintf(inst->created_at, sizeof inst->created_at, "%s", created_at);
+    long long cpus, memory_mb, pid;
+    if (json_get_int(json, "cpus", 4096, &cpus, err) < 0 ||
+        json_get_int(json, "memory_mb", 1 << 30, &memory_mb, err) < 0 ||
+        json_get_int(json, "pid", 1 << 30, &pid, err) < 0)
+        return -1;
+    inst->cpus = (int)cpus;
+    inst->memory_mb = (int)memory_mb;
+    inst->pid = (pid_t)pid;
+    return 0;
+}
+
+int instance_from_json(const json_t *json, struct instance *inst, struct shed_err *err)
+{
+    if (!json_is_object(json))
+        return shed_errf(err, SHED_E_IO, "metadata: not a JSON object");
+    if (instance_init_empty(inst, err) < 0)
+        return -1;
+    if (instance_scalars_from_json(json, inst, err) < 0)
+        goto fail;
+    char **fields[STRING_FIELD_COUNT];
+    string_fields(inst, fields);
+    for (size_t i = 0; i < STRING_FIELD_COUNT; i++) {
+        const char *value = "";
+        if (json_get_string(json, string_field_names[i], false, &value, err) < 0 ||
+            instance_set_string(fields[i], value, err) < 0)
+            goto fail;
+    }
+    json_t *state = json_object_get(json, "backend_state");
+    if (state != NULL && !json_is_null(state)) {
+        if (!json_is_object(state)) {
+            shed_errf(err, SHED_E_IO, "metadata: \"backend_state\" is not an object");
+            goto fail;
+        }
+        inst->backend_state = json_deep_copy(state);
+        if (inst->backend_state == NULL) {
+            shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    instance_clear(inst);
+    return -1;
+}
+
+/* ---- the store ----------------------------------------------------------------------- */
+
+/* Identity of a metadata.json: any write (always a rename) changes it. */
+struct file_identity {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
+struct cache_entry {
+    struct file_identity identity;
+    struct instance inst;
+};
+
+struct instance_store {
+    char *dir;
+    pthread_mutex_t cache_lock;
+    struct cache_entry *cache; /* sorted by inst.name */
+    size_t cache_count;
+    size_t cache_capacity;
+};
+
+int instance_store_open(const char *dir, struct instance_store **out, struct shed_err *err)
+{
+    if (fs_mkdir_p(dir, 0755, err) < 0)
+        return -1;
+    cleanup_free char *locks = fs_path_join(dir, LOCKS_DIR);
+    if (locks == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (fs_mkdir_p(locks, 0755, err) < 0)
+        return -1;
+    struct instance_store *store = calloc(1, sizeof *store);
+    if (store == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    store->dir = strdup(dir);
+    if (store->dir == NULL) {
+        free(store);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    int rc = pthread_mutex_init(&store->cache_lock, NULL);
+    if (rc != 0) {
+        free(store->dir);
+        free(store);
+        return shed_errf_errno(err, SHED_E_IO, rc, "cannot create a mutex");
+    }
+    *out = store;
+    return 0;
+}
+
+void instance_store_close(struct instance_store *store)
+{
+    if (store == NULL)
+        return;
+    for (size_t i = 0; i < store->cache_count; i++)
+        instance_clear(&store->cache[i].inst);
+    free(store->cache);
+    pthread_mutex_destroy(&store->cache_lock);
+    free(store->dir);
+    free(store);
+}
+
+const char *instance_store_dir(const struct instance_store *store)
+{
+    return store->dir;
+}
+
+char *instance_store_path(const struct instance_store *store, const char *name)
+{
+    return fs_path_join(store->dir, name);
+}
+
+static int lock_shed(struct instance_store *store, const char *name, bool blocking, int *fd,
+                     struct shed_err *err)
+{
+    if (instance_check_name(name, err) < 0)
+        return -1;
+    cleanup_free char *path = str_printf("%s/" LOCKS_DIR "/%s.lock", store->dir, name);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return fs_lock_file(path, blocking, fd, err);
+}
+
+int instance_store_lock(struct instance_store *store, const char *name, int *fd,
+                        struct shed_err *err)
+{
+    return lock_shed(store, name, true, fd, err);
+}
+
+int instance_store_trylock(struct instance_store *store, const char *name, int *fd,
+                           struct shed_err *err)
+{
+    return lock_shed(store, name, false, fd, err);
+}
+
+void instance_store_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* closing the only descriptor releases the flock */
+}
+
+int instance_store_create_dir(struct instance_store *store, const char *name,
+                              struct shed_err *err)
+{
+    if (instance_check_name(name, err) < 0)
+        return -1;
+    cleanup_free char *path = instance_store_path(store, name);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (mkdir(path, 0755) < 0) {
+        if (errno == EEXIST)
+            return shed_errf(err, SHED_E_SHED_ALREADY_EXISTS, "shed \"%s\" already exists",
+                             name);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot create %s", path);
+    }
+    return 0;
+}
+
+/* -- cache (callers hold cache_lock) -- */
+
+static bool identity_equal(const struct file_identity *a, const struct file_identity *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+static struct file_identity identity_of(const struct stat *st)
+{
+    return (struct file_identity){st->st_dev, st->st_ino, st->st_size, st->st_mtim};
+}
+
+/* Index of name, or of where it would be inserted (*found false). */
+static size_t cache_search(const struct instance_store *store, const char *name, bool *found)
+{
+    size_t lo = 0, hi = store->cache_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(store->cache[mid].inst.name, name);
+        if (cmp == 0) {
+            *found = true;
+            return mid;
+        }
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static void cache_remove(struct instance_store *store, const char *name)
+{
+    bool found;
+    size_t at = cache_search(store, name, &found);
+    if (!found)
+        return;
+    instance_clear(&store->cache[at].inst);
+    memmove(&store->cache[at], &store->cache[at + 1],
+            (store->cache_count - at - 1) * sizeof store->cache[0]);
+    store->cache_count--;
+}
+
+/* Takes ownership of *inst (moved into the cache). */
+static int cache_put(struct instance_store *store, const struct file_identity *identity,
+                     struct instance *inst, struct shed_err *err)
+{
+    bool found;
+    size_t at = cache_search(store, inst->name, &found);
+    if (found) {
+        instance_clear(&store->cache[at].inst);
+    } else {
+        if (store->cache_count == store->cache_capacity) {
+            size_t capacity = store->cache_capacity ? store->cache_capacity * 2 : 64;
+            struct cache_entry *grown = realloc(store->cache, capacity * sizeof *grown);
+            if (grown == NULL)
+                return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+            store->cache = grown;
+            store->cache_capacity = capacity;
+        }
+        memmove(&store->cache[at + 1], &store->cache[at],
+                (store->cache_count - at) * sizeof store->cache[0]);
+        store->cache_count++;
+    }
+    store->cache[at].identity = *identity;
+    store->cache[at].inst = *inst;
+    memset(inst, 0, sizeof *inst);
+    return 0;
+}
+
+/* Copies the cached instance when its identity still matches; 1 on a hit, 0 on a miss. */
+static int cache_get(struct instance_store *store, const char *name,
+                     const struct file_identity *identity, struct instance *out,
+                     struct shed_err *err)
+{
+    pthread_mutex_lock(&store->cache_lock);
+    bool found;
+    size_t at = cache_search(store, name, &found);
+    int rc = 0;
+    if (found && identity_equal(&store->cache[at].identity, identity))
+        rc = instance_copy(out, &store->cache[at].inst, err) < 0 ? -1 : 1;
+    pthread_mutex_unlock(&store->cache_lock);
+    return rc;
+}
+
+/* -- reading -- */
+
+static int parse_metadata_fd(int fd, const char *path, struct instance *inst,
+                             struct shed_err *err)
+{
+    json_error_t jerr;
+    json_t *json = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+    if (json == NULL)
+        return shed_errf(err, SHED_E_IO, "%s: line %d: %s", path, jerr.line, jerr.text);
+    int rc = instance_from_json(json, inst, err);
+    json_decref(json);
+    if (rc < 0)
+        return shed_err_prefix(err, "%s", path);
+    return 0;
+}
+
+/* Loads <dir>/<name>/metadata.json through the cache. A file that does not parse yields
+ * a status ERROR instance (with only the name) when tolerate_bad is set. */
+static int load_metadata(struct instance_store *store, const char *name, bool tolerate_bad,
+                         struct instance *inst, struct shed_err *err)
+{
+    cleanup_free char *path = str_printf("%s/%s/" METADATA_FILE, store->dir, name);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return shed_errf(err, SHED_E_SHED_NOT_FOUND, "shed \"%s\" not found", name);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
+    }
+    struct file_identity identity = identity_of(&st);
+    int hit = cache_get(store, name, &identity, inst, err);
+    if (hit != 0)
+        return hit < 0 ? -1 : 0;
+
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return shed_errf(err, SHED_E_SHED_NOT_FOUND, "shed \"%s\" not found", name);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
+    }
+    if (fstat(fd, &st) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
+    identity = identity_of(&st);
+    struct shed_err parse_err = {0};
+    if (parse_metadata_fd(fd, path, inst, &parse_err) < 0) {
+        if (!tolerate_bad) {
+            *err = parse_err;
+            return -1;
+        }
+        if (instance_init_empty(inst, err) < 0)
+            return -1;
+        snprintf(inst->name, sizeof inst->name, "%s", name);
+        inst->status = INSTANCE_ERROR;
+    } else if (strcmp(inst->name, name) != 0) {
+        /* A copied directory keeps its old metadata: the directory name is the truth. */
+        snprintf(inst->name, sizeof inst->name, "%s", name);
+    }
+    struct instance cached;
+    if (instance_copy(&cached, inst, err) < 0) {
+        instance_clear(inst);
+        return -1;
+    }
+    pthread_mutex_lock(&store->cache_lock);
+    int rc = cache_put(store, &identity, &cached, err);
+    pthread_mutex_unlock(&store->cache_lock);
+    if (rc < 0) {
+        instance_clear(&cached);
+        instance_clear(inst);
+        return -1;
+    }
+    return 0;
+}
+
+int instance_store_load(struct instance_store *store, const char *name, struct instance *inst,
+                        struct shed_err *err)
+{
+    if (instance_check_name(name, err) < 0)
+        return -1;
+    return load_metadata(store, name, false, inst, err);
+}
+
+int instance_store_save(struct instance_store *store, const struct instance *inst,
+                        struct shed_err *err)
+{
+    cleanup_free char *path = str_printf("%s/%s/" METADATA_FILE, store->dir, inst->name);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    json_t *json = instance_to_json(inst);
+    if (json == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "cannot serialise shed \"%s\"", inst->name);
+    cleanup_free char *text = json_dumps(json, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(json);
+    if (text == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "cannot serialise shed \"%s\"", inst->name);
+    cleanup_free char *with_newline = str_printf("%s\n", text);
+    if (with_newline == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return fs_write_file_atomic(path, with_newline, strlen(with_newline), 0644, err);
+}
+
+/* nftw gives its callback no context pointer; the first failure's errno is returned
+ * through nftw's own return value instead of a global. */
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int rc = type == FTW_DP ? rmdir(path) : unlink(path);
+    return rc < 0 ? errno : 0;
+}
+
+int instance_store_delete(struct instance_store *store, const char *name, struct shed_err *err)
+{
+    if (instance_check_name(name, err) < 0)
+        return -1;
+    cleanup_free char *path = instance_store_path(store, name);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    pthread_mutex_lock(&store->cache_lock);
+    cache_remove(store, name);
+    pthread_mutex_unlock(&store->cache_lock);
+    if (!fs_exists(path))
+        return 0;
+    int rc = nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    if (rc != 0)
+        return shed_errf_errno(err, SHED_E_IO, rc > 0 ? rc : errno,
+                               "cannot remove the instance directory %s", path);
+    if (fs_exists(path))
+        return shed_errf(err, SHED_E_IO,
+                         "cannot remove %s: something is still mounted inside it", path);
+    return fs_fsync_dir(store->dir, err);
+}
+
+/* -- listing -- */
+
+struct name_list {
+    char **names;
+    size_t count;
+    size_t capacity;
+};
+
+static void name_list_clear(struct name_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        free(list->names[i]);
+    free(list->names);
+    memset(list, 0, sizeof *list);
+}
+
+static int name_list_add(struct name_list *list, const char *name, struct shed_err *err)
+{
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity ? list->capacity * 2 : 64;
+        char **grown = realloc(list->names, capacity * sizeof *grown);
+        if (grown == NULL)
+            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+        list->names = grown;
+        list->capacity = capacity;
+    }
+    list->names[list->count] = strdup(name);
+    if (list->names[list->count] == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    list->count++;
+    return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool entry_is_dir(int dirfd, const struct dirent *entry)
+{
+    if (entry->d_type == DT_DIR)
+        return true;
+    if (entry->d_type != DT_UNKNOWN)
+        return false;
+    struct stat st;
+    return fstatat(dirfd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Names of the directories that look like sheds (valid name), sorted. */
+static int read_instance_names(const char *dir, struct name_list *names, struct shed_err *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir);
+    int rc = 0;
+    errno = 0;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        if (!instance_name_is_valid(entry->d_name) || !entry_is_dir(dirfd(d), entry))
+            continue;
+        if ((rc = name_list_add(names, entry->d_name, err)) < 0)
+            break;
+        errno = 0;
+    }
+    if (rc == 0 && errno != 0)
+        rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", dir);
+    closedir(d);
+    if (rc == 0)
+        qsort(names->names, names->count, sizeof names->names[0], compare_names);
+    return rc;
+}
+
+/* Drops cache entries of sheds that no longer exist (names sorted, cache sorted). */
+static void cache_retain_only(struct instance_store *store, const struct name_list *names)
+{
+    pthread_mutex_lock(&store->cache_lock);
+    size_t kept = 0, n = 0;
+    for (size_t i = 0; i < store->cache_count; i++) {
+        const char *cached = store->cache[i].inst.name;
+        while (n < names->count && strcmp(names->names[n], cached) < 0)
+            n++;
+        if (n < names->count && strcmp(names->names[n], cached) == 0)
+            store->cache[kept++] = store->cache[i];
+        else
+            instance_clear(&store->cache[i].inst);
+    }
+    store->cache_count = kept;
+    pthread_mutex_unlock(&store->cache_lock);
+}
+
+int instance_store_list(struct instance_store *store, struct instance_list *list,
+                        struct shed_err *err)
+{
+    memset(list, 0, sizeof *list);
+    struct name_list names = {0};
+    if (read_instance_names(store->dir, &names, err) < 0) {
+        name_list_clear(&names);
+        return -1;
+    }
+    list->items = calloc(names.count ? names.count : 1, sizeof list->items[0]);
+    if (list->items == NULL) {
+        name_list_clear(&names);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    for (size_t i = 0; i < names.count; i++) {
+        struct shed_err load_err = {0};
+        if (load_metadata(store, names.names[i], true, &list->items[list->count], &load_err) ==
+            0) {
+            list->count++;
+            continue;
+        }
+        /* A directory without metadata.json is a shed being created (or a stray
+         * directory): not a shed yet. Anything else is a real failure. */
+        if (load_err.code == SHED_E_SHED_NOT_FOUND)
+            continue;
+        *err = load_err;
+        instance_list_clear(list);
+        name_list_clear(&names);
+        return -1;
+    }
+    cache_retain_only(store, &names);
+    name_list_clear(&names);
+    return 0;
+}
+
+void instance_list_clear(struct instance_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        instance_clear(&list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}

@@ -1,0 +1,118 @@
+/* The instance store: one directory per shed under instance_dir.
+ *
+ *   <instance_dir>/<name>/metadata.json   the shed object (written atomically)
+ *   <instance_dir>/<name>/rootfs.ext4     its root filesystem (a clone of the image)
+ *   <instance_dir>/.locks/<name>.lock     the shed's lifecycle lock (flock)
+ *
+ * The lock lives outside the instance directory on purpose: deleting a shed removes its
+ * directory while the lock is held, and a waiter that then acquires the lock must be locking
+ * the same file a later create of the same name will lock. Lock files are never deleted
+ * (they are empty; one per name ever used).
+ *
+ * The store keeps a cache of parsed metadata keyed by the file's identity (device, inode,
+ * size, mtime): every write goes through rename(), so any change, ours or by hand, gives the
+ * file a new identity and is picked up on the next read. The cache is what makes listing
+ * a hundred sheds cost a hundred stat() calls instead of a hundred file parses. */
+#ifndef SHED_INSTANCE_H
+#define SHED_INSTANCE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/shed_err.h"
+
+#define INSTANCE_NAME_MAX 63
+
+enum instance_status {
+    INSTANCE_STOPPED = 0,
+    INSTANCE_RUNNING,
+    INSTANCE_STARTING,
+    INSTANCE_ERROR,
+};
+
+/* One shed. String fields are never NULL once initialised ("" when unset). */
+struct instance {
+    char name[INSTANCE_NAME_MAX + 1];
+    enum instance_status status;
+    char created_at[32]; /* RFC 3339 UTC, "2026-01-20T10:30:00Z" */
+    char *repo;
+    char *backend;
+    char *image;
+    char *ip_address;
+    char *rootfs_path;
+    char *local_dir;
+    int cpus;
+    int memory_mb;
+    pid_t pid;
+    /* Backend-private fields, stored as the "backend_state" object of metadata.json
+     * (NULL when none). Owned by the instance. */
+    json_t *backend_state;
+};
+
+/* ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$ */
+bool instance_name_is_valid(const char *name);
+/* SHED_E_INVALID_SHED_NAME with a message that quotes the name, or 0. */
+int instance_check_name(const char *name, struct shed_err *err);
+
+const char *instance_status_name(enum instance_status status);
+/* false when text names no status. */
+bool instance_status_parse(const char *text, enum instance_status *status);
+
+/* Sets name and created_at (now), empty strings elsewhere. name must be valid. */
+int instance_init(struct instance *inst, const char *name, struct shed_err *err);
+void instance_clear(struct instance *inst);
+/* Replaces a string field with a copy of value (NULL means ""). */
+int instance_set_string(char **field, const char *value, struct shed_err *err);
+int instance_copy(struct instance *dst, const struct instance *src, struct shed_err *err);
+
+/* metadata.json <-> struct instance. The JSON is the API's shed object plus
+ * "backend_state"; from_json ignores fields it does not know (written by newer versions). */
+json_t *instance_to_json(const struct instance *inst);
+int instance_from_json(const json_t *json, struct instance *inst, struct shed_err *err);
+
+struct instance_store;
+
+/* Opens (creating) the store at dir. */
+int instance_store_open(const char *dir, struct instance_store **store, struct shed_err *err);
+void instance_store_close(struct instance_store *store);
+const char *instance_store_dir(const struct instance_store *store);
+/* <instance_dir>/<name>, malloc'd (NULL on allocation failure). */
+char *instance_store_path(const struct instance_store *store, const char *name);
+
+/* Takes the shed's lifecycle lock (blocking); *fd is to be closed by instance_store_unlock. */
+int instance_store_lock(struct instance_store *store, const char *name, int *fd,
+                        struct shed_err *err);
+/* Like instance_store_lock without waiting: *fd is -1 (and 0 returned) when it is held. */
+int instance_store_trylock(struct instance_store *store, const char *name, int *fd,
+                           struct shed_err *err);
+void instance_store_unlock(int fd);
+
+/* Creates the empty instance directory; SHED_E_SHED_ALREADY_EXISTS if it exists. */
+int instance_store_create_dir(struct instance_store *store, const char *name,
+                              struct shed_err *err);
+/* SHED_E_INVALID_SHED_NAME for a malformed name, SHED_E_SHED_NOT_FOUND when there is no such
+ * shed (or no metadata.json). */
+int instance_store_load(struct instance_store *store, const char *name, struct instance *inst,
+                        struct shed_err *err);
+/* Writes metadata.json atomically (tmp + fsync + rename + fsync dir). */
+int instance_store_save(struct instance_store *store, const struct instance *inst,
+                        struct shed_err *err);
+/* Removes the instance directory and everything in it, never crossing into another file
+ * system (a still-mounted rootfs or bind mount makes this fail instead of emptying it).
+ * A missing directory is not an error. */
+int instance_store_delete(struct instance_store *store, const char *name, struct shed_err *err);
+
+struct instance_list {
+    struct instance *items;
+    size_t count;
+};
+
+/* Every shed, sorted by name. A shed whose metadata.json cannot be read or parsed is listed
+ * with status ERROR (and only its name), so one bad file never hides the others. */
+int instance_store_list(struct instance_store *store, struct instance_list *list,
+                        struct shed_err *err);
+void instance_list_clear(struct instance_list *list);
+
+#endif
