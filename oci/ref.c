@@ -2,6 +2,7 @@
  * distribution/reference (lowercase path components, tags of \w[\w.-]{0,127}), with Docker
  * Hub's shorthand ("debian" → registry-1.docker.io/library/debian:latest). */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,8 +209,15 @@ int oci_ref_parse(const char *text, struct oci_ref *ref, struct shed_err *err)
     memset(ref, 0, sizeof *ref);
     if (ref_parse_into(text, ref, err) == 0)
         return 0;
-    if (err != NULL && err->code == SHED_E_INVALID_REF && text != NULL && *text != '\0')
-        shed_err_prefix(err, "invalid image reference \"%s\"", text);
+    if (err != NULL && err->code == SHED_E_INVALID_REF && text != NULL && *text != '\0') {
+        /* Quote the reference without its control characters: errors are one line. */
+        char shown[300];
+        snprintf(shown, sizeof shown, "%s", text);
+        for (char *p = shown; *p; p++)
+            if (iscntrl((unsigned char)*p))
+                *p = '?';
+        shed_err_prefix(err, "invalid image reference \"%s\"", shown);
+    }
     oci_ref_free(ref);
     return -1;
 }
