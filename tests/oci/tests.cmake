@@ -5,7 +5,7 @@ target_link_libraries(test_oci_ref PRIVATE shed_oci)
 add_test(NAME oci_ref COMMAND test_oci_ref)
 
 find_package(Python3 REQUIRED COMPONENTS Interpreter)
-foreach(area pull)
+foreach(area pull auth resume)
   add_test(NAME oci_${area}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_${area}.py
                    --shed-server $<TARGET_FILE:shed-server>)
