@@ -11,6 +11,7 @@ order onto an empty directory, with the OCI whiteout rules applied by this modul
 - a member naming the root ("/", "./") sets the root directory's attributes.
 """
 
+from decimal import ROUND_FLOOR, Decimal
 import os
 import shutil
 import subprocess
@@ -55,7 +56,11 @@ def _apply_root_member(dest, member):
         if key.startswith("SCHILY.xattr."):
             os.setxattr(dest, key[len("SCHILY.xattr."):],
                         value.encode("utf-8", "surrogateescape"))
-    os.utime(dest, (member.mtime, member.mtime))
+    # tarfile turns a PAX mtime into a float: take the exact decimal from the header.
+    text = member.pax_headers.get("mtime")
+    mtime_ns = int(Decimal(text).scaleb(9).to_integral_value(rounding=ROUND_FLOOR)) \
+        if text else int(member.mtime) * 10**9
+    os.utime(dest, ns=(mtime_ns, mtime_ns))
 
 
 def _prepare(dest, members):
@@ -95,7 +100,7 @@ def extract_layers(tar_paths, dest):
         listed_dirs, root_member = _prepare(dest, members)
         subprocess.run(["tar", "-x", "-f", tar_path, "-C", dest, "--numeric-owner",
                         "--same-owner", "--same-permissions", "--xattrs", "--xattrs-include=*",
-                        "--exclude=.wh.*"], check=True, capture_output=True)
+                        "--exclude=.wh.*", "--delay-directory-restore"], check=True, capture_output=True)
         for rel, (atime, mtime) in before.items():
             full = os.path.join(dest, rel)
             if rel != "." and rel not in listed_dirs and os.path.isdir(full) \
