@@ -5,6 +5,8 @@
 int cmd_pull(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_pull_images(int argc, char **argv);
+int cmd_images(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 

@@ -15,6 +15,8 @@ static const struct command commands[] = {
     {"pull", cmd_pull, "pull an image from a registry into the blob store"},
     {"convert", cmd_convert, "pull an image and write it as an ext4 root filesystem"},
     {"config", cmd_config, "validate server.yaml and print the resolved configuration"},
+    {"pull-images", cmd_pull_images, "make every configured image variant ready (cached ext4)"},
+    {"images", cmd_images, "list, remove or prune cached image variants"},
     {"clone", cmd_clone, "clone a file the way instance rootfs clones are made"},
 };
 
