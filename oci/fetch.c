@@ -488,6 +488,9 @@ static void transfer_cleanup(struct transfer *t, CURLM *multi)
             curl_multi_remove_handle(multi, t->easy);
         curl_easy_cleanup(t->easy);
     }
+    /* An aborted pull keeps partial downloads for the next one to resume, not empty files. */
+    if (t->state != TRANSFER_DONE && t->fd >= 0 && t->offset == 0)
+        unlink(t->tmp_path);
     close_tmp(t);
     curl_slist_free_all(t->headers);
     http_response_free(&t->response);

@@ -199,8 +199,10 @@ static int pull_with_client(struct oci_store *store, struct registry_client *cli
                             struct oci_pull_result *result, struct shed_err *err)
 {
     struct resolved r;
-    if (resolve(client, ref, opts, store, &r, err) < 0)
+    if (resolve(client, ref, opts, store, &r, err) < 0) {
+        resolved_free(&r);
         return -1;
+    }
     int rc = manifest_parse_image(r.manifest_body, r.manifest_len, r.manifest_digest,
                                   &result->image, err);
     if (rc == 0 && result->image.config_size > OCI_MAX_CONFIG_BYTES)
