@@ -14,7 +14,7 @@ build=${1:-}
 if [[ -z $build ]]; then
   if [[ -x build-release/shed-server ]]; then build=build-release; else build=build; fi
 fi
-server=$repo/$build/shed-server
+case $build in /*) server=$build/shed-server ;; *) server=$repo/$build/shed-server ;; esac
 runs=${RUNS:-5}
 size=${SIZE:-20G}
 [[ -x $server ]] || { echo "convert.sh: $server not built" >&2; exit 1; }
@@ -80,7 +80,7 @@ run_reference() {
   for l in "${layers[@]}"; do
     tar -xzf "$l" -C "$dir" --numeric-owner --same-owner -p --xattrs --xattrs-include='*'
   done
-  mke2fs -q -F -t ext4 -I 256 -d "$dir" "$work/ref.ext4" "$size"
+  mke2fs -q -F -t ext4 -I 256 -d "$dir" "$work/ref.ext4" "$size" >/dev/null
   t1=$(now)
   rm -rf "$dir" "$work/ref.ext4"
   elapsed "$t0" "$t1"
@@ -95,10 +95,14 @@ run_floor() {
 }
 
 : >"$work/rss"
+# sync before each timed command: no run pays for the previous one's writeback.
 for ((i = 1; i <= runs; i++)); do
-  echo "$(run_ours)" >>"$work/ours"
-  echo "$(run_reference)" >>"$work/reference"
-  echo "$(run_floor)" >>"$work/floor"
+  sync
+  run_ours >>"$work/ours"
+  sync
+  run_reference >>"$work/reference"
+  sync
+  run_floor >>"$work/floor"
   echo "run $i/$runs: ours $(tail -1 "$work/ours") s, reference $(tail -1 "$work/reference") s," \
     "floor $(tail -1 "$work/floor") s" >&2
 done
