@@ -40,3 +40,7 @@ foreach(test ${ext4_writer_tests})
   add_test(NAME ext4.${test} COMMAND test_ext4_writer ${test})
   set_tests_properties(ext4.${test} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
 endforeach()
+
+# Driver for scripts/bench/ext4_write.sh (a benchmark, not a test).
+add_executable(bench_ext4_tree ${SHED_TEST_DIR}/ext4/bench_ext4_tree.c)
+target_link_libraries(bench_ext4_tree PRIVATE shed_imaged shed_common)
