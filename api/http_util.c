@@ -130,8 +130,9 @@ int api_parse_body_object(const struct api_request *request, const char *const *
     json_object_foreach(json, key, value)
     {
         if (!key_allowed(key, allowed)) {
-            json_decref(json);
-            return shed_errf(err, SHED_E_INVALID_REQUEST, "unknown field \"%.80s\"", key);
+            shed_errf(err, SHED_E_INVALID_REQUEST, "unknown field \"%.80s\"", key);
+            json_decref(json); /* frees key: only after the message was formatted */
+            return -1;
         }
     }
     *object = json;

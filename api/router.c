@@ -9,24 +9,27 @@ struct route {
     const char *method;
     const char *pattern;
     api_handler handler;
+    /* false: the route defines no body; one that is sent must be empty or "{}", so that a
+     * client sending fields the route ignores learns it (400) instead of being misled. */
+    bool takes_body;
 };
 
 static const struct route routes[] = {
-    {"GET", "/api/info", handle_info},
-    {"GET", "/api/ssh-host-key", handle_ssh_host_key},
-    {"GET", "/api/sheds", handle_sheds_list},
-    {"POST", "/api/sheds", handle_shed_create},
-    {"GET", "/api/sheds/{name}", handle_shed_get},
-    {"DELETE", "/api/sheds/{name}", handle_shed_delete},
-    {"POST", "/api/sheds/{name}/start", handle_shed_start},
-    {"POST", "/api/sheds/{name}/stop", handle_shed_stop},
-    {"GET", "/api/sheds/{name}/sessions", handle_shed_sessions},
-    {"DELETE", "/api/sheds/{name}/sessions/{session}", handle_shed_session_delete},
-    {"GET", "/api/sessions", handle_sessions_all},
-    {"GET", "/api/sheds/{name}/connect/{port}", handle_shed_connect},
-    {"GET", "/api/images", handle_images_list},
-    {"DELETE", "/api/images/{name}", handle_image_delete},
-    {"POST", "/api/images/prune", handle_images_prune},
+    {"GET", "/api/info", handle_info, false},
+    {"GET", "/api/ssh-host-key", handle_ssh_host_key, false},
+    {"GET", "/api/sheds", handle_sheds_list, false},
+    {"POST", "/api/sheds", handle_shed_create, true},
+    {"GET", "/api/sheds/{name}", handle_shed_get, false},
+    {"DELETE", "/api/sheds/{name}", handle_shed_delete, false},
+    {"POST", "/api/sheds/{name}/start", handle_shed_start, false},
+    {"POST", "/api/sheds/{name}/stop", handle_shed_stop, false},
+    {"GET", "/api/sheds/{name}/sessions", handle_shed_sessions, false},
+    {"DELETE", "/api/sheds/{name}/sessions/{session}", handle_shed_session_delete, false},
+    {"GET", "/api/sessions", handle_sessions_all, false},
+    {"GET", "/api/sheds/{name}/connect/{port}", handle_shed_connect, false},
+    {"GET", "/api/images", handle_images_list, false},
+    {"DELETE", "/api/images/{name}", handle_image_delete, false},
+    {"POST", "/api/images/prune", handle_images_prune, false},
 };
 
 #define MAX_SEGMENT 512
@@ -59,6 +62,21 @@ static bool route_matches(const char *pattern, const char *path, char storage[][
     return *pattern == '\0' && *path == '\0';
 }
 
+static bool body_is_empty(const struct api_request *request, struct api_response *response)
+{
+    static const char *const no_fields[] = {NULL};
+    if (request->body_len == 0)
+        return true;
+    json_t *object = NULL;
+    struct shed_err err = {0};
+    if (api_parse_body_object(request, no_fields, true, &object, &err) < 0) {
+        api_respond_error(response, &err);
+        return false;
+    }
+    json_decref(object);
+    return true;
+}
+
 void api_route(const struct api_request *request, const struct api_context *context,
                struct api_response *response)
 {
@@ -72,6 +90,8 @@ void api_route(const struct api_request *request, const struct api_context *cont
         path_known = true;
         if (strcmp(routes[i].method, request->method) != 0)
             continue;
+        if (!routes[i].takes_body && !body_is_empty(&matched, response))
+            return;
         routes[i].handler(&matched, context, response);
         return;
     }

@@ -16,6 +16,11 @@
 #include "common/fsutil.h"
 #include "handlers.h"
 
+/* A body announced larger than this is refused before it is read (the connection is then
+ * closed, and a client still sending may see a reset instead of the 413). Bodies between
+ * API_MAX_BODY_BYTES and this are read and discarded, so that the client gets a clean 413. */
+#define EARLY_REJECT_BODY_BYTES (64ULL << 20)
+
 /* How long server_stop waits for requests in flight (a create drives a backend for seconds;
  * this is a ceiling, not an expected duration). */
 #define SHUTDOWN_GRACE_SECONDS 120
@@ -106,7 +111,8 @@ static bool request_authorized(struct MHD_Connection *connection, const char *to
     return token_matches(header + 7, token);
 }
 
-static bool content_length_too_large(struct MHD_Connection *connection)
+/* Content-Length above limit? */
+static bool content_length_above(struct MHD_Connection *connection, unsigned long long limit)
 {
     const char *length =
         MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -115,7 +121,7 @@ static bool content_length_too_large(struct MHD_Connection *connection)
     char *end = NULL;
     errno = 0;
     unsigned long long value = strtoull(length, &end, 10);
-    return errno == ERANGE || (end != length && value > API_MAX_BODY_BYTES);
+    return errno == ERANGE || (end != length && value > limit);
 }
 
 static bool append_body(struct request_state *state, const char *data, size_t size)
@@ -182,7 +188,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         clock_gettime(CLOCK_MONOTONIC, &state->start);
         *con_cls = state;
         atomic_fetch_add(&server->in_flight, 1);
-        if (content_length_too_large(connection)) {
+        if (content_length_above(connection, EARLY_REJECT_BODY_BYTES)) {
             /* Answer before reading the body; libmicrohttpd then closes the connection. */
             state->too_large = true;
             state->responded = true;
@@ -296,7 +302,7 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
         flags, 0, NULL, NULL, on_request, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (server->daemon == NULL) {
         free_server(server);
         return shed_errf(err, SHED_E_IO, "cannot listen on %s:%d (address in use or not local?)",

@@ -80,7 +80,7 @@ static int parse_no_options(const struct command *command, int argc, char **argv
     static const struct option options[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         if (opt == 'h') {
             printf("Usage: shed %s\n\n%s\n", command->usage, command->summary);
             return 1;
@@ -286,7 +286,7 @@ static int parse_create(const struct command *command, int argc, char **argv, js
     };
     int opt;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "+i:r:l:c:m:b:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "i:r:l:c:m:b:h", options, NULL)) != -1) {
         char *end = NULL;
         long number = 0;
         switch (opt) {
@@ -563,7 +563,7 @@ static int images_prune(struct cli *cli, int argc, char **argv)
     bool dry_run = false;
     int opt;
     optind = 0;
-    while ((opt = getopt_long(argc, argv, "+nh", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "nh", options, NULL)) != -1) {
         if (opt == 'n') {
             dry_run = true;
         } else if (opt == 'h') {

@@ -701,7 +701,7 @@ static int read_instance_names(const char *dir, struct name_list *names, struct 
     if (rc == 0 && errno != 0)
         rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", dir);
     closedir(d);
-    if (rc == 0)
+    if (rc == 0 && names->count > 1)
         qsort(names->names, names->count, sizeof names->names[0], compare_names);
     return rc;
 }

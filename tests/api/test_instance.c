@@ -1,0 +1,265 @@
+/* The instance store (runtime/instance.h): names, metadata round trip, atomic writes,
+ * listing order and error entries, hand edits seen through the cache, delete, and the
+ * per-shed lock (one shed serialised, different sheds in parallel). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fsutil.h"
+#include "runtime/instance.h"
+
+static int failures;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_OK(expr, err)                                                                        \
+    do {                                                                                           \
+        if ((expr) < 0) {                                                                          \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, (err)->msg);      \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static void test_name_validation(void)
+{
+    static const char *const good[] = {"a", "ab", "a1", "my-shed", "a-b-c", "z9"};
+    static const char *const bad[] = {"", "A", "1a", "-a", "a-", "a_b", "a.b", "a/b", "ab ",
+                                      "é"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK(instance_name_is_valid(good[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(!instance_name_is_valid(bad[i]));
+    char longest[64];
+    memset(longest, 'a', 63);
+    longest[63] = '\0';
+    CHECK(instance_name_is_valid(longest));
+    char too_long[65];
+    memset(too_long, 'a', 64);
+    too_long[64] = '\0';
+    CHECK(!instance_name_is_valid(too_long));
+    struct shed_err err = {0};
+    CHECK(instance_check_name("Bad", &err) < 0 && err.code == SHED_E_INVALID_SHED_NAME);
+}
+
+static bool dir_has_tmp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool found = false;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL)
+        if (strstr(entry->d_name, ".tmp") != NULL)
+            found = true;
+    closedir(d);
+    return found;
+}
+
+static void save_new(struct instance_store *store, const char *name, enum instance_status status)
+{
+    struct shed_err err = {0};
+    struct instance inst;
+    CHECK_OK(instance_init(&inst, name, &err), &err);
+    CHECK_OK(instance_store_create_dir(store, name, &err), &err);
+    inst.status = status;
+    inst.cpus = 2;
+    CHECK_OK(instance_set_string(&inst.image, "base", &err), &err);
+    CHECK_OK(instance_set_string(&inst.backend, "container", &err), &err);
+    inst.backend_state = json_pack("{s:s}", "bundle", "/x");
+    CHECK_OK(instance_store_save(store, &inst, &err), &err);
+    instance_clear(&inst);
+}
+
+static void test_round_trip_and_atomic_write(struct instance_store *store)
+{
+    struct shed_err err = {0};
+    save_new(store, "round", INSTANCE_RUNNING);
+    struct instance inst;
+    CHECK_OK(instance_store_load(store, "round", &inst, &err), &err);
+    CHECK(strcmp(inst.name, "round") == 0);
+    CHECK(inst.status == INSTANCE_RUNNING);
+    CHECK(inst.cpus == 2);
+    CHECK(strcmp(inst.image, "base") == 0);
+    CHECK(strcmp(inst.repo, "") == 0);
+    CHECK(strlen(inst.created_at) == 20 && inst.created_at[19] == 'Z');
+    CHECK(inst.backend_state != NULL &&
+          strcmp(json_string_value(json_object_get(inst.backend_state, "bundle")), "/x") == 0);
+    instance_clear(&inst);
+
+    char *dir = instance_store_path(store, "round");
+    CHECK(!dir_has_tmp_files(dir));
+    free(dir);
+
+    CHECK(instance_store_create_dir(store, "round", &err) < 0 &&
+          err.code == SHED_E_SHED_ALREADY_EXISTS);
+    CHECK(instance_store_load(store, "missing", &inst, &err) < 0 &&
+          err.code == SHED_E_SHED_NOT_FOUND);
+    CHECK(instance_store_load(store, "Bad", &inst, &err) < 0 &&
+          err.code == SHED_E_INVALID_SHED_NAME);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    struct shed_err err = {0};
+    CHECK_OK(fs_write_file_atomic(path, text, strlen(text), 0644, &err), &err);
+}
+
+static void test_hand_edit_is_seen(struct instance_store *store)
+{
+    struct shed_err err = {0};
+    save_new(store, "edited", INSTANCE_STOPPED);
+    struct instance inst;
+    CHECK_OK(instance_store_load(store, "edited", &inst, &err), &err); /* now cached */
+    instance_clear(&inst);
+    char *path = str_printf("%s/edited/metadata.json", instance_store_dir(store));
+    write_text(path, "{\"name\":\"edited\",\"status\":\"running\",\"pid\":42,\"image\":\"other\"}");
+    free(path);
+    CHECK_OK(instance_store_load(store, "edited", &inst, &err), &err);
+    CHECK(inst.status == INSTANCE_RUNNING && inst.pid == 42 && strcmp(inst.image, "other") == 0);
+    instance_clear(&inst);
+}
+
+static void test_list_sorted_with_error_entries(const char *root)
+{
+    struct shed_err err = {0};
+    char *dir = str_printf("%s/list", root);
+    struct instance_store *store = NULL;
+    CHECK_OK(instance_store_open(dir, &store, &err), &err);
+    save_new(store, "zeta", INSTANCE_STOPPED);
+    save_new(store, "alpha", INSTANCE_STOPPED);
+    save_new(store, "mid", INSTANCE_STOPPED);
+    /* a corrupt file, a directory without metadata (being created), a stray file and an
+     * invalid directory name */
+    char *bad = str_printf("%s/broken", dir);
+    mkdir(bad, 0755);
+    char *bad_file = str_printf("%s/broken/metadata.json", dir);
+    write_text(bad_file, "{not json");
+    char *creating = str_printf("%s/creating", dir);
+    mkdir(creating, 0755);
+    char *stray = str_printf("%s/notes.txt", dir);
+    write_text(stray, "x");
+    char *upper = str_printf("%s/Upper", dir);
+    mkdir(upper, 0755);
+
+    struct instance_list list;
+    CHECK_OK(instance_store_list(store, &list, &err), &err);
+    CHECK(list.count == 4);
+    if (list.count == 4) {
+        CHECK(strcmp(list.items[0].name, "alpha") == 0);
+        CHECK(strcmp(list.items[1].name, "broken") == 0 && list.items[1].status == INSTANCE_ERROR);
+        CHECK(strcmp(list.items[2].name, "mid") == 0);
+        CHECK(strcmp(list.items[3].name, "zeta") == 0);
+    }
+    instance_list_clear(&list);
+
+    CHECK_OK(instance_store_delete(store, "mid", &err), &err);
+    CHECK_OK(instance_store_list(store, &list, &err), &err);
+    CHECK(list.count == 3);
+    instance_list_clear(&list);
+    char *mid = str_printf("%s/mid", dir);
+    CHECK(!fs_exists(mid));
+    CHECK_OK(instance_store_delete(store, "mid", &err), &err); /* already gone: fine */
+
+    free(mid);
+    free(bad);
+    free(bad_file);
+    free(creating);
+    free(stray);
+    free(upper);
+    free(dir);
+    instance_store_close(store);
+}
+
+struct lock_worker {
+    struct instance_store *store;
+    const char *name;
+    double held_seconds;
+    struct timespec acquired;
+};
+
+static double seconds(const struct timespec *t)
+{
+    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
+}
+
+static void *hold_lock(void *arg)
+{
+    struct lock_worker *worker = arg;
+    struct shed_err err = {0};
+    int fd = -1;
+    CHECK_OK(instance_store_lock(worker->store, worker->name, &fd, &err), &err);
+    clock_gettime(CLOCK_MONOTONIC, &worker->acquired);
+    struct timespec hold = {0, (long)(worker->held_seconds * 1e9)};
+    nanosleep(&hold, NULL);
+    instance_store_unlock(fd);
+    return NULL;
+}
+
+/* Ordering, not timing thresholds: the second locker of the same shed must get the lock
+ * only after the first released it; a locker of another shed must not wait for it. */
+static void test_locks(struct instance_store *store)
+{
+    struct shed_err err = {0};
+    int fd = -1;
+    CHECK_OK(instance_store_lock(store, "locked", &fd, &err), &err);
+    int other = -1;
+    CHECK_OK(instance_store_trylock(store, "locked", &other, &err), &err);
+    CHECK(other == -1); /* held: the same shed is serialised even within one process */
+    int different = -1;
+    CHECK_OK(instance_store_trylock(store, "unrelated", &different, &err), &err);
+    CHECK(different >= 0); /* a different shed proceeds */
+    instance_store_unlock(different);
+
+    struct lock_worker waiter = {.store = store, .name = "locked", .held_seconds = 0};
+    pthread_t thread;
+    pthread_create(&thread, NULL, hold_lock, &waiter);
+    struct timespec pause = {0, 200 * 1000 * 1000}, released;
+    nanosleep(&pause, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &released);
+    instance_store_unlock(fd);
+    pthread_join(thread, NULL);
+    CHECK(seconds(&waiter.acquired) >= seconds(&released));
+}
+
+int main(void)
+{
+    char root[] = "/tmp/shed-test-instance-XXXXXX";
+    if (mkdtemp(root) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    struct shed_err err = {0};
+    struct instance_store *store = NULL;
+    char *dir = str_printf("%s/instances", root);
+    if (instance_store_open(dir, &store, &err) < 0) {
+        fprintf(stderr, "open: %s\n", err.msg);
+        return 1;
+    }
+    test_name_validation();
+    test_round_trip_and_atomic_write(store);
+    test_hand_edit_is_seen(store);
+    test_list_sorted_with_error_entries(root);
+    test_locks(store);
+    instance_store_close(store);
+    free(dir);
+    char *cleanup = str_printf("rm -rf '%s'", root);
+    if (system(cleanup) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", root);
+    free(cleanup);
+    if (failures == 0)
+        printf("test_instance: all checks passed\n");
+    return failures == 0 ? 0 : 1;
+}
