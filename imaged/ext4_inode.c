@@ -15,10 +15,14 @@ static void time_encode(const struct ext4_timestamp *ts, __u32 *seconds, __u32 *
     int64_t sec = ts->sec;
     uint32_t nsec = ts->nsec < 1000000000u ? ts->nsec : 999999999u;
 
-    if (sec < EXT4_TIME_MIN)
-        sec = EXT4_TIME_MIN, nsec = 0;
-    if (sec > EXT4_TIME_MAX)
-        sec = EXT4_TIME_MAX, nsec = 999999999u;
+    if (sec < EXT4_TIME_MIN) {
+        sec = EXT4_TIME_MIN;
+        nsec = 0;
+    }
+    if (sec > EXT4_TIME_MAX) {
+        sec = EXT4_TIME_MAX;
+        nsec = 999999999u;
+    }
     *seconds = (__u32)(int32_t)sec;
     /* Same as the kernel's ext4_encode_extra_time(). */
     *extra = (__u32)(((sec - (int32_t)sec) >> 32) & EXT4_EPOCH_MASK) | (nsec << EXT4_EPOCH_BITS);

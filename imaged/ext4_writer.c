@@ -304,20 +304,43 @@ static int dentry_add(struct ext4_writer *w, struct ext4_inode_rec *dir, const c
 
 static void dentry_remove(struct ext4_writer *w, struct ext4_inode_rec *dir,
                           struct ext4_dentry *dentry);
+static void dentry_remove_lower(struct ext4_writer *w, struct ext4_inode_rec *dir,
+                                struct ext4_dentry *dentry);
 
-static int remove_child(struct ext4_dentry *dentry, void *ctx)
+/* What ext4_dir_for_each callbacks that remove entries need to know. */
+struct dir_removal {
+    struct ext4_writer *writer;
+    struct ext4_inode_rec *dir;
+};
+
+static int remove_child(struct ext4_dentry *dentry, void *opaque)
 {
-    struct ext4_inode_rec **dir_and_writer = ctx;
+    struct dir_removal *removal = opaque;
 
-    dentry_remove((struct ext4_writer *)dir_and_writer[1], dir_and_writer[0], dentry);
+    dentry_remove(removal->writer, removal->dir, dentry);
+    return 0;
+}
+
+static int remove_child_lower(struct ext4_dentry *dentry, void *opaque)
+{
+    struct dir_removal *removal = opaque;
+
+    dentry_remove_lower(removal->writer, removal->dir, dentry);
     return 0;
 }
 
 static void dir_clear(struct ext4_writer *w, struct ext4_inode_rec *dir)
 {
-    void *ctx[2] = {dir, w};
+    struct dir_removal removal = {.writer = w, .dir = dir};
 
-    (void)ext4_dir_for_each(dir, remove_child, ctx);
+    (void)ext4_dir_for_each(dir, remove_child, &removal);
+}
+
+static void dir_clear_lower(struct ext4_writer *w, struct ext4_inode_rec *dir)
+{
+    struct dir_removal removal = {.writer = w, .dir = dir};
+
+    (void)ext4_dir_for_each(dir, remove_child_lower, &removal);
 }
 
 /* Unlinks one name; the inode goes when it was the last (a directory takes its subtree). */
@@ -336,8 +359,6 @@ static void dentry_remove(struct ext4_writer *w, struct ext4_inode_rec *dir,
         inode_release(w, rec);
 }
 
-static void dir_clear_lower(struct ext4_writer *w, struct ext4_inode_rec *dir);
-
 /* Whiteout semantics: what lower layers wrote goes; current-layer directories stay but
  * lose their lower-layer content. */
 static void dentry_remove_lower(struct ext4_writer *w, struct ext4_inode_rec *dir,
@@ -347,21 +368,6 @@ static void dentry_remove_lower(struct ext4_writer *w, struct ext4_inode_rec *di
         dentry_remove(w, dir, dentry);
     else if (ext4_is_dir(dentry->inode))
         dir_clear_lower(w, dentry->inode);
-}
-
-static int remove_child_lower(struct ext4_dentry *dentry, void *ctx)
-{
-    struct ext4_inode_rec **dir_and_writer = ctx;
-
-    dentry_remove_lower((struct ext4_writer *)dir_and_writer[1], dir_and_writer[0], dentry);
-    return 0;
-}
-
-static void dir_clear_lower(struct ext4_writer *w, struct ext4_inode_rec *dir)
-{
-    void *ctx[2] = {dir, w};
-
-    (void)ext4_dir_for_each(dir, remove_child_lower, ctx);
 }
 
 /* ---- paths ---- */

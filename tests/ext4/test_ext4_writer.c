@@ -1120,6 +1120,34 @@ static void test_huge_directory_gets_two_level_htree(void)
     ext2fs_close_free(&fs);
 }
 
+/* Entries that need just over one block with "." and "..", but fit one leaf without them:
+ * an htree whose root points at a single leaf. */
+static void test_directory_just_over_one_block_is_indexed(void)
+{
+    struct ext4_writer *w = image_create(32 * MiB);
+    char path[300];
+    ext2_filsys fs;
+
+    for (int i = 0; i < 15; i++) { /* 15 × 264 bytes + 1 × 108 = 4068 bytes of entries */
+        snprintf(path, sizeof(path), "edge/%02d", i);
+        memset(path + 7, 'l', 253);
+        path[260] = '\0';
+        put_file(w, path, "x");
+    }
+    snprintf(path, sizeof(path), "edge/%0100d", 0);
+    put_file(w, path, "y");
+    image_finish(w);
+    expect_fsck_clean();
+    char *htree = debugfs("htree /edge");
+    CHECK_CONTAINS(htree, "Number of entries (count): 1");
+    free(htree);
+    fs = fs_open();
+    CHECK(fs_inode(fs, fs_lookup(fs, "edge")).i_flags & EXT2_INDEX_FL);
+    CHECK(fs_lookup(fs, path + 5) == 0); /* relative to the root: not there */
+    CHECK(fs_lookup(fs, path) != 0);
+    ext2fs_close_free(&fs);
+}
+
 static void test_missing_parents_are_created_with_entry_mtime(void)
 {
     struct ext4_writer *w = image_create(32 * MiB);
@@ -1423,6 +1451,7 @@ static const struct test_case tests[] = {
     TEST(test_255_byte_names_and_4000_byte_paths),
     TEST(test_large_directory_is_indexed),
     TEST(test_huge_directory_gets_two_level_htree),
+    TEST(test_directory_just_over_one_block_is_indexed),
     TEST(test_missing_parents_are_created_with_entry_mtime),
     TEST(test_mkdir_over_directory_keeps_children_and_updates_attributes),
     TEST(test_replacement_between_file_dir_and_symlink),

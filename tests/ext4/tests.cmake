@@ -26,6 +26,7 @@ set(ext4_writer_tests
     test_255_byte_names_and_4000_byte_paths
     test_large_directory_is_indexed
     test_huge_directory_gets_two_level_htree
+    test_directory_just_over_one_block_is_indexed
     test_missing_parents_are_created_with_entry_mtime
     test_mkdir_over_directory_keeps_children_and_updates_attributes
     test_replacement_between_file_dir_and_symlink
