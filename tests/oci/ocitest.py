@@ -18,6 +18,8 @@ sys.path.insert(0, FIXTURES)
 import shedtest  # noqa: E402
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
+# test helper printing oci_resolve's answer (tests/oci/resolve_tool.c); tests skip without it
+OCI_RESOLVE = os.environ.get("SHED_OCI_RESOLVE")
 
 
 def main():
@@ -87,6 +89,12 @@ class PullTestCase(unittest.TestCase):
         if code is not None:
             self.assertIn("shed-server: %s: " % code, errors[0])
         return errors[0]
+
+    def resolve(self, ref, platform=None):
+        if not OCI_RESOLVE:
+            self.skipTest("SHED_OCI_RESOLVE (the resolve_tool binary) not given")
+        return subprocess.run([OCI_RESOLVE, ref] + ([platform] if platform else []),
+                              capture_output=True, text=True, timeout=120)
 
     def blob_path(self, digest, data_dir=None):
         return os.path.join(data_dir or self.data_dir, "images", "blobs", "sha256",

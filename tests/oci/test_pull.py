@@ -129,6 +129,14 @@ class PullTest(ocitest.PullTestCase):
         out = self.pull_json(self.ref("idx/host", "multi"))
         self.assertEqual(out["digest"], expected[0])
 
+    def test_resolve_gives_the_platform_manifest_digest_of_an_index(self):
+        _, amd, arm = self.push_two_platform_index("idx/resolve", attestation=True)
+        for platform, expected in (("linux/amd64", amd), ("linux/arm64", arm)):
+            result = self.resolve(self.ref("idx/resolve", "multi"), platform)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertEqual(result.stdout.strip(), expected[0])
+        self.assertEqual(self.store_files(), [])
+
     def test_docker_manifest_list_is_resolved(self):
         _, amd, arm = self.push_two_platform_index("list/img", fmt="docker")
         out = self.pull_json(self.ref("list/img", "multi"), "--platform", "linux/arm64")

@@ -119,6 +119,24 @@ class ResumeTest(ocitest.PullTestCase):
         self.assertEqual([(r["method"], "/manifests/" in r["path"]) for r in self.proxy.requests()],
                          [("GET", True)])
 
+    def test_resolve_makes_one_manifest_request(self):
+        result = self.resolve(self.ref)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), self.digest)
+        self.assertEqual([r["path"].split("/")[-2] for r in self.proxy.requests()], ["manifests"])
+
+    def test_concurrent_pulls_of_one_image_fetch_each_blob_once(self):
+        self.proxy.add_fault("throttle", self.big_digest, chunk=65536, delay=0.01, times=None)
+        procs = [subprocess.Popen([ocitest.SHED_SERVER, "pull", "--data-dir", self.data_dir,
+                                   self.ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, 0, stderr)
+            self.assertEqual(stdout.strip(), self.digest)
+        self.assertEqual(len(self.big_requests()), 1)
+        self.assert_big_blob_stored()
+
     def test_sigint_leaves_the_partial_download_and_the_next_pull_resumes(self):
         self.proxy.add_fault("throttle", self.big_digest, chunk=32768, delay=0.05)
         proc = subprocess.Popen([ocitest.SHED_SERVER, "pull", "--data-dir", self.data_dir,
