@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "runtime/backend_container.h"
 
 struct serve_args {
     const char *config_path;
@@ -20,9 +21,28 @@ struct serve_args {
     int port; /* -1: from the config */
 };
 
-/* The backends built into this program, in `detect` preference order. None is usable yet:
- * the container backend (runc) registers here when it lands. */
-static const struct backend_set built_in_backends = {.items = NULL, .count = 0};
+/* The backends built into this program, in `detect` preference order (firecracker, qemu,
+ * container). Built per run: a backend carries state derived from the config. */
+struct built_in_backends {
+    struct shed_backend *container;
+    const struct shed_backend *items[1];
+    struct backend_set set;
+};
+
+static int built_in_backends_init(const struct shed_config *config,
+                                  struct built_in_backends *backends, struct shed_err *err)
+{
+    if (container_backend_new(config, &backends->container, err) < 0)
+        return -1;
+    backends->items[0] = backends->container;
+    backends->set = (struct backend_set){.items = backends->items, .count = 1};
+    return 0;
+}
+
+static void built_in_backends_free(struct built_in_backends *backends)
+{
+    container_backend_free(backends->container);
+}
 
 static void print_help(void)
 {
@@ -131,8 +151,13 @@ static int serve(const struct shed_config *config, const sigset_t *stop_signals)
 {
     struct server *server = NULL;
     struct shed_err err = {0};
-    if (server_start(config, &built_in_backends, &server, &err) < 0)
+    struct built_in_backends backends = {0};
+    if (built_in_backends_init(config, &backends, &err) < 0)
         return cli_fail(&err);
+    if (server_start(config, &backends.set, &server, &err) < 0) {
+        built_in_backends_free(&backends);
+        return cli_fail(&err);
+    }
     fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
             config->bind, (unsigned)server_port(server), config->name, config->data_dir,
             server_discovered_sheds(server));
@@ -142,6 +167,7 @@ static int serve(const struct shed_config *config, const sigset_t *stop_signals)
     fprintf(stderr, "shed-server: %s received, finishing requests in flight\n",
             signo == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(server);
+    built_in_backends_free(&backends);
     fprintf(stderr, "shed-server: stopped\n");
     return EXIT_OK;
 }

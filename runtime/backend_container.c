@@ -1,0 +1,432 @@
+/* The container backend's table: lifecycle orchestration over container_*.c. */
+#include "backend_container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fsutil.h"
+#include "container_internal.h"
+#include "container_runc.h"
+
+/* ---- paths --------------------------------------------------------------------------- */
+
+int container_paths_init(const struct container_state *state, const char *name,
+                         struct container_paths *paths, struct shed_err *err)
+{
+    memset(paths, 0, sizeof *paths);
+    snprintf(paths->id, sizeof paths->id, "shed-%s", name);
+    paths->instance = fs_path_join(state->instance_dir, name);
+    if (paths->instance != NULL) {
+        paths->bundle = fs_path_join(paths->instance, "container");
+        paths->console_log = fs_path_join(paths->instance, "console.log");
+    }
+    if (paths->bundle != NULL) {
+        paths->mountpoint = fs_path_join(paths->bundle, "rootfs");
+        paths->config_json = fs_path_join(paths->bundle, "config.json");
+        paths->pid_file = fs_path_join(paths->bundle, "init.pid");
+    }
+    paths->runc_state = fs_path_join(state->runc_root, paths->id);
+    if (paths->mountpoint == NULL || paths->config_json == NULL || paths->pid_file == NULL ||
+        paths->console_log == NULL || paths->runc_state == NULL) {
+        container_paths_free(paths);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    return 0;
+}
+
+void container_paths_free(struct container_paths *paths)
+{
+    free(paths->instance);
+    free(paths->bundle);
+    free(paths->mountpoint);
+    free(paths->config_json);
+    free(paths->pid_file);
+    free(paths->console_log);
+    free(paths->runc_state);
+    memset(paths, 0, sizeof *paths);
+}
+
+static void cleanup_paths(struct container_paths *paths)
+{
+    container_paths_free(paths);
+}
+#define cleanup_container_paths __attribute__((cleanup(cleanup_paths)))
+
+static const struct container_state *state_of(const struct shed_backend *self)
+{
+    return self->state;
+}
+
+/* ---- the recorded init process ------------------------------------------------------- */
+
+/* inst->backend_state: {"container_id", "init_start_time", "loop_device"}. */
+static uint64_t recorded_start_time(const struct instance *inst)
+{
+    json_t *value = inst->backend_state != NULL
+                        ? json_object_get(inst->backend_state, "init_start_time")
+                        : NULL;
+    return json_is_integer(value) ? (uint64_t)json_integer_value(value) : 0;
+}
+
+static bool init_is_running(const struct instance *inst)
+{
+    if (inst->pid <= 0)
+        return false;
+    uint64_t start_time = recorded_start_time(inst);
+    if (start_time != 0)
+        return container_proc_is(inst->pid, start_time);
+    /* No start time recorded (metadata written by hand or by an older version): the pid
+     * alone, alive and not a zombie. */
+    uint64_t ignored = 0;
+    bool alive = false;
+    return container_proc_start_time(inst->pid, &ignored, &alive) == 0 && alive;
+}
+
+static int record_running(struct instance *inst, const struct container_paths *paths,
+                          pid_t pid, uint64_t start_time, const char *loop_device,
+                          struct shed_err *err)
+{
+    json_t *state = json_pack("{s:s, s:I, s:s}", "container_id", paths->id, "init_start_time",
+                              (json_int_t)start_time, "loop_device", loop_device);
+    if (state == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    json_decref(inst->backend_state);
+    inst->backend_state = state;
+    inst->pid = pid;
+    inst->status = INSTANCE_RUNNING;
+    return 0;
+}
+
+/* ---- start and teardown -------------------------------------------------------------- */
+
+/* Everything the shed holds on the host, released in reverse order of acquisition; each
+ * step is a no-op when there is nothing to release, so this serves stop, delete, failed
+ * creates and the leftovers of a shed that died behind our back. */
+static int teardown(const struct container_state *state, const struct container_paths *paths,
+                    const struct instance *inst, struct shed_err *err)
+{
+    if (inst->pid > 0 &&
+        container_proc_terminate(inst->pid, recorded_start_time(inst), CONTAINER_STOP_GRACE_MS,
+                                 CONTAINER_KILL_GRACE_MS, err) < 0)
+        return -1;
+    if (runc_delete_force(state, paths, err) < 0)
+        return -1;
+    return container_unmount_rootfs(paths->mountpoint, err);
+}
+
+static int write_spec(const struct container_state *state, const struct container_paths *paths,
+                      const struct instance *inst, struct shed_err *err)
+{
+    char cgroups_path[INSTANCE_NAME_MAX + 16];
+    snprintf(cgroups_path, sizeof cgroups_path, "shed/%s", inst->name);
+    struct container_spec_params params = {
+        .hostname = inst->name,
+        .rootfs = "rootfs",
+        .init_path = state->init_path,
+        .local_dir = inst->local_dir,
+        .cgroups_path = cgroups_path,
+        .cpus = inst->cpus,
+        .memory_mb = inst->memory_mb,
+    };
+    return container_spec_write(paths->config_json, &params, err);
+}
+
+static int make_bundle_dirs(const struct container_paths *paths, struct shed_err *err)
+{
+    if (mkdir(paths->bundle, 0700) < 0 && errno != EEXIST)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->bundle);
+    if (mkdir(paths->mountpoint, 0755) < 0 && errno != EEXIST)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->mountpoint);
+    return 0;
+}
+
+static int run_container(const struct container_state *state, const struct container_paths *paths,
+                         struct instance *inst, const char *loop_device, struct shed_err *err)
+{
+    if (write_spec(state, paths, inst, err) < 0 || runc_run_detached(state, paths, err) < 0)
+        return -1;
+    pid_t pid = 0;
+    uint64_t start_time = 0;
+    bool alive = false;
+    if (runc_read_pid_file(paths, &pid, err) < 0)
+        return -1;
+    if (container_proc_start_time(pid, &start_time, &alive) < 0 || !alive)
+        return shed_errf(err, SHED_E_BACKEND_ERROR,
+                         "shed init (pid %d) exited right after start: see %s", (int)pid,
+                         paths->console_log);
+    return record_running(inst, paths, pid, start_time, loop_device, err);
+}
+
+/* Mounts the rootfs, clones the repo (create only), starts the container. On failure
+ * everything it set up is released again. */
+static int launch(const struct container_state *state, struct instance *inst, bool clone_repo,
+                  const struct backend_progress *progress, struct shed_err *err)
+{
+    cleanup_container_paths struct container_paths paths;
+    if (container_paths_init(state, inst->name, &paths, err) < 0)
+        return -1;
+    struct instance stale = {.pid = inst->pid, .backend_state = inst->backend_state};
+    if (teardown(state, &paths, &stale, err) < 0)
+        return shed_err_prefix(err, "cannot clean up the previous run of shed \"%s\"",
+                               inst->name);
+    inst->pid = 0;
+    char loop_device[64] = "";
+    backend_report(progress, "rootfs", "Mounting the root filesystem", false);
+    if (make_bundle_dirs(&paths, err) < 0 ||
+        container_mount_rootfs(inst->rootfs_path, paths.mountpoint, loop_device,
+                               sizeof loop_device, err) < 0)
+        return -1;
+    int rc = 0;
+    if (clone_repo && inst->repo[0] != '\0') {
+        char message[256];
+        snprintf(message, sizeof message, "Cloning %.200s into /workspace", inst->repo);
+        backend_report(progress, "repo", message, false);
+        rc = container_clone_repo(paths.mountpoint, inst->repo, err);
+        if (rc < 0)
+            backend_report(progress, "repo", err->msg, true);
+    }
+    if (rc == 0) {
+        backend_report(progress, "network", "Own network namespace (loopback only)", false);
+        backend_report(progress, "container", "Starting the container", false);
+        rc = run_container(state, &paths, inst, loop_device, err);
+    }
+    if (rc < 0) {
+        struct instance started = {.pid = inst->pid, .backend_state = inst->backend_state};
+        struct shed_err ignored = {0};
+        teardown(state, &paths, &started, &ignored);
+        inst->pid = 0;
+        inst->status = INSTANCE_STOPPED;
+    }
+    return rc;
+}
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+static int container_probe(const struct shed_backend *self, struct shed_err *err)
+{
+    const struct container_state *state = state_of(self);
+    if (geteuid() != 0)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED, "needs root (runc, loop devices, mounts)");
+    if (state->runc_path == NULL)
+        return shed_errf(err, SHED_E_NOT_SUPPORTED, "runc not found in PATH");
+    if (access(state->runc_path, X_OK) < 0)
+        return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno, "runc at %s", state->runc_path);
+    if (access("/dev/loop-control", R_OK | W_OK) < 0)
+        return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno, "/dev/loop-control");
+    if (access(state->init_path, X_OK) < 0)
+        return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno,
+                               "shed-init not found next to the program at %s", state->init_path);
+    return 0;
+}
+
+static int container_create(const struct shed_backend *self, struct instance *inst,
+                            const struct backend_progress *progress, struct shed_err *err)
+{
+    return launch(state_of(self), inst, true, progress, err);
+}
+
+static int container_start(const struct shed_backend *self, struct instance *inst,
+                           const struct backend_progress *progress, struct shed_err *err)
+{
+    if (init_is_running(inst))
+        return shed_errf(err, SHED_E_SHED_ALREADY_RUNNING, "shed \"%s\" is already running",
+                         inst->name);
+    return launch(state_of(self), inst, false, progress, err);
+}
+
+static int container_stop(const struct shed_backend *self, struct instance *inst,
+                          struct shed_err *err)
+{
+    cleanup_container_paths struct container_paths paths;
+    if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
+        return -1;
+    if (teardown(state_of(self), &paths, inst, err) < 0)
+        return shed_err_prefix(err, "cannot stop shed \"%s\"", inst->name);
+    inst->status = INSTANCE_STOPPED;
+    inst->pid = 0;
+    return 0;
+}
+
+static int container_delete(const struct shed_backend *self, struct instance *inst,
+                            struct shed_err *err)
+{
+    return container_stop(self, inst, err);
+}
+
+static int container_status(const struct shed_backend *self, const struct instance *inst,
+                            enum instance_status *status, struct shed_err *err)
+{
+    (void)self;
+    (void)err;
+    *status = init_is_running(inst) ? INSTANCE_RUNNING : INSTANCE_STOPPED;
+    return 0;
+}
+
+/* Whether name resolves to an executable regular file inside root (the mounted rootfs),
+ * symlinks resolved as the shed sees them (RESOLVE_IN_ROOT), never escaping to the host. */
+static bool executable_in_root(int root_fd, const char *name)
+{
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+    cleanup_close int fd = (int)syscall(SYS_openat2, root_fd, name, &how, sizeof how);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return false;
+    return S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+}
+
+/* argv[0] looked up like the shed's PATH (config.json) would. Unknown (cannot look) counts
+ * as found: runc then has the last word. */
+static bool command_exists(const char *mountpoint, const char *command)
+{
+    static const char *const path_dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+                                            "/usr/bin",        "/sbin",           "/bin"};
+    cleanup_close int root_fd = open(mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0)
+        return true;
+    if (strchr(command, '/') != NULL)
+        return executable_in_root(root_fd, command);
+    for (size_t i = 0; i < sizeof path_dirs / sizeof path_dirs[0]; i++) {
+        char candidate[PATH_MAX];
+        snprintf(candidate, sizeof candidate, "%s/%s", path_dirs[i], command);
+        if (executable_in_root(root_fd, candidate))
+            return true;
+    }
+    return false;
+}
+
+static void report_not_found(int stderr_fd, const char *command)
+{
+    if (stderr_fd < 0)
+        return;
+    char line[512];
+    int len = snprintf(line, sizeof line, "shed: %.400s: command not found\n", command);
+    if (len > 0 && write(stderr_fd, line, (size_t)len) < 0) {
+        /* nothing more to say: the exit status tells */
+    }
+}
+
+static int container_exec(const struct shed_backend *self, const struct instance *inst,
+                           const struct backend_exec_request *request, int *exit_status,
+                           struct shed_err *err)
+{
+    if (!init_is_running(inst))
+        return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
+    if (request->argv == NULL || request->argv[0] == NULL)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "no command to run");
+    if (request->tty && !isatty(request->stdin_fd) && !isatty(request->stdout_fd))
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "a terminal was requested but neither stdin nor stdout is one");
+    cleanup_container_paths struct container_paths paths;
+    if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
+        return -1;
+    if (!command_exists(paths.mountpoint, request->argv[0])) {
+        report_not_found(request->stderr_fd, request->argv[0]);
+        *exit_status = CONTAINER_EXIT_NOT_FOUND;
+        return 0;
+    }
+    return runc_exec(state_of(self), &paths, request, exit_status, err);
+}
+
+static int container_dial_port(const struct shed_backend *self, const struct instance *inst,
+                               uint16_t port, int *fd, struct shed_err *err)
+{
+    (void)self;
+    if (!init_is_running(inst))
+        return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
+    return container_dial(inst->pid, recorded_start_time(inst), port, fd, err);
+}
+
+/* ---- construction -------------------------------------------------------------------- */
+
+/* The absolute path of name in $PATH, or NULL. */
+static char *find_in_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    cleanup_free char *copy = strdup(path);
+    if (copy == NULL)
+        return NULL;
+    char *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
+        char *candidate = fs_path_join(dir, name);
+        if (candidate != NULL && dir[0] == '/' && access(candidate, X_OK) == 0)
+            return candidate;
+        free(candidate);
+    }
+    return NULL;
+}
+
+/* shed-init is built next to shed-server (and installed next to it). */
+static char *init_path_beside_program(void)
+{
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return NULL;
+    self[len] = '\0';
+    return fs_path_join(dirname(self), "shed-init");
+}
+
+static void state_free(struct container_state *state)
+{
+    if (state == NULL)
+        return;
+    free(state->runc_path);
+    free(state->runc_root);
+    free(state->init_path);
+    free(state->instance_dir);
+    free(state);
+}
+
+void container_backend_free(struct shed_backend *backend)
+{
+    if (backend == NULL)
+        return;
+    state_free(backend->state);
+    free(backend);
+}
+
+int container_backend_new(const struct shed_config *config, struct shed_backend **out,
+                          struct shed_err *err)
+{
+    struct container_state *state = calloc(1, sizeof *state);
+    struct shed_backend *backend = calloc(1, sizeof *backend);
+    if (state == NULL || backend == NULL) {
+        free(backend);
+        free(state);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    state->runc_path = find_in_path("runc"); /* NULL: probe explains */
+    state->runc_root = fs_path_join(config->data_dir, "runc");
+    state->init_path = init_path_beside_program();
+    state->instance_dir = strdup(config->instance_dir);
+    *backend = (struct shed_backend){
+        .name = "container",
+        .state = state,
+        .probe = container_probe,
+        .create = container_create,
+        .start = container_start,
+        .stop = container_stop,
+        .delete = container_delete,
+        .status = container_status,
+        .exec = container_exec,
+        .dial = container_dial_port,
+    };
+    if (state->runc_root == NULL || state->init_path == NULL || state->instance_dir == NULL) {
+        container_backend_free(backend);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    *out = backend;
+    return 0;
+}

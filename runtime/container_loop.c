@@ -1,0 +1,136 @@
+/* The shed's rootfs on a loop device, mounted with mount(2): no losetup, no mount(8).
+ *
+ * The loop device is configured with LO_FLAGS_AUTOCLEAR and our fd to it is closed right
+ * after the mount, so the mount holds the only reference: unmounting (ours, and the copy in
+ * the container's mount namespace going away with its last process) releases the device.
+ * Nothing has to remember which loop device a shed used. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fsutil.h"
+#include "container_internal.h"
+
+/* LOOP_CTL_GET_FREE hands the same device to concurrent callers: the loser of the race gets
+ * EBUSY from LOOP_CONFIGURE and asks again. */
+#define LOOP_ATTACH_ATTEMPTS 64
+
+static int loop_configure(int loop_fd, int image_fd, const char *image)
+{
+    struct loop_config config;
+    memset(&config, 0, sizeof config);
+    config.fd = (unsigned)image_fd;
+    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    snprintf((char *)config.info.lo_file_name, sizeof config.info.lo_file_name, "%s", image);
+    if (ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOTTY)
+        return -1;
+    /* Kernels before 5.8: the two-step configuration. */
+    if (ioctl(loop_fd, LOOP_SET_FD, image_fd) < 0)
+        return -1;
+    if (ioctl(loop_fd, LOOP_SET_STATUS64, &config.info) < 0) {
+        int saved = errno;
+        ioctl(loop_fd, LOOP_CLR_FD, 0);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens a free loop device already bound to image_fd; *loop_fd is owned by the caller. */
+static int loop_attach(int image_fd, const char *image, int *loop_fd, char *device,
+                       size_t device_len, struct shed_err *err)
+{
+    cleanup_close int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (control < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open /dev/loop-control");
+    for (int attempt = 0; attempt < LOOP_ATTACH_ATTEMPTS; attempt++) {
+        int number = ioctl(control, LOOP_CTL_GET_FREE);
+        if (number < 0)
+            return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno,
+                                   "no free loop device (LOOP_CTL_GET_FREE)");
+        snprintf(device, device_len, "/dev/loop%d", number);
+        cleanup_close int fd = open(device, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno == ENOENT || errno == ENXIO)
+                continue; /* removed meanwhile */
+            return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", device);
+        }
+        if (loop_configure(fd, image_fd, image) == 0) {
+            *loop_fd = steal_fd(&fd);
+            return 0;
+        }
+        if (errno != EBUSY)
+            return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "attach %s to %s", image,
+                                   device);
+    }
+    return shed_errf(err, SHED_E_BACKEND_ERROR,
+                     "no free loop device after %d attempts (all taken concurrently)",
+                     LOOP_ATTACH_ATTEMPTS);
+}
+
+int container_mount_rootfs(const char *image, const char *mountpoint, char *device_out,
+                           size_t device_len, struct shed_err *err)
+{
+    char device[64];
+    cleanup_close int image_fd = open(image, O_RDWR | O_CLOEXEC);
+    if (image_fd < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", image);
+    cleanup_close int loop_fd = -1;
+    if (loop_attach(image_fd, image, &loop_fd, device, sizeof device, err) < 0)
+        return -1;
+    if (mount(device, mountpoint, "ext4", 0, NULL) < 0) {
+        int saved = errno;
+        /* Not mounted: autoclear only acts on a device that was opened by a mount, so
+         * detach explicitly. */
+        ioctl(loop_fd, LOOP_CLR_FD, 0);
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, saved, "mount %s (%s) on %s", device,
+                               image, mountpoint);
+    }
+    if (device_out != NULL)
+        snprintf(device_out, device_len, "%s", device);
+    return 0; /* closing loop_fd leaves the mount as the device's only user */
+}
+
+bool container_is_mounted(const char *mountpoint)
+{
+    struct stat st, parent_st;
+    if (stat(mountpoint, &st) < 0)
+        return false;
+    cleanup_free char *parent = str_printf("%s/..", mountpoint);
+    if (parent == NULL || stat(parent, &parent_st) < 0)
+        return false;
+    return st.st_dev != parent_st.st_dev;
+}
+
+int container_unmount_rootfs(const char *mountpoint, struct shed_err *err)
+{
+    /* EBUSY right after the shed's processes died: the container's mount namespace can
+     * outlive them for a moment. Retry briefly, then detach lazily (the mount is gone from
+     * our namespace at once; the device is released when the last user lets go). */
+    for (int attempt = 0; attempt < 50; attempt++) {
+        if (!container_is_mounted(mountpoint))
+            return 0;
+        if (umount2(mountpoint, UMOUNT_NOFOLLOW) == 0)
+            continue; /* loop: something may be stacked below */
+        if (errno == EINVAL || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unmount %s", mountpoint);
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (umount2(mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unmount %s (lazily)",
+                               mountpoint);
+    return 0;
+}
