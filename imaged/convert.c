@@ -61,22 +61,43 @@ static int flatten_one_layer(const struct oci_store *store, const struct oci_ima
     return 0;
 }
 
-/* A generous estimate of the filesystem an image needs: file data plus a block per entry
- * for inodes, directories and tail blocks, plus the journal and the inode tables, block
- * groups and reserve mke2fs-style layouts take (~5%). */
+/* The journal mke2fs (ext2fs_default_journal_size) gives a filesystem of this size. */
+static uint64_t journal_size_for(uint64_t fs_size)
+{
+    if (fs_size < 128 * MIB)
+        return 4 * MIB;
+    if (fs_size < GIB)
+        return 16 * MIB;
+    if (fs_size < 2 * GIB)
+        return 32 * MIB;
+    if (fs_size < 16 * GIB)
+        return 64 * MIB;
+    if (fs_size < 32 * GIB)
+        return 128 * MIB;
+    return 256 * MIB;
+}
+
+/* A generous estimate of the filesystem an image needs: file data plus extent and tail
+ * slack, a block per entry for inodes, directories and small files, then the journal and
+ * ~2% of inode tables and bitmaps (which grow with the size: hence the fixed point), plus
+ * a 5% margin. */
 static uint64_t estimate_needed_size(const struct flatten_state *state, uint64_t bytes_used)
 {
     uint64_t data = state->file_bytes > bytes_used ? state->file_bytes : bytes_used;
-    uint64_t raw = data + data / 10 + state->entries * 4096 + 128 * MIB;
-    return raw + raw / 20;
+    uint64_t raw = data + data / 16 + state->entries * 4096;
+    uint64_t needed = raw;
+    for (int i = 0; i < 4; i++)
+        needed = raw + journal_size_for(needed) + needed / 50 + 4 * MIB;
+    return needed + needed / 20;
 }
 
-/* Rounds a size up to something a user would type: multiples of 256M below 4G, else whole G. */
+/* Rounds a size up to something a user would type: multiples of 64M below 1G, of 256M
+ * below 4G, else whole G. */
 static uint64_t round_suggestion(uint64_t bytes, char *text, size_t text_len)
 {
     if (bytes < 4 * GIB) {
-        uint64_t quarters = (bytes + 256 * MIB - 1) / (256 * MIB);
-        uint64_t mib = quarters * 256;
+        uint64_t step_mib = bytes < GIB ? 64 : 256;
+        uint64_t mib = (bytes + step_mib * MIB - 1) / (step_mib * MIB) * step_mib;
         if (mib % 1024 == 0)
             snprintf(text, text_len, "%lluG", (unsigned long long)(mib / 1024));
         else
