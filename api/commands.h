@@ -9,6 +9,7 @@ int cmd_pull_images(int argc, char **argv);
 int cmd_images(int argc, char **argv);
 int cmd_clone(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_system(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
 

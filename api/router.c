@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "handlers_system.h"
 
 struct route {
     const char *method;
@@ -30,6 +31,8 @@ static const struct route routes[] = {
     {"GET", "/api/images", handle_images_list, false},
     {"DELETE", "/api/images/{name}", handle_image_delete, false},
     {"POST", "/api/images/prune", handle_images_prune, false},
+    {"GET", "/api/system/df", handle_system_df, false},
+    {"POST", "/api/system/prune", handle_system_prune, false},
 };
 
 #define MAX_SEGMENT 512

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api/cli_system.h"
 #include "api/client.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
@@ -339,6 +340,10 @@ static int cmd_sessions(struct cli *cli, int argc, char **argv);
 static int cmd_kill_session(struct cli *cli, int argc, char **argv);
 static int cmd_images(struct cli *cli, int argc, char **argv);
 static int cmd_tunnel(struct cli *cli, int argc, char **argv);
+static int cmd_system(struct cli *cli, int argc, char **argv)
+{
+    return cli_system_run(&cli->client, cli->json, argc, argv);
+}
 
 static const struct command commands[] = {
     {"info", cmd_info, "info", "Show the server's name, version, ports and backend."},
@@ -357,6 +362,8 @@ static const struct command commands[] = {
      "List image variants, remove a cached one, or prune unreferenced ones."},
     {"tunnel", cmd_tunnel, "tunnel NAME LOCAL:REMOTE",
      "Forward 127.0.0.1:LOCAL to port REMOTE inside the shed until interrupted."},
+    {"system", cmd_system, "system df [-v] [--all] | system prune [--force] [--all] [...]",
+     "Disk usage of images, sheds and orphans, or prune them (see 'shed system --help')."},
 };
 
 static const struct command *find_command(const char *name)

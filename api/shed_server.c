@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"pull-images", cmd_pull_images, "make every configured image variant ready (cached ext4)"},
     {"images", cmd_images, "list, remove or prune cached image variants"},
     {"clone", cmd_clone, "clone a file the way instance rootfs clones are made"},
+    {"system", cmd_system, "disk usage (df) and cleanup (prune) of the data dir"},
     {"exec", cmd_exec, "run a command in a running shed (like docker exec)"},
     {"attach", cmd_attach, "attach the terminal to a tmux session in a running shed"},
 };

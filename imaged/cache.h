@@ -116,4 +116,14 @@ int image_cache_remove(const struct shed_config *config, const char *name,
 int image_cache_prune(const struct shed_config *config, const char *const *in_use, bool dry_run,
                       struct image_info_list *pruned, struct shed_err *err);
 
+/* image_cache_prune's decision for one cached variant, for callers that list everything
+ * before deleting anything (system prune). KEEP: the config or a shed references it;
+ * LOCKED: unreferenced but a conversion holds its lock; REMOVE: it goes. With remove set, a
+ * REMOVE variant's files are deleted under its lock exactly as image_cache_prune deletes them
+ * (the .lock stays). Content-addressed rootfs files are never touched here. */
+enum image_prune_decision { IMAGE_PRUNE_KEEP, IMAGE_PRUNE_LOCKED, IMAGE_PRUNE_REMOVE };
+int image_cache_prune_variant(const struct shed_config *config, const char *name,
+                              const char *const *in_use, bool remove,
+                              enum image_prune_decision *decision, struct shed_err *err);
+
 #endif

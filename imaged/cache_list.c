@@ -559,3 +559,22 @@ int image_cache_prune(const struct shed_config *config, const char *const *in_us
         image_info_list_free(pruned);
     return ret;
 }
+
+int image_cache_prune_variant(const struct shed_config *config, const char *name,
+                              const char *const *in_use, bool remove,
+                              enum image_prune_decision *decision, struct shed_err *err)
+{
+    *decision = IMAGE_PRUNE_KEEP;
+    bool referenced = false;
+    if (is_referenced(config, name, in_use, &referenced, err) < 0)
+        return -1;
+    if (referenced)
+        return 0;
+    cleanup_close int lock_fd = -1;
+    if (try_lock_variant(config->images_dir, name, &lock_fd, err) < 0)
+        return -1;
+    *decision = lock_fd < 0 ? IMAGE_PRUNE_LOCKED : IMAGE_PRUNE_REMOVE;
+    if (*decision == IMAGE_PRUNE_REMOVE && remove)
+        return delete_variant_files(config->images_dir, name, err);
+    return 0;
+}

@@ -1,0 +1,332 @@
+/* df_scan: every file of images_dir and instance_dir, classified as api.md's df report
+ * describes (images, kernel files, sheds, orphans), with totals that count each inode once. */
+#include "df.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/cleanup.h"
+#include "common/fsutil.h"
+#include "df_private.h"
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+enum instance_status shed_probe_status(const struct shed_probe *probe, const struct instance *inst)
+{
+    if (probe == NULL || probe->is_running == NULL)
+        return inst->status;
+    struct shed_err ignored = {0};
+    int running = probe->is_running(inst, probe->ctx, &ignored);
+    if (running < 0)
+        return inst->status; /* cannot tell: trust the record (a running one stays running) */
+    if (running)
+        return INSTANCE_RUNNING;
+    /* Not running: a shed recorded as running or starting whose process is gone is stopped. */
+    return inst->status == INSTANCE_ERROR ? INSTANCE_ERROR : INSTANCE_STOPPED;
+}
+
+void df_size_add(struct df_size *total, const struct df_size *part)
+{
+    total->logical += part->logical;
+    total->physical += part->physical;
+    total->exclusive += part->exclusive;
+    total->files += part->files;
+}
+
+void df_file_list_clear(struct df_file_list *list)
+{
+    for (size_t i = 0; i < list->count; i++)
+        df_file_clear(&list->items[i]);
+    free(list->items);
+    memset(list, 0, sizeof *list);
+}
+
+int df_file_list_add(struct df_file_list *list, struct df_file *file, struct shed_err *err)
+{
+    struct df_file *grown = realloc(list->items, (list->count + 1) * sizeof *grown);
+    if (grown == NULL) {
+        df_file_clear(file);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    list->items = grown;
+    list->items[list->count++] = *file;
+    memset(file, 0, sizeof *file);
+    return 0;
+}
+
+int df_report_add_note(struct df_report *report, struct shed_err *err, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    char **grown = realloc(report->notes, (report->note_count + 2) * sizeof *grown);
+    if (grown == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    report->notes = grown;
+    report->notes[report->note_count] = strdup(text);
+    if (report->notes[report->note_count] == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    report->notes[++report->note_count] = NULL;
+    return 0;
+}
+
+void df_report_free(struct df_report *report)
+{
+    for (size_t i = 0; i < report->image_count; i++) {
+        struct df_image *image = &report->images[i];
+        free(image->name);
+        free(image->docker_ref);
+        df_file_clear(&image->rootfs);
+        df_file_list_clear(&image->other_files);
+    }
+    free(report->images);
+    df_file_clear(&report->kernel);
+    df_file_clear(&report->initrd);
+    df_file_list_clear(&report->blobs);
+    for (size_t i = 0; i < report->shed_count; i++) {
+        struct df_shed *shed = &report->sheds[i];
+        instance_clear(&shed->inst);
+        df_file_clear(&shed->rootfs);
+        df_file_clear(&shed->console_log);
+        df_file_list_clear(&shed->other_files);
+    }
+    free(report->sheds);
+    df_file_list_clear(&report->orphans);
+    for (size_t i = 0; i < report->note_count; i++)
+        free(report->notes[i]);
+    free(report->notes);
+    memset(report, 0, sizeof *report);
+}
+
+/* Measures path into *file; a file that vanished meanwhile is reported as *found = false. */
+int df_measure_into(struct df_scan_ctx *ctx, const char *path, const char *kind,
+                    struct df_file *file, bool *found, struct shed_err *err)
+{
+    bool fiemap_ok = true;
+    *found = false;
+    if (df_measure_file(path, kind, file, &fiemap_ok, ctx->extents, err) < 0)
+        return err->code == SHED_E_NOT_FOUND ? 0 : -1;
+    *found = true;
+    if (file->size.physical > 0) {
+        if (fiemap_ok)
+            ctx->report->fiemap_supported = true;
+        else
+            ctx->report->fiemap_unsupported = true;
+    }
+    return 0;
+}
+
+/* Adds a measured file to a list (nothing when it vanished). */
+int df_measure_append(struct df_scan_ctx *ctx, const char *path, const char *kind,
+                      struct df_file_list *list, struct shed_err *err)
+{
+    struct df_file file;
+    bool found = false;
+    if (df_measure_into(ctx, path, kind, &file, &found, err) < 0)
+        return -1;
+    return found ? df_file_list_add(list, &file, err) : 0;
+}
+
+/* ---- totals (each inode once) ---------------------------------------------------------- */
+
+/* Open-addressing set of (dev, ino). */
+struct inode_set {
+    struct {
+        dev_t dev;
+        ino_t ino;
+        bool used;
+    } *slots;
+    size_t capacity, count;
+};
+
+static size_t inode_hash(dev_t dev, ino_t ino)
+{
+    uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static int inode_set_grow(struct inode_set *set, struct shed_err *err);
+
+/* *added: false when the inode was already in. */
+static int inode_set_add(struct inode_set *set, dev_t dev, ino_t ino, bool *added,
+                         struct shed_err *err)
+{
+    if ((set->count + 1) * 2 > set->capacity && inode_set_grow(set, err) < 0)
+        return -1;
+    size_t mask = set->capacity - 1;
+    for (size_t i = inode_hash(dev, ino) & mask;; i = (i + 1) & mask) {
+        if (!set->slots[i].used) {
+            set->slots[i].used = true;
+            set->slots[i].dev = dev;
+            set->slots[i].ino = ino;
+            set->count++;
+            *added = true;
+            return 0;
+        }
+        if (set->slots[i].dev == dev && set->slots[i].ino == ino) {
+            *added = false;
+            return 0;
+        }
+    }
+}
+
+static int inode_set_grow(struct inode_set *set, struct shed_err *err)
+{
+    struct inode_set bigger = {.capacity = set->capacity ? set->capacity * 2 : 1024};
+    bigger.slots = calloc(bigger.capacity, sizeof *bigger.slots);
+    if (bigger.slots == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < set->capacity; i++) {
+        bool added;
+        if (set->slots[i].used)
+            inode_set_add(&bigger, set->slots[i].dev, set->slots[i].ino, &added, err);
+    }
+    free(set->slots);
+    *set = bigger;
+    return 0;
+}
+
+static int count_file(struct inode_set *seen, struct df_file *file, struct df_size *total,
+                      struct shed_err *err)
+{
+    if (file->path == NULL)
+        return 0;
+    bool added = false;
+    if (inode_set_add(seen, file->dev, file->ino, &added, err) < 0)
+        return -1;
+    file->counted = added;
+    if (added)
+        df_size_add(total, &file->size);
+    return 0;
+}
+
+static int count_list(struct inode_set *seen, struct df_file_list *list, struct df_size *total,
+                      struct shed_err *err)
+{
+    for (size_t i = 0; i < list->count; i++)
+        if (count_file(seen, &list->items[i], total, err) < 0)
+            return -1;
+    return 0;
+}
+
+/* Per-item totals (an image's or a shed's own files, each inode once within the item). */
+static int item_total(struct df_file *main_file, struct df_file *second, struct df_file_list *others,
+                      struct df_size *total, struct shed_err *err)
+{
+    struct inode_set seen = {0};
+    memset(total, 0, sizeof *total);
+    int rc = count_file(&seen, main_file, total, err);
+    if (rc == 0 && second != NULL)
+        rc = count_file(&seen, second, total, err);
+    if (rc == 0)
+        rc = count_list(&seen, others, total, err);
+    free(seen.slots);
+    return rc;
+}
+
+static int compute_item_totals(struct df_report *report, struct shed_err *err)
+{
+    for (size_t i = 0; i < report->image_count; i++) {
+        struct df_image *image = &report->images[i];
+        if (item_total(&image->rootfs, NULL, &image->other_files, &image->total, err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < report->shed_count; i++) {
+        struct df_shed *shed = &report->sheds[i];
+        if (item_total(&shed->rootfs, &shed->console_log, &shed->other_files, &shed->total,
+                       err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Category totals; the `counted` flags end up telling which names were counted first. */
+static int compute_totals(struct df_report *report, struct shed_err *err)
+{
+    if (compute_item_totals(report, err) < 0)
+        return -1;
+    struct inode_set seen = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < report->image_count; i++) {
+        rc = count_file(&seen, &report->images[i].rootfs, &report->totals.images, err);
+        if (rc == 0)
+            rc = count_list(&seen, &report->images[i].other_files, &report->totals.images, err);
+    }
+    if (rc == 0)
+        rc = count_file(&seen, &report->kernel, &report->totals.images, err);
+    if (rc == 0)
+        rc = count_file(&seen, &report->initrd, &report->totals.images, err);
+    if (rc == 0)
+        rc = count_list(&seen, &report->blobs, &report->totals.images, err);
+    for (size_t i = 0; rc == 0 && i < report->shed_count; i++) {
+        struct df_shed *shed = &report->sheds[i];
+        rc = count_file(&seen, &shed->rootfs, &report->totals.sheds, err);
+        if (rc == 0)
+            rc = count_file(&seen, &shed->console_log, &report->totals.sheds, err);
+        if (rc == 0)
+            rc = count_list(&seen, &shed->other_files, &report->totals.sheds, err);
+    }
+    if (rc == 0)
+        rc = count_list(&seen, &report->orphans, &report->totals.orphans, err);
+    free(seen.slots);
+    df_size_add(&report->totals.all, &report->totals.images);
+    df_size_add(&report->totals.all, &report->totals.sheds);
+    df_size_add(&report->totals.all, &report->totals.orphans);
+    return rc;
+}
+
+static int add_notes(struct df_report *report, struct shed_err *err)
+{
+    if (df_report_add_note(report, err,
+                           "logical_bytes = st_size; physical_bytes = st_blocks*512 (what du "
+                           "counts); exclusive_bytes = physical bytes of the extents FIEMAP "
+                           "reports without FIEMAP_EXTENT_SHARED, so reflink clones are not "
+                           "double counted") < 0 ||
+        df_report_add_note(report, err,
+                           "totals count every inode once: a file hardlinked under several "
+                           "names (a variant and its content-addressed rootfs) is counted under "
+                           "the first name listed; totals add logical, physical and exclusive "
+                           "bytes of those files") < 0)
+        return -1;
+    if (report->fiemap_unsupported &&
+        df_report_add_note(report, err,
+                           "FIEMAP is not supported on %s file system holding some files: their "
+                           "exclusive_bytes equal physical_bytes (sharing unknown)",
+                           report->fiemap_supported ? "a" : "the") < 0)
+        return -1;
+    if (report->blobs.count > 0 &&
+        df_report_add_note(report, err,
+                           "totals.images includes %zu referenced OCI blob(s) and "
+                           "content-addressed rootfs file(s) listed under \"blobs\"",
+                           report->blobs.count) < 0)
+        return -1;
+    return 0;
+}
+
+int df_scan(const struct df_opts *opts, struct df_report *report, struct shed_err *err)
+{
+    memset(report, 0, sizeof *report);
+    struct df_scan_ctx ctx = {.config = opts->config,
+                              .instances = opts->instances,
+                              .probe = opts->probe,
+                              .extents = opts->extents,
+                              .report = report};
+    int rc = df_scan_images(&ctx, err);
+    if (rc == 0)
+        rc = df_scan_sheds(&ctx, err);
+    if (rc == 0)
+        rc = compute_totals(report, err);
+    if (rc == 0)
+        rc = add_notes(report, err);
+    if (rc < 0)
+        df_report_free(report);
+    return rc;
+}

@@ -1,0 +1,150 @@
+/* Disk accounting over the on-disk layout (api.md "On-disk layout"): what `system df`
+ * reports and what `system prune` plans with.
+ *
+ * Sizes: logical = st_size, physical = st_blocks * 512, exclusive = physical bytes of the
+ * extents FIEMAP reports without FIEMAP_EXTENT_SHARED (on a file system without FIEMAP,
+ * exclusive = physical and the report's notes say so). A file reachable under several names
+ * (hardlinks: a variant and its content-addressed copy) is counted once in every total.
+ *
+ * The scan never writes: it reports a shed's real status through the caller's probe but
+ * never saves it, and it takes no lock. */
+#ifndef SHED_RUNTIME_DF_H
+#define SHED_RUNTIME_DF_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/config.h"
+#include "common/shed_err.h"
+#include "runtime/instance.h"
+
+/* Whether sheds really run, and what a backend holds for one (runtime never depends on the
+ * API layer: the server maps these to the backend's status()/delete(), local commands to
+ * the recorded pid). */
+struct shed_probe {
+    /* 1 running, 0 not running, -1 cannot tell (err filled). NULL: the recorded status. */
+    int (*is_running)(const struct instance *inst, void *ctx, struct shed_err *err);
+    /* Releases what the backend holds for a stopped shed before its directory is removed
+     * (network namespaces, …). NULL: nothing to release. */
+    int (*release)(const struct instance *inst, void *ctx, struct shed_err *err);
+    void *ctx;
+};
+
+/* The shed's status as the probe sees it (the recorded one when it cannot tell). */
+enum instance_status shed_probe_status(const struct shed_probe *probe, const struct instance *inst);
+
+struct df_size {
+    uint64_t logical;
+    uint64_t physical;
+    uint64_t exclusive;
+    uint64_t files;
+};
+
+void df_size_add(struct df_size *total, const struct df_size *part);
+
+/* One file as found on disk. */
+struct df_file {
+    char *path;
+    const char *kind; /* "rootfs", "console_log", "kernel", "initrd", "lock", "tmp", "source",
+                         "blob", "metadata", "other" (static strings) */
+    struct df_size size; /* files = 1 */
+    dev_t dev;
+    ino_t ino;
+    nlink_t nlink;
+    struct timespec mtime;
+    bool counted; /* false when an earlier name of the same inode was already counted */
+};
+
+struct df_file_list {
+    struct df_file *items;
+    size_t count;
+};
+
+struct df_image {
+    char *name;
+    char *docker_ref; /* "" when unknown */
+    bool is_base;
+    struct df_file rootfs;
+    struct df_file_list other_files; /* .source, .lock, kernel files, temp files of the variant */
+    struct df_size total;
+};
+
+struct df_shed {
+    struct instance inst; /* status as the probe reports it */
+    struct timespec metadata_mtime;
+    bool has_rootfs, has_console_log;
+    struct df_file rootfs;
+    struct df_file console_log;
+    struct df_file_list other_files;
+    struct df_size total;
+};
+
+struct df_report {
+    struct df_image *images;
+    size_t image_count;
+    bool has_kernel, has_initrd;
+    struct df_file kernel, initrd; /* <images_dir>/vmlinux, initrd.img */
+    struct df_file_list blobs;     /* referenced OCI blobs and content-addressed rootfs files */
+    struct df_shed *sheds;
+    size_t shed_count;
+    struct df_file_list orphans; /* kinds lock, tmp, source, blob */
+    struct {
+        struct df_size images, sheds, orphans, all;
+    } totals;
+    bool fiemap_supported;   /* FIEMAP answered for at least one file */
+    bool fiemap_unsupported; /* … and failed with EOPNOTSUPP for at least one */
+    char **notes;            /* NULL-terminated */
+    size_t note_count;
+};
+
+struct df_opts {
+    const struct shed_config *config;
+    struct instance_store *instances;
+    const struct shed_probe *probe;
+    /* Also keep every file's extents (for prune's freed-bytes computation). */
+    struct df_extent_index *extents;
+};
+
+int df_scan(const struct df_opts *opts, struct df_report *report, struct shed_err *err);
+void df_report_free(struct df_report *report);
+int df_report_add_note(struct df_report *report, struct shed_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The GET /api/system/df body (api.md). */
+json_t *df_report_to_json(const struct df_report *report, const char *server_name,
+                          const char *backend);
+json_t *df_size_to_json(const struct df_size *size);
+
+/* Stats one file (lstat; not following symlinks) and measures its exclusive bytes.
+ * *fiemap_ok is false when the file system does not support FIEMAP. */
+int df_measure_file(const char *path, const char *kind, struct df_file *file, bool *fiemap_ok,
+                    struct df_extent_index *extents, struct shed_err *err);
+void df_file_clear(struct df_file *file);
+void df_file_list_clear(struct df_file_list *list);
+int df_file_list_add(struct df_file_list *list, struct df_file *file, struct shed_err *err);
+
+/* ---- freed bytes of a set of files (for prune) -------------------------------------------
+ * Keeps the physical extents of every scanned file so that the bytes a deletion really
+ * returns to the file system can be computed: an extent shared (reflink) with a file outside
+ * the set is not freed; an inode is freed only when every one of its links is in the set. */
+struct df_extent_index;
+
+int df_extent_index_new(struct df_extent_index **index, struct shed_err *err);
+void df_extent_index_free(struct df_extent_index *index);
+
+struct df_deletion; /* a set of files about to be deleted */
+
+int df_deletion_new(struct df_deletion **deletion, struct shed_err *err);
+void df_deletion_free(struct df_deletion *deletion);
+/* Adds one name of a file (its dev/ino/nlink/sizes as measured). */
+int df_deletion_add(struct df_deletion *deletion, const struct df_file *file,
+                    struct shed_err *err);
+/* logical/physical: the sizes of the inodes whose every link is in the set; exclusive: the
+ * bytes of their extents that no file outside the set shares (what statvfs will show). */
+int df_deletion_freed(const struct df_deletion *deletion, const struct df_extent_index *index,
+                      struct df_size *freed, struct shed_err *err);
+
+#endif
