@@ -1,14 +1,38 @@
 /* Sessions (tmux inside a shed) and connect (TCP tunnel by HTTP upgrade).
  *
  * Both need a running shed and a backend that can run commands in it (exec) or dial into its
- * network namespace (dial). Every check api.md defines is made here first — names, port,
- * 404, 409/503 not running — and then, while no built-in backend provides exec/dial, the
- * answer is 501 NOT_SUPPORTED naming what is missing; nothing pretends to work. */
+ * network namespace (dial). Every check api.md defines is made first — names, port, 404,
+ * 409/503 not running —, then:
+ * - sessions run `tmux list-sessions -F …` / `tmux kill-session -t =NAME` in the shed
+ *   through backend->exec, output captured in memory files; exit status 127 (the command
+ *   does not exist in the shed) is 503 TMUX_NOT_AVAILABLE;
+ * - connect dials first (502 CONNECT_FAILED when nothing listens), then answers 101 and
+ *   copies bytes both ways from a detached thread until both directions have ended.
+ *   libmicrohttpd facts: the upgraded socket is non-blocking, bytes the client sent after
+ *   the headers arrive in extra_in, and the socket is released with MHD_upgrade_action
+ *   (CLOSE), never close(). Known limit: if the client disconnects after the handler ran but
+ *   before libmicrohttpd performed the upgrade, the upgrade callback never runs and the
+ *   dialed socket is not closed (libmicrohttpd has no hook for an unused upgrade response). */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "common/cleanup.h"
 #include "handlers.h"
+
+/* The exit status backend->exec reports when the command does not exist in the shed. */
+#define EXIT_COMMAND_NOT_FOUND 127
+/* tmux output kept (a session line is short; this is thousands of sessions). */
+#define TMUX_OUTPUT_MAX (1 << 20)
 
 static bool session_name_is_valid(const char *name)
 {
@@ -45,14 +69,154 @@ static int running_shed_backend(const struct api_context *context, const char *n
     return rc;
 }
 
-static void sessions_not_supported(struct api_response *response, const struct instance *inst,
-                                   const struct shed_backend *backend)
+/* ---- running tmux in a shed ---------------------------------------------------------- */
+
+struct captured {
+    int status;
+    char *out; /* NUL-terminated */
+    char *err;
+};
+
+static void captured_clear(struct captured *captured)
 {
-    /* exec exists but the tmux session listing on top of it is not written yet. */
-    api_respond_errorf(response, SHED_E_NOT_SUPPORTED,
-                       "sessions are not implemented for backend \"%s\" (shed \"%s\")",
-                       backend->name, inst->name);
+    free(captured->out);
+    free(captured->err);
+    captured->out = captured->err = NULL;
 }
+
+static char *read_memfd(int fd)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size < 0)
+        return NULL;
+    size_t len = (size_t)size < TMUX_OUTPUT_MAX ? (size_t)size : TMUX_OUTPUT_MAX;
+    char *text = malloc(len + 1);
+    if (text == NULL)
+        return NULL;
+    ssize_t got = pread(fd, text, len, 0);
+    text[got > 0 ? (size_t)got : 0] = '\0';
+    return text;
+}
+
+/* Runs argv in the shed with stdout and stderr captured (memory files: no pipe to drain
+ * while waiting). */
+static int run_in_shed(const struct shed_backend *backend, const struct instance *inst,
+                       const char *const *argv, struct captured *captured, struct shed_err *err)
+{
+    cleanup_close int out = memfd_create("shed-tmux-out", MFD_CLOEXEC);
+    cleanup_close int errout = memfd_create("shed-tmux-err", MFD_CLOEXEC);
+    if (out < 0 || errout < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "memfd_create");
+    struct backend_exec_request request = {
+        .argv = argv, .tty = false, .stdin_fd = -1, .stdout_fd = out, .stderr_fd = errout};
+    if (backend->exec(backend, inst, &request, &captured->status, err) < 0)
+        return -1;
+    captured->out = read_memfd(out);
+    captured->err = read_memfd(errout);
+    if (captured->out == NULL || captured->err == NULL) {
+        captured_clear(captured);
+        return shed_errf(err, SHED_E_NO_MEMORY, "cannot read tmux output");
+    }
+    return 0;
+}
+
+/* tmux's answers when no tmux server runs in the shed (no session was ever started, or the
+ * last one ended): not an error, just no sessions. */
+static bool tmux_has_no_server(const char *stderr_text)
+{
+    return strstr(stderr_text, "no server running") != NULL ||
+           strstr(stderr_text, "error connecting to") != NULL;
+}
+
+static int tmux_failure(const struct instance *inst, const struct captured *captured,
+                        const char *what, struct shed_err *err)
+{
+    if (captured->status == EXIT_COMMAND_NOT_FOUND)
+        return shed_errf(err, SHED_E_TMUX_NOT_AVAILABLE, "tmux is not installed in shed \"%s\"",
+                         inst->name);
+    char first_line[200];
+    snprintf(first_line, sizeof first_line, "%s", captured->err);
+    first_line[strcspn(first_line, "\n")] = '\0';
+    return shed_errf(err, SHED_E_BACKEND_ERROR, "tmux %s in shed \"%s\" failed (exit %d): %s",
+                     what, inst->name, captured->status, first_line);
+}
+
+static void format_time(time_t when, char *out, size_t outlen)
+{
+    struct tm tm;
+    if (gmtime_r(&when, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, outlen, "1970-01-01T00:00:00Z");
+}
+
+#define TMUX_LIST_FORMAT "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}"
+
+/* One line of TMUX_LIST_FORMAT as a session object; NULL for a malformed line. */
+static json_t *session_json(const char *shed_name, char *line)
+{
+    char *fields[4];
+    char *save = NULL;
+    char *field = strtok_r(line, "\t", &save);
+    for (int i = 0; i < 4; i++) {
+        if (field == NULL)
+            return NULL;
+        fields[i] = field;
+        field = strtok_r(NULL, "\t", &save);
+    }
+    char created[32];
+    format_time((time_t)strtoll(fields[1], NULL, 10), created, sizeof created);
+    return json_pack("{s:s, s:s, s:s, s:b, s:i}", "name", fields[0], "shed_name", shed_name,
+                     "created_at", created, "attached", atoi(fields[2]) > 0, "window_count",
+                     atoi(fields[3]));
+}
+
+/* Appends the sessions of a running shed to sessions. */
+static int list_sessions(const struct shed_backend *backend, const struct instance *inst,
+                         json_t *sessions, struct shed_err *err)
+{
+    const char *const argv[] = {"tmux", "list-sessions", "-F", TMUX_LIST_FORMAT, NULL};
+    struct captured captured = {0};
+    if (run_in_shed(backend, inst, argv, &captured, err) < 0)
+        return -1;
+    int rc = 0;
+    if (captured.status != 0) {
+        if (captured.status == EXIT_COMMAND_NOT_FOUND || !tmux_has_no_server(captured.err))
+            rc = tmux_failure(inst, &captured, "list-sessions", err);
+    } else {
+        char *save = NULL;
+        for (char *line = strtok_r(captured.out, "\n", &save); line != NULL && rc == 0;
+             line = strtok_r(NULL, "\n", &save)) {
+            json_t *session = session_json(inst->name, line);
+            if (session != NULL && json_array_append_new(sessions, session) < 0)
+                rc = shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+        }
+    }
+    captured_clear(&captured);
+    return rc;
+}
+
+static int kill_session(const struct shed_backend *backend, const struct instance *inst,
+                        const char *session, struct shed_err *err)
+{
+    char target[160];
+    snprintf(target, sizeof target, "=%s", session); /* "=": exact name, never a prefix */
+    const char *const argv[] = {"tmux", "kill-session", "-t", target, NULL};
+    struct captured captured = {0};
+    if (run_in_shed(backend, inst, argv, &captured, err) < 0)
+        return -1;
+    int rc = 0;
+    if (captured.status != 0) {
+        if (captured.status != EXIT_COMMAND_NOT_FOUND &&
+            (tmux_has_no_server(captured.err) || strstr(captured.err, "can't find") != NULL))
+            rc = shed_errf(err, SHED_E_SESSION_NOT_FOUND, "session \"%s\" not found in shed \"%s\"",
+                           session, inst->name);
+        else
+            rc = tmux_failure(inst, &captured, "kill-session", err);
+    }
+    captured_clear(&captured);
+    return rc;
+}
+
+/* ---- handlers ------------------------------------------------------------------------ */
 
 void handle_shed_sessions(const struct api_request *request, const struct api_context *context,
                           struct api_response *response)
@@ -65,7 +229,15 @@ void handle_shed_sessions(const struct api_request *request, const struct api_co
         api_respond_error(response, &err);
         return;
     }
-    sessions_not_supported(response, &inst, backend);
+    json_t *sessions = json_array();
+    if (sessions == NULL)
+        shed_errf(&err, SHED_E_NO_MEMORY, "out of memory");
+    if (sessions == NULL || list_sessions(backend, &inst, sessions, &err) < 0) {
+        json_decref(sessions);
+        api_respond_error(response, &err);
+    } else {
+        api_respond_json(response, 200, json_pack("{s:o}", "sessions", sessions));
+    }
     instance_clear(&inst);
 }
 
@@ -85,19 +257,46 @@ void handle_shed_session_delete(const struct api_request *request,
         api_respond_error(response, &err);
         return;
     }
-    sessions_not_supported(response, &inst, backend);
+    if (kill_session(backend, &inst, request->params[1], &err) < 0)
+        api_respond_error(response, &err);
+    else
+        api_respond_empty(response, 204);
     instance_clear(&inst);
 }
 
-/* Sessions of every running shed; a shed that fails is skipped (api.md). With no backend
- * that can list sessions, every running shed is skipped and the list is honestly empty. */
+/* Sessions of every running shed; a shed that fails (stopped meanwhile, no tmux, backend
+ * without exec) is skipped (api.md). */
 void handle_sessions_all(const struct api_request *request, const struct api_context *context,
                          struct api_response *response)
 {
     (void)request;
-    (void)context;
-    api_respond_json(response, 200, json_pack("{s:[]}", "sessions"));
+    struct instance_list list;
+    struct shed_err err = {0};
+    if (instance_store_list(context->instances, &list, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    json_t *sessions = json_array();
+    for (size_t i = 0; sessions != NULL && i < list.count; i++) {
+        struct instance inst;
+        const struct shed_backend *backend = NULL;
+        struct shed_err skipped = {0};
+        if (list.items[i].status != INSTANCE_RUNNING ||
+            running_shed_backend(context, list.items[i].name, SHED_E_SHED_NOT_RUNNING, false,
+                                 &inst, &backend, &skipped) < 0)
+            continue;
+        json_t *shed_sessions = json_array();
+        if (shed_sessions != NULL && list_sessions(backend, &inst, shed_sessions, &skipped) == 0)
+            json_array_extend(sessions, shed_sessions);
+        json_decref(shed_sessions);
+        instance_clear(&inst);
+    }
+    instance_list_clear(&list);
+    api_respond_json(response, 200, sessions != NULL ? json_pack("{s:o}", "sessions", sessions)
+                                                      : NULL);
 }
+
+/* ---- connect ------------------------------------------------------------------------- */
 
 static int parse_port(const char *text, uint16_t *port, struct shed_err *err)
 {
@@ -109,6 +308,158 @@ static int parse_port(const char *text, uint16_t *port, struct shed_err *err)
         return shed_errf(err, SHED_E_INVALID_PORT, "invalid port \"%.20s\": use 1-65535", text);
     *port = (uint16_t)value;
     return 0;
+}
+
+/* `Upgrade: shed-tcp` and a Connection header listing "upgrade" (libmicrohttpd checks
+ * neither). */
+static bool wants_tunnel_upgrade(const struct api_request *request)
+{
+    const char *upgrade = api_header(request, MHD_HTTP_HEADER_UPGRADE);
+    const char *connection = api_header(request, MHD_HTTP_HEADER_CONNECTION);
+    return upgrade != NULL && strcasecmp(upgrade, "shed-tcp") == 0 && connection != NULL &&
+           strcasestr(connection, "upgrade") != NULL;
+}
+
+/* One direction of the tunnel: bytes read from `from`, not yet written to `to`. */
+struct tunnel_direction {
+    int from, to;
+    char buf[64 * 1024];
+    size_t len, off;
+    bool eof;  /* `from` ended */
+    bool done; /* eof seen, buffer flushed, `to` shut down for writing */
+};
+
+struct tunnel {
+    int client;   /* the upgraded HTTP socket (libmicrohttpd's) */
+    int shed_fd;  /* the dialed socket (ours) */
+    struct MHD_UpgradeResponseHandle *urh;
+    struct tunnel_direction up;   /* client → shed */
+    struct tunnel_direction down; /* shed → client */
+};
+
+/* Moves bytes for one direction as far as possible without blocking; -1 on a hard error. */
+static int tunnel_pump(struct tunnel_direction *dir)
+{
+    if (dir->len == dir->off && !dir->eof) {
+        ssize_t n = recv(dir->from, dir->buf, sizeof dir->buf, MSG_DONTWAIT);
+        if (n > 0) {
+            dir->len = (size_t)n;
+            dir->off = 0;
+        } else if (n == 0) {
+            dir->eof = true;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            return -1;
+        }
+    }
+    while (dir->off < dir->len) {
+        ssize_t n = send(dir->to, dir->buf + dir->off, dir->len - dir->off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+        dir->off += (size_t)n;
+    }
+    if (dir->eof && !dir->done) {
+        shutdown(dir->to, SHUT_WR); /* pass the half-close on */
+        dir->done = true;
+    }
+    return 0;
+}
+
+/* What to wait for in one direction: readable source or writable destination. */
+static void tunnel_interest(const struct tunnel_direction *dir, struct pollfd *from_fd,
+                            struct pollfd *to_fd)
+{
+    if (dir->done)
+        return;
+    if (dir->off < dir->len)
+        to_fd->events |= POLLOUT;
+    else if (!dir->eof)
+        from_fd->events |= POLLIN;
+}
+
+static void *tunnel_run(void *arg)
+{
+    struct tunnel *tunnel = arg;
+    while (!(tunnel->up.done && tunnel->down.done)) {
+        if (tunnel_pump(&tunnel->up) < 0 || tunnel_pump(&tunnel->down) < 0)
+            break;
+        struct pollfd fds[2] = {{.fd = tunnel->client}, {.fd = tunnel->shed_fd}};
+        tunnel_interest(&tunnel->up, &fds[0], &fds[1]);
+        tunnel_interest(&tunnel->down, &fds[1], &fds[0]);
+        if (fds[0].events == 0 && fds[1].events == 0)
+            continue; /* something to flush or finish right away */
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        if ((fds[0].revents | fds[1].revents) & POLLNVAL)
+            break;
+    }
+    close(tunnel->shed_fd);
+    MHD_upgrade_action(tunnel->urh, MHD_UPGRADE_ACTION_CLOSE);
+    free(tunnel);
+    return NULL;
+}
+
+/* Bytes the client sent right after its request headers go to the shed first. */
+static bool send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *con_cls,
+                            const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                            struct MHD_UpgradeResponseHandle *urh)
+{
+    (void)connection;
+    (void)con_cls;
+    struct tunnel *tunnel = cls;
+    tunnel->client = sock;
+    tunnel->urh = urh;
+    tunnel->up = (struct tunnel_direction){.from = sock, .to = tunnel->shed_fd};
+    tunnel->down = (struct tunnel_direction){.from = tunnel->shed_fd, .to = sock};
+    pthread_attr_t attr;
+    pthread_t thread;
+    bool started = send_all(tunnel->shed_fd, extra_in, extra_in_size) &&
+                   pthread_attr_init(&attr) == 0;
+    if (started) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        started = pthread_create(&thread, &attr, tunnel_run, tunnel) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!started) {
+        close(tunnel->shed_fd);
+        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+        free(tunnel);
+    }
+}
+
+/* 101 with the upgrade callback owning the dialed socket from now on. */
+static void respond_upgrade(struct api_response *response, int shed_fd)
+{
+    struct tunnel *tunnel = calloc(1, sizeof *tunnel);
+    struct MHD_Response *mhd =
+        tunnel != NULL ? MHD_create_response_for_upgrade(tunnel_upgraded, tunnel) : NULL;
+    /* libmicrohttpd adds "Connection: Upgrade" itself; "Upgrade" is ours to set. */
+    if (mhd == NULL || MHD_add_response_header(mhd, MHD_HTTP_HEADER_UPGRADE, "shed-tcp") != MHD_YES) {
+        if (mhd != NULL)
+            MHD_destroy_response(mhd);
+        free(tunnel);
+        close(shed_fd);
+        api_respond_errorf(response, SHED_E_NO_MEMORY, "cannot prepare the upgrade response");
+        return;
+    }
+    tunnel->shed_fd = shed_fd;
+    response->status = MHD_HTTP_SWITCHING_PROTOCOLS;
+    response->mhd = mhd;
 }
 
 void handle_shed_connect(const struct api_request *request, const struct api_context *context,
@@ -132,8 +483,18 @@ void handle_shed_connect(const struct api_request *request, const struct api_con
         api_respond_error(response, &err);
         return;
     }
-    api_respond_errorf(response, SHED_E_NOT_SUPPORTED,
-                       "connect is not implemented for backend \"%s\" (shed \"%s\", port %u)",
-                       backend->name, inst.name, (unsigned)port);
+    int shed_fd = -1;
+    if (!wants_tunnel_upgrade(request)) {
+        api_respond_errorf(response, SHED_E_INVALID_REQUEST,
+                           "connect needs the headers \"Connection: Upgrade\" and "
+                           "\"Upgrade: shed-tcp\"");
+    } else if (backend->dial(backend, &inst, port, &shed_fd, &err) < 0) {
+        if (err.code == SHED_E_SHED_NOT_RUNNING) /* stopped between the check and the dial */
+            api_respond_json(response, 503, api_error_json(err.code, err.msg));
+        else
+            api_respond_error(response, &err);
+    } else {
+        respond_upgrade(response, shed_fd);
+    }
     instance_clear(&inst);
 }
