@@ -2,7 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli_util.h"
 #include "commands.h"
+#include "oci/oci.h"
 
 struct command {
     const char *name;
@@ -46,9 +48,15 @@ int main(int argc, char **argv)
         printf("shed-server %s\n", SHED_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(name, commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(name, commands[i].name) != 0)
+            continue;
+        /* libcurl's global state must be set up once, before any thread exists. */
+        struct shed_err err = {0};
+        if (oci_global_init(&err) < 0)
+            return cli_fail(&err);
+        return commands[i].run(argc - 1, argv + 1);
+    }
     fprintf(stderr, "shed-server: unknown command '%s'\nTry 'shed-server --help'.\n", name);
     return 2;
 }
