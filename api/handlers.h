@@ -11,6 +11,12 @@
 #include "runtime/backend.h"
 #include "runtime/instance.h"
 
+/* GET /api/sheds's rendered body, reused while the store's generation is unchanged and
+ * every shed it showed running is still alive (handlers_sheds.c). */
+struct shed_list_cache;
+struct shed_list_cache *shed_list_cache_new(void);
+void shed_list_cache_free(struct shed_list_cache *cache);
+
 /* Everything a handler may use; built once by server_start, shared read-only by all
  * connection threads (the instance store synchronises itself). */
 struct api_context {
@@ -21,6 +27,7 @@ struct api_context {
      * first backend that probes usable, or "none" when no backend is usable. */
     char info_backend[32];
     char *host_public_key; /* "ssh-ed25519 AAAA... shed@<name>" */
+    struct shed_list_cache *list_cache; /* synchronises itself */
 };
 
 typedef void (*api_handler)(const struct api_request *request, const struct api_context *context,

@@ -4,7 +4,9 @@
  * Every lifecycle operation takes the shed's lock (instance_store_lock), so operations on
  * one shed are serialised while different sheds proceed in parallel; reads take no lock. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -188,26 +190,116 @@ int api_load_shed(const struct api_context *context, const char *name, struct in
 
 /* ---- list / get ---------------------------------------------------------------------- */
 
-void handle_sheds_list(const struct api_request *request, const struct api_context *context,
-                       struct api_response *response)
+struct shed_list_cache {
+    pthread_mutex_t lock;
+    bool valid;
+    uint64_t generation;
+    char *body;
+    struct instance_list running; /* the sheds the body shows running */
+};
+
+struct shed_list_cache *shed_list_cache_new(void)
 {
-    (void)request;
-    struct instance_list list;
-    struct shed_err err = {0};
-    if (instance_store_list(context->instances, &list, &err) < 0) {
-        api_respond_error(response, &err);
-        return;
+    struct shed_list_cache *cache = calloc(1, sizeof *cache);
+    if (cache != NULL && pthread_mutex_init(&cache->lock, NULL) != 0) {
+        free(cache);
+        return NULL;
     }
+    return cache;
+}
+
+void shed_list_cache_free(struct shed_list_cache *cache)
+{
+    if (cache == NULL)
+        return;
+    free(cache->body);
+    instance_list_clear(&cache->running);
+    pthread_mutex_destroy(&cache->lock);
+    free(cache);
+}
+
+/* A copy of the cached body when it still holds: same generation, running sheds alive. */
+static char *cached_list_body(const struct api_context *context, uint64_t generation)
+{
+    struct shed_list_cache *cache = context->list_cache;
+    char *body = NULL;
+    pthread_mutex_lock(&cache->lock);
+    if (cache->valid && cache->generation == generation) {
+        bool all_alive = true;
+        for (size_t i = 0; all_alive && i < cache->running.count; i++)
+            all_alive = shed_is_alive(context, &cache->running.items[i]) != 0;
+        if (all_alive)
+            body = strdup(cache->body);
+    }
+    pthread_mutex_unlock(&cache->lock);
+    return body;
+}
+
+static void remember_list_body(const struct api_context *context, uint64_t generation,
+                               const char *body, const struct instance_list *list)
+{
+    struct shed_list_cache *cache = context->list_cache;
+    struct instance_list running = {0};
+    struct shed_err ignored = {0};
+    running.items = calloc(list->count ? list->count : 1, sizeof running.items[0]);
+    char *copy = strdup(body);
+    for (size_t i = 0; running.items != NULL && i < list->count; i++)
+        if (list->items[i].status == INSTANCE_RUNNING &&
+            instance_copy(&running.items[running.count], &list->items[i], &ignored) == 0)
+            running.count++;
+    pthread_mutex_lock(&cache->lock);
+    free(cache->body);
+    instance_list_clear(&cache->running);
+    cache->valid = copy != NULL && running.items != NULL;
+    cache->body = copy;
+    cache->running = running;
+    cache->generation = generation;
+    pthread_mutex_unlock(&cache->lock);
+}
+
+static char *render_list(const struct api_context *context, struct instance_list *list)
+{
     json_t *sheds = json_array();
-    for (size_t i = 0; sheds != NULL && i < list.count; i++) {
-        reconcile(context, &list.items[i]);
-        if (json_array_append_new(sheds, api_shed_json(&list.items[i])) < 0) {
+    for (size_t i = 0; sheds != NULL && i < list->count; i++) {
+        reconcile(context, &list->items[i]);
+        if (json_array_append_new(sheds, api_shed_json(&list->items[i])) < 0) {
             json_decref(sheds);
             sheds = NULL;
         }
     }
+    json_t *body = sheds != NULL ? json_pack("{s:o}", "sheds", sheds) : NULL;
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    return text;
+}
+
+/* Listing renders a hundred shed objects; on repeated reads nothing changed, so the body
+ * is kept and reused until the store reports a change or a running shed died. */
+void handle_sheds_list(const struct api_request *request, const struct api_context *context,
+                       struct api_response *response)
+{
+    (void)request;
+    uint64_t generation = 0;
+    struct shed_err err = {0};
+    if (instance_store_generation(context->instances, &generation, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    char *body = cached_list_body(context, generation);
+    if (body != NULL) {
+        api_respond_json_text(response, 200, body);
+        return;
+    }
+    struct instance_list list;
+    if (instance_store_list(context->instances, &list, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    body = render_list(context, &list);
+    if (body != NULL)
+        remember_list_body(context, generation, body, &list);
     instance_list_clear(&list);
-    api_respond_json(response, 200, sheds != NULL ? json_pack("{s:o}", "sheds", sheds) : NULL);
+    api_respond_json_text(response, 200, body);
 }
 
 void handle_shed_get(const struct api_request *request, const struct api_context *context,

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -12,8 +13,10 @@ void api_response_clear(struct api_response *response)
         json_decref(response->json);
     if (response->mhd != NULL)
         MHD_destroy_response(response->mhd);
+    free(response->json_text);
     response->json = NULL;
     response->mhd = NULL;
+    response->json_text = NULL;
 }
 
 json_t *api_error_json(enum shed_code code, const char *message)
@@ -32,6 +35,17 @@ void api_respond_json(struct api_response *response, unsigned status, json_t *bo
     }
     response->status = status;
     response->json = body;
+}
+
+void api_respond_json_text(struct api_response *response, unsigned status, char *text)
+{
+    api_response_clear(response);
+    if (text == NULL) {
+        api_respond_json(response, 500, NULL);
+        return;
+    }
+    response->status = status;
+    response->json_text = text;
 }
 
 void api_respond_empty(struct api_response *response, unsigned status)

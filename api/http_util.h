@@ -34,11 +34,14 @@ struct api_response {
      * for streams and upgrades), or neither (an empty body, e.g. 204). */
     json_t *json;
     struct MHD_Response *mhd;
+    char *json_text; /* or an already serialised JSON body (owned, malloc'd) */
 };
 
 /* Takes ownership of body (which may be NULL on allocation failure: then a 500). */
 void api_respond_json(struct api_response *response, unsigned status, json_t *body);
 void api_respond_empty(struct api_response *response, unsigned status);
+/* Takes ownership of text, an already serialised JSON body (NULL: a 500). */
+void api_respond_json_text(struct api_response *response, unsigned status, char *text);
 /* The spec's {"error":{"code","message"}} with the status of err->code. */
 void api_respond_error(struct api_response *response, const struct shed_err *err);
 void api_respond_errorf(struct api_response *response, enum shed_code code, const char *fmt, ...)

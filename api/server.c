@@ -60,8 +60,10 @@ static enum MHD_Result queue_response(struct MHD_Connection *connection,
 {
     struct MHD_Response *mhd = response->mhd;
     response->mhd = NULL;
-    if (mhd == NULL && response->json != NULL) {
-        char *text = json_dumps(response->json, JSON_COMPACT);
+    if (mhd == NULL && (response->json != NULL || response->json_text != NULL)) {
+        char *text = response->json_text != NULL ? response->json_text
+                                                 : json_dumps(response->json, JSON_COMPACT);
+        response->json_text = NULL;
         if (text == NULL)
             return MHD_NO;
         mhd = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
@@ -84,9 +86,10 @@ static enum MHD_Result respond_now(struct MHD_Connection *connection, const char
                                    const char *path, struct request_state *state,
                                    struct api_response *response)
 {
-    log_request(method, path, response->status, api_elapsed_ms(&state->start));
+    unsigned status = response->status;
     enum MHD_Result result = queue_response(connection, response);
     api_response_clear(response);
+    log_request(method, path, status, api_elapsed_ms(&state->start));
     return result;
 }
 
@@ -251,6 +254,9 @@ static int prepare_context(struct server *server, const struct shed_config *conf
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
+    context->list_cache = shed_list_cache_new();
+    if (context->list_cache == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     cleanup_free char *comment = str_printf("shed@%s", config->name);
     if (comment == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
@@ -272,6 +278,7 @@ static void free_server(struct server *server)
     if (server == NULL)
         return;
     instance_store_close(server->context.instances);
+    shed_list_cache_free(server->context.list_cache);
     free(server->context.host_public_key);
     free(server);
 }

@@ -5,9 +5,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -317,7 +319,17 @@ struct instance_store {
     struct cache_entry *cache; /* sorted by inst.name */
     size_t cache_count;
     size_t cache_capacity;
+
+    /* The last full listing, valid until inotify reports a change (see instance_store_list). */
+    pthread_mutex_t snapshot_lock;
+    struct instance_list snapshot;
+    bool snapshot_valid;
+    uint64_t generation; /* bumped whenever the snapshot is rebuilt */
+    int inotify_fd; /* -1: no inotify, every listing rescans */
+    int top_watch;
 };
+
+static void watch_store_open(struct instance_store *store);
 
 int instance_store_open(const char *dir, struct instance_store **out, struct shed_err *err)
 {
@@ -337,11 +349,14 @@ int instance_store_open(const char *dir, struct instance_store **out, struct she
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
     int rc = pthread_mutex_init(&store->cache_lock, NULL);
+    if (rc == 0 && (rc = pthread_mutex_init(&store->snapshot_lock, NULL)) != 0)
+        pthread_mutex_destroy(&store->cache_lock);
     if (rc != 0) {
         free(store->dir);
         free(store);
         return shed_errf_errno(err, SHED_E_IO, rc, "cannot create a mutex");
     }
+    watch_store_open(store);
     *out = store;
     return 0;
 }
@@ -354,6 +369,10 @@ void instance_store_close(struct instance_store *store)
         instance_clear(&store->cache[i].inst);
     free(store->cache);
     pthread_mutex_destroy(&store->cache_lock);
+    instance_list_clear(&store->snapshot);
+    pthread_mutex_destroy(&store->snapshot_lock);
+    if (store->inotify_fd >= 0)
+        close(store->inotify_fd);
     free(store->dir);
     free(store);
 }
@@ -724,8 +743,13 @@ static void cache_retain_only(struct instance_store *store, const struct name_li
     pthread_mutex_unlock(&store->cache_lock);
 }
 
-int instance_store_list(struct instance_store *store, struct instance_list *list,
-                        struct shed_err *err)
+static bool watch_shed_dirs(struct instance_store *store, const struct name_list *names);
+
+/* Reads every shed from disk (through the parse cache): readdir + one stat per shed.
+ * *watched: every shed directory is watched (before its metadata was read, so no change
+ * after the read can go unnoticed). */
+static int scan_instances(struct instance_store *store, struct instance_list *list,
+                          bool *watched, struct shed_err *err)
 {
     memset(list, 0, sizeof *list);
     struct name_list names = {0};
@@ -733,6 +757,7 @@ int instance_store_list(struct instance_store *store, struct instance_list *list
         name_list_clear(&names);
         return -1;
     }
+    *watched = store->inotify_fd >= 0 && watch_shed_dirs(store, &names);
     list->items = calloc(names.count ? names.count : 1, sizeof list->items[0]);
     if (list->items == NULL) {
         name_list_clear(&names);
@@ -757,6 +782,133 @@ int instance_store_list(struct instance_store *store, struct instance_list *list
     cache_retain_only(store, &names);
     name_list_clear(&names);
     return 0;
+}
+
+/* -- change notification --
+ * A full scan costs a stat() per shed, and where syscalls are expensive (this kind of VM:
+ * ~8 us each) a hundred sheds cap listing near a thousand per second. So the last listing
+ * is kept and reused until inotify reports a change that matters: an entry created, removed
+ * or renamed in instance_dir, or metadata.json written, renamed or removed in a shed's
+ * directory (writes to rootfs.ext4 or console.log do not count). Without inotify every
+ * listing scans. */
+
+#define SHED_DIR_EVENTS                                                                            \
+    (IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |  \
+     IN_DELETE_SELF | IN_MOVE_SELF)
+
+static void watch_store_open(struct instance_store *store)
+{
+    store->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (store->inotify_fd < 0)
+        return;
+    store->top_watch = inotify_add_watch(store->inotify_fd, store->dir,
+                                         IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+                                             IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+    if (store->top_watch < 0) {
+        close(store->inotify_fd);
+        store->inotify_fd = -1;
+    }
+}
+
+static bool event_matters(const struct instance_store *store, const struct inotify_event *event)
+{
+    if (event->mask & (IN_Q_OVERFLOW | IN_IGNORED))
+        return (event->mask & IN_Q_OVERFLOW) != 0;
+    if (event->wd == store->top_watch || event->len == 0)
+        return true;
+    return strcmp(event->name, METADATA_FILE) == 0;
+}
+
+/* Drains pending events; true when one of them may have changed the listing. */
+static bool drain_changes(struct instance_store *store)
+{
+    bool changed = false;
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (;;) {
+        ssize_t n = read(store->inotify_fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return changed; /* EAGAIN: nothing more */
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *event = (const struct inotify_event *)p;
+            changed |= event_matters(store, event);
+            p += sizeof *event + event->len;
+        }
+    }
+}
+
+/* Watches every shed directory; false when one cannot be watched (then the snapshot cannot
+ * be trusted and the next listing scans again). */
+static bool watch_shed_dirs(struct instance_store *store, const struct name_list *names)
+{
+    for (size_t i = 0; i < names->count; i++) {
+        cleanup_free char *path = instance_store_path(store, names->names[i]);
+        if (path == NULL || inotify_add_watch(store->inotify_fd, path, SHED_DIR_EVENTS) < 0)
+            return false;
+    }
+    return true;
+}
+
+static int copy_list(const struct instance_list *from, struct instance_list *to,
+                     struct shed_err *err)
+{
+    memset(to, 0, sizeof *to);
+    to->items = calloc(from->count ? from->count : 1, sizeof to->items[0]);
+    if (to->items == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    for (; to->count < from->count; to->count++) {
+        if (instance_copy(&to->items[to->count], &from->items[to->count], err) < 0) {
+            instance_list_clear(to);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Rebuilds the snapshot when a change was reported (caller holds snapshot_lock). */
+static int refresh_snapshot(struct instance_store *store, struct shed_err *err)
+{
+    if (drain_changes(store))
+        store->snapshot_valid = false;
+    if (store->snapshot_valid)
+        return 0;
+    /* Events drained above are all reflected by this scan; events arriving during or after
+     * it invalidate the new snapshot on the next call. */
+    bool watched = false;
+    instance_list_clear(&store->snapshot);
+    store->generation++;
+    int rc = scan_instances(store, &store->snapshot, &watched, err);
+    store->snapshot_valid = rc == 0 && watched;
+    return rc;
+}
+
+int instance_store_list(struct instance_store *store, struct instance_list *list,
+                        struct shed_err *err)
+{
+    bool watched = false;
+    if (store->inotify_fd < 0)
+        return scan_instances(store, list, &watched, err);
+    pthread_mutex_lock(&store->snapshot_lock);
+    int rc = refresh_snapshot(store, err);
+    if (rc == 0)
+        rc = copy_list(&store->snapshot, list, err);
+    pthread_mutex_unlock(&store->snapshot_lock);
+    return rc;
+}
+
+int instance_store_generation(struct instance_store *store, uint64_t *generation,
+                              struct shed_err *err)
+{
+    pthread_mutex_lock(&store->snapshot_lock);
+    int rc = 0;
+    if (store->inotify_fd < 0)
+        store->generation++; /* nothing tells us about changes: every call is new */
+    else
+        rc = refresh_snapshot(store, err);
+    *generation = store->generation;
+    pthread_mutex_unlock(&store->snapshot_lock);
+    return rc;
 }
 
 void instance_list_clear(struct instance_list *list)

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/shed_err.h"
@@ -114,5 +115,10 @@ struct instance_list {
 int instance_store_list(struct instance_store *store, struct instance_list *list,
                         struct shed_err *err);
 void instance_list_clear(struct instance_list *list);
+/* A number that changes whenever the listing may have changed (a shed created, deleted or
+ * its metadata.json rewritten, by us or by hand), so callers can cache what they derive
+ * from a listing. Without inotify it changes on every call. */
+int instance_store_generation(struct instance_store *store, uint64_t *generation,
+                              struct shed_err *err);
 
 #endif
