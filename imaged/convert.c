@@ -27,8 +27,8 @@ static int check_blobs_present(const struct oci_store *store, const struct oci_i
     *total = 0;
     for (size_t i = 0; i < image->layer_count; i++) {
         if (!oci_store_has_blob(store, image->layers[i].digest))
-            return shed_errf(err, SHED_E_NOT_FOUND, "layer %zu blob %s is not in the store",
-                             i + 1, image->layers[i].digest);
+            return shed_errf(err, SHED_E_NOT_FOUND, "layer %zu blob %s is not in the store", i + 1,
+                             image->layers[i].digest);
         *total += image->layers[i].size;
     }
     return 0;
@@ -113,8 +113,8 @@ static int out_of_space_error(const struct flatten_state *state, uint64_t fs_siz
                               uint64_t bytes_used, struct shed_err *err)
 {
     char suggestion[32], have[32], needed[32], data[32];
-    uint64_t rounded = round_suggestion(estimate_needed_size(state, bytes_used), suggestion,
-                                        sizeof suggestion);
+    uint64_t rounded =
+        round_suggestion(estimate_needed_size(state, bytes_used), suggestion, sizeof suggestion);
     format_size(fs_size, have, sizeof have);
     format_size(rounded, needed, sizeof needed);
     format_size(state->file_bytes, data, sizeof data);
@@ -176,14 +176,12 @@ static int convert_to_tmp(const struct oci_store *store, const struct oci_image 
 static int publish(const char *tmp_path, const char *out_path, struct shed_err *err)
 {
     if (rename(tmp_path, out_path) < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno, "cannot rename %s to %s", tmp_path,
-                               out_path);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot rename %s to %s", tmp_path, out_path);
     return fs_fsync_dir_of(out_path, err);
 }
 
-int imaged_convert(const struct oci_store *store, const char *manifest_digest,
-                   const char *out_path, const struct imaged_convert_opts *opts_in,
-                   struct shed_err *err)
+int imaged_convert(const struct oci_store *store, const char *manifest_digest, const char *out_path,
+                   const struct imaged_convert_opts *opts_in, struct shed_err *err)
 {
     struct imaged_convert_opts opts = {0};
     if (opts_in != NULL)

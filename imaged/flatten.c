@@ -279,10 +279,8 @@ static int apply_member(struct layer_pass *pass, struct archive_entry *entry, co
     if (path[0] == '\0' && type != AE_IFDIR)
         return shed_errf(err, SHED_E_INVALID_IMAGE, "the root can only be a directory");
     switch (type) {
-    case AE_IFDIR:
-        return ext4_writer_mkdir(writer, path, &meta, err);
-    case AE_IFREG:
-        return apply_regular_file(pass, entry, path, &meta, err);
+    case AE_IFDIR: return ext4_writer_mkdir(writer, path, &meta, err);
+    case AE_IFREG: return apply_regular_file(pass, entry, path, &meta, err);
     case AE_IFLNK: {
         const char *target = entry_symlink_target(entry);
         if (target == NULL || target[0] == '\0')
@@ -291,14 +289,9 @@ static int apply_member(struct layer_pass *pass, struct archive_entry *entry, co
     }
     case AE_IFCHR:
     case AE_IFBLK:
-    case AE_IFIFO:
-        return ext4_writer_mknod(writer, path, &meta, err);
-    case AE_IFSOCK:
-        warn(pass, "layer %u: skipping socket %s", path);
-        return 0;
-    default:
-        warn(pass, "layer %u: skipping %s of unknown file type", path);
-        return 0;
+    case AE_IFIFO: return ext4_writer_mknod(writer, path, &meta, err);
+    case AE_IFSOCK: warn(pass, "layer %u: skipping socket %s", path); return 0;
+    default: warn(pass, "layer %u: skipping %s of unknown file type", path); return 0;
     }
 }
 

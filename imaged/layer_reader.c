@@ -30,7 +30,7 @@ struct layer_reader {
     uint64_t consumed; /* compressed bytes read from the blob */
 
     uint8_t *out_buf;
-    bool stream_end;   /* the decompressed stream has ended cleanly */
+    bool stream_end; /* the decompressed stream has ended cleanly */
 
     struct inflate_state *gzip;
     bool gzip_member_done;

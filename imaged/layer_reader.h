@@ -30,8 +30,8 @@ int layer_reader_next(struct layer_reader *reader, struct archive_entry **entry,
 /* The next data block of the current regular file: returns 1 with data/len/offset set
  * (offsets grow; gaps between blocks are holes of a sparse file), 0 at the end of the
  * file's data, -1 on error. */
-int layer_reader_data(struct layer_reader *reader, const void **data, size_t *len,
-                      uint64_t *offset, struct shed_err *err);
+int layer_reader_data(struct layer_reader *reader, const void **data, size_t *len, uint64_t *offset,
+                      struct shed_err *err);
 
 /* Compressed bytes of the blob consumed so far (for progress reporting). */
 uint64_t layer_reader_consumed(const struct layer_reader *reader);

@@ -58,8 +58,7 @@ static void read_inode_data(ext2_filsys fs, ext2_ino_t ino, struct ext2_inode_la
     for (;;) {
         unsigned int got = 0;
         code = ext2fs_file_read(file, buf + (md == NULL ? total : 0),
-                                md == NULL ? (unsigned)(buf_len - total) : (unsigned)buf_len,
-                                &got);
+                                md == NULL ? (unsigned)(buf_len - total) : (unsigned)buf_len, &got);
         if (code)
             fail("file_read", code);
         if (got == 0)

@@ -187,6 +187,12 @@ class LayerSemanticsTest(ConvertTestCase):
         tree = self.check_image("opaque", [base, top])
         self.assertEqual(sorted(p for p in tree if p.startswith(b"d/")), [b"d/new"])
 
+    def test_opaque_marker_at_the_root(self):
+        base = layer(lambda b: b.dir("etc").file("etc/a", "a").file("top", "t"))
+        top = layer(lambda b: b.opaque("").file("new", "n"))
+        tree = self.check_image("opaque-root", [base, top])
+        self.assertEqual(sorted(p for p in tree if p and p != b"lost+found"), [b"new"])
+
     def test_whiteout_spares_entries_of_its_own_layer(self):
         base = layer(lambda b: b.dir("d").file("d/a", "lower"))
         top = layer(lambda b: b.file("d/a", "upper").whiteout("d/a").file("d/b", "b")
