@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "common/cleanup.h"
@@ -471,7 +472,10 @@ static bool confirmed(void)
     printf("Proceed? [y/N] ");
     fflush(stdout);
     char line[32];
-    if (fgets(line, sizeof line, stdin) == NULL)
+    bool answered = fgets(line, sizeof line, stdin) != NULL;
+    if (!isatty(STDIN_FILENO)) /* the answer was not echoed: end the prompt's line */
+        putchar('\n');
+    if (!answered)
         return false;
     return strcmp(line, "y\n") == 0 || strcmp(line, "Y\n") == 0 || strcmp(line, "yes\n") == 0 ||
            strcmp(line, "y") == 0;

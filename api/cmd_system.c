@@ -3,7 +3,6 @@
  * lifecycle locks, image variant locks, the prune lock). */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "commands.h"
 #include "common/config.h"
 #include "common/fsutil.h"
+#include "runtime/backend_container.h"
 #include "runtime/df.h"
 #include "runtime/prune.h"
 #include "system_print.h"
@@ -51,19 +51,6 @@ static void print_help(FILE *out)
           "      --data-dir DIR      data directory (images and instances under it)\n"
           "  -h, --help              show this help\n",
           out);
-}
-
-/* ---- whether a shed runs, without a backend: its recorded pid ---------------------------- */
-
-static int pid_is_running(const struct instance *inst, void *ctx, struct shed_err *err)
-{
-    (void)ctx;
-    if (inst->pid > 0)
-        return kill(inst->pid, 0) == 0 || errno == EPERM;
-    if (inst->status == INSTANCE_RUNNING || inst->status == INSTANCE_STARTING)
-        return shed_errf(err, SHED_E_BACKEND_ERROR, "shed \"%s\" is recorded as %s without a pid",
-                         inst->name, instance_status_name(inst->status));
-    return 0;
 }
 
 /* ---- arguments ---------------------------------------------------------------------------- */
@@ -214,6 +201,23 @@ static int run_prune(const struct shed_config *config, struct instance_store *st
     return rc;
 }
 
+/* Running-ness as the server sees it: the backends it is built with (see cmd_serve.c). */
+static int run_with_backends(const char *sub, const struct shed_config *config,
+                             struct instance_store *store, const struct system_args *args)
+{
+    struct shed_backend *container = NULL;
+    struct shed_err err = {0};
+    if (container_backend_new(config, &container, &err) < 0)
+        return cli_fail(&err);
+    const struct shed_backend *items[] = {container};
+    struct backend_set backends = {.items = items, .count = 1};
+    struct shed_probe probe = shed_probe_for_backends(&backends);
+    int rc = strcmp(sub, "df") == 0 ? run_df(config, store, &probe, args)
+                                    : run_prune(config, store, &probe, args);
+    container_backend_free(container);
+    return rc;
+}
+
 static int run_subcommand(const char *sub, const struct system_args *args)
 {
     struct shed_config config;
@@ -226,9 +230,7 @@ static int run_subcommand(const char *sub, const struct system_args *args)
         instance_store_open(config.instance_dir, &store, &err) < 0) {
         rc = cli_fail(&err);
     } else {
-        struct shed_probe probe = {.is_running = pid_is_running};
-        rc = strcmp(sub, "df") == 0 ? run_df(&config, store, &probe, args)
-                                    : run_prune(&config, store, &probe, args);
+        rc = run_with_backends(sub, &config, store, args);
     }
     instance_store_close(store);
     shed_config_free(&config);

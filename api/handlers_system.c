@@ -2,7 +2,6 @@
  * (runtime/df.h, runtime/prune.h). Whether a shed runs is asked of its backend's status()
  * when the backend is built in, else of its recorded pid, as everywhere in the server. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,46 +11,9 @@
 #include "runtime/df.h"
 #include "runtime/prune.h"
 
-/* ---- the probe -------------------------------------------------------------------------- */
-
-static int context_is_running(const struct instance *inst, void *opaque, struct shed_err *err)
-{
-    const struct api_context *context = opaque;
-    const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
-    if (backend != NULL && backend->status != NULL) {
-        enum instance_status status;
-        if (backend->status(backend, inst, &status, err) < 0)
-            return -1;
-        return status == INSTANCE_RUNNING || status == INSTANCE_STARTING;
-    }
-    if (inst->pid > 0)
-        return kill(inst->pid, 0) == 0 || errno == EPERM;
-    if (inst->status == INSTANCE_RUNNING || inst->status == INSTANCE_STARTING)
-        return shed_errf(err, SHED_E_BACKEND_ERROR, "cannot tell whether shed \"%s\" runs",
-                         inst->name);
-    return 0;
-}
-
-/* What the backend holds for a stopped shed, released as DELETE /api/sheds/{name} does. */
-static int context_release(const struct instance *inst, void *opaque, struct shed_err *err)
-{
-    const struct api_context *context = opaque;
-    const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
-    if (backend == NULL || backend->delete == NULL)
-        return 0;
-    struct instance copy;
-    if (instance_copy(&copy, inst, err) < 0)
-        return -1;
-    int rc = backend->delete(backend, &copy, err);
-    instance_clear(&copy);
-    return rc;
-}
-
 static struct shed_probe context_probe(const struct api_context *context)
 {
-    return (struct shed_probe){.is_running = context_is_running,
-                               .release = context_release,
-                               .ctx = (void *)context};
+    return shed_probe_for_backends(context->backends);
 }
 
 /* ---- GET /api/system/df ----------------------------------------------------------------- */

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,49 @@
 #include "df_private.h"
 
 /* ---- small helpers ------------------------------------------------------------------- */
+
+static int backend_or_pid_is_running(const struct instance *inst, void *opaque,
+                                     struct shed_err *err)
+{
+    const struct backend_set *backends = opaque;
+    const struct shed_backend *backend =
+        backends != NULL ? backend_set_find(backends, inst->backend) : NULL;
+    if (backend != NULL && backend->status != NULL) {
+        enum instance_status status;
+        if (backend->status(backend, inst, &status, err) < 0)
+            return -1;
+        return status == INSTANCE_RUNNING || status == INSTANCE_STARTING;
+    }
+    if (inst->pid > 0)
+        return kill(inst->pid, 0) == 0 || errno == EPERM;
+    if (inst->status == INSTANCE_RUNNING || inst->status == INSTANCE_STARTING)
+        return shed_errf(err, SHED_E_BACKEND_ERROR, "cannot tell whether shed \"%s\" runs",
+                         inst->name);
+    return 0;
+}
+
+/* What the backend holds for a stopped shed, released as DELETE /api/sheds/{name} does. */
+static int backend_release(const struct instance *inst, void *opaque, struct shed_err *err)
+{
+    const struct backend_set *backends = opaque;
+    const struct shed_backend *backend =
+        backends != NULL ? backend_set_find(backends, inst->backend) : NULL;
+    if (backend == NULL || backend->delete == NULL)
+        return 0;
+    struct instance copy;
+    if (instance_copy(&copy, inst, err) < 0)
+        return -1;
+    int rc = backend->delete(backend, &copy, err);
+    instance_clear(&copy);
+    return rc;
+}
+
+struct shed_probe shed_probe_for_backends(const struct backend_set *backends)
+{
+    return (struct shed_probe){.is_running = backend_or_pid_is_running,
+                               .release = backend_release,
+                               .ctx = (void *)backends};
+}
 
 enum instance_status shed_probe_status(const struct shed_probe *probe, const struct instance *inst)
 {

@@ -19,6 +19,7 @@
 
 #include "common/config.h"
 #include "common/shed_err.h"
+#include "runtime/backend.h"
 #include "runtime/instance.h"
 
 /* Whether sheds really run, and what a backend holds for one (runtime never depends on the
@@ -32,6 +33,11 @@ struct shed_probe {
     int (*release)(const struct instance *inst, void *ctx, struct shed_err *err);
     void *ctx;
 };
+
+/* The probe of the server and of the local commands: a shed's own backend's status() and
+ * delete() when the backend is in the set, else whether its recorded pid is alive (a shed
+ * recorded running without a pid: cannot tell, so it counts as running). */
+struct shed_probe shed_probe_for_backends(const struct backend_set *backends);
 
 /* The shed's status as the probe sees it (the recorded one when it cannot tell). */
 enum instance_status shed_probe_status(const struct shed_probe *probe, const struct instance *inst);
