@@ -371,8 +371,10 @@ static int plan_images(struct prune_plan *plan, const struct df_report *report,
         return -1;
     for (size_t i = 0; i < report->image_count; i++) {
         const struct df_image *image = &report->images[i];
-        if (!is_cached_variant(plan, image))
-            continue;
+        const struct shed_config_image *configured =
+            shed_config_find_image(plan->opts.config, image->name);
+        if (!is_cached_variant(plan, image) || (configured != NULL && configured->is_path))
+            continue; /* a configured local file is the user's, wherever it lives */
         int rc = unknown ? prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name,
                                       image->rootfs.path,
                                       "a surviving shed's metadata.json is unreadable, so its "
