@@ -21,3 +21,13 @@ add_test(NAME system.XfsReflinkTest
          COMMAND python3 ${SHED_TEST_DIR}/system/test_system_xfs.py)
 set_tests_properties(system.XfsReflinkTest PROPERTIES
                      ENVIRONMENT "${system_test_env}" SKIP_RETURN_CODE 77 TIMEOUT 900 RUN_SERIAL TRUE)
+
+# End to end with the real container backend (runc), driven by the container tests' driver.
+if(TARGET backend_driver)
+  get_filename_component(SHED_SYSTEM_CACHE ${CMAKE_BINARY_DIR}/../build-cache ABSOLUTE)
+  add_test(NAME system.ContainerPruneTest
+           COMMAND python3 ${SHED_TEST_DIR}/system/test_system_container.py)
+  set_tests_properties(system.ContainerPruneTest PROPERTIES
+    ENVIRONMENT "SHED_SERVER=$<TARGET_FILE:shed-server>;SHED_BACKEND_DRIVER=$<TARGET_FILE:backend_driver>;SHED_FIXTURES=${SHED_FIXTURES};SHED_BUILD_CACHE=${SHED_SYSTEM_CACHE};PYTHONPATH=${SHED_FIXTURES};PYTHONDONTWRITEBYTECODE=1"
+    SKIP_RETURN_CODE 77 RUN_SERIAL TRUE TIMEOUT 1200)
+endif()
