@@ -116,12 +116,9 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, unsigne
     return fs_fsync_dir_of(path, err);
 }
 
-int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, struct shed_err *err)
+int fs_read_fd(int fd, const char *path, char **data, size_t *len, size_t max_len,
+               struct shed_err *err)
 {
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return shed_errf_errno(err, errno == ENOENT ? SHED_E_NOT_FOUND : SHED_E_IO, errno,
-                               "cannot open %s", path);
     struct stat st;
     if (fstat(fd, &st) < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
@@ -147,6 +144,15 @@ int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, str
         *len = done;
     *data = steal_pointer(&buf);
     return 0;
+}
+
+int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, struct shed_err *err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return shed_errf_errno(err, errno == ENOENT ? SHED_E_NOT_FOUND : SHED_E_IO, errno,
+                               "cannot open %s", path);
+    return fs_read_fd(fd, path, data, len, max_len, err);
 }
 
 bool fs_exists(const char *path)

@@ -18,6 +18,9 @@ int fs_write_file_atomic(const char *path, const void *data, size_t len, unsigne
                          struct shed_err *err);
 /* Reads a whole (small) file; *data is NUL-terminated. Fails with SHED_E_IO, errno kept. */
 int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, struct shed_err *err);
+/* Reads everything from an open fd (at most max_len bytes) in large reads; NUL-terminated. */
+int fs_read_fd(int fd, const char *path, char **data, size_t *len, size_t max_len,
+               struct shed_err *err);
 bool fs_exists(const char *path);
 /* Opens (creating 0644) and flocks path. blocking=false: returns 0 with *fd = -1 when held. */
 int fs_lock_file(const char *path, bool blocking, int *fd, struct shed_err *err);

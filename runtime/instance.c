@@ -525,8 +525,14 @@ static int cache_get(struct instance_store *store, const char *name,
 static int parse_metadata_fd(int fd, const char *path, struct instance *inst,
                              struct shed_err *err)
 {
+    /* One read of the whole file: json_loadfd reads a byte per syscall, which dominated
+     * listing thousands of sheds. */
+    cleanup_free char *text = NULL;
+    size_t len = 0;
+    if (fs_read_fd(fd, path, &text, &len, METADATA_MAX_BYTES, err) < 0)
+        return -1;
     json_error_t jerr;
-    json_t *json = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *json = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (json == NULL)
         return shed_errf(err, SHED_E_IO, "%s: line %d: %s", path, jerr.line, jerr.text);
     int rc = instance_from_json(json, inst, err);
