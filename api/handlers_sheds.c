@@ -10,10 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "handlers.h"
+#include "runtime/shed_create.h"
+#include "sse.h"
 
 /* ---- backends ------------------------------------------------------------------------ */
 
@@ -445,6 +448,137 @@ static int check_not_exists(const struct api_context *context, const char *name,
     return 0;
 }
 
+static const char *image_outcome_name(enum image_ensure_outcome outcome)
+{
+    switch (outcome) {
+    case IMAGE_ENSURE_FRESH: return "fresh";
+    case IMAGE_ENSURE_CONVERTED: return "converted";
+    case IMAGE_ENSURE_LINKED: return "linked";
+    case IMAGE_ENSURE_OFFLINE: return "offline";
+    case IMAGE_ENSURE_LOCAL: return "local";
+    }
+    return "unknown";
+}
+
+/* One line per create in the server log: how the image was obtained (a conversion shows as
+ * image_outcome=converted) and which clone strategy made the rootfs. */
+static void log_create(const struct shed_create_request *request,
+                       const struct shed_create_report *report, const struct shed_err *err,
+                       const struct timespec *start)
+{
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (gmtime_r(&now, &tm) == NULL || strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(stamp, sizeof stamp, "-");
+    fprintf(stderr,
+            "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "
+            "clone=%s result=%s ms=%.2f%s%s\n",
+            stamp, request->name, request->image != NULL ? request->image : SHED_BASE_IMAGE_NAME,
+            request->backend->name, image_outcome_name(report->image_outcome),
+            (unsigned long long)report->image_bytes_fetched,
+            clone_strategy_name(report->clone_strategy),
+            err != NULL ? shed_code_api_name(err->code) : "ok", api_elapsed_ms(start),
+            err != NULL ? " error=" : "", err != NULL ? err->msg : "");
+}
+
+static int run_create(const struct api_context *context, const struct shed_create_request *request,
+                      const struct shed_create_observer *observer, struct instance *created,
+                      struct shed_err *err)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    struct shed_create_report report;
+    int rc = shed_create(context->config, context->instances, request, observer, created,
+                         &report, err);
+    log_create(request, &report, rc < 0 ? err : NULL, &start);
+    return rc;
+}
+
+/* ---- create streamed as server-sent events ---------------------------------------------- */
+
+/* What the stream's producer thread needs; outlives the request handler. */
+struct create_job {
+    const struct api_context *context;
+    json_t *body; /* owns the strings request points into */
+    struct shed_create_request request;
+    struct sse_stream *stream;
+};
+
+static void create_job_free(void *arg)
+{
+    struct create_job *job = arg;
+    json_decref(job->body);
+    free(job);
+}
+
+static json_t *progress_json(const struct shed_create_progress *progress)
+{
+    json_t *data = json_pack("{s:s, s:s, s:b}", "phase", progress->phase, "message",
+                             progress->message, "warning", progress->warning);
+    if (data == NULL || progress->bytes_total == 0)
+        return data;
+    if (json_object_set_new(data, "bytes_done", json_integer((json_int_t)progress->bytes_done)) < 0 ||
+        json_object_set_new(data, "bytes_total", json_integer((json_int_t)progress->bytes_total)) < 0) {
+        json_decref(data);
+        return NULL;
+    }
+    return data;
+}
+
+static void stream_progress(const struct shed_create_progress *progress, void *ctx)
+{
+    struct create_job *job = ctx;
+    /* A frame that cannot be queued breaks the stream (the client sees it cut off); the
+     * create itself goes on and completes or rolls back either way. */
+    sse_stream_send(job->stream, "progress", progress_json(progress));
+}
+
+static void produce_create_events(struct sse_stream *stream, void *arg)
+{
+    struct create_job *job = arg;
+    job->stream = stream;
+    struct shed_create_observer observer = {.progress = stream_progress, .ctx = job};
+    struct instance inst;
+    struct shed_err err = {0};
+    if (run_create(job->context, &job->request, &observer, &inst, &err) < 0) {
+        enum shed_code code = err.code == SHED_OK ? SHED_E_BACKEND_ERROR : err.code;
+        sse_stream_send(stream, "error",
+                        json_pack("{s:s, s:s}", "code", shed_code_api_name(code), "message",
+                                  err.msg[0] ? err.msg : "internal error"));
+        return;
+    }
+    sse_stream_send(stream, "complete", api_shed_json(&inst));
+    instance_clear(&inst);
+}
+
+static void respond_create_stream(const struct api_context *context, json_t *body,
+                                  const struct shed_create_request *request,
+                                  struct api_response *response)
+{
+    struct shed_err err = {0};
+    struct create_job *job = calloc(1, sizeof *job);
+    if (job == NULL) {
+        json_decref(body);
+        api_respond_errorf(response, SHED_E_NO_MEMORY, "out of memory");
+        return;
+    }
+    *job = (struct create_job){.context = context, .body = body, .request = *request};
+    struct MHD_Response *mhd = NULL;
+    if (sse_stream_start(produce_create_events, job, create_job_free, &mhd, &err) < 0) {
+        create_job_free(job);
+        api_respond_error(response, &err);
+        return;
+    }
+    api_response_clear(response);
+    response->status = 200;
+    response->mhd = mhd;
+}
+
+/* ---- POST /api/sheds ------------------------------------------------------------------- */
+
+/* Validation (every 4xx of api.md that needs no change on disk) happens here, before a
+ * stream starts; the pipeline itself is shed_create (runtime/shed_create.c). */
 void handle_shed_create(const struct api_request *request, const struct api_context *context,
                         struct api_response *response)
 {
@@ -460,11 +594,26 @@ void handle_shed_create(const struct api_request *request, const struct api_cont
         json_decref(body);
         return;
     }
-    /* A backend resolved: the create pipeline (image → rootfs clone → backend create, SSE
-     * progress, rollback) runs here once a backend exists. Until then this is unreachable in
-     * practice (no backend is built in), and it must not pretend to have created anything. */
-    api_respond_errorf(response, SHED_E_NOT_SUPPORTED,
-                       "creating sheds with backend \"%s\" is not implemented yet", backend->name);
+    struct shed_create_request pipeline = {
+        .name = create.name,
+        .image = create.image,
+        .repo = create.repo,
+        .local_dir = create.local_dir,
+        .cpus = create.cpus,
+        .memory_mb = create.memory_mb,
+        .backend = backend,
+    };
+    if (api_wants_event_stream(request)) {
+        respond_create_stream(context, body, &pipeline, response); /* takes body */
+        return;
+    }
+    struct instance inst;
+    if (run_create(context, &pipeline, NULL, &inst, &err) < 0)
+        api_respond_error(response, &err);
+    else {
+        api_respond_json(response, 201, api_shed_json(&inst));
+        instance_clear(&inst);
+    }
     json_decref(body);
 }
 

@@ -1,0 +1,70 @@
+/* Creating a shed: the pipeline behind POST /api/sheds.
+ *
+ *   lock the name → 409 if it exists → make the image ready (image_cache_ensure: pull and
+ *   convert at most once across processes and threads) → create the instance directory →
+ *   clone the image into <instance_dir>/<name>/rootfs.ext4 (clone_file) → metadata.json
+ *   (status starting) → backend->create → metadata.json (status running).
+ *
+ * Any failure rolls the shed back completely: the backend's delete (which must cope with a
+ * half-created shed), then the instance directory. What is left is what was there before:
+ * no directory, no metadata, nothing of the backend. The image cache is not rolled back (a
+ * pulled image stays cached, as pull-images would leave it).
+ *
+ * Progress is reported through one callback in the phases of api.md: "image" (with bytes
+ * while a pull runs), "rootfs", then whatever the backend reports ("network", "container",
+ * "repo", ...). The callback runs on the creating thread. */
+#ifndef SHED_RUNTIME_SHED_CREATE_H
+#define SHED_RUNTIME_SHED_CREATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/shed_err.h"
+#include "imaged/cache.h"
+#include "runtime/backend.h"
+#include "runtime/clone.h"
+#include "runtime/instance.h"
+
+/* What to create. Strings are borrowed; NULL or "" means "not given". */
+struct shed_create_request {
+    const char *name;
+    const char *image; /* a variant name; NULL: the server's base image ("_base") */
+    const char *repo;
+    const char *local_dir;
+    int cpus;      /* 0: config default_cpus */
+    int memory_mb; /* 0: config default_memory_mb */
+    const struct shed_backend *backend; /* already resolved (detect done by the caller) */
+};
+
+/* One progress report. bytes_total is 0 when no byte counts go with the message. */
+struct shed_create_progress {
+    const char *phase;
+    const char *message;
+    bool warning;
+    uint64_t bytes_done;
+    uint64_t bytes_total;
+};
+
+struct shed_create_observer {
+    void (*progress)(const struct shed_create_progress *progress, void *ctx);
+    void *ctx;
+};
+
+/* How the shed came to be, for the server's log. */
+struct shed_create_report {
+    enum image_ensure_outcome image_outcome; /* IMAGE_ENSURE_LOCAL also for a discovered image */
+    uint64_t image_bytes_fetched;
+    enum clone_strategy clone_strategy;
+};
+
+/* Creates and starts the shed. On success *created is the shed as saved (status RUNNING);
+ * free it with instance_clear. Errors: SHED_E_INVALID_SHED_NAME, SHED_E_UNKNOWN_IMAGE (a
+ * name neither configured nor cached), SHED_E_SHED_ALREADY_EXISTS, and whatever pulling,
+ * cloning or the backend fail with. report may be NULL. */
+int shed_create(const struct shed_config *config, struct instance_store *store,
+                const struct shed_create_request *request,
+                const struct shed_create_observer *observer, struct instance *created,
+                struct shed_create_report *report, struct shed_err *err);
+
+#endif
