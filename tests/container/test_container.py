@@ -667,7 +667,7 @@ def main():
             return ctrtest.SKIP
         suite = unittest.defaultTestLoader.loadTestsFromName(sys.argv[1], sys.modules[__name__])
         result = unittest.TextTestRunner(verbosity=2).run(suite)
-        if result.wasSuccessful() and result.testsRun == len(result.skipped) and result.skipped:
+        if result.wasSuccessful() and result.skipped and result.testsRun <= len(result.skipped):
             print("SKIP: every test skipped: %s" % result.skipped[0][1])
             return ctrtest.SKIP
         return 0 if result.wasSuccessful() else 1
