@@ -79,8 +79,7 @@ void handle_images_prune(const struct api_request *request, const struct api_con
     struct shed_err err = {0};
     if (api_query_bool(request, "dry_run", false, &dry_run, &err) < 0 ||
         images_in_use(context, &in_use, &err) < 0 ||
-        image_cache_prune(context->config, (const char *const *)in_use, dry_run, &pruned, &err) <
-            0)
+        image_cache_prune(context->config, (const char *const *)in_use, dry_run, &pruned, &err) < 0)
         api_respond_error(response, &err);
     else
         api_respond_json(response, 200, image_list_json("deleted", &pruned));

@@ -469,7 +469,8 @@ static void log_create(const struct shed_create_request *request,
     char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (gmtime_r(&now, &tm) == NULL ||
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(stamp, sizeof stamp, "-");
     fprintf(stderr,
             "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "
@@ -514,16 +515,13 @@ static void create_job_free(void *arg)
 
 static json_t *progress_json(const struct shed_create_progress *progress)
 {
-    json_t *data = json_pack("{s:s, s:s, s:b}", "phase", progress->phase, "message",
-                             progress->message, "warning", progress->warning);
-    if (data == NULL || progress->bytes_total == 0)
-        return data;
-    if (json_object_set_new(data, "bytes_done", json_integer((json_int_t)progress->bytes_done)) < 0 ||
-        json_object_set_new(data, "bytes_total", json_integer((json_int_t)progress->bytes_total)) < 0) {
-        json_decref(data);
-        return NULL;
-    }
-    return data;
+    if (progress->bytes_total == 0)
+        return json_pack("{s:s, s:s, s:b}", "phase", progress->phase, "message",
+                         progress->message, "warning", progress->warning);
+    return json_pack("{s:s, s:s, s:b, s:I, s:I}", "phase", progress->phase, "message",
+                     progress->message, "warning", progress->warning, "bytes_done",
+                     (json_int_t)progress->bytes_done, "bytes_total",
+                     (json_int_t)progress->bytes_total);
 }
 
 static void stream_progress(const struct shed_create_progress *progress, void *ctx)

@@ -32,8 +32,7 @@ static void report(const struct create_run *run, const struct shed_create_progre
 static void report_message(const struct create_run *run, const char *phase, const char *message,
                            bool warning)
 {
-    struct shed_create_progress progress = {.phase = phase, .message = message,
-                                            .warning = warning};
+    struct shed_create_progress progress = {.phase = phase, .message = message, .warning = warning};
     report(run, &progress);
 }
 
@@ -86,8 +85,7 @@ static void on_image_progress(const char *name, const char *phase, uint64_t done
 static int use_discovered_image(const struct create_run *run, char **rootfs_path,
                                 struct shed_create_report *out, struct shed_err *err)
 {
-    cleanup_free char *path =
-        str_printf("%s/%s-rootfs.ext4", run->config->images_dir, run->image);
+    cleanup_free char *path = str_printf("%s/%s-rootfs.ext4", run->config->images_dir, run->image);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (!fs_exists(path))
@@ -104,8 +102,8 @@ static int use_discovered_image(const struct create_run *run, char **rootfs_path
  * concurrent creates of one variant serialise on the variant's flock (held per open file
  * description, so threads of this process wait for each other exactly like processes do):
  * the first converts, the others then find it fresh. */
-static int ensure_image(struct create_run *run, char **rootfs_path,
-                        struct shed_create_report *out, struct shed_err *err)
+static int ensure_image(struct create_run *run, char **rootfs_path, struct shed_create_report *out,
+                        struct shed_err *err)
 {
     if (shed_config_image_ref(run->config, run->image) == NULL) {
         if (strcmp(run->image, SHED_BASE_IMAGE_NAME) == 0)
@@ -121,13 +119,18 @@ static int ensure_image(struct create_run *run, char **rootfs_path,
     struct image_cache *cache = NULL;
     if (image_cache_open(run->config, &cache, err) < 0)
         return -1;
-    struct image_ensure_opts opts = {.log = on_image_log, .progress = on_image_progress,
-                                     .ctx = run};
+    struct image_ensure_opts opts = {
+        .log = on_image_log, .progress = on_image_progress, .ctx = run};
     struct image_ensure_result result;
     int rc = image_cache_ensure(cache, run->image, &opts, &result, err);
     image_cache_close(cache);
-    if (rc < 0)
+    if (rc < 0) {
+        /* A configured local file that is gone is the server's problem (500), not a 404 of
+         * the create request. */
+        if (err->code == SHED_E_IMAGE_NOT_FOUND)
+            err->code = SHED_E_BACKEND_ERROR;
         return shed_err_prefix(err, "image \"%s\"", run->image);
+    }
     out->image_outcome = result.outcome;
     out->image_bytes_fetched = result.bytes_fetched;
     *rootfs_path = steal_pointer(&result.rootfs_path);
@@ -222,8 +225,7 @@ static int start_on_backend(const struct create_run *run, struct instance *inst,
 {
     const struct shed_backend *backend = run->request->backend;
     if (backend->create == NULL) {
-        shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot create sheds",
-                  backend->name);
+        shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot create sheds", backend->name);
         roll_back(run, inst, false, err);
         return -1;
     }

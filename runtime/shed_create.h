@@ -32,8 +32,8 @@ struct shed_create_request {
     const char *image; /* a variant name; NULL: the server's base image ("_base") */
     const char *repo;
     const char *local_dir;
-    int cpus;      /* 0: config default_cpus */
-    int memory_mb; /* 0: config default_memory_mb */
+    int cpus;                           /* 0: config default_cpus */
+    int memory_mb;                      /* 0: config default_memory_mb */
     const struct shed_backend *backend; /* already resolved (detect done by the caller) */
 };
 

@@ -341,6 +341,26 @@ class CreateTest(CreateTestCase):
                          ("streamed", "running", "sse"))
         self.assertEqual(self.assert_running("streamed"), final)
 
+    def test_client_gone_mid_stream_create_still_completes(self):
+        self.names.append("dropped")
+        sock = socket.create_connection(("127.0.0.1", self.server.port))
+        body = json.dumps({"name": "dropped"}).encode()
+        sock.sendall(b"POST /api/sheds HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        received = b""
+        while b"event: progress" not in received:
+            chunk = sock.recv(4096)
+            self.assertTrue(chunk, received)
+            received += chunk
+        sock.close()
+        # The first frame comes from inside the pipeline, with the shed's lock held: this
+        # DELETE waits for the create to end. 204 (not 404) shows the create ran to its end.
+        self.assertEqual(self.server.request("DELETE", "/api/sheds/dropped")[0], 204)
+        self.assertIn("create shed=dropped image=_base backend=container", self.server.log())
+        self.assertRegex(self.server.log(), r"create shed=dropped .* result=ok")
+        self.assert_nothing_left("dropped")
+
     def test_unknown_image_is_400_before_anything_or_any_stream(self):
         for headers in ({}, {"Accept": "text/event-stream"}):
             with self.subTest(headers=headers):
