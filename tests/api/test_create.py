@@ -28,6 +28,7 @@ import shedtest  # noqa: E402
 
 SKIP = 77
 SHED_SERVER = None
+SHED = None  # the CLI, optional
 REGISTRY = None
 IMAGE_REFS = {}  # variant name -> ref in the loopback registry
 WORK = None
@@ -422,6 +423,39 @@ class CreateTest(CreateTestCase):
         self.assertTrue(os.path.isdir(shared))
 
 
+class CliTest(CreateTestCase):
+    """The shed CLI on the real pipeline: create draws progress from the SSE stream."""
+
+    def shed(self, *args):
+        env = dict(os.environ, HOME=WORK)  # no client.yaml of the machine's user
+        return subprocess.run([SHED, "-s", "http://127.0.0.1:%d" % self.server.port] + list(args),
+                              capture_output=True, text=True, env=env)
+
+    def setUp(self):
+        super().setUp()
+        if SHED is None:
+            self.skipTest("no --shed given")
+
+    def test_cli_create_images_delete(self):
+        self.names.append("cli")
+        result = self.shed("--json", "create", "cli")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        shed = json.loads(result.stdout)
+        self.assertEqual((shed["name"], shed["status"]), ("cli", "running"))
+        self.assertIn("rootfs", result.stderr)  # progress lines (not a terminal: one per frame)
+        self.assert_running("cli")
+        result = self.shed("create", "cli")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("SHED_ALREADY_EXISTS", result.stderr)
+        result = self.shed("--json", "images")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(json.loads(result.stdout), self.server.request("GET", "/api/images")[1])
+        result = self.shed("delete", "cli")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.names.remove("cli")
+        self.assert_nothing_left("cli")
+
+
 class ConcurrencyTest(CreateTestCase):
     COUNT = 20
 
@@ -550,12 +584,14 @@ class ImagesTest(CreateTestCase):
 
 
 def main():
-    global SHED_SERVER, REGISTRY, WORK
+    global SHED_SERVER, SHED, REGISTRY, WORK
     parser = argparse.ArgumentParser()
     parser.add_argument("--shed-server", required=True)
+    parser.add_argument("--shed", help="the shed CLI (its tests are skipped without it)")
     parser.add_argument("tests", nargs="*")
     args = parser.parse_args()
     SHED_SERVER = os.path.abspath(args.shed_server)
+    SHED = os.path.abspath(args.shed) if args.shed else None
     reason = skip_reason()
     if reason:
         print("SKIP: %s" % reason)

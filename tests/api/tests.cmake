@@ -14,6 +14,6 @@ set_tests_properties(api_server PROPERTIES TIMEOUT 600)
 # runc, loop devices and docker-registry (skips with 77 and the reason otherwise).
 add_test(NAME api_create
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_create.py
-                 --shed-server $<TARGET_FILE:shed-server>)
+                 --shed-server $<TARGET_FILE:shed-server> --shed $<TARGET_FILE:shed>)
 set_tests_properties(api_create PROPERTIES TIMEOUT 1200 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE
                      ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
