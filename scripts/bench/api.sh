@@ -5,7 +5,9 @@
 # Then create -> running: POST /api/sheds (plain, answered once the shed runs) for one shed
 # from a cached image (a static busybox pushed to a loopback registry, container backend),
 # RUNS times, each shed deleted before the next; prints the median, min and max. Needs root,
-# runc and docker-registry, else that part says why and is skipped.
+# runc and docker-registry, else that part says why and is skipped. This isolates the
+# pipeline's own cost (a ~1 MB image); scripts/bench/create.sh times the same on the container
+# tests' Debian+tmux image, plus stop/start.
 #
 # Usage: scripts/bench/api.sh [-d SECONDS] [-c CONNECTIONS] [-b BUILD_DIR] [-n RUNS] [-s SIZE]
 #   -d  duration per endpoint (default 30)
@@ -28,7 +30,7 @@ while getopts "d:c:b:n:s:h" opt; do
     b) build=$OPTARG ;;
     n) runs=$OPTARG ;;
     s) rootfs_size=$OPTARG ;;
-    h) sed -n '2,16p' "$0"; exit 0 ;;
+    h) sed -n '2,18p' "$0"; exit 0 ;;
     *) exit 2 ;;
   esac
 done
