@@ -556,25 +556,31 @@ class ServerTest(ServerTestCase):
         self.assertEqual(ghost.returncode, 125)
         self.assertIn("SHED_NOT_FOUND", ghost.stderr)
 
-    def run_on_pty(self, argv, send=b""):
-        """Runs argv with a pseudo-terminal as its stdio; returns (exit status, output)."""
+    def run_on_pty(self, argv, send=b"", send_after=None):
+        """Runs argv with a pseudo-terminal as its stdio; returns (exit status, output).
+        send is typed once send_after (bytes) has appeared in the output (or at once). A
+        child that stays silent for 60 s is killed so a hang fails instead of blocking."""
         pid, fd = pty.fork()
         if pid == 0:
             os.execv(argv[0], argv)
-        if send:
-            os.write(fd, send)
         output = b""
+        if send and send_after is None:
+            os.write(fd, send)
+            send = b""
         while True:
             try:
                 ready, _, _ = select.select([fd], [], [], 60)
-                if not ready:
-                    break
-                chunk = os.read(fd, 4096)
+                chunk = os.read(fd, 4096) if ready else b""
             except OSError:
-                break
+                chunk = b""
             if not chunk:
                 break
             output += chunk
+            if send and send_after in output:
+                os.write(fd, send)
+                send = b""
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         os.close(fd)
         return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
@@ -589,7 +595,9 @@ class ServerTest(ServerTestCase):
         self.assertEqual(not_tty.returncode, 0)
         # attach creates the session on the terminal; detach with the tmux prefix + d.
         code, out = self.run_on_pty([SHED_SERVER, "attach", "--data-dir", self.data_dir, "term",
-                                     "dev"], send=b"\x02d")
+                                     "dev"], send=b"\x02d", send_after=b"[dev]")
+        self.assertEqual(code, 0, out)
+        self.assertIn("detached", out)
         status, body = self.server.request("GET", "/api/sheds/term/sessions")
         self.assertIn("dev", [s["name"] for s in body["sessions"]], out)
 
