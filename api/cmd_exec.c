@@ -167,8 +167,7 @@ int cmd_exec(int argc, char **argv)
     options.name = argv[optind];
     int command_start = has_separator ? separator + 1 : optind + 1;
     if (has_separator && optind + 1 < separator)
-        return cli_usage_error("exec", "unexpected argument '%s' before \"--\"",
-                               argv[optind + 1]);
+        return cli_usage_error("exec", "unexpected argument '%s' before \"--\"", argv[optind + 1]);
     if (command_start >= argc)
         return cli_usage_error("exec", "missing CMD");
     return shed_exec_command(&options, (const char *const *)argv + command_start);

@@ -137,8 +137,8 @@ static int tmux_failure(const struct instance *inst, const struct captured *capt
     char first_line[200];
     snprintf(first_line, sizeof first_line, "%s", captured->err);
     first_line[strcspn(first_line, "\n")] = '\0';
-    return shed_errf(err, SHED_E_BACKEND_ERROR, "tmux %s in shed \"%s\" failed (exit %d): %s",
-                     what, inst->name, captured->status, first_line);
+    return shed_errf(err, SHED_E_BACKEND_ERROR, "tmux %s in shed \"%s\" failed (exit %d): %s", what,
+                     inst->name, captured->status, first_line);
 }
 
 static void format_time(time_t when, char *out, size_t outlen)
@@ -148,7 +148,8 @@ static void format_time(time_t when, char *out, size_t outlen)
         snprintf(out, outlen, "1970-01-01T00:00:00Z");
 }
 
-#define TMUX_LIST_FORMAT "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}"
+#define TMUX_LIST_FORMAT                                                                           \
+    "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}"
 
 /* One line of TMUX_LIST_FORMAT as a session object; NULL for a malformed line. */
 static json_t *session_json(const char *shed_name, char *line)
@@ -245,8 +246,8 @@ void handle_shed_session_delete(const struct api_request *request,
                                 const struct api_context *context, struct api_response *response)
 {
     if (!session_name_is_valid(request->params[1])) {
-        api_respond_errorf(response, SHED_E_INVALID_SESSION_NAME,
-                           "invalid session name \"%.80s\"", request->params[1]);
+        api_respond_errorf(response, SHED_E_INVALID_SESSION_NAME, "invalid session name \"%.80s\"",
+                           request->params[1]);
         return;
     }
     struct instance inst;
@@ -282,8 +283,8 @@ void handle_sessions_all(const struct api_request *request, const struct api_con
         const struct shed_backend *backend = NULL;
         struct shed_err skipped = {0};
         if (list.items[i].status != INSTANCE_RUNNING ||
-            running_shed_backend(context, list.items[i].name, SHED_E_SHED_NOT_RUNNING, false,
-                                 &inst, &backend, &skipped) < 0)
+            running_shed_backend(context, list.items[i].name, SHED_E_SHED_NOT_RUNNING, false, &inst,
+                                 &backend, &skipped) < 0)
             continue;
         json_t *shed_sessions = json_array();
         if (shed_sessions != NULL && list_sessions(backend, &inst, shed_sessions, &skipped) == 0)
@@ -292,8 +293,8 @@ void handle_sessions_all(const struct api_request *request, const struct api_con
         instance_clear(&inst);
     }
     instance_list_clear(&list);
-    api_respond_json(response, 200, sessions != NULL ? json_pack("{s:o}", "sessions", sessions)
-                                                      : NULL);
+    api_respond_json(response, 200,
+                     sessions != NULL ? json_pack("{s:o}", "sessions", sessions) : NULL);
 }
 
 /* ---- connect ------------------------------------------------------------------------- */
@@ -330,8 +331,8 @@ struct tunnel_direction {
 };
 
 struct tunnel {
-    int client;   /* the upgraded HTTP socket (libmicrohttpd's) */
-    int shed_fd;  /* the dialed socket (ours) */
+    int client;  /* the upgraded HTTP socket (libmicrohttpd's) */
+    int shed_fd; /* the dialed socket (ours) */
     struct MHD_UpgradeResponseHandle *urh;
     struct tunnel_direction up;   /* client → shed */
     struct tunnel_direction down; /* shed → client */
@@ -352,8 +353,8 @@ static int tunnel_pump(struct tunnel_direction *dir)
         }
     }
     while (dir->off < dir->len) {
-        ssize_t n = send(dir->to, dir->buf + dir->off, dir->len - dir->off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n =
+            send(dir->to, dir->buf + dir->off, dir->len - dir->off, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0)
             return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
         dir->off += (size_t)n;
@@ -428,8 +429,8 @@ static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *
     tunnel->down = (struct tunnel_direction){.from = tunnel->shed_fd, .to = sock};
     pthread_attr_t attr;
     pthread_t thread;
-    bool started = send_all(tunnel->shed_fd, extra_in, extra_in_size) &&
-                   pthread_attr_init(&attr) == 0;
+    bool started =
+        send_all(tunnel->shed_fd, extra_in, extra_in_size) && pthread_attr_init(&attr) == 0;
     if (started) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         started = pthread_create(&thread, &attr, tunnel_run, tunnel) == 0;
@@ -449,7 +450,8 @@ static void respond_upgrade(struct api_response *response, int shed_fd)
     struct MHD_Response *mhd =
         tunnel != NULL ? MHD_create_response_for_upgrade(tunnel_upgraded, tunnel) : NULL;
     /* libmicrohttpd adds "Connection: Upgrade" itself; "Upgrade" is ours to set. */
-    if (mhd == NULL || MHD_add_response_header(mhd, MHD_HTTP_HEADER_UPGRADE, "shed-tcp") != MHD_YES) {
+    if (mhd == NULL ||
+        MHD_add_response_header(mhd, MHD_HTTP_HEADER_UPGRADE, "shed-tcp") != MHD_YES) {
         if (mhd != NULL)
             MHD_destroy_response(mhd);
         free(tunnel);

@@ -92,9 +92,8 @@ static bool init_is_running(const struct instance *inst)
     return container_proc_start_time(inst->pid, &ignored, &alive) == 0 && alive;
 }
 
-static int record_running(struct instance *inst, const struct container_paths *paths,
-                          pid_t pid, uint64_t start_time, const char *loop_device,
-                          struct shed_err *err)
+static int record_running(struct instance *inst, const struct container_paths *paths, pid_t pid,
+                          uint64_t start_time, const char *loop_device, struct shed_err *err)
 {
     json_t *state = json_pack("{s:s, s:I, s:s}", "container_id", paths->id, "init_start_time",
                               (json_int_t)start_time, "loop_device", loop_device);
@@ -177,14 +176,13 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         return -1;
     struct instance stale = {.pid = inst->pid, .backend_state = inst->backend_state};
     if (teardown(state, &paths, &stale, err) < 0)
-        return shed_err_prefix(err, "cannot clean up the previous run of shed \"%s\"",
-                               inst->name);
+        return shed_err_prefix(err, "cannot clean up the previous run of shed \"%s\"", inst->name);
     inst->pid = 0;
     char loop_device[64] = "";
     backend_report(progress, "rootfs", "Mounting the root filesystem", false);
     if (make_bundle_dirs(&paths, err) < 0 ||
-        container_mount_rootfs(inst->rootfs_path, paths.mountpoint, loop_device,
-                               sizeof loop_device, err) < 0)
+        container_mount_rootfs(inst->rootfs_path, paths.mountpoint, loop_device, sizeof loop_device,
+                               err) < 0)
         return -1;
     int rc = 0;
     if (clone_repo && inst->repo[0] != '\0') {
@@ -289,7 +287,7 @@ static bool executable_in_root(int root_fd, const char *name)
 static bool command_exists(const char *mountpoint, const char *command)
 {
     static const char *const path_dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                            "/usr/bin",        "/sbin",           "/bin"};
+                                            "/usr/bin",        "/sbin",          "/bin"};
     cleanup_close int root_fd = open(mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0)
         return true;
@@ -316,8 +314,8 @@ static void report_not_found(int stderr_fd, const char *command)
 }
 
 static int container_exec(const struct shed_backend *self, const struct instance *inst,
-                           const struct backend_exec_request *request, int *exit_status,
-                           struct shed_err *err)
+                          const struct backend_exec_request *request, int *exit_status,
+                          struct shed_err *err)
 {
     if (!init_is_running(inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);

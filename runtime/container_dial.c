@@ -23,7 +23,7 @@
 struct dial_job {
     int netns_fd;
     uint16_t port;
-    int fd;             /* out: the connected socket */
+    int fd;              /* out: the connected socket */
     struct shed_err err; /* out */
 };
 
@@ -46,8 +46,8 @@ static void *dial_in_namespace(void *arg)
         if (errno == EINTR)
             continue;
         shed_errf_errno(&job->err,
-                        errno == ECONNREFUSED ? SHED_E_CONNECT_FAILED : SHED_E_BACKEND_ERROR,
-                        errno, "cannot connect to 127.0.0.1:%u in the shed", (unsigned)job->port);
+                        errno == ECONNREFUSED ? SHED_E_CONNECT_FAILED : SHED_E_BACKEND_ERROR, errno,
+                        "cannot connect to 127.0.0.1:%u in the shed", (unsigned)job->port);
         return NULL;
     }
     job->fd = steal_fd(&fd);

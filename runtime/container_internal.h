@@ -64,12 +64,12 @@ bool container_is_mounted(const char *mountpoint);
 
 struct container_spec_params {
     const char *hostname;
-    const char *rootfs;     /* root.path, relative to the bundle or absolute */
-    const char *init_path;  /* host path of shed-init */
-    const char *local_dir;  /* bind-mounted at /workspace; NULL or "" for none */
+    const char *rootfs;    /* root.path, relative to the bundle or absolute */
+    const char *init_path; /* host path of shed-init */
+    const char *local_dir; /* bind-mounted at /workspace; NULL or "" for none */
     const char *cgroups_path;
-    int cpus;               /* 0: no limit */
-    int memory_mb;          /* 0: no limit */
+    int cpus;      /* 0: no limit */
+    int memory_mb; /* 0: no limit */
 };
 
 /* Writes config.json atomically. */

@@ -130,7 +130,6 @@ int container_unmount_rootfs(const char *mountpoint, struct shed_err *err)
         nanosleep(&pause, NULL);
     }
     if (umount2(mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unmount %s (lazily)",
-                               mountpoint);
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unmount %s (lazily)", mountpoint);
     return 0;
 }

@@ -58,8 +58,17 @@ int container_clone_repo(const char *rootfs, const char *repo, struct shed_err *
     /* No credential prompts (there is no terminal; set through env(1) because changing
      * our own environment is not thread-safe), no hooks, and "--" so a URL can never be
      * taken for an option. */
-    const char *const argv[] = {"env", "GIT_TERMINAL_PROMPT=0", "git", "-c", "core.hooksPath=/dev/null", "clone", "--quiet",
-                                "--", url, workspace, NULL};
+    const char *const argv[] = {"env",
+                                "GIT_TERMINAL_PROMPT=0",
+                                "git",
+                                "-c",
+                                "core.hooksPath=/dev/null",
+                                "clone",
+                                "--quiet",
+                                "--",
+                                url,
+                                workspace,
+                                NULL};
     int status = 0;
     cleanup_free char *output = NULL;
     if (container_run_capture(argv, &status, &output, GIT_OUTPUT_MAX, err) < 0)

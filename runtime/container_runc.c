@@ -63,9 +63,9 @@ int runc_run_detached(const struct container_state *state, const struct containe
     off_t before = lseek(console, 0, SEEK_END);
     if (unlink(paths->pid_file) < 0 && errno != ENOENT)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unlink %s", paths->pid_file);
-    const char *const argv[] = {state->runc_path, "--root", state->runc_root, "run", "--detach",
-                                "--bundle", paths->bundle, "--pid-file", paths->pid_file,
-                                paths->id, NULL};
+    const char *const argv[] = {
+        state->runc_path, "--root",     state->runc_root, "run",     "--detach", "--bundle",
+        paths->bundle,    "--pid-file", paths->pid_file,  paths->id, NULL};
     pid_t pid;
     int status = 0;
     if (container_spawn(argv, -1, console, console, true, &pid, err) < 0 ||
@@ -105,7 +105,7 @@ int runc_delete_force(const struct container_state *state, const struct containe
     if (!runc_container_exists(paths))
         return 0;
     const char *const argv[] = {state->runc_path, "--root", state->runc_root, "delete", "--force",
-                                paths->id, NULL};
+                                paths->id,        NULL};
     int status = 0;
     cleanup_free char *output = NULL;
     if (container_run_capture(argv, &status, &output, RUNC_MESSAGE_MAX, err) < 0)

@@ -20,7 +20,6 @@ int runc_delete_force(const struct container_state *state, const struct containe
                       struct shed_err *err);
 /* runc exec [-t] <id> argv... with the request's fds; waits; exit status passed through. */
 int runc_exec(const struct container_state *state, const struct container_paths *paths,
-              const struct backend_exec_request *request, int *exit_status,
-              struct shed_err *err);
+              const struct backend_exec_request *request, int *exit_status, struct shed_err *err);
 
 #endif

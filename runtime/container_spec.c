@@ -19,9 +19,10 @@
 #include "container_internal.h"
 
 static const char *const capabilities[] = {
-    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",     "CAP_FOWNER",           "CAP_MKNOD",
-    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",     "CAP_SETFCAP",          "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL",    "CAP_AUDIT_WRITE",
 };
 
 static json_t *string_array(const char *const *items, size_t count)
@@ -39,8 +40,8 @@ static json_t *string_array(const char *const *items, size_t count)
 static json_t *capabilities_json(void)
 {
     size_t count = sizeof capabilities / sizeof capabilities[0];
-    return json_pack("{s:o, s:o, s:o}", "bounding", string_array(capabilities, count),
-                     "effective", string_array(capabilities, count), "permitted",
+    return json_pack("{s:o, s:o, s:o}", "bounding", string_array(capabilities, count), "effective",
+                     string_array(capabilities, count), "permitted",
                      string_array(capabilities, count));
 }
 
@@ -55,8 +56,8 @@ static json_t *process_json(void)
     static const char *const args[] = {CONTAINER_INIT_DEST};
     /* No rlimits: the shed inherits the server's (raising a hard limit would need
      * CAP_SYS_RESOURCE, which the shed does not get). */
-    return json_pack("{s:b, s:{s:i, s:i}, s:o, s:o, s:s, s:o, s:b}", "terminal", 0, "user",
-                     "uid", 0, "gid", 0, "args", string_array(args, 1), "env",
+    return json_pack("{s:b, s:{s:i, s:i}, s:o, s:o, s:s, s:o, s:b}", "terminal", 0, "user", "uid",
+                     0, "gid", 0, "args", string_array(args, 1), "env",
                      string_array(env, sizeof env / sizeof env[0]), "cwd", "/", "capabilities",
                      capabilities_json(), "noNewPrivileges", 0);
 }
@@ -79,16 +80,15 @@ static json_t *mounts_json(const struct container_spec_params *params)
         MOUNT("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
         MOUNT("/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance", "ptmxmode=0666",
               "mode=0620", "gid=5"),
-        MOUNT("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
-              "size=65536k"),
+        MOUNT("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", "size=65536k"),
         MOUNT("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
         MOUNT("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
         MOUNT("/tmp", "tmpfs", "tmpfs", "nosuid", "nodev", "mode=1777"),
         MOUNT(CONTAINER_INIT_DEST, "bind", params->init_path, "bind", "ro", "nosuid", "nodev"));
     if (mounts == NULL || params->local_dir == NULL || params->local_dir[0] == '\0')
         return mounts;
-    if (json_array_append_new(mounts, MOUNT("/workspace", "bind", params->local_dir, "rbind",
-                                            "rw")) < 0) {
+    if (json_array_append_new(mounts,
+                              MOUNT("/workspace", "bind", params->local_dir, "rbind", "rw")) < 0) {
         json_decref(mounts);
         return NULL;
     }
@@ -103,14 +103,15 @@ static json_t *resources_json(const struct container_spec_params *params)
     int rc = 0;
     if (params->cpus > 0) {
         /* cpus CPUs' worth of time per 100 ms period. */
-        rc |= json_object_set_new(resources, "cpu",
-                                  json_pack("{s:I, s:I}", "quota", (json_int_t)params->cpus * 100000,
-                                            "period", (json_int_t)100000));
+        rc |=
+            json_object_set_new(resources, "cpu",
+                                json_pack("{s:I, s:I}", "quota", (json_int_t)params->cpus * 100000,
+                                          "period", (json_int_t)100000));
     }
     if (params->memory_mb > 0) {
-        rc |= json_object_set_new(resources, "memory",
-                                  json_pack("{s:I}", "limit",
-                                            (json_int_t)params->memory_mb * 1024 * 1024));
+        rc |= json_object_set_new(
+            resources, "memory",
+            json_pack("{s:I}", "limit", (json_int_t)params->memory_mb * 1024 * 1024));
     }
     if (rc != 0) {
         json_decref(resources);
@@ -122,8 +123,8 @@ static json_t *resources_json(const struct container_spec_params *params)
 static json_t *linux_json(const struct container_spec_params *params)
 {
     static const char *const masked[] = {
-        "/proc/acpi",          "/proc/asound",       "/proc/kcore",     "/proc/keys",
-        "/proc/latency_stats", "/proc/timer_list",   "/proc/timer_stats", "/proc/sched_debug",
+        "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
+        "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
         "/sys/firmware",       "/proc/scsi",
     };
     static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
@@ -137,10 +138,9 @@ static json_t *linux_json(const struct container_spec_params *params)
 
 static json_t *spec_json(const struct container_spec_params *params)
 {
-    return json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:o}", "ociVersion", "1.0.2",
-                     "process", process_json(), "root", "path", params->rootfs, "readonly", 0,
-                     "hostname", params->hostname, "mounts", mounts_json(params), "linux",
-                     linux_json(params));
+    return json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:o}", "ociVersion", "1.0.2", "process",
+                     process_json(), "root", "path", params->rootfs, "readonly", 0, "hostname",
+                     params->hostname, "mounts", mounts_json(params), "linux", linux_json(params));
 }
 
 int container_spec_write(const char *path, const struct container_spec_params *params,

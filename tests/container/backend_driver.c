@@ -148,7 +148,7 @@ static int do_loaded(struct driver *d, const char *command, int argc, char **arg
         if (rc == 0)
             rc = instance_store_save(d->store, &inst, err);
     } else if (strcmp(command, "delete") == 0) {
-        rc = b->delete(b, &inst, err);
+        rc = b->delete (b, &inst, err);
         if (rc == 0)
             rc = instance_store_delete(d->store, d->name, err);
     } else if (strcmp(command, "exec") == 0 && argc > 0) {
