@@ -1,24 +1,21 @@
 /* shed system df|prune: disk usage and cleanup through the REST API, on one server or, with
  * --all, on every server of client.yaml in parallel (one thread per server, 10-minute
- * timeout each). */
+ * timeout each: a prune may run for minutes). */
 #include "cli_system.h"
 
 #include <curl/curl.h>
-#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "system_print.h"
 
 #define SYSTEM_TIMEOUT_SECONDS 600L
-#define MAX_BODY_BYTES (64u << 20)
 #define MAX_QUERY 2048
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -31,9 +28,8 @@ struct system_args {
 
 /* One server of the fan-out (or the only one). */
 struct target {
-    char *name; /* "" for the -s/default server */
-    char *url;
-    char *token;
+    char *name;           /* "" for the -s/default server */
+    struct client client; /* its URL and token, with a prune's long timeout */
     /* result of the last request */
     json_t *body;
     struct client_error error;
@@ -75,95 +71,23 @@ static void print_help(void)
           stdout);
 }
 
-/* ---- HTTP (own transfer: a prune may run for minutes, beyond the client's defaults) ------- */
-
-struct buffer {
-    char *data;
-    size_t len;
-    bool overflow;
-};
-
-static size_t on_body(char *data, size_t size, size_t count, void *opaque)
-{
-    struct buffer *buffer = opaque;
-    size_t len = size * count;
-    if (buffer->len + len > MAX_BODY_BYTES) {
-        buffer->overflow = true;
-        return 0;
-    }
-    char *grown = realloc(buffer->data, buffer->len + len + 1);
-    if (grown == NULL)
-        return 0;
-    buffer->data = grown;
-    memcpy(buffer->data + buffer->len, data, len);
-    buffer->len += len;
-    buffer->data[buffer->len] = '\0';
-    return len;
-}
-
-static void error_from_body(struct target *target, long status, const char *body)
-{
-    json_t *json = body != NULL ? json_loads(body, 0, NULL) : NULL;
-    const char *code = NULL, *message = NULL;
-    if (json != NULL &&
-        json_unpack(json, "{s:{s:s, s:s}}", "error", "code", &code, "message", &message) == 0)
-        client_errorf(&target->error, code, "%s", message);
-    else
-        client_errorf(&target->error, "HTTP_ERROR", "the server answered HTTP %ld", status);
-    json_decref(json);
-}
-
-static void finish_transfer(struct target *target, CURLcode rc, long status, struct buffer *buffer)
-{
-    target->failed = true;
-    if (buffer->overflow)
-        client_errorf(&target->error, "PROTOCOL", "response larger than %u bytes", MAX_BODY_BYTES);
-    else if (rc != CURLE_OK)
-        client_errorf(&target->error, "CONNECTION", "%s: %s", target->url, curl_easy_strerror(rc));
-    else if (status >= 400)
-        error_from_body(target, status, buffer->data);
-    else if ((target->body = json_loads(buffer->data != NULL ? buffer->data : "", 0, NULL)) == NULL)
-        client_errorf(&target->error, "PROTOCOL", "invalid JSON from %s", target->url);
-    else
-        target->failed = false;
-}
+/* ---- requests ------------------------------------------------------------------------------ */
 
 static void target_request(struct target *target)
 {
     json_decref(target->body);
     target->body = NULL;
     target->failed = true;
-    cleanup_free char *url = str_printf("%s%s", target->url, target->path);
-    cleanup_free char *auth =
-        target->token != NULL ? str_printf("Authorization: Bearer %s", target->token) : NULL;
-    CURL *curl = curl_easy_init();
-    if (url == NULL || (target->token != NULL && auth == NULL) || curl == NULL) {
-        if (curl != NULL)
-            curl_easy_cleanup(curl);
-        client_errorf(&target->error, "NO_MEMORY", "out of memory");
+    struct client_response response;
+    if (client_request(&target->client, target->method, target->path, NULL, &response,
+                       &target->error) < 0)
+        return;
+    if (response.json == NULL) {
+        client_errorf(&target->error, "PROTOCOL", "invalid JSON from %s", target->client.base_url);
         return;
     }
-    struct curl_slist *headers = curl_slist_append(NULL, "Accept: application/json");
-    if (auth != NULL)
-        headers = curl_slist_append(headers, auth);
-    struct buffer buffer = {0};
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, target->method);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buffer);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, SYSTEM_TIMEOUT_SECONDS);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    if (strcmp(target->method, "POST") == 0)
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
-    CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    curl_slist_free_all(headers);
-    finish_transfer(target, rc, status, &buffer);
-    free(buffer.data);
+    target->body = response.json;
+    target->failed = false;
 }
 
 static void *target_thread(void *opaque)
@@ -192,98 +116,32 @@ static void run_targets(struct target *targets, size_t count)
 
 /* ---- servers of client.yaml --------------------------------------------------------------- */
 
-static char *client_config_path(void)
-{
-    const char *explicit_path = getenv("SHED_CLIENT_CONFIG");
-    if (explicit_path != NULL && explicit_path[0] != '\0')
-        return strdup(explicit_path);
-    const char *xdg = getenv("XDG_CONFIG_HOME");
-    if (xdg != NULL && xdg[0] == '/')
-        return str_printf("%s/shed/client.yaml", xdg);
-    const char *home = getenv("HOME");
-    return str_printf("%s/.config/shed/client.yaml", home != NULL ? home : ".");
-}
-
-static int add_server_name(char ***names, size_t *count, const char *name,
-                           struct client_error *error)
-{
-    char **grown = realloc(*names, (*count + 2) * sizeof *grown);
-    if (grown == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    *names = grown;
-    if ((grown[*count] = strdup(name)) == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    grown[++*count] = NULL;
-    return 0;
-}
-
-/* The keys of the `servers:` mapping, in file order. */
-static int names_from_document(yaml_document_t *doc, char ***names, size_t *count,
-                               struct client_error *error)
-{
-    yaml_node_t *root = yaml_document_get_root_node(doc);
-    yaml_node_t *servers = NULL;
-    if (root != NULL && root->type == YAML_MAPPING_NODE)
-        for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-            yaml_node_t *key = yaml_document_get_node(doc, p->key);
-            if (key->type == YAML_SCALAR_NODE && strcmp((char *)key->data.scalar.value, "servers") == 0)
-                servers = yaml_document_get_node(doc, p->value);
-        }
-    if (servers == NULL || servers->type != YAML_MAPPING_NODE)
-        return 0;
-    for (yaml_node_pair_t *p = servers->data.mapping.pairs.start; p < servers->data.mapping.pairs.top; p++) {
-        yaml_node_t *key = yaml_document_get_node(doc, p->key);
-        if (key->type == YAML_SCALAR_NODE &&
-            add_server_name(names, count, (char *)key->data.scalar.value, error) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int configured_server_names(char ***names, size_t *count, struct client_error *error)
-{
-    *names = NULL;
-    *count = 0;
-    cleanup_free char *path = client_config_path();
-    if (path == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    cleanup_fclose FILE *file = fopen(path, "re");
-    if (file == NULL)
-        return client_errorf(error, "CONFIG", "--all: cannot read %s: %s", path, strerror(errno));
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser))
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    yaml_parser_set_input_file(&parser, file);
-    int rc = 0;
-    if (!yaml_parser_load(&parser, &doc)) {
-        rc = client_errorf(error, "CONFIG", "%s:%zu: %s", path, parser.problem_mark.line + 1,
-                           parser.problem != NULL ? parser.problem : "invalid YAML");
-    } else {
-        rc = names_from_document(&doc, names, count, error);
-        yaml_document_delete(&doc);
-    }
-    yaml_parser_delete(&parser);
-    if (rc == 0 && *count == 0)
-        rc = client_errorf(error, "CONFIG", "--all: no servers in %s", path);
-    return rc;
-}
-
 static void targets_free(struct target *targets, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         free(targets[i].name);
-        free(targets[i].url);
-        free(targets[i].token);
+        client_cleanup(&targets[i].client);
         json_decref(targets[i].body);
     }
     free(targets);
 }
 
+/* The client of one configured server, with the long timeout a prune needs. */
+static int target_client(struct target *target, const char *name, struct client_error *error)
+{
+    cleanup_free char *url = NULL;
+    cleanup_free char *token = NULL;
+    if (client_resolve_server(name, &url, &token, error) < 0 ||
+        client_init(&target->client, url, token, error) < 0)
+        return -1;
+    target->client.timeout_seconds = SYSTEM_TIMEOUT_SECONDS;
+    return 0;
+}
+
 static int all_targets(struct target **out, size_t *count, struct client_error *error)
 {
     char **names = NULL;
-    if (configured_server_names(&names, count, error) < 0) {
+    if (client_server_names(&names, count, error) < 0) {
         for (size_t i = 0; names != NULL && names[i] != NULL; i++)
             free(names[i]);
         free(names);
@@ -294,7 +152,7 @@ static int all_targets(struct target **out, size_t *count, struct client_error *
     for (size_t i = 0; i < *count; i++) {
         if (rc == 0) {
             targets[i].name = names[i];
-            rc = client_resolve_server(names[i], &targets[i].url, &targets[i].token, error);
+            rc = target_client(&targets[i], names[i], error);
         } else {
             free(names[i]);
         }
@@ -314,12 +172,15 @@ static int one_target(const struct client *client, struct target **out, struct c
     if (target == NULL)
         return client_errorf(error, "NO_MEMORY", "out of memory");
     target->name = strdup("");
-    target->url = strdup(client->base_url);
-    target->token = client->token != NULL ? strdup(client->token) : NULL;
-    if (target->name == NULL || target->url == NULL || (client->token != NULL && target->token == NULL)) {
+    if (target->name == NULL) {
         targets_free(target, 1);
         return client_errorf(error, "NO_MEMORY", "out of memory");
     }
+    if (client_init(&target->client, client->base_url, client->token, error) < 0) {
+        targets_free(target, 1);
+        return -1;
+    }
+    target->client.timeout_seconds = SYSTEM_TIMEOUT_SECONDS;
     *out = target;
     return 0;
 }
@@ -412,10 +273,10 @@ static void print_all_json(const struct target *targets, size_t count)
     for (size_t i = 0; servers != NULL && i < count; i++) {
         const struct target *t = &targets[i];
         json_t *entry = t->failed ? json_pack("{s:s, s:s, s:{s:s, s:s}}", "server", t->name, "url",
-                                              t->url, "error", "code", t->error.code, "message",
-                                              t->error.message)
-                                  : json_pack("{s:s, s:s, s:O}", "server", t->name, "url", t->url,
-                                              "result", t->body);
+                                              t->client.base_url, "error", "code", t->error.code,
+                                              "message", t->error.message)
+                                  : json_pack("{s:s, s:s, s:O}", "server", t->name, "url",
+                                              t->client.base_url, "result", t->body);
         json_array_append_new(servers, entry);
     }
     json_t *root = json_pack("{s:o}", "servers", servers);
@@ -440,7 +301,7 @@ static int print_results(const struct target *targets, size_t count, const struc
     for (size_t i = 0; i < count; i++) {
         const struct target *t = &targets[i];
         if (args->all && !args->json)
-            printf("%s== %s (%s)\n", i > 0 ? "\n" : "", t->name, t->url);
+            printf("%s== %s (%s)\n", i > 0 ? "\n" : "", t->name, t->client.base_url);
         if (t->failed && (!args->json || !args->all))
             fprintf(stderr, "shed: %s%s%s: %s\n", args->all ? t->name : "", args->all ? ": " : "",
                     t->error.code, t->error.message);

@@ -177,6 +177,8 @@ static int perform(const struct client *client, const char *method, const char *
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, transfer);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+    if (client->timeout_seconds > 0)
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT, client->timeout_seconds);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (payload != NULL) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
@@ -439,6 +441,22 @@ not_found:
     return client_errorf(error, "CONFIG", "no server \"%s\" in %s", name, path);
 }
 
+/* Parses the open client config into *doc. */
+static int load_config(FILE *file, const char *path, yaml_document_t *doc,
+                       struct client_error *error)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return client_errorf(error, "NO_MEMORY", "out of memory");
+    yaml_parser_set_input_file(&parser, file);
+    int rc = 0;
+    if (!yaml_parser_load(&parser, doc))
+        rc = client_errorf(error, "CONFIG", "%s:%zu: %s", path, parser.problem_mark.line + 1,
+                           parser.problem != NULL ? parser.problem : "invalid YAML");
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 int client_resolve_server(const char *selector, char **url, char **token,
                           struct client_error *error)
 {
@@ -457,24 +475,56 @@ int client_resolve_server(const char *selector, char **url, char **token,
                              strerror(errno));
     int rc = 1;
     if (file != NULL) {
-        yaml_parser_t parser;
         yaml_document_t doc;
-        if (!yaml_parser_initialize(&parser))
-            return client_errorf(error, "NO_MEMORY", "out of memory");
-        yaml_parser_set_input_file(&parser, file);
-        if (!yaml_parser_load(&parser, &doc)) {
-            rc = client_errorf(error, "CONFIG", "%s:%zu: %s", path, parser.problem_mark.line + 1,
-                               parser.problem != NULL ? parser.problem : "invalid YAML");
-            yaml_parser_delete(&parser);
-            return rc;
-        }
+        if (load_config(file, path, &doc, error) < 0)
+            return -1;
         rc = lookup_in_config(&doc, path, selector, url, token, error);
         yaml_document_delete(&doc);
-        yaml_parser_delete(&parser);
     }
     if (rc == 1) { /* nothing configured: the local default */
         *url = strdup(DEFAULT_SERVER_URL);
         return *url != NULL ? 0 : client_errorf(error, "NO_MEMORY", "out of memory");
     }
+    return rc;
+}
+
+static int add_server_name(char ***names, size_t *count, const char *name,
+                           struct client_error *error)
+{
+    char **grown = realloc(*names, (*count + 2) * sizeof *grown);
+    if (grown == NULL)
+        return client_errorf(error, "NO_MEMORY", "out of memory");
+    *names = grown;
+    if ((grown[*count] = strdup(name)) == NULL)
+        return client_errorf(error, "NO_MEMORY", "out of memory");
+    grown[++*count] = NULL;
+    return 0;
+}
+
+int client_server_names(char ***names, size_t *count, struct client_error *error)
+{
+    *names = NULL;
+    *count = 0;
+    cleanup_free char *path = client_config_path();
+    if (path == NULL)
+        return client_errorf(error, "NO_MEMORY", "out of memory");
+    cleanup_fclose FILE *file = fopen(path, "re");
+    if (file == NULL)
+        return client_errorf(error, "CONFIG", "--all: cannot read %s: %s", path, strerror(errno));
+    yaml_document_t doc;
+    if (load_config(file, path, &doc, error) < 0)
+        return -1;
+    yaml_node_t *servers = mapping_get(&doc, yaml_document_get_root_node(&doc), "servers");
+    int rc = 0;
+    if (servers != NULL && servers->type == YAML_MAPPING_NODE)
+        for (yaml_node_pair_t *pair = servers->data.mapping.pairs.start;
+             rc == 0 && pair < servers->data.mapping.pairs.top; pair++) {
+            const char *name = scalar(yaml_document_get_node(&doc, pair->key));
+            if (name != NULL)
+                rc = add_server_name(names, count, name, error);
+        }
+    yaml_document_delete(&doc);
+    if (rc == 0 && *count == 0)
+        rc = client_errorf(error, "CONFIG", "--all: no servers in %s", path);
     return rc;
 }

@@ -18,8 +18,9 @@ int client_errorf(struct client_error *error, const char *code, const char *fmt,
     __attribute__((format(printf, 3, 4)));
 
 struct client {
-    char *base_url; /* "http://host:port", no trailing slash */
-    char *token;    /* bearer token or NULL */
+    char *base_url;       /* "http://host:port", no trailing slash */
+    char *token;          /* bearer token or NULL */
+    long timeout_seconds; /* limit for a whole transfer; 0 (client_init's default): none */
 };
 
 struct client_response {
@@ -57,5 +58,10 @@ int client_connect_upgrade(const struct client *client, const char *shed, uint16
  * returns the server's token from the config, if any (malloc'd, may be NULL). */
 int client_resolve_server(const char *selector, char **url, char **token,
                           struct client_error *error);
+
+/* The names of the client config's `servers:` mapping, in file order, for --all: a
+ * NULL-terminated malloc'd array of *count malloc'd strings. A missing config or one without
+ * servers is an error. On error *names may hold names already read (free them). */
+int client_server_names(char ***names, size_t *count, struct client_error *error);
 
 #endif
