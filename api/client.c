@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/sockutil.h"
 
 #define MAX_RESPONSE_BYTES (64u << 20)
 #define DEFAULT_SERVER_URL "http://127.0.0.1:8080"
@@ -290,20 +291,6 @@ static int dial_server(const char *url, int *fd_out, struct client_error *error)
     return 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Reads until the end of the response headers; the bytes after them go to *extra. */
 static int read_response_head(int fd, char *buf, size_t buflen, size_t *head_len, size_t *total)
 {
@@ -341,7 +328,7 @@ int client_connect_upgrade(const struct client *client, const char *shed, uint16
         client->token ? client->token : "", client->token ? "\r\n" : "");
     char buf[16384];
     size_t head_len = 0, total = 0;
-    if (request == NULL || write_all(sock, request, strlen(request)) < 0 ||
+    if (request == NULL || sock_send_all(sock, request, strlen(request)) < 0 ||
         read_response_head(sock, buf, sizeof buf, &head_len, &total) < 0) {
         close(sock);
         return client_errorf(error, "CONNECTION", "connect request to %s failed", client->base_url);

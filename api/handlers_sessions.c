@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/sockutil.h"
 #include "handlers.h"
 
 /* The exit status backend->exec reports when the command does not exist in the shed. */
@@ -219,17 +220,28 @@ static int kill_session(const struct shed_backend *backend, const struct instanc
 
 /* ---- handlers ------------------------------------------------------------------------ */
 
+/* The running shed of a sessions request (params[0]) and its backend; false when the error
+ * has been answered. */
+static bool sessions_shed(const struct api_request *request, const struct api_context *context,
+                          struct instance *inst, const struct shed_backend **backend,
+                          struct api_response *response)
+{
+    struct shed_err err = {0};
+    if (running_shed_backend(context, request->params[0], SHED_E_SHED_NOT_RUNNING, false, inst,
+                             backend, &err) == 0)
+        return true;
+    api_respond_error(response, &err);
+    return false;
+}
+
 void handle_shed_sessions(const struct api_request *request, const struct api_context *context,
                           struct api_response *response)
 {
     struct instance inst;
     const struct shed_backend *backend = NULL;
-    struct shed_err err = {0};
-    if (running_shed_backend(context, request->params[0], SHED_E_SHED_NOT_RUNNING, false, &inst,
-                             &backend, &err) < 0) {
-        api_respond_error(response, &err);
+    if (!sessions_shed(request, context, &inst, &backend, response))
         return;
-    }
+    struct shed_err err = {0};
     json_t *sessions = json_array();
     if (sessions == NULL)
         shed_errf(&err, SHED_E_NO_MEMORY, "out of memory");
@@ -252,12 +264,9 @@ void handle_shed_session_delete(const struct api_request *request,
     }
     struct instance inst;
     const struct shed_backend *backend = NULL;
-    struct shed_err err = {0};
-    if (running_shed_backend(context, request->params[0], SHED_E_SHED_NOT_RUNNING, false, &inst,
-                             &backend, &err) < 0) {
-        api_respond_error(response, &err);
+    if (!sessions_shed(request, context, &inst, &backend, response))
         return;
-    }
+    struct shed_err err = {0};
     if (kill_session(backend, &inst, request->params[1], &err) < 0)
         api_respond_error(response, &err);
     else
@@ -400,22 +409,6 @@ static void *tunnel_run(void *arg)
     return NULL;
 }
 
-/* Bytes the client sent right after its request headers go to the shed first. */
-static bool send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
 static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *con_cls,
                             const char *extra_in, size_t extra_in_size, MHD_socket sock,
                             struct MHD_UpgradeResponseHandle *urh)
@@ -429,8 +422,9 @@ static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *
     tunnel->down = (struct tunnel_direction){.from = tunnel->shed_fd, .to = sock};
     pthread_attr_t attr;
     pthread_t thread;
-    bool started =
-        send_all(tunnel->shed_fd, extra_in, extra_in_size) && pthread_attr_init(&attr) == 0;
+    /* Bytes the client sent right after its request headers go to the shed first. */
+    bool started = sock_send_all(tunnel->shed_fd, extra_in, extra_in_size) == 0 &&
+                   pthread_attr_init(&attr) == 0;
     if (started) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         started = pthread_create(&thread, &attr, tunnel_run, tunnel) == 0;

@@ -21,6 +21,7 @@
 #include "api/client.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/sockutil.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -148,6 +149,17 @@ static int get_and_print(struct cli *cli, const char *path, void (*human)(const 
         print_json(response.json);
     else
         human(response.json);
+    client_response_clear(&response);
+    return EXIT_OK;
+}
+
+/* DELETE path, the answer unused: EXIT_OK, or EXIT_FAIL with the error printed. */
+static int delete_request(struct cli *cli, const char *path)
+{
+    struct client_response response;
+    struct client_error error;
+    if (client_request(&cli->client, "DELETE", path, NULL, &response, &error) < 0)
+        return fail(&error);
     client_response_clear(&response);
     return EXIT_OK;
 }
@@ -374,24 +386,26 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
-static int cmd_info(struct cli *cli, int argc, char **argv)
+/* A command without options or arguments that GETs path and prints it. */
+static int get_command(struct cli *cli, const char *command_name, int argc, char **argv,
+                       const char *path, void (*human)(const json_t *))
 {
-    int rc = parse_no_options(find_command("info"), argc, argv);
+    int rc = parse_no_options(find_command(command_name), argc, argv);
     if (rc != 0)
         return rc == 1 ? EXIT_OK : rc;
     if (optind != argc)
-        return usage_error("info", "unexpected argument '%s'", argv[optind]);
-    return get_and_print(cli, "/api/info", print_info);
+        return usage_error(command_name, "unexpected argument '%s'", argv[optind]);
+    return get_and_print(cli, path, human);
+}
+
+static int cmd_info(struct cli *cli, int argc, char **argv)
+{
+    return get_command(cli, "info", argc, argv, "/api/info", print_info);
 }
 
 static int cmd_list(struct cli *cli, int argc, char **argv)
 {
-    int rc = parse_no_options(find_command("list"), argc, argv);
-    if (rc != 0)
-        return rc == 1 ? EXIT_OK : rc;
-    if (optind != argc)
-        return usage_error("list", "unexpected argument '%s'", argv[optind]);
-    return get_and_print(cli, "/api/sheds", print_shed_table);
+    return get_command(cli, "list", argc, argv, "/api/sheds", print_shed_table);
 }
 
 static int cmd_get(struct cli *cli, int argc, char **argv)
@@ -524,11 +538,8 @@ static int cmd_kill_session(struct cli *cli, int argc, char **argv)
     snprintf(suffix, sizeof suffix, "/sessions/%s", session);
     if (shed_path(path, sizeof path, argv[optind], suffix) < 0)
         return usage_error("kill-session", "invalid shed name '%s'", argv[optind]);
-    struct client_response response;
-    struct client_error error;
-    if (client_request(&cli->client, "DELETE", path, NULL, &response, &error) < 0)
-        return fail(&error);
-    client_response_clear(&response);
+    if (delete_request(cli, path) != EXIT_OK)
+        return EXIT_FAIL;
     if (!cli->json)
         printf("killed session %s in %s\n", session, argv[optind]);
     return EXIT_OK;
@@ -612,11 +623,8 @@ static int images_rm(struct cli *cli, int argc, char **argv)
         return usage_error("images rm", "invalid image name '%s'", argv[1]);
     char path[512];
     snprintf(path, sizeof path, "/api/images/%s", argv[1]);
-    struct client_response response;
-    struct client_error error;
-    if (client_request(&cli->client, "DELETE", path, NULL, &response, &error) < 0)
-        return fail(&error);
-    client_response_clear(&response);
+    if (delete_request(cli, path) != EXIT_OK)
+        return EXIT_FAIL;
     if (!cli->json)
         printf("removed image %s\n", argv[1]);
     return EXIT_OK;
@@ -649,20 +657,6 @@ struct tunnel_connection {
     int local_fd;
 };
 
-static int send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Copies bytes both ways until both directions reached end of file (half-closes passed on). */
 static void copy_both_ways(int a, int b)
 {
@@ -680,7 +674,7 @@ static void copy_both_ways(int a, int b)
                 continue;
             ssize_t n = recv(fds[i].fd, buf, sizeof buf, 0);
             int other = i == 0 ? b : a;
-            if (n > 0 && send_all(other, buf, (size_t)n) == 0)
+            if (n > 0 && sock_send_all(other, buf, (size_t)n) == 0)
                 continue;
             if (n < 0 && errno == EINTR)
                 continue;
@@ -705,7 +699,7 @@ static void *tunnel_connection_run(void *arg)
                                &extra, &extra_len, &error) < 0) {
         fail(&error);
     } else {
-        if (send_all(connection->local_fd, extra, extra_len) == 0)
+        if (sock_send_all(connection->local_fd, extra, extra_len) == 0)
             copy_both_ways(connection->local_fd, remote_fd);
         close(remote_fd);
     }
