@@ -23,6 +23,18 @@ char *str_printf(const char *fmt, ...)
     return n < 0 ? NULL : out;
 }
 
+int fs_dir_next(DIR *dir, const char *path, struct dirent **entry, struct shed_err *err)
+{
+    for (;;) {
+        errno = 0;
+        *entry = readdir(dir);
+        if (*entry == NULL)
+            return errno == 0 ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", path);
+        if (strcmp((*entry)->d_name, ".") != 0 && strcmp((*entry)->d_name, "..") != 0)
+            return 1;
+    }
+}
+
 char *fs_path_join(const char *a, const char *b)
 {
     size_t la = strlen(a);

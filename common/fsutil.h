@@ -2,6 +2,7 @@
 #ifndef SHED_FSUTIL_H
 #define SHED_FSUTIL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +23,9 @@ int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, str
 int fs_read_fd(int fd, const char *path, char **data, size_t *len, size_t max_len,
                struct shed_err *err);
 bool fs_exists(const char *path);
+/* The next entry of dir (opened from path), "." and ".." skipped: 1 with *entry, 0 at the
+ * end, -1 when reading fails. */
+int fs_dir_next(DIR *dir, const char *path, struct dirent **entry, struct shed_err *err);
 /* Opens (creating 0644) and flocks path. blocking=false: returns 0 with *fd = -1 when held. */
 int fs_lock_file(const char *path, bool blocking, int *fd, struct shed_err *err);
 /* malloc'd printf; NULL only on allocation failure. */

@@ -178,14 +178,8 @@ int remove_stale_tmp_files(const char *images_dir, const char *name, unsigned *r
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", images_dir);
     int ret = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *entry = readdir(dir);
-        if (entry == NULL) {
-            if (errno != 0)
-                ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", images_dir);
-            break;
-        }
+    struct dirent *entry;
+    while ((ret = fs_dir_next(dir, images_dir, &entry, err)) > 0) {
         if (!is_stale_tmp_of(entry->d_name, name))
             continue;
         cleanup_free char *path = fs_path_join(images_dir, entry->d_name);
@@ -221,14 +215,8 @@ static int cached_names(const char *images_dir, char ***names_out, struct shed_e
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", images_dir);
     int ret = 0;
     size_t suffix_len = strlen(ROOTFS_SUFFIX);
-    for (;;) {
-        errno = 0;
-        struct dirent *entry = readdir(dir);
-        if (entry == NULL) {
-            if (errno != 0)
-                ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", images_dir);
-            break;
-        }
+    struct dirent *entry;
+    while ((ret = fs_dir_next(dir, images_dir, &entry, err)) > 0) {
         size_t len = strlen(entry->d_name);
         if (len <= suffix_len || strcmp(entry->d_name + len - suffix_len, ROOTFS_SUFFIX) != 0)
             continue;

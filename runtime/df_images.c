@@ -72,16 +72,8 @@ static int list_dir(const char *path, struct name_set *names, struct name_set *s
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *entry = readdir(dir);
-        if (entry == NULL) {
-            if (errno != 0)
-                rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", path);
-            break;
-        }
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
+    struct dirent *entry;
+    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0) {
         bool is_dir = entry->d_type == DT_DIR;
         if (entry->d_type == DT_UNKNOWN) {
             struct stat st;

@@ -73,16 +73,8 @@ static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *p
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *entry = readdir(dir);
-        if (entry == NULL) {
-            if (errno != 0)
-                rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", path);
-            break;
-        }
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
+    struct dirent *entry;
+    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0) {
         rc = walk_entry(ctx, shed, dirfd(dir), path, relative, entry->d_name, dev, depth, err);
         if (rc < 0)
             break;

@@ -78,13 +78,9 @@ static int add_image_of_shed(struct name_list *list, const char *shed_dir, struc
 static int scan_instance_dir(DIR *dir, const char *instance_dir, struct name_list *list,
                              struct shed_err *err)
 {
-    for (;;) {
-        errno = 0;
-        struct dirent *entry = readdir(dir);
-        if (entry == NULL)
-            return errno == 0 ? 0
-                              : shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s",
-                                                instance_dir);
+    struct dirent *entry;
+    int rc;
+    while ((rc = fs_dir_next(dir, instance_dir, &entry, err)) > 0) {
         /* Shed names start with a letter: ".", "..", ".locks" and friends are not sheds. */
         if (entry->d_name[0] == '.' || (entry->d_type != DT_DIR && entry->d_type != DT_UNKNOWN))
             continue;
@@ -94,6 +90,7 @@ static int scan_instance_dir(DIR *dir, const char *instance_dir, struct name_lis
         if (add_image_of_shed(list, shed_dir, err) < 0)
             return -1;
     }
+    return rc;
 }
 
 int instance_image_refs(const char *instance_dir, char ***names, struct shed_err *err)
