@@ -123,6 +123,8 @@ int df_report_add_note(struct df_report *report, struct shed_err *err, const cha
 json_t *df_report_to_json(const struct df_report *report, const char *server_name,
                           const char *backend);
 json_t *df_size_to_json(const struct df_size *size);
+/* The reports' "notes": a JSON array of the strings. */
+json_t *df_notes_to_json(char *const *notes, size_t count);
 
 /* Stats one file (lstat; not following symlinks) and measures its exclusive bytes.
  * *fiemap_ok is false when the file system does not support FIEMAP. */

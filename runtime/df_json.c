@@ -98,7 +98,7 @@ static json_t *sheds_to_json(const struct df_report *report)
     return array;
 }
 
-static json_t *notes_to_json(char *const *notes, size_t count)
+json_t *df_notes_to_json(char *const *notes, size_t count)
 {
     json_t *array = json_array();
     for (size_t i = 0; array != NULL && i < count; i++) {
@@ -144,7 +144,7 @@ json_t *df_report_to_json(const struct df_report *report, const char *server_nam
                              "images", images_to_json(report), "blobs",
                              file_list_to_json(&report->blobs), "sheds", sheds_to_json(report),
                              "orphans", file_list_to_json(&report->orphans), "totals", totals,
-                             "notes", notes_to_json(report->notes, report->note_count));
+                             "notes", df_notes_to_json(report->notes, report->note_count));
     if (root != NULL && add_optional_files(root, report) < 0) {
         json_decref(root);
         return NULL;

@@ -145,18 +145,6 @@ static json_t *list_to_json(const struct prune_list *list, bool skipped)
     return array;
 }
 
-static json_t *notes_to_json(char *const *notes, size_t count)
-{
-    json_t *array = json_array();
-    for (size_t i = 0; array != NULL && i < count; i++) {
-        if (json_array_append_new(array, json_string(notes[i])) < 0) {
-            json_decref(array);
-            return NULL;
-        }
-    }
-    return array;
-}
-
 json_t *prune_plan_to_json(const struct prune_plan *plan, const char *server_name)
 {
     char until[48];
@@ -168,5 +156,5 @@ json_t *prune_plan_to_json(const struct prune_plan *plan, const char *server_nam
                      prune_scopes_to_json(plan->opts.scopes), "until", until, "items",
                      list_to_json(&plan->items, false), "skipped",
                      list_to_json(&plan->skipped, true), "notes",
-                     notes_to_json(plan->notes, plan->note_count), "totals", totals);
+                     df_notes_to_json(plan->notes, plan->note_count), "totals", totals);
 }
