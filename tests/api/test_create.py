@@ -14,17 +14,18 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 import shedtest  # noqa: E402
+import shedserver  # noqa: E402
+from shedserver import (force_cleanup, loop_devices_backed_by, mounts_under,  # noqa: E402
+                        runc_containers)
 
 SKIP = 77
 SHED_SERVER = None
@@ -37,14 +38,9 @@ IMAGE_FIELDS = {"name", "path", "docker_ref", "digest", "size_bytes", "source", 
 
 
 def skip_reason():
-    if os.geteuid() != 0:
-        return "needs root (runc, loop devices, mounts)"
-    if shutil.which("runc") is None:
-        return "runc is not installed"
-    if not os.path.exists("/dev/loop-control"):
-        return "no loop devices (/dev/loop-control missing)"
-    if shutil.which("docker-registry") is None:
-        return "docker-registry is not installed (loopback registry fixture)"
+    reason = shedserver.container_skip_reason()
+    if reason is not None:
+        return reason
     if not os.path.exists("/bin/busybox"):
         return "/bin/busybox (busybox-static) is missing: it is the test image's content"
     return None
@@ -73,53 +69,10 @@ def push_fixture_images(registry):
 
 # ---- leftovers ------------------------------------------------------------------------------
 
-def mounts_under(path):
-    path = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4].encode().decode("unicode_escape")
-            if target == path or target.startswith(path + "/"):
-                found.append(target)
-    return found
-
-
-def loop_devices_under(path):
-    path = os.path.realpath(path)
-    found = []
-    for dev in os.listdir("/sys/block"):
-        try:
-            with open(os.path.join("/sys/block", dev, "loop", "backing_file")) as f:
-                backing = f.read().strip()
-        except OSError:
-            continue
-        if backing.startswith(path + "/"):
-            found.append((dev, backing))
-    return found
-
-
-def runc_containers(runc_root):
-    if not os.path.isdir(runc_root):
-        return []
-    out = subprocess.run(["runc", "--root", runc_root, "list", "-q"], capture_output=True,
-                         text=True).stdout
-    return [line for line in out.split() if line]
-
-
 def runc_status(runc_root, container):
     result = subprocess.run(["runc", "--root", runc_root, "state", container],
                             capture_output=True, text=True)
     return json.loads(result.stdout)["status"] if result.returncode == 0 else None
-
-
-def force_cleanup(data_dir):
-    """Best effort, for tearDown: no container keeps running, nothing stays mounted."""
-    runc_root = os.path.join(data_dir, "runc")
-    for cid in runc_containers(runc_root):
-        subprocess.run(["runc", "--root", runc_root, "delete", "--force", cid],
-                       capture_output=True)
-    for target in sorted(mounts_under(data_dir), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
 
 
 def proc_alive(pid):
@@ -132,64 +85,14 @@ def proc_alive(pid):
 
 # ---- the server -----------------------------------------------------------------------------
 
-class Server:
+class Server(shedserver.ServerProcess):
     def __init__(self, data_dir, images):
-        self.data_dir = data_dir
-        self.config = data_dir + ".yaml"
-        with open(self.config, "w") as f:
-            f.write("name: create-test\nbase_image: %s\nrootfs_size: 256M\ndefault_cpus: 1\n"
-                    "default_memory_mb: 256\ndefault_backend: detect\nimages:\n"
-                    % IMAGE_REFS["base"])
-            for name, ref in images.items():
-                f.write("  %s: %s\n" % (name, ref))
-        self.log_path = data_dir + ".log"
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        self.port = shedtest.free_port()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [SHED_SERVER, "serve", "--config", self.config, "--port", str(self.port),
-                 "--data-dir", self.data_dir], stdout=log, stderr=log)
-        for _ in range(1000):
-            if self.proc.poll() is not None:
-                raise RuntimeError("shed-server exited: " + self.log())
-            try:
-                if self.request("GET", "/api/info")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("shed-server did not start: " + self.log())
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode if self.proc else None
-        self.proc = None
-        return code
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json"} if data else {}
-        hdrs.update(headers or {})
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
-        parsed = json.loads(payload) if payload.startswith((b"{", b"[")) else None
-        return resp.status, parsed
+        config = ("name: create-test\nbase_image: %s\nrootfs_size: 256M\ndefault_cpus: 1\n"
+                  "default_memory_mb: 256\ndefault_backend: detect\nimages:\n"
+                  % IMAGE_REFS["base"])
+        for name, ref in images.items():
+            config += "  %s: %s\n" % (name, ref)
+        super().__init__(SHED_SERVER, data_dir, config, stop_timeout=300)
 
     def create_sse(self, body):
         """(status, headers, [(event, data)]) — or (status, headers, error body) before a
@@ -251,7 +154,7 @@ class CreateTestCase(unittest.TestCase):
         shed_dir = os.path.join(self.instance_dir, name)
         self.assertFalse(os.path.exists(shed_dir), "%s still exists" % shed_dir)
         self.assertEqual(mounts_under(shed_dir), [])
-        self.assertEqual(loop_devices_under(shed_dir), [])
+        self.assertEqual(loop_devices_backed_by(shed_dir), [])
         self.assertNotIn("shed-" + name, runc_containers(self.runc_root))
         self.assertEqual(self.server.request("GET", "/api/sheds/" + name)[0], 404)
 

@@ -1,6 +1,6 @@
 """Shared pieces of the container tests: skip checks, the fixture image on a loopback registry,
-and a leftovers audit (mounts, loop devices, runc containers) so every test can prove it
-cleaned up.
+and (from tests/fixtures/shedserver.py) the leftovers audit (mounts, loop devices, runc
+containers) so every test can prove it cleaned up.
 
 Environment (set by tests.cmake): SHED_SERVER, SHED_BACKEND_DRIVER, SHED_FIXTURES,
 SHED_BUILD_CACHE, optionally SHED_CLI.
@@ -11,29 +11,25 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
+import tempfile
+import unittest
 
 sys.path.insert(0, os.environ.get("SHED_FIXTURES", os.path.join(os.path.dirname(__file__), "..",
                                                                 "fixtures")))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shedtest  # noqa: E402
 import fixture_image  # noqa: E402
+import shedserver  # noqa: E402
+from shedserver import (force_cleanup, loop_devices_backed_by, mounts_under,  # noqa: E402,F401
+                        runc_containers)
 
 SKIP = 77
 
 
 def skip_reason():
     """Why the container tests cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "needs root (runc, loop devices, mounts)"
-    if shutil.which("runc") is None:
-        return "runc is not installed"
-    if not os.path.exists("/dev/loop-control"):
-        return "no loop devices (/dev/loop-control missing)"
-    if shutil.which("docker-registry") is None:
-        return "docker-registry is not installed (loopback registry fixture)"
-    return None
+    return shedserver.container_skip_reason()
 
 
 def _gz_diff_id(path):
@@ -109,50 +105,32 @@ class FixtureRegistry:
         self.registry.stop()
 
 
-# ---- leftovers ----------------------------------------------------------------------------
-
-def mounts_under(path):
-    """Mount points at or below path (from /proc/self/mountinfo)."""
-    path = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4].encode().decode("unicode_escape")
-            if target == path or target.startswith(path + "/"):
-                found.append(target)
-    return found
-
-
-def loop_devices_backed_by(path):
-    """Loop devices whose backing file is below path (from /sys/block/loop*/loop/backing_file)."""
-    path = os.path.realpath(path)
-    found = []
-    for dev in os.listdir("/sys/block"):
-        backing = os.path.join("/sys/block", dev, "loop", "backing_file")
+def run_suite(work_prefix, load_suite):
+    """main() of a container test: skips (exit 77) where it cannot run, else runs
+    load_suite(work, fixture)'s suite with a FixtureRegistry in a temp work dir and cleans
+    up after it. A suite whose every test skipped counts as skipped."""
+    reason = skip_reason()
+    if reason is None and (not os.environ.get("SHED_SERVER") or
+                           not os.environ.get("SHED_BACKEND_DRIVER")):
+        reason = "SHED_SERVER / SHED_BACKEND_DRIVER not set (run through ctest)"
+    if reason:
+        print("SKIP: %s" % reason)
+        return SKIP
+    work = tempfile.mkdtemp(prefix=work_prefix)
+    fixture = None
+    try:
         try:
-            with open(backing) as f:
-                target = f.read().strip()
-        except OSError:
-            continue
-        if target.startswith(path + "/"):
-            found.append((dev, target))
-    return found
-
-
-def runc_containers(runc_root):
-    if not os.path.isdir(runc_root):
-        return []
-    result = subprocess.run(["runc", "--root", runc_root, "list", "-q"], capture_output=True,
-                            text=True)
-    return [line for line in result.stdout.split() if line]
-
-
-def force_cleanup(data_dir):
-    """Best effort: kill and delete every runc container of this data dir, unmount everything
-    below it. Used in tearDown so a failed test never leaves a shed running."""
-    runc_root = os.path.join(data_dir, "runc")
-    for cid in runc_containers(runc_root):
-        subprocess.run(["runc", "--root", runc_root, "delete", "--force", cid],
-                       capture_output=True)
-    for target in sorted(mounts_under(data_dir), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
+            fixture = FixtureRegistry(work)
+        except fixture_image.Unavailable as e:
+            print("SKIP: fixture image unavailable: %s" % e)
+            return SKIP
+        result = unittest.TextTestRunner(verbosity=2).run(load_suite(work, fixture))
+        if result.wasSuccessful() and result.skipped and result.testsRun <= len(result.skipped):
+            print("SKIP: every test skipped: %s" % result.skipped[0][1])
+            return SKIP
+        return 0 if result.wasSuccessful() else 1
+    finally:
+        if fixture is not None:
+            fixture.stop()
+        force_cleanup(work)
+        shutil.rmtree(work, ignore_errors=True)

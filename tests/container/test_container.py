@@ -32,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctrtest  # noqa: E402
 import fault_proxy  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
+import shedserver  # noqa: E402  (likewise)
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
 DRIVER = os.environ.get("SHED_BACKEND_DRIVER")
@@ -47,12 +48,6 @@ def wait_for(condition, attempts=500, pause=0.02):
             return value
         time.sleep(pause)
     return condition()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_alive(pid):
@@ -200,64 +195,13 @@ class BackendTest(unittest.TestCase, LeftoverChecks):
 
 # ---- through the HTTP API ------------------------------------------------------------------
 
-class Server:
+class Server(shedserver.ServerProcess):
     def __init__(self, data_dir, images):
-        self.data_dir = data_dir
-        self.config = data_dir + ".yaml"
-        with open(self.config, "w") as f:
-            f.write("name: ctr-test\nbase_image: %s\nrootfs_size: 2G\ndefault_cpus: 1\n"
-                    "default_memory_mb: 512\nimages:\n" % images["tmux"])
-            for name, ref in images.items():
-                f.write("  %s: %s\n" % (name, ref))
-        self.log_path = data_dir + ".log"
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        self.port = free_port()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [SHED_SERVER, "serve", "--config", self.config, "--port", str(self.port),
-                 "--data-dir", self.data_dir], stdout=log, stderr=log)
-        if not wait_for(self._ready, attempts=1000):
-            raise RuntimeError("shed-server did not start: " + self.log())
-        return self
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError("shed-server exited: " + self.log())
-        try:
-            return self.request("GET", "/api/info")[0] == 200
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        code = self.proc.returncode if self.proc else None
-        self.proc = None
-        return code
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()[-4000:]
-
-    def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json"} if data else {}
-        hdrs.update(headers or {})
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
-        parsed = json.loads(payload) if payload.startswith((b"{", b"[")) else None
-        return resp.status, parsed
+        config = ("name: ctr-test\nbase_image: %s\nrootfs_size: 2G\ndefault_cpus: 1\n"
+                  "default_memory_mb: 512\nimages:\n" % images["tmux"])
+        for name, ref in images.items():
+            config += "  %s: %s\n" % (name, ref)
+        super().__init__(SHED_SERVER, data_dir, config, stop_timeout=120, log_tail=4000)
 
     def create_sse(self, body):
         """Returns (status, [(event, data)])."""
@@ -656,34 +600,16 @@ class ConcurrencyTest(ServerTestCase):
 
 
 def main():
-    global FIXTURE, WORK
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    reason = ctrtest.skip_reason()
-    if reason is None and (not SHED_SERVER or not DRIVER):
-        reason = "SHED_SERVER / SHED_BACKEND_DRIVER not set (run through ctest)"
-    if reason:
-        print("SKIP: %s" % reason)
-        return ctrtest.SKIP
-    WORK = tempfile.mkdtemp(prefix="shed-ctr-")
-    try:
-        try:
-            FIXTURE = ctrtest.FixtureRegistry(WORK)
-        except ctrtest.fixture_image.Unavailable as e:
-            print("SKIP: fixture image unavailable: %s" % e)
-            return ctrtest.SKIP
-        suite = unittest.defaultTestLoader.loadTestsFromName(sys.argv[1], sys.modules[__name__])
-        result = unittest.TextTestRunner(verbosity=2).run(suite)
-        if result.wasSuccessful() and result.skipped and result.testsRun <= len(result.skipped):
-            print("SKIP: every test skipped: %s" % result.skipped[0][1])
-            return ctrtest.SKIP
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        if FIXTURE is not None:
-            FIXTURE.stop()
-        ctrtest.force_cleanup(WORK)
-        shutil.rmtree(WORK, ignore_errors=True)
+
+    def load_suite(work, fixture):
+        global FIXTURE, WORK
+        WORK, FIXTURE = work, fixture
+        return unittest.defaultTestLoader.loadTestsFromName(sys.argv[1], sys.modules[__name__])
+
+    return ctrtest.run_suite("shed-ctr-", load_suite)
 
 
 if __name__ == "__main__":

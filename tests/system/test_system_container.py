@@ -8,7 +8,6 @@ otherwise prints why and exits 77."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,28 +79,12 @@ class ContainerPruneTest(unittest.TestCase):
 
 
 def main():
-    global FIXTURE, WORK
-    reason = ctrtest.skip_reason()
-    if reason is None and (not SHED_SERVER or not DRIVER):
-        reason = "SHED_SERVER / SHED_BACKEND_DRIVER not set (run through ctest)"
-    if reason:
-        print("SKIP: %s" % reason)
-        return ctrtest.SKIP
-    WORK = tempfile.mkdtemp(prefix="shed-system-ctr-")
-    try:
-        try:
-            FIXTURE = ctrtest.FixtureRegistry(WORK)
-        except ctrtest.fixture_image.Unavailable as e:
-            print("SKIP: fixture image unavailable: %s" % e)
-            return ctrtest.SKIP
-        suite = unittest.defaultTestLoader.loadTestsFromTestCase(ContainerPruneTest)
-        result = unittest.TextTestRunner(verbosity=2).run(suite)
-        return 0 if result.wasSuccessful() else 1
-    finally:
-        if FIXTURE is not None:
-            FIXTURE.stop()
-        ctrtest.force_cleanup(WORK)
-        shutil.rmtree(WORK, ignore_errors=True)
+    def load_suite(work, fixture):
+        global FIXTURE, WORK
+        WORK, FIXTURE = work, fixture
+        return unittest.defaultTestLoader.loadTestsFromTestCase(ContainerPruneTest)
+
+    return ctrtest.run_suite("shed-system-ctr-", load_suite)
 
 
 if __name__ == "__main__":
