@@ -46,19 +46,13 @@ def ensure_layers(cache_dir, log=sys.stderr):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(os.path.join(base, "READY")):
             return paths
-        if os.geteuid() != 0:
-            raise Unavailable("building the fixture image needs root (debootstrap)")
-        if shutil.which("debootstrap") is None:
-            raise Unavailable("debootstrap is not installed")
-        if not debian_image._mirror_reachable():
-            raise Unavailable("the Debian mirror %s is unreachable" % debian_image.MIRROR)
+        debian_image.check_can_build("the fixture image")
         shutil.rmtree(base, ignore_errors=True)
         os.makedirs(base)
         rootfs = os.path.join(base, "rootfs")
         _debootstrap(rootfs, log)
         tars = [p[:-3] for p in paths]
-        debian_image._tar_dir(rootfs, tars[0], excludes=debian_image.SPLIT_DIRS)
-        debian_image._tar_dir(rootfs, tars[1], members=["./" + d for d in debian_image.SPLIT_DIRS])
+        debian_image.write_split_layers(rootfs, tars)
         for t in tars:
             debian_image._gzip(t)
         shutil.rmtree(rootfs)
@@ -67,11 +61,4 @@ def ensure_layers(cache_dir, log=sys.stderr):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    try:
-        print("\n".join(ensure_layers(sys.argv[1])))
-    except Unavailable as e:
-        print("fixture_image: unavailable: %s" % e, file=sys.stderr)
-        sys.exit(77)
+    sys.exit(debian_image.cli_main("fixture_image", __doc__, ensure_layers))

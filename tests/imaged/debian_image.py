@@ -79,18 +79,44 @@ def _gzip(path):
     subprocess.run(["gzip", "-n", "-6", "-f", path], check=True)
 
 
+def check_can_build(what):
+    """Raises Unavailable unless `what` can be built here: debootstrap, as root, from a
+    reachable mirror."""
+    if os.geteuid() != 0:
+        raise Unavailable("building %s needs root (debootstrap)" % what)
+    if shutil.which("debootstrap") is None:
+        raise Unavailable("debootstrap is not installed")
+    if not _mirror_reachable():
+        raise Unavailable("the Debian mirror %s is unreachable" % MIRROR)
+
+
+def write_split_layers(rootfs, tars):
+    """The rootfs as two tars: everything but SPLIT_DIRS in tars[0], SPLIT_DIRS in tars[1]."""
+    _tar_dir(rootfs, tars[0], excludes=SPLIT_DIRS)
+    _tar_dir(rootfs, tars[1], members=["./" + d for d in SPLIT_DIRS])
+
+
+def cli_main(prog, doc, ensure):
+    """`PROG CACHE_DIR`: builds the layers if needed and prints their paths; 77 when the
+    image cannot be built here."""
+    if len(sys.argv) != 2:
+        print(doc, file=sys.stderr)
+        return 2
+    try:
+        print("\n".join(ensure(sys.argv[1])))
+    except Unavailable as e:
+        print("%s: unavailable: %s" % (prog, e), file=sys.stderr)
+        return 77
+    return 0
+
+
 def ensure_layers(cache_dir, log=sys.stderr):
     """Returns the three layer paths, building them first if they are not cached."""
     paths = layer_paths(cache_dir)
     base = os.path.dirname(paths[0])
     if os.path.exists(os.path.join(base, "READY")):
         return paths
-    if os.geteuid() != 0:
-        raise Unavailable("building the Debian image needs root (debootstrap)")
-    if shutil.which("debootstrap") is None:
-        raise Unavailable("debootstrap is not installed")
-    if not _mirror_reachable():
-        raise Unavailable("the Debian mirror %s is unreachable" % MIRROR)
+    check_can_build("the Debian image")
     os.makedirs(base, exist_ok=True)
     rootfs = os.path.join(base, "rootfs")
     if not os.path.exists(os.path.join(base, "rootfs.done")):
@@ -102,8 +128,7 @@ def ensure_layers(cache_dir, log=sys.stderr):
             raise Unavailable("debootstrap failed: %s" % result.stdout[-500:])
         open(os.path.join(base, "rootfs.done"), "w").close()
     tars = [p[:-3] for p in paths]
-    _tar_dir(rootfs, tars[0], excludes=SPLIT_DIRS)
-    _tar_dir(rootfs, tars[1], members=["./" + d for d in SPLIT_DIRS])
+    write_split_layers(rootfs, tars)
     _change_layer(rootfs, tars[2])
     for t in tars:
         _gzip(t)
@@ -114,11 +139,4 @@ def ensure_layers(cache_dir, log=sys.stderr):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    try:
-        print("\n".join(ensure_layers(sys.argv[1])))
-    except Unavailable as e:
-        print("debian_image: unavailable: %s" % e, file=sys.stderr)
-        sys.exit(77)
+    sys.exit(cli_main("debian_image", __doc__, ensure_layers))
