@@ -344,6 +344,8 @@ static void use_cached(struct ensure_ctx *ctx, enum image_ensure_outcome outcome
 
 static int ensure_locked(struct ensure_ctx *ctx, struct shed_err *err)
 {
+    if (check_cancel(ctx, err) < 0) /* interrupted while waiting for the lock */
+        return -1;
     unsigned removed = 0;
     if (remove_stale_tmp_files(ctx->config->images_dir, ctx->name, &removed, err) < 0)
         return -1;
