@@ -11,6 +11,8 @@ import sys
 import tempfile
 import unittest
 
+from loop_xfs import LoopXfs  # tests/fixtures (PYTHONPATH)
+
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
 FIEMAP_EXTENT_SHARED = "shared"
 
@@ -72,32 +74,9 @@ def clone(src, dst):
     return json.loads(out)
 
 
-class LoopXfs:
-    """A 1 GiB sparse file formatted XFS with reflink=1 and loop-mounted; always unmounted
-    (which detaches the loop device) in close()."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="shed-xfs-")
-        self.image = os.path.join(self.dir, "xfs.img")
-        self.mountpoint = os.path.join(self.dir, "mnt")
-        self.mounted = False
-        os.mkdir(self.mountpoint)
-        with open(self.image, "wb") as f:
-            f.truncate(1 << 30)
-        run("mkfs.xfs", "-q", "-m", "reflink=1", self.image)
-        run("mount", "-o", "loop", self.image, self.mountpoint)
-        self.mounted = True
-
-    def close(self):
-        if self.mounted:
-            subprocess.run(["umount", self.mountpoint], check=False)
-            self.mounted = False
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 class CloneOnXfs(unittest.TestCase):
     def setUp(self):
-        self.xfs = LoopXfs()
+        self.xfs = LoopXfs(1 << 30)  # 1 GiB
         self.addCleanup(self.xfs.close)
         self.src = os.path.join(self.xfs.mountpoint, "image-rootfs.ext4")
         self.dst = os.path.join(self.xfs.mountpoint, "shed-rootfs.ext4")

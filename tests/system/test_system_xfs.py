@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
+
+from loop_xfs import LoopXfs  # tests/fixtures (PYTHONPATH)
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
 MIB = 1 << 20
@@ -52,29 +53,9 @@ def free_bytes(path):
     return st.f_bfree * st.f_frsize
 
 
-class LoopXfs:
-    def __init__(self, size):
-        self.dir = tempfile.mkdtemp(prefix="shed-system-xfs-")
-        self.image = os.path.join(self.dir, "xfs.img")
-        self.mountpoint = os.path.join(self.dir, "mnt")
-        self.mounted = False
-        os.mkdir(self.mountpoint)
-        with open(self.image, "wb") as f:
-            f.truncate(size)
-        run("mkfs.xfs", "-q", "-m", "reflink=1", self.image)
-        run("mount", "-o", "loop", self.image, self.mountpoint)
-        self.mounted = True
-
-    def close(self):
-        if self.mounted:
-            subprocess.run(["umount", self.mountpoint], check=False)
-            self.mounted = False
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 class XfsReflinkTest(unittest.TestCase):
     def setUp(self):
-        self.xfs = LoopXfs(4 * GIB)
+        self.xfs = LoopXfs(4 * GIB, prefix="shed-system-xfs-")
         self.addCleanup(self.xfs.close)
         self.data_dir = os.path.join(self.xfs.mountpoint, "data")
         self.images_dir = os.path.join(self.data_dir, "images")
