@@ -10,14 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
-build=${1:-}
-if [[ -z $build ]]; then
-  if [[ -x build-release/shed-server ]]; then build=build-release; else build=build; fi
-fi
-case $build in /*) server=$build/shed-server ;; *) server=$repo/$build/shed-server ;; esac
+source scripts/bench/lib.sh
+bench_server convert.sh "${1:-}"
 runs=${RUNS:-5}
 size=${SIZE:-20G}
-[[ -x $server ]] || { echo "convert.sh: $server not built" >&2; exit 1; }
 
 cache=$repo/build-cache
 mapfile -t layers < <(python3 tests/imaged/debian_image.py "$cache")

@@ -8,13 +8,8 @@
 #   scripts/bench/df.sh [BUILD_DIR]      (default: build-release, else build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-repo=$PWD
-build=${1:-}
-if [[ -z $build ]]; then
-  if [[ -x build-release/shed-server ]]; then build=build-release; else build=build; fi
-fi
-case $build in /*) server=$build/shed-server ;; *) server=$repo/$build/shed-server ;; esac
-[[ -x $server ]] || { echo "df.sh: $server not built" >&2; exit 1; }
+source scripts/bench/lib.sh
+bench_server df.sh "${1:-}"
 runs=${RUNS:-5}
 sheds=${SHEDS:-1000}
 images=${IMAGES:-50}
