@@ -34,9 +34,9 @@ static void print_help(FILE *out)
 
 static json_t *image_to_json(const struct image_info *info)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path",
-                     info->path, "docker_ref", info->docker_ref, "digest", info->digest,
-                     "size_bytes", (json_int_t)info->size_bytes, "source",
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path", info->path,
+                     "docker_ref", info->docker_ref, "digest", info->digest, "size_bytes",
+                     (json_int_t)info->size_bytes, "source",
                      info->from_config ? "config" : "discovered", "cached", info->cached);
 }
 
@@ -158,8 +158,8 @@ static int images_prune(const struct shed_config *config, bool dry_run, bool jso
     return ret;
 }
 
-static int run_subcommand(const struct shed_config *config, const char *sub, int argc,
-                          char **argv, bool json, bool dry_run)
+static int run_subcommand(const struct shed_config *config, const char *sub, int argc, char **argv,
+                          bool json, bool dry_run)
 {
     if (strcmp(sub, "rm") == 0) {
         if (argc != 1)

@@ -120,8 +120,7 @@ static int pull_one(struct image_cache *cache, const char *name, struct pull_out
     if (*updated) {
         char size[32];
         printf("%s: ready %s (%s, %s downloaded%s)\n", name, result.rootfs_path,
-               outcome_text(result.outcome),
-               format_size(result.bytes_fetched, size, sizeof size),
+               outcome_text(result.outcome), format_size(result.bytes_fetched, size, sizeof size),
                result.has_kernel ? ", kernel extracted" : "");
     }
     fflush(stdout);

@@ -37,9 +37,9 @@ char *shed_config_host_platform(void)
         static const struct {
             const char *machine, *platform;
         } arches[] = {
-            {"x86_64", "amd64"},   {"aarch64", "arm64"}, {"arm64", "arm64"},
-            {"armv7l", "arm/v7"},  {"armv6l", "arm/v6"}, {"i686", "386"},
-            {"i386", "386"},       {"ppc64le", "ppc64le"}, {"s390x", "s390x"},
+            {"x86_64", "amd64"},    {"aarch64", "arm64"},   {"arm64", "arm64"},
+            {"armv7l", "arm/v7"},   {"armv6l", "arm/v6"},   {"i686", "386"},
+            {"i386", "386"},        {"ppc64le", "ppc64le"}, {"s390x", "s390x"},
             {"riscv64", "riscv64"},
         };
         arch = uts.machine;
@@ -94,7 +94,7 @@ void shed_config_free(struct shed_config *config)
 }
 
 const struct shed_config_image *shed_config_find_image(const struct shed_config *config,
-                                                        const char *name)
+                                                       const char *name)
 {
     for (size_t i = 0; i < config->image_count; i++)
         if (strcmp(config->images[i].name, name) == 0)
@@ -288,8 +288,7 @@ static int check_image_ref(struct parse_ctx *ctx, const char *key, const yaml_no
         if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
             return config_error(ctx, node, key, "invalid image reference \"%s\"", ref);
     if (ref[0] == '.' || ref[0] == '~')
-        return config_error(ctx, node, key,
-                            "\"%s\": local images need an absolute path", ref);
+        return config_error(ctx, node, key, "\"%s\": local images need an absolute path", ref);
     return 0;
 }
 
@@ -333,8 +332,8 @@ static int add_image(struct parse_ctx *ctx, const yaml_node_t *key_node,
     if (name_copy == NULL)
         return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
     bool is_path = ref[0] == '/';
-    config->images[config->image_count++] =
-        (struct shed_config_image){.name = name_copy, .ref = steal_pointer(&ref), .is_path = is_path};
+    config->images[config->image_count++] = (struct shed_config_image){
+        .name = name_copy, .ref = steal_pointer(&ref), .is_path = is_path};
     return 0;
 }
 
@@ -358,8 +357,7 @@ static int parse_images(struct parse_ctx *ctx, const char *key, const yaml_node_
 static int parse_rootfs_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
     if (node->type != YAML_SCALAR_NODE)
-        return config_error(ctx, node, key, "expected a size such as 20G, got %s",
-                            node_kind(node));
+        return config_error(ctx, node, key, "expected a size such as 20G, got %s", node_kind(node));
     struct shed_err size_err;
     uint64_t bytes = 0;
     if (parse_size(scalar_text(node), &bytes, &size_err) < 0)
@@ -396,7 +394,8 @@ static int parse_platform(struct parse_ctx *ctx, const char *key, const yaml_nod
     if (!ok || slashes < 1 || slashes > 2)
         return config_error(ctx, node, key,
                             "expected \"host\" or os/arch[/variant] such as linux/arm64, got "
-                            "\"%s\"", text);
+                            "\"%s\"",
+                            text);
     free(ctx->config->platform);
     ctx->config->platform = steal_pointer(&text);
     return 0;
@@ -407,8 +406,7 @@ static int parse_default_cpus(struct parse_ctx *ctx, const char *key, const yaml
     return get_int(ctx, key, node, 1, 1024, &ctx->config->default_cpus);
 }
 
-static int parse_default_memory_mb(struct parse_ctx *ctx, const char *key,
-                                   const yaml_node_t *node)
+static int parse_default_memory_mb(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
     return get_int(ctx, key, node, 64, 16 * 1024 * 1024, &ctx->config->default_memory_mb);
 }
@@ -471,7 +469,8 @@ static const struct key_handler key_handlers[] = {
 static int parse_top_level(struct parse_ctx *ctx, const yaml_node_t *root)
 {
     if (root->type != YAML_MAPPING_NODE)
-        return config_error(ctx, root, NULL, "expected a mapping of settings at the top level, got %s",
+        return config_error(ctx, root, NULL,
+                            "expected a mapping of settings at the top level, got %s",
                             node_kind(root));
     bool seen[KEY_HANDLER_COUNT] = {false};
     for (yaml_node_pair_t *pair = root->data.mapping.pairs.start;
@@ -531,9 +530,11 @@ static int fill_defaults(struct shed_config *config, struct shed_err *err)
         config->default_memory_mb = SHED_CONFIG_DEFAULT_MEMORY_MB;
     if (set_string_default(&config->name, host_name(), err) < 0 ||
         set_string_default(&config->bind, strdup(SHED_CONFIG_DEFAULT_BIND), err) < 0 ||
-        set_string_default(&config->default_backend, strdup(SHED_CONFIG_DEFAULT_BACKEND), err) < 0 ||
+        set_string_default(&config->default_backend, strdup(SHED_CONFIG_DEFAULT_BACKEND), err) <
+            0 ||
         set_string_default(&config->data_dir, shed_config_default_data_dir(), err) < 0 ||
-        set_string_default(&config->images_dir, fs_path_join(config->data_dir, "images"), err) < 0 ||
+        set_string_default(&config->images_dir, fs_path_join(config->data_dir, "images"), err) <
+            0 ||
         set_string_default(&config->instance_dir, fs_path_join(config->data_dir, "instances"),
                            err) < 0 ||
         set_string_default(&config->platform, shed_config_host_platform(), err) < 0)
@@ -692,7 +693,7 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     fprintf(out, "default_cpus: %d\ndefault_memory_mb: %d\n", config->default_cpus,
             config->default_memory_mb);
     fputs(config->insecure_registries[0] == NULL ? "insecure_registries: []\n"
-                                                  : "insecure_registries:\n",
+                                                 : "insecure_registries:\n",
           out);
     for (char **p = config->insecure_registries; *p != NULL; p++) {
         fputs("  - ", out);

@@ -29,8 +29,8 @@
 /* One entry of `images:`: a registry reference or an absolute path to a ready ext4. */
 struct shed_config_image {
     char *name;
-    char *ref;     /* as written in the file */
-    bool is_path;  /* ref is an absolute path to a local ext4, not a registry reference */
+    char *ref;    /* as written in the file */
+    bool is_path; /* ref is an absolute path to a local ext4, not a registry reference */
 };
 
 struct shed_config {
@@ -41,9 +41,9 @@ struct shed_config {
     char *bind;
     char *default_backend; /* detect | container | qemu | firecracker | vz */
     char *data_dir;
-    char *images_dir;   /* default: <data_dir>/images */
-    char *instance_dir; /* default: <data_dir>/instances */
-    char *base_image;   /* registry ref or absolute path; NULL when not configured */
+    char *images_dir;                 /* default: <data_dir>/images */
+    char *instance_dir;               /* default: <data_dir>/instances */
+    char *base_image;                 /* registry ref or absolute path; NULL when not configured */
     struct shed_config_image *images; /* in file order */
     size_t image_count;
     uint64_t rootfs_size;
@@ -70,7 +70,7 @@ int shed_config_print(const struct shed_config *config, FILE *out);
 
 /* The entry of `images:` with that name, or NULL. */
 const struct shed_config_image *shed_config_find_image(const struct shed_config *config,
-                                                        const char *name);
+                                                       const char *name);
 /* The ref configured for a cache name: an `images:` entry, or base_image for "_base".
  * NULL when the name is not in the config. */
 const char *shed_config_image_ref(const struct shed_config *config, const char *name);

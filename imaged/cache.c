@@ -209,8 +209,7 @@ static int pull_image(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1]
 }
 
 /* Hardlinks src to dst through tmp + rename, so dst is replaced atomically. */
-static int link_atomically(const char *src, const char *dst, const char *tmp,
-                           struct shed_err *err)
+static int link_atomically(const char *src, const char *dst, const char *tmp, struct shed_err *err)
 {
     if (unlink_if_present(tmp, err) < 0)
         return -1;
@@ -313,8 +312,7 @@ static int extract_kernel(struct ensure_ctx *ctx, struct shed_err *err)
 }
 
 /* The cache is stale: make <name>-rootfs.ext4 match digest, then record it in .source. */
-static int rebuild(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1],
-                   struct shed_err *err)
+static int rebuild(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1], struct shed_err *err)
 {
     cleanup_free char *content_path =
         content_rootfs_path(ctx->config->images_dir, digest, ctx->config->rootfs_size);
@@ -409,8 +407,8 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
                        struct shed_err *err)
 {
     memset(result, 0, sizeof *result);
-    struct ensure_ctx ctx = {.cache = cache, .config = cache->config, .name = name,
-                             .opts = opts, .result = result};
+    struct ensure_ctx ctx = {
+        .cache = cache, .config = cache->config, .name = name, .opts = opts, .result = result};
     ctx.ref = shed_config_image_ref(cache->config, name);
     if (ctx.ref == NULL)
         return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "image \"%s\" is not in the config", name);

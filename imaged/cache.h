@@ -37,8 +37,7 @@ enum image_log_level {
 struct image_ensure_opts {
     void (*log)(enum image_log_level level, const char *name, const char *message, void *ctx);
     /* phase "download" (compressed layer bytes fetched) or "convert" (layer bytes consumed) */
-    void (*progress)(const char *name, const char *phase, uint64_t done, uint64_t total,
-                     void *ctx);
+    void (*progress)(const char *name, const char *phase, uint64_t done, uint64_t total, void *ctx);
     void *ctx;
     volatile int *cancel; /* set non-zero (e.g. from a signal handler): SHED_E_INTERRUPTED */
 };
@@ -53,10 +52,10 @@ enum image_ensure_outcome {
 
 struct image_ensure_result {
     enum image_ensure_outcome outcome;
-    char *rootfs_path;                    /* malloc'd */
-    char digest[DIGEST_STRING_LEN + 1];   /* "" for local files */
-    uint64_t bytes_fetched;               /* blob bytes downloaded */
-    bool has_kernel, has_initrd;          /* <name>-vmlinux / <name>-initrd.img exist */
+    char *rootfs_path;                  /* malloc'd */
+    char digest[DIGEST_STRING_LEN + 1]; /* "" for local files */
+    uint64_t bytes_fetched;             /* blob bytes downloaded */
+    bool has_kernel, has_initrd;        /* <name>-vmlinux / <name>-initrd.img exist */
 };
 
 struct image_cache; /* a session: the config, the blob store, digests resolved so far */

@@ -176,7 +176,9 @@ int remove_stale_tmp_files(const char *images_dir, const char *name, unsigned *r
     *removed = 0;
     DIR *dir = opendir(images_dir);
     if (dir == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", images_dir);
+        return errno == ENOENT
+                   ? 0
+                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", images_dir);
     int ret = 0;
     struct dirent *entry;
     while ((ret = fs_dir_next(dir, images_dir, &entry, err)) > 0) {
@@ -212,7 +214,9 @@ static int cached_names(const char *images_dir, char ***names_out, struct shed_e
     *names_out = names;
     DIR *dir = opendir(images_dir);
     if (dir == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", images_dir);
+        return errno == ENOENT
+                   ? 0
+                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", images_dir);
     int ret = 0;
     size_t suffix_len = strlen(ROOTFS_SUFFIX);
     struct dirent *entry;
@@ -400,8 +404,7 @@ static int delete_variant_files(const char *images_dir, const char *name, struct
 }
 
 /* Takes the variant's lock without waiting: *fd = -1 when another process holds it. */
-static int try_lock_variant(const char *images_dir, const char *name, int *fd,
-                            struct shed_err *err)
+static int try_lock_variant(const char *images_dir, const char *name, int *fd, struct shed_err *err)
 {
     struct variant_paths paths;
     if (variant_paths_init(images_dir, name, &paths, err) < 0)
@@ -420,7 +423,8 @@ static int collect_unlinked_content(const char *images_dir, struct shed_err *err
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     DIR *dir = opendir(dir_path);
     if (dir == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir_path);
+        return errno == ENOENT ? 0
+                               : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir_path);
     int ret = 0;
     struct dirent *entry;
     while (ret == 0 && (entry = readdir(dir)) != NULL) {

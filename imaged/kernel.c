@@ -143,8 +143,8 @@ static int remove_if_present(const char *path, struct shed_err *err)
     return 0;
 }
 
-static int publish_pick(ext2_filsys fs, const struct boot_pick *pick, const char *path,
-                        bool *found, struct shed_err *err)
+static int publish_pick(ext2_filsys fs, const struct boot_pick *pick, const char *path, bool *found,
+                        struct shed_err *err)
 {
     *found = pick->ino != 0;
     if (!*found)

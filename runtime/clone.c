@@ -118,8 +118,8 @@ static int copy_range_with_buffer(struct segment_copier *copier, off_t offset, o
         }
     }
     while (offset < end) {
-        size_t want = (size_t)(end - offset) < COPY_BUFFER_SIZE ? (size_t)(end - offset)
-                                                                 : COPY_BUFFER_SIZE;
+        size_t want =
+            (size_t)(end - offset) < COPY_BUFFER_SIZE ? (size_t)(end - offset) : COPY_BUFFER_SIZE;
         ssize_t n = pread(copier->src_fd, copier->buffer, want, offset);
         if (n < 0 && errno == EINTR)
             continue;
@@ -184,8 +184,8 @@ static int copy_sparse(int src_fd, int dst_fd, off_t size, enum clone_strategy *
     int saved = errno;
     free(copier.buffer);
     errno = saved;
-    *used = copier.copy_file_range_usable ? CLONE_STRATEGY_COPY_FILE_RANGE
-                                          : CLONE_STRATEGY_SPARSE_COPY;
+    *used =
+        copier.copy_file_range_usable ? CLONE_STRATEGY_COPY_FILE_RANGE : CLONE_STRATEGY_SPARSE_COPY;
     if (ret < 0)
         return -1;
     return ftruncate(dst_fd, size);
@@ -249,8 +249,8 @@ int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
     if (clone_contents(src_fd, dst_fd, st.st_size, &used) < 0 || fsync(dst_fd) < 0) {
         int saved = errno;
         unlink(dst);
-        return shed_errf_errno(err, code_for_errno(saved), saved, "cannot copy %s to %s (%s)",
-                               src, dst, clone_strategy_name(used));
+        return shed_errf_errno(err, code_for_errno(saved), saved, "cannot copy %s to %s (%s)", src,
+                               dst, clone_strategy_name(used));
     }
     if (close(steal_fd(&dst_fd)) < 0) {
         int saved = errno;

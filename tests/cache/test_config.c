@@ -155,7 +155,8 @@ static void test_unknown_key_is_named_with_its_line(void)
 
 static void test_bad_port_is_named_with_its_line(void)
 {
-    check_refused("name: x\nhttp_port: 70000\n", "server.yaml:2: http_port: expected an integer 1-65535");
+    check_refused("name: x\nhttp_port: 70000\n",
+                  "server.yaml:2: http_port: expected an integer 1-65535");
     check_refused("ssh_port: ssh\n", "server.yaml:1: ssh_port:");
     check_refused("http_port: 0\n", "http_port: expected an integer 1-65535, got \"0\"");
 }
@@ -178,12 +179,14 @@ static void test_bad_size_is_named(void)
 
 static void test_bad_image_names_are_named(void)
 {
-    check_refused("images:\n  ok: a/b\n  bad/name: a/c\n", "server.yaml:3: images.bad/name: invalid image name");
+    check_refused("images:\n  ok: a/b\n  bad/name: a/c\n",
+                  "server.yaml:3: images.bad/name: invalid image name");
     check_refused("images:\n  _base: a/b\n", "images._base: invalid image name");
     check_refused("images:\n  a..b: a/b\n", "images.a..b: invalid image name");
     check_refused("images:\n  a: a/b\n  a: a/c\n", "server.yaml:3: images.a: duplicate image name");
     check_refused("images:\n  a: relative/dir/../x y\n", "images.a: invalid image reference");
-    check_refused("images:\n  a: ./local.ext4\n", "images.a: \"./local.ext4\": local images need an absolute path");
+    check_refused("images:\n  a: ./local.ext4\n",
+                  "images.a: \"./local.ext4\": local images need an absolute path");
     check_refused("images:\n  a:\n", "server.yaml:2: images.a: expected a non-empty string");
 }
 
@@ -199,7 +202,8 @@ static void test_bad_values_are_named(void)
 
 static void test_duplicate_key_is_refused(void)
 {
-    check_refused("http_port: 1\nname: a\nhttp_port: 2\n", "server.yaml:3: http_port: duplicate key");
+    check_refused("http_port: 1\nname: a\nhttp_port: 2\n",
+                  "server.yaml:3: http_port: duplicate key");
 }
 
 static void test_yaml_syntax_error_names_the_line(void)
