@@ -120,7 +120,8 @@ static int out_of_space_error(const struct flatten_state *state, uint64_t fs_siz
     format_size(state->file_bytes, data, sizeof data);
     return shed_errf(err, SHED_E_NO_SPACE,
                      "image does not fit in a %s filesystem: it needs at least %s (%s of file "
-                     "data in %llu entries); use --size %s",
+                     "data in %llu entries); set the size to at least %s (--size, or rootfs_size "
+                     "in server.yaml)",
                      have, needed, data, (unsigned long long)state->entries, suggestion);
 }
 

@@ -481,8 +481,8 @@ class BadInputTest(ConvertTestCase):
                 b.file("blob%d" % i, os.urandom(20 * MiB))
         ref = self.push("too-big", [(layer(build), "none")])
         line = self.assert_fails_cleanly(ref, "--size", "64M", pattern="NO_SPACE")
-        self.assertRegex(line, r"needs at least .*use --size \d+[MG]")
-        suggested = re.search(r"use --size (\S+)", line).group(1)
+        self.assertRegex(line, r"needs at least .*set the size to at least \d+[MG]")
+        suggested = re.search(r"set the size to at least (\S+)", line).group(1)
         self.convert_ok(ref, "--size", suggested)
 
     def test_escaping_dotdot_path_rejected(self):
