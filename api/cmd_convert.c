@@ -23,6 +23,7 @@ struct convert_args {
     const char *output;
     const char *platform;
     const char *data_dir;
+    const char *creds;
     uint64_t size_bytes;
     const char *insecure[MAX_INSECURE_REGISTRIES + 1];
     size_t insecure_count;
@@ -71,6 +72,8 @@ static void print_help(void)
            "                             (default: this host's)\n"
            "      --data-dir=DIR         data directory holding the blob store (default\n"
            "                             /var/lib/shed as root, else ~/.local/share/shed)\n"
+           "      --creds=USER:PASSWORD  registry credentials (default: the auths of\n"
+           "                             ~/.docker/config.json, else anonymous)\n"
            "      --insecure-registry=HOST[:PORT]  use plain HTTP for this registry\n"
            "                             (loopback registries always use HTTP); repeatable\n"
            "  -h, --help                 show this help and exit\n");
@@ -79,13 +82,14 @@ static void print_help(void)
 /* Returns 0 to run, 1 after --help, or an EXIT_USAGE status. */
 static int parse_args(int argc, char **argv, struct convert_args *args)
 {
-    enum { OPT_PLATFORM = 256, OPT_DATA_DIR, OPT_INSECURE };
+    enum { OPT_PLATFORM = 256, OPT_DATA_DIR, OPT_INSECURE, OPT_CREDS };
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'},
         {"size", required_argument, NULL, 's'},
         {"platform", required_argument, NULL, OPT_PLATFORM},
         {"data-dir", required_argument, NULL, OPT_DATA_DIR},
         {"insecure-registry", required_argument, NULL, OPT_INSECURE},
+        {"creds", required_argument, NULL, OPT_CREDS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -96,6 +100,7 @@ static int parse_args(int argc, char **argv, struct convert_args *args)
     while ((opt = getopt_long(argc, argv, ":o:s:h", options, NULL)) != -1) {
         switch (opt) {
         case 'o': args->output = optarg; break;
+        case OPT_CREDS: args->creds = optarg; break;
         case 's':
             if (parse_size(optarg, &args->size_bytes, &err) < 0 || args->size_bytes == 0)
                 return cli_usage_error("convert", "invalid --size '%s'", optarg);
@@ -178,6 +183,7 @@ static int pull_image(struct oci_store *store, const struct convert_args *args,
 {
     struct oci_pull_opts pull_opts = {
         .platform = args->platform,
+        .creds = args->creds,
         .insecure_registries = args->insecure,
         .progress = on_pull_progress,
         .progress_ctx = bar,

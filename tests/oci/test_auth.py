@@ -5,6 +5,7 @@ no Authorization for a redirect target on another host."""
 import base64
 import json
 import os
+import subprocess
 
 import ocitest
 from ocitest import layer, shedtest
@@ -46,6 +47,21 @@ class BasicAuthTest(ocitest.PullTestCase):
         home = self.make_data_dir()
         line = self.assert_one_line_error(self.pull(self.ref, env={"HOME": home}), "AUTH")
         self.assertIn("--creds", line)
+
+    def test_convert_from_a_private_registry_takes_creds(self):
+        out = os.path.join(self.data_dir, "img.ext4")
+        base = [ocitest.SHED_SERVER, "convert", "--data-dir", self.data_dir, "--size", "64M",
+                "-o", out, self.ref]
+        refused = subprocess.run(base + ["--creds", USER + ":wrong"], capture_output=True,
+                                 text=True, timeout=300)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("AUTH", refused.stderr)
+        self.assertFalse(os.path.exists(out))
+        done = subprocess.run(base + ["--creds", "%s:%s" % (USER, PASSWORD)],
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        fsck = subprocess.run(["e2fsck", "-fn", out], capture_output=True, text=True)
+        self.assertEqual(fsck.returncode, 0, fsck.stdout)
 
     def test_docker_config_auths_entry_is_used(self):
         home = self.make_data_dir()
