@@ -1,32 +1,22 @@
 #include "kernel.h"
 
 #include <errno.h>
-#include <et/com_err.h>
 #include <ext2fs/ext2fs.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "ext4_internal.h"
 
 #define COPY_CHUNK (1u << 20)
 
-static pthread_once_t error_table_once = PTHREAD_ONCE_INIT;
-
-static void error_table_register(void)
-{
-    /* add_error_table() appends on every call: once per process is enough for readable
-     * libext2fs messages. */
-    (void)add_error_table(&et_ext2_error_table);
-}
-
+/* libext2fs error codes become messages through the writer's one error-table registration. */
 static int ext2_error(struct shed_err *err, errcode_t code, const char *what, const char *path)
 {
-    pthread_once(&error_table_once, error_table_register);
-    return shed_errf(err, SHED_E_IO, "%s %s: %s", what, path, error_message(code));
+    return ext4_fail(err, code, "%s %s", what, path);
 }
 
 /* The newest candidate of one kind in /boot: name and inode. */
