@@ -90,6 +90,7 @@ void shed_config_free(struct shed_config *config)
     free(config->platform);
     free_string_list(config->insecure_registries);
     free(config->api_token);
+    free(config->container_network.bridge);
     memset(config, 0, sizeof *config);
 }
 
@@ -441,6 +442,130 @@ static int parse_api_token(struct parse_ctx *ctx, const char *key, const yaml_no
     return get_optional_string(ctx, key, node, &ctx->config->api_token);
 }
 
+/* ---- container_network: {mode, bridge, subnet} ---- */
+
+static int parse_network_mode(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "none") == 0)
+        ctx->config->container_network.mode = SHED_NETWORK_NONE;
+    else if (strcmp(text, "bridge") == 0)
+        ctx->config->container_network.mode = SHED_NETWORK_BRIDGE;
+    else
+        return config_error(ctx, node, key, "expected none or bridge, got \"%s\"", text);
+    return 0;
+}
+
+/* A Linux interface name: 1-15 bytes (IFNAMSIZ - 1) of letters, digits, '_', '-', '.'. */
+static bool interface_name_is_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 15 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' && *p != '.')
+            return false;
+    return true;
+}
+
+static int parse_network_bridge(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    char **bridge = &ctx->config->container_network.bridge;
+    if (get_string(ctx, key, node, bridge) < 0)
+        return -1;
+    if (!interface_name_is_valid(*bridge))
+        return config_error(ctx, node, key,
+                            "expected an interface name (1-15 letters, digits, '_', '-', '.'), "
+                            "got \"%s\"",
+                            *bridge);
+    return 0;
+}
+
+/* "a.b.c.d/len" in strict dotted decimal; *address in host byte order. */
+static bool parse_ipv4_cidr(const char *text, uint32_t *address, int *prefix_len)
+{
+    /* sscanf alone would accept signs and spaces inside. */
+    if (text[strspn(text, "0123456789./")] != '\0')
+        return false;
+    unsigned octets[4];
+    int len = 0, consumed = 0;
+    if (sscanf(text, "%3u.%3u.%3u.%3u/%2d%n", &octets[0], &octets[1], &octets[2], &octets[3], &len,
+               &consumed) != 5 ||
+        text[consumed] != '\0' || !isdigit((unsigned char)text[0]))
+        return false;
+    uint32_t value = 0;
+    for (int i = 0; i < 4; i++) {
+        if (octets[i] > 255)
+            return false;
+        value = value << 8 | octets[i];
+    }
+    *address = value;
+    *prefix_len = len;
+    return true;
+}
+
+static int parse_network_subnet(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    uint32_t address = 0;
+    int prefix_len = 0;
+    if (!parse_ipv4_cidr(text, &address, &prefix_len))
+        return config_error(ctx, node, key,
+                            "expected an IPv4 subnet such as 10.88.0.0/24, got "
+                            "\"%s\"",
+                            text);
+    /* /16 bounds the lease directory; /30 still leaves a gateway and one shed. */
+    if (prefix_len < 16 || prefix_len > 30)
+        return config_error(ctx, node, key, "prefix length must be 16-30, got /%d", prefix_len);
+    uint32_t host_mask = (1u << (32 - prefix_len)) - 1;
+    if ((address & host_mask) != 0)
+        return config_error(ctx, node, key, "\"%s\" has host bits set (not a network address)",
+                            text);
+    ctx->config->container_network.subnet = address;
+    ctx->config->container_network.prefix_len = prefix_len;
+    return 0;
+}
+
+static int parse_container_network(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct {
+        const char *name;
+        int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
+    } fields[] = {{"mode", parse_network_mode},
+                  {"bridge", parse_network_bridge},
+                  {"subnet", parse_network_subnet}};
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return config_error(ctx, node, key, "expected a mapping {mode, bridge, subnet}, got %s",
+                            node_kind(node));
+    bool seen[sizeof fields / sizeof fields[0]] = {false};
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *name = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
+        if (name->type != YAML_SCALAR_NODE)
+            return config_error(ctx, name, key, "expected a key name, got %s", node_kind(name));
+        char full_key[64];
+        snprintf(full_key, sizeof full_key, "%s.%.32s", key, scalar_text(name));
+        size_t i = 0;
+        while (i < sizeof fields / sizeof fields[0] && strcmp(fields[i].name, scalar_text(name)))
+            i++;
+        if (i == sizeof fields / sizeof fields[0])
+            return config_error(ctx, name, full_key, "unknown key (mode, bridge or subnet)");
+        if (seen[i])
+            return config_error(ctx, name, full_key, "duplicate key");
+        seen[i] = true;
+        if (fields[i].parse(ctx, full_key, value) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 struct key_handler {
     const char *key;
     int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
@@ -463,6 +588,7 @@ static const struct key_handler key_handlers[] = {
     {"default_memory_mb", parse_default_memory_mb},
     {"insecure_registries", parse_insecure_registries},
     {"api_token", parse_api_token},
+    {"container_network", parse_container_network},
 };
 #define KEY_HANDLER_COUNT (sizeof key_handlers / sizeof key_handlers[0])
 
@@ -538,6 +664,13 @@ static int fill_defaults(struct shed_config *config, struct shed_err *err)
         set_string_default(&config->instance_dir, fs_path_join(config->data_dir, "instances"),
                            err) < 0 ||
         set_string_default(&config->platform, shed_config_host_platform(), err) < 0)
+        return -1;
+    if (config->container_network.prefix_len == 0) {
+        config->container_network.subnet = SHED_CONFIG_DEFAULT_SUBNET;
+        config->container_network.prefix_len = SHED_CONFIG_DEFAULT_PREFIX_LEN;
+    }
+    if (set_string_default(&config->container_network.bridge, strdup(SHED_CONFIG_DEFAULT_BRIDGE),
+                           err) < 0)
         return -1;
     if (config->insecure_registries == NULL) {
         config->insecure_registries = calloc(1, sizeof(char *));
@@ -666,6 +799,17 @@ static void print_string_key(FILE *out, const char *key, const char *value)
     fputc('\n', out);
 }
 
+static void print_container_network(FILE *out, const struct shed_config_network *network)
+{
+    uint32_t subnet = network->subnet;
+    fputs("container_network:\n", out);
+    fprintf(out, "  mode: \"%s\"\n", network->mode == SHED_NETWORK_BRIDGE ? "bridge" : "none");
+    fputs("  bridge: ", out);
+    print_quoted(out, network->bridge);
+    fprintf(out, "\n  subnet: \"%u.%u.%u.%u/%d\"\n", subnet >> 24, (subnet >> 16) & 255,
+            (subnet >> 8) & 255, subnet & 255, network->prefix_len);
+}
+
 int shed_config_print(const struct shed_config *config, FILE *out)
 {
     if (config->path != NULL)
@@ -702,5 +846,6 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     }
     /* Never echo the secret itself. */
     fprintf(out, "api_token: %s\n", config->api_token != NULL ? "\"<set>\"" : "null");
+    print_container_network(out, &config->container_network);
     return ferror(out) ? -1 : 0;
 }

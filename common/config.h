@@ -26,6 +26,19 @@
 /* The variant name under which base_image is cached (not a valid user variant name). */
 #define SHED_BASE_IMAGE_NAME "_base"
 
+/* `container_network:` — egress for container sheds (bridge + veth + NAT), off by default. */
+enum shed_network_mode { SHED_NETWORK_NONE, SHED_NETWORK_BRIDGE };
+#define SHED_CONFIG_DEFAULT_BRIDGE "shed0"
+#define SHED_CONFIG_DEFAULT_SUBNET 0x0a580000u /* 10.88.0.0 */
+#define SHED_CONFIG_DEFAULT_PREFIX_LEN 24
+
+struct shed_config_network {
+    enum shed_network_mode mode; /* none (loopback only) | bridge */
+    char *bridge;                /* bridge interface name; default "shed0" */
+    uint32_t subnet;             /* network address, host byte order; default 10.88.0.0 */
+    int prefix_len;              /* 16-30; default 24. The gateway is the first host. */
+};
+
 /* One entry of `images:`: a registry reference or an absolute path to a ready ext4. */
 struct shed_config_image {
     char *name;
@@ -52,6 +65,7 @@ struct shed_config {
     int default_memory_mb;
     char **insecure_registries; /* NULL-terminated, never NULL itself */
     char *api_token;            /* NULL: no authentication */
+    struct shed_config_network container_network;
 };
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */

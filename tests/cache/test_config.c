@@ -200,6 +200,61 @@ static void test_bad_values_are_named(void)
     check_refused("bind: \"\"\n", "bind: expected a non-empty string");
 }
 
+static void test_container_network_defaults_to_none(void)
+{
+    struct shed_config config;
+    CHECK(parse("name: a\n", &config) == 0);
+    CHECK(config.container_network.mode == SHED_NETWORK_NONE);
+    CHECK_STR_EQ(config.container_network.bridge, "shed0");
+    CHECK(config.container_network.subnet == 0x0a580000u);
+    CHECK(config.container_network.prefix_len == 24);
+    shed_config_free(&config);
+}
+
+static void test_container_network_bridge_is_parsed_and_printed(void)
+{
+    struct shed_config config;
+    CHECK(parse("container_network:\n  mode: bridge\n  bridge: br-lab\n"
+                "  subnet: 172.30.0.0/16\n",
+                &config) == 0);
+    CHECK(config.container_network.mode == SHED_NETWORK_BRIDGE);
+    CHECK_STR_EQ(config.container_network.bridge, "br-lab");
+    CHECK(config.container_network.subnet == 0xac1e0000u);
+    CHECK(config.container_network.prefix_len == 16);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    CHECK(out != NULL);
+    CHECK(shed_config_print(&config, out) == 0);
+    fclose(out);
+    CHECK_STR_CONTAINS(text, "container_network:\n  mode: \"bridge\"\n  bridge: \"br-lab\"\n"
+                             "  subnet: \"172.30.0.0/16\"\n");
+    struct shed_config again;
+    CHECK(parse(text, &again) == 0);
+    CHECK(again.container_network.mode == SHED_NETWORK_BRIDGE);
+    CHECK(again.container_network.subnet == 0xac1e0000u);
+    shed_config_free(&again);
+    shed_config_free(&config);
+    free(text);
+}
+
+static void test_bad_container_network_is_named(void)
+{
+    check_refused("name: a\ncontainer_network:\n  mode: nat\n",
+                  "server.yaml:3: container_network.mode: expected none or bridge");
+    check_refused("container_network:\n  bridge: a-very-long-bridge-name\n",
+                  "server.yaml:2: container_network.bridge: expected an interface name");
+    check_refused("container_network:\n  subnet: 10.88.0.1/24\n",
+                  "container_network.subnet: \"10.88.0.1/24\" has host bits set");
+    check_refused("container_network:\n  subnet: 10.88.0.0/31\n",
+                  "container_network.subnet: prefix length must be 16-30");
+    check_refused("container_network:\n  subnet: 10.888.0.0/24\n",
+                  "container_network.subnet: expected an IPv4 subnet");
+    check_refused("container_network:\n  gateway: 10.88.0.1\n",
+                  "server.yaml:2: container_network.gateway: unknown key");
+    check_refused("container_network: bridge\n", "container_network: expected a mapping");
+}
+
 static void test_duplicate_key_is_refused(void)
 {
     check_refused("http_port: 1\nname: a\nhttp_port: 2\n",
@@ -331,6 +386,9 @@ int main(void)
     RUN_TEST(test_bad_size_is_named);
     RUN_TEST(test_bad_image_names_are_named);
     RUN_TEST(test_bad_values_are_named);
+    RUN_TEST(test_container_network_defaults_to_none);
+    RUN_TEST(test_container_network_bridge_is_parsed_and_printed);
+    RUN_TEST(test_bad_container_network_is_named);
     RUN_TEST(test_duplicate_key_is_refused);
     RUN_TEST(test_yaml_syntax_error_names_the_line);
     RUN_TEST(test_printed_config_parses_back);
