@@ -34,10 +34,11 @@ int container_paths_init(const struct container_state *state, const char *name,
         paths->mountpoint = fs_path_join(paths->bundle, "rootfs");
         paths->config_json = fs_path_join(paths->bundle, "config.json");
         paths->pid_file = fs_path_join(paths->bundle, "init.pid");
+        paths->netns = fs_path_join(paths->bundle, "netns");
     }
     paths->runc_state = fs_path_join(state->runc_root, paths->id);
     if (paths->mountpoint == NULL || paths->config_json == NULL || paths->pid_file == NULL ||
-        paths->console_log == NULL || paths->runc_state == NULL) {
+        paths->netns == NULL || paths->console_log == NULL || paths->runc_state == NULL) {
         container_paths_free(paths);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -51,6 +52,7 @@ void container_paths_free(struct container_paths *paths)
     free(paths->mountpoint);
     free(paths->config_json);
     free(paths->pid_file);
+    free(paths->netns);
     free(paths->console_log);
     free(paths->runc_state);
     memset(paths, 0, sizeof *paths);
@@ -118,7 +120,8 @@ static int teardown(const struct container_state *state, const struct container_
         container_proc_terminate(inst->pid, recorded_start_time(inst), CONTAINER_STOP_GRACE_MS,
                                  CONTAINER_KILL_GRACE_MS, err) < 0)
         return -1;
-    if (runc_delete_force(state, paths, err) < 0)
+    if (runc_delete_force(state, paths, err) < 0 ||
+        container_network_teardown(paths->netns, inst->ip_address, err) < 0)
         return -1;
     return container_unmount_rootfs(paths->mountpoint, err);
 }
@@ -134,6 +137,7 @@ static int write_spec(const struct container_state *state, const struct containe
         .init_path = state->init_path,
         .local_dir = inst->local_dir,
         .cgroups_path = cgroups_path,
+        .network_ns_path = state->network.enabled ? paths->netns : NULL,
         .cpus = inst->cpus,
         .memory_mb = inst->memory_mb,
     };
@@ -147,6 +151,45 @@ static int make_bundle_dirs(const struct container_paths *paths, struct shed_err
     if (mkdir(paths->mountpoint, 0755) < 0 && errno != EEXIST)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->mountpoint);
     return 0;
+}
+
+/* With egress configured: the shed's namespace, wired to the bridge before runc joins it;
+ * the address is recorded in inst (stable: a shed that has one keeps it). */
+static int setup_network(const struct container_state *state, const struct container_paths *paths,
+                         struct instance *inst, const struct backend_progress *progress,
+                         struct shed_err *err)
+{
+    if (!state->network.enabled) {
+        backend_report(progress, "network", "Own network namespace (loopback only)", false);
+        return 0;
+    }
+    char ip[CONTAINER_IP_MAX] = "";
+    if (inst->ip_address != NULL)
+        snprintf(ip, sizeof ip, "%s", inst->ip_address);
+    if (container_network_setup(&state->network, inst->name, paths->netns, ip, err) < 0) {
+        /* A lease this call took goes back: the shed had no address before. */
+        struct shed_err ignored = {0};
+        if (inst->ip_address == NULL || inst->ip_address[0] == '\0')
+            container_network_release(&state->network, inst->name, ip, &ignored);
+        return -1;
+    }
+    char message[128];
+    snprintf(message, sizeof message, "Own network namespace, %s on bridge %s", ip,
+             state->network.bridge);
+    backend_report(progress, "network", message, false);
+    return instance_set_string(&inst->ip_address, ip, err);
+}
+
+/* After a failed launch: an address this launch leased is given back. */
+static void release_new_lease(const struct container_state *state, struct instance *inst,
+                              bool had_address)
+{
+    struct shed_err ignored = {0};
+    if (had_address || inst->ip_address == NULL)
+        return;
+    container_network_release(&state->network, inst->name, inst->ip_address, &ignored);
+    free(inst->ip_address);
+    inst->ip_address = NULL;
 }
 
 static int run_container(const struct container_state *state, const struct container_paths *paths,
@@ -174,7 +217,8 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     cleanup_container_paths struct container_paths paths;
     if (container_paths_init(state, inst->name, &paths, err) < 0)
         return -1;
-    struct instance stale = {.pid = inst->pid, .backend_state = inst->backend_state};
+    struct instance stale = {
+        .pid = inst->pid, .backend_state = inst->backend_state, .ip_address = inst->ip_address};
     if (teardown(state, &paths, &stale, err) < 0)
         return shed_err_prefix(err, "cannot clean up the previous run of shed \"%s\"", inst->name);
     inst->pid = 0;
@@ -193,15 +237,19 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         if (rc < 0)
             backend_report(progress, "repo", err->msg, true);
     }
+    bool had_address = inst->ip_address != NULL && inst->ip_address[0] != '\0';
+    if (rc == 0)
+        rc = setup_network(state, &paths, inst, progress, err);
     if (rc == 0) {
-        backend_report(progress, "network", "Own network namespace (loopback only)", false);
         backend_report(progress, "container", "Starting the container", false);
         rc = run_container(state, &paths, inst, loop_device, err);
     }
     if (rc < 0) {
-        struct instance started = {.pid = inst->pid, .backend_state = inst->backend_state};
+        struct instance started = {
+            .pid = inst->pid, .backend_state = inst->backend_state, .ip_address = inst->ip_address};
         struct shed_err ignored = {0};
         teardown(state, &paths, &started, &ignored);
+        release_new_lease(state, inst, had_address);
         inst->pid = 0;
         inst->status = INSTANCE_STOPPED;
     }
@@ -255,10 +303,16 @@ static int container_stop(const struct shed_backend *self, struct instance *inst
     return 0;
 }
 
+/* stop, and the address goes back to the pool. */
 static int container_delete(const struct shed_backend *self, struct instance *inst,
                             struct shed_err *err)
 {
-    return container_stop(self, inst, err);
+    if (container_stop(self, inst, err) < 0 ||
+        container_network_release(&state_of(self)->network, inst->name, inst->ip_address, err) < 0)
+        return -1;
+    free(inst->ip_address);
+    inst->ip_address = NULL;
+    return 0;
 }
 
 static int container_status(const struct shed_backend *self, const struct instance *inst,
@@ -384,6 +438,7 @@ static void state_free(struct container_state *state)
     free(state->runc_root);
     free(state->init_path);
     free(state->instance_dir);
+    container_network_free(&state->network);
     free(state);
 }
 
@@ -409,6 +464,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->runc_root = fs_path_join(config->data_dir, "runc");
     state->init_path = init_path_beside_program();
     state->instance_dir = strdup(config->instance_dir);
+    int network_rc = container_network_init(&state->network, config, err);
     *backend = (struct shed_backend){
         .name = "container",
         .state = state,
@@ -421,7 +477,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         .exec = container_exec,
         .dial = container_dial_port,
     };
-    if (state->runc_root == NULL || state->init_path == NULL || state->instance_dir == NULL) {
+    if (network_rc < 0 || state->runc_root == NULL || state->init_path == NULL ||
+        state->instance_dir == NULL) {
         container_backend_free(backend);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }

@@ -3,7 +3,8 @@
  * A shed is its rootfs.ext4 loop-mounted (autoclear) under its instance directory, an OCI
  * runtime spec generated from the shed's settings, and a runc container "shed-<name>" whose
  * PID 1 is the project's static shed-init. Own PID, mount, UTS (hostname = shed name), IPC
- * and network namespaces (loopback only), cpus/memory_mb as cgroup limits. runc keeps its
+ * and network namespaces (loopback only; with `container_network: {mode: bridge}` also a veth
+ * on a bridge with NAT egress, see container_network.h), cpus/memory_mb as cgroup limits. runc keeps its
  * state under <data_dir>/runc, so several servers (and tests) never see each other's
  * containers.
  *

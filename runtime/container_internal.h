@@ -7,6 +7,8 @@
  *     config.json          the OCI runtime spec (container_spec.c); runc exec reads it too
  *     rootfs/              mount point of rootfs.ext4 (loop device, autoclear) while running
  *     init.pid             runc --pid-file: host pid of shed-init
+ *     netns                with container_network mode bridge: the shed's network namespace
+ *                          (nsfs bind mount) while running; see container_network.h
  * runc keeps its own state under <data_dir>/runc/<container id>/ (runc --root). */
 #ifndef SHED_CONTAINER_INTERNAL_H
 #define SHED_CONTAINER_INTERNAL_H
@@ -16,6 +18,7 @@
 #include <sys/types.h>
 
 #include "common/shed_err.h"
+#include "container_network.h"
 #include "runtime/instance.h"
 
 /* Where in the shed shed-init is bind-mounted (read-only) and run from as PID 1. */
@@ -31,6 +34,7 @@ struct container_state {
     char *runc_root;    /* runc --root: <data_dir>/runc */
     char *init_path;    /* host path of the static shed-init binary */
     char *instance_dir; /* config instance_dir */
+    struct container_network network;
 };
 
 /* The paths of one shed (all malloc'd; container_paths_free releases them). */
@@ -40,6 +44,7 @@ struct container_paths {
     char *mountpoint;  /* <bundle>/rootfs */
     char *config_json; /* <bundle>/config.json */
     char *pid_file;    /* <bundle>/init.pid */
+    char *netns;       /* <bundle>/netns */
     char *console_log; /* <instance>/console.log */
     char *runc_state;  /* <runc_root>/<id> */
     char id[80];       /* runc container id: "shed-<name>" */
@@ -68,8 +73,9 @@ struct container_spec_params {
     const char *init_path; /* host path of shed-init */
     const char *local_dir; /* bind-mounted at /workspace; NULL or "" for none */
     const char *cgroups_path;
-    int cpus;      /* 0: no limit */
-    int memory_mb; /* 0: no limit */
+    const char *network_ns_path; /* join this network namespace; NULL: runc makes one */
+    int cpus;                    /* 0: no limit */
+    int memory_mb;               /* 0: no limit */
 };
 
 /* Writes config.json atomically. */

@@ -7,7 +7,9 @@
  * - the rootfs is writable (it is the shed's own clone);
  * - /tmp is a tmpfs, /sys is read-only, no cgroup filesystem inside;
  * - new PID, mount, UTS, IPC and network namespaces: runc brings up loopback in a network
- *   namespace it creates, and nothing else (no bridge, no veth);
+ *   namespace it creates, and nothing else (no bridge, no veth); with egress configured the
+ *   backend made and wired the namespace already (container_network.c) and runc joins it
+ *   by path;
  * - cpus → CFS quota, memory_mb → memory limit, under a cgroup path relative to the server's
  *   own cgroup (cgroups v1 hybrid here; runc 1.1 resolves relative paths per controller). */
 #include <jansson.h>
@@ -120,6 +122,15 @@ static json_t *resources_json(const struct container_spec_params *params)
     return resources;
 }
 
+static json_t *namespaces_json(const struct container_spec_params *params)
+{
+    json_t *network = params->network_ns_path != NULL ? json_pack("{s:s, s:s}", "type", "network",
+                                                                  "path", params->network_ns_path)
+                                                      : json_pack("{s:s}", "type", "network");
+    return json_pack("[{s:s}, o, {s:s}, {s:s}, {s:s}]", "type", "pid", network, "type", "ipc",
+                     "type", "uts", "type", "mount");
+}
+
 static json_t *linux_json(const struct container_spec_params *params)
 {
     static const char *const masked[] = {
@@ -129,10 +140,9 @@ static json_t *linux_json(const struct container_spec_params *params)
     };
     static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                            "/proc/sysrq-trigger"};
-    return json_pack("{s:o, s:s, s:[{s:s}, {s:s}, {s:s}, {s:s}, {s:s}], s:o, s:o}", "resources",
-                     resources_json(params), "cgroupsPath", params->cgroups_path, "namespaces",
-                     "type", "pid", "type", "network", "type", "ipc", "type", "uts", "type",
-                     "mount", "maskedPaths", string_array(masked, sizeof masked / sizeof masked[0]),
+    return json_pack("{s:o, s:s, s:o, s:o, s:o}", "resources", resources_json(params),
+                     "cgroupsPath", params->cgroups_path, "namespaces", namespaces_json(params),
+                     "maskedPaths", string_array(masked, sizeof masked / sizeof masked[0]),
                      "readonlyPaths", string_array(readonly, sizeof readonly / sizeof readonly[0]));
 }
 

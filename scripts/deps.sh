@@ -8,7 +8,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
   libmicrohttpd-dev libyaml-dev libssl-dev libzstd-dev zlib1g-dev libisal-dev)
 TEST_PKGS=(docker-registry umoci skopeo busybox-static apache2-utils debootstrap
   xfsprogs btrfs-progs tmux runc qemu-system-x86 wrk isal zstd gzip curl
-  python3 openssl iproute2 util-linux time jq)
+  python3 openssl iproute2 iptables util-linux time jq)
 
 if [[ $(id -u) -ne 0 ]]; then
   SUDO=sudo
