@@ -28,3 +28,15 @@ foreach(suite BackendTest ServerTest ConcurrencyTest)
                        RUN_SERIAL TRUE
                        TIMEOUT 1200)
 endforeach()
+
+# Egress networking (container_network mode bridge): the test re-executes itself under
+# `unshare --net`, so bridges, veths and NAT rules only ever exist in its own namespace.
+foreach(suite BridgeTest NoneTest)
+  add_test(NAME container.network.${suite}
+           COMMAND python3 ${SHED_TEST_DIR}/container/test_network.py ${suite})
+  set_tests_properties(container.network.${suite} PROPERTIES
+                       ENVIRONMENT "${container_test_env}"
+                       SKIP_RETURN_CODE 77
+                       RUN_SERIAL TRUE
+                       TIMEOUT 1200)
+endforeach()
