@@ -629,6 +629,8 @@ static int run_session(struct fetch_session *s, struct shed_err *err)
             return shed_errf(err, SHED_E_REGISTRY, "curl multi transfer failed");
         if (drain_messages(s, err) < 0)
             return -1;
+        if (all_done(s))
+            break; /* polling now would only sleep out the timeout */
         /* Wake for network activity, a retry falling due, or at least every 100 ms so a
          * signal's cancel flag is noticed. */
         long timeout = 100;
