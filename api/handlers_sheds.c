@@ -173,8 +173,33 @@ static void save_as_stopped(const struct api_context *context, struct instance *
     instance_store_unlock(lock);
 }
 
+/* A shed recorded "starting" whose lock nobody holds was left by a create that never
+ * finished (the server was killed mid-create): report and save it as "error", so that it is
+ * visibly broken and DELETE (which releases whatever the backend set up) cleans it away. */
+static void mark_interrupted_create(const struct api_context *context, struct instance *inst)
+{
+    int lock = -1;
+    struct shed_err ignored = {0};
+    if (instance_store_trylock(context->instances, inst->name, &lock, &ignored) < 0 || lock < 0)
+        return; /* a create is running right now: "starting" is the truth */
+    struct instance fresh;
+    if (instance_store_load(context->instances, inst->name, &fresh, &ignored) == 0) {
+        if (fresh.status == INSTANCE_STARTING) {
+            fresh.status = INSTANCE_ERROR;
+            if (instance_store_save(context->instances, &fresh, &ignored) == 0)
+                inst->status = INSTANCE_ERROR;
+        }
+        instance_clear(&fresh);
+    }
+    instance_store_unlock(lock);
+}
+
 static void reconcile(const struct api_context *context, struct instance *inst)
 {
+    if (inst->status == INSTANCE_STARTING) {
+        mark_interrupted_create(context, inst);
+        return;
+    }
     if (inst->status != INSTANCE_RUNNING || shed_is_alive(context, inst) != 0)
         return;
     save_as_stopped(context, inst);

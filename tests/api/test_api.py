@@ -375,6 +375,16 @@ class ShedTests(ServerTestCase):
         self.assertEqual(saved["image"], "base")  # the rest of the record is kept
         self.assertEqual([n for n in os.listdir(d) if ".tmp" in n], [])
 
+    def test_a_shed_left_starting_by_a_killed_server_reads_error_and_can_be_deleted(self):
+        d = write_shed(self.server.instance_dir, "halfway", status="starting")
+        _, _, body, _ = self.server.request("GET", "/api/sheds/halfway")
+        self.assertEqual(body["status"], "error")
+        with open(os.path.join(d, "metadata.json")) as f:
+            self.assertEqual(json.load(f)["status"], "error")
+        status, _, _, _ = self.server.request("DELETE", "/api/sheds/halfway")
+        self.assertEqual(status, 204)
+        self.assertFalse(os.path.exists(d))
+
     def test_repeated_listings_see_every_change(self):
         names = lambda: [(s["name"], s["status"]) for s in
                          self.server.request("GET", "/api/sheds")[2]["sheds"]]
