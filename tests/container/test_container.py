@@ -397,6 +397,41 @@ class ServerTest(ServerTestCase):
         head, _ = self.tunnel("tun", 7000, b"")
         self.assertTrue(head.startswith("HTTP/1.1 503"), head)
 
+    @unittest.skipUnless(os.environ.get("SHED_CLI"), "SHED_CLI (the shed client) not given")
+    def test_cli_tunnel_forwards_a_local_port_into_the_shed(self):
+        self.create("clitun")
+        self.start_echo_listener("clitun", 7002)
+        wait_for(lambda: self.tunnel("clitun", 7002, b"")[0].startswith("HTTP/1.1 101"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            local_port = probe.getsockname()[1]
+        cli = subprocess.Popen([os.environ["SHED_CLI"], "-s", "http://127.0.0.1:%d" %
+                                self.server.port, "tunnel", "clitun", "%d:7002" % local_port],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            conn = wait_for(lambda: self._connect_or_none(local_port))
+            payload = os.urandom(200000)
+            with conn:
+                conn.sendall(payload)
+                conn.shutdown(socket.SHUT_WR)
+                received = b""
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+            self.assertEqual(received, payload)
+        finally:
+            cli.send_signal(signal.SIGINT)
+            cli.communicate(timeout=30)
+
+    @staticmethod
+    def _connect_or_none(port):
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=30)
+        except OSError:
+            return None
+
     def test_stop_start_delete_and_conflicts(self):
         shed = self.create("cycle")
         status, body = self.server.request("POST", "/api/sheds", {"name": "cycle"})
