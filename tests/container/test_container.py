@@ -33,21 +33,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctrtest  # noqa: E402
 import fault_proxy  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
 import shedserver  # noqa: E402  (likewise)
+from shedserver import wait_for  # noqa: E402
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
 DRIVER = os.environ.get("SHED_BACKEND_DRIVER")
 FIXTURE = None  # ctrtest.FixtureRegistry, one per process
 WORK = None     # temp dir of this process
-
-
-def wait_for(condition, attempts=500, pause=0.02):
-    """Polls condition until true (bounded by attempts, not a timing assertion)."""
-    for _ in range(attempts):
-        value = condition()
-        if value:
-            return value
-        time.sleep(pause)
-    return condition()
 
 
 def proc_alive(pid):

@@ -30,6 +30,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctrtest  # noqa: E402
 import shedserver  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
+from shedserver import wait_for  # noqa: E402
 import shedtest  # noqa: E402  (likewise)
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
@@ -40,16 +41,6 @@ IN_TEST_NETNS = "SHED_NETWORK_TEST_IN_OWN_NETNS"
 BRIDGE = "shedtest0"
 SUBNET = ipaddress.ip_network("10.77.0.0/24")
 GATEWAY = str(SUBNET.network_address + 1)
-
-
-def wait_for(condition, attempts=500, pause=0.02):
-    """Polls condition until true (bounded by attempts, not a timing assertion)."""
-    for _ in range(attempts):
-        value = condition()
-        if value:
-            return value
-        time.sleep(pause)
-    return condition()
 
 
 def host_veth(ip):
