@@ -49,6 +49,10 @@ def set_age(path, seconds):
 
 def free_bytes(path):
     os.sync()
+    # XFS releases an unlinked inode's extents in the background (inodegc); freezing the file
+    # system waits for that work, so statvfs then sees all the space the deletions freed.
+    subprocess.run(["fsfreeze", "--freeze", path], check=True)
+    subprocess.run(["fsfreeze", "--unfreeze", path], check=True)
     st = os.statvfs(path)
     return st.f_bfree * st.f_frsize
 
