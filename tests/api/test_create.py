@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
@@ -371,19 +370,7 @@ class ConcurrencyTest(CreateTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.images_dir, "fresh-rootfs.ext4")))
         names = ["c%02d" % i for i in range(self.COUNT)]
         self.names.extend(names)
-        results = {}
-        barrier = threading.Barrier(self.COUNT)
-
-        def create(name):
-            barrier.wait()
-            results[name] = self.server.request("POST", "/api/sheds",
-                                                {"name": name, "image": "fresh"})
-
-        threads = [threading.Thread(target=create, args=(n,)) for n in names]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = shedserver.create_concurrently(self.server, names, "fresh")
         for name in names:
             self.assertEqual(results[name][0], 201, (name, results[name]))
             self.assertEqual(results[name][1]["status"], "running")

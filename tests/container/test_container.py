@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -597,17 +596,7 @@ class ConcurrencyTest(ServerTestCase):
         self.proxy.clear()
         names = ["c%02d" % i for i in range(self.COUNT)]
         self.names.extend(names)
-        results = {}
-
-        def create(name):
-            results[name] = self.server.request("POST", "/api/sheds",
-                                                {"name": name, "image": "tmux"})
-
-        threads = [threading.Thread(target=create, args=(n,)) for n in names]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = shedserver.create_concurrently(self.server, names, "tmux")
         for name in names:
             status, shed = results[name]
             self.assertEqual(status, 201, (name, shed))
