@@ -173,6 +173,14 @@ class SystemTestCase(unittest.TestCase):
                 return i
         return None
 
+    def serve_two_images_and_an_old_shed(self):
+        """Images a (in the config) and b (used only by the stopped shed "old"), served."""
+        self.pull({"a": "a", "b": "b"})
+        self.make_shed("old", "b")
+        self.write_config({"a": self.ref("a")})
+        self.server = Server(self.config, self.data_dir)
+        self.addCleanup(self.server.stop)
+
 
 class DiskUsageTest(SystemTestCase):
     def test_df_reports_every_category_with_the_spec_fields(self):
@@ -414,11 +422,7 @@ class Server:
 class ApiTest(SystemTestCase):
     def setUp(self):
         super().setUp()
-        self.pull({"a": "a", "b": "b"})
-        self.make_shed("old", "b")
-        self.write_config({"a": self.ref("a")})
-        self.server = Server(self.config, self.data_dir)
-        self.addCleanup(self.server.stop)
+        self.serve_two_images_and_an_old_shed()
 
     def test_df_endpoint_answers_the_same_report_as_the_local_command(self):
         status, body = self.server.request("GET", "/api/system/df")
@@ -471,11 +475,7 @@ class ApiTest(SystemTestCase):
 class CliTest(SystemTestCase):
     def setUp(self):
         super().setUp()
-        self.pull({"a": "a", "b": "b"})
-        self.make_shed("old", "b")
-        self.write_config({"a": self.ref("a")})
-        self.server = Server(self.config, self.data_dir)
-        self.addCleanup(self.server.stop)
+        self.serve_two_images_and_an_old_shed()
         self.env = dict(os.environ, SHED_CLIENT_CONFIG=os.path.join(self.dir, "client.yaml"))
 
     def shed(self, *args, input_text=None, check=True):
