@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/digest.h"
 #include "common/shed_err.h"
 

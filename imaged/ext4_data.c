@@ -4,7 +4,7 @@
  * write-behind buffer; the pieces of a block split across writes are assembled in
  * file->partial first. Blocks that are entirely zero are never allocated (holes), so
  * sparse files stay sparse whether the gaps were explicit or written out as zeros. */
-#include "imaged/ext4_internal.h"
+#include "ext4_internal.h"
 
 #include <string.h>
 

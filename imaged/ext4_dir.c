@@ -6,7 +6,7 @@
  * and one level of dx nodes in between when the root's 507 slots are not enough. When two
  * leaves share a hash at their boundary, the second leaf's index hash gets the low
  * "continued" bit, as the kernel expects for collisions. */
-#include "imaged/ext4_internal.h"
+#include "ext4_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * Files are written front to back, so an extent list only ever grows at its end and the
  * tree can be laid out bottom-up in one go at finish time: full leaves of 340 extents,
  * index levels above them until at most 4 entries remain for i_block. */
-#include "imaged/ext4_internal.h"
+#include "ext4_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* ext4_fs: creating the empty filesystem (what mke2fs does), the block and inode
  * allocators, the write-behind buffer for data blocks, and libext2fs error mapping. */
-#include "imaged/ext4_internal.h"
+#include "ext4_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* ext4_inode: turning an inode record into its on-disk 256-byte inode, plus the kinds
  * whose content lives in the inode itself (fast symlinks, devices) and extended attributes. */
-#include "imaged/ext4_internal.h"
+#include "ext4_internal.h"
 
 #include <string.h>
 #include <sys/sysmacros.h>

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
-#include "imaged/ext4_internal.h"
+#include "ext4_internal.h"
 
 #define MAX_SYMLINK_EXPANSIONS 40 /* the kernel's limit for one lookup */
 #define LOST_FOUND_LAYER (~0u)    /* lost+found belongs to the filesystem, not a layer */

@@ -2,7 +2,8 @@
  *
  * A backend is a table of function pointers plus a name and its own state. The API layer
  * never knows which backend it drives: a new backend plugs in by adding its table to the
- * backend set the server is started with (api/cmd_serve.c), with no change to the API.
+ * backend set (backend_set_new in runtime/backend_set.c, the one place that builds it for
+ * the server and the local commands alike), with no change to the API.
  *
  * Ownership and locking: every call that changes a shed (create/start/stop/delete) is made
  * with the shed's lock held (instance_store_lock), so a backend never sees two lifecycle
@@ -116,5 +117,27 @@ static inline const struct shed_backend *backend_set_find(const struct backend_s
             return set->items[i];
     return NULL;
 }
+
+struct shed_config;
+
+/* Every backend this build runs, each built for this config (a backend carries state derived
+ * from it). Used by the server and by every local command, so they drive a shed the same
+ * way. Fails only on allocation errors: a backend that cannot run here is in the set and
+ * says why through probe. Free with backend_set_free. */
+int backend_set_new(const struct shed_config *config, struct backend_set **set,
+                    struct shed_err *err);
+void backend_set_free(struct backend_set *set);
+
+/* The backend for a request: requested NULL or "" = configured ("detect" when NULL), and
+ * "detect" = the first backend of the set whose probe succeeds. An unknown name →
+ * SHED_E_INVALID_REQUEST; known but not built in → SHED_E_NOT_SUPPORTED; built in but not
+ * usable on this host → SHED_E_BACKEND_ERROR with the probe's reason. */
+int backend_set_resolve(const struct backend_set *set, const char *configured,
+                        const char *requested, const struct shed_backend **backend,
+                        struct shed_err *err);
+/* What GET /api/info reports as "backend": the configured name, or with "detect" the first
+ * backend that probes usable, or "none". */
+void backend_set_describe_default(const struct backend_set *set, const char *configured,
+                                  char *out, size_t outlen);
 
 #endif

@@ -31,7 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/shed_err.h"
 
 /* Room for "255.255.255.255". */

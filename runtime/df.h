@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/shed_err.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/shed_err.h"
 #include "runtime/df.h"
 #include "runtime/instance.h"

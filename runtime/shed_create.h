@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/shed_err.h"
 #include "imaged/cache.h"
 #include "runtime/backend.h"

@@ -105,10 +105,10 @@ fi
 
 registry=$(python3 tests/fixtures/shedtest.py registry-start "$work/registry")
 registry_started=1
-# The test suite's busybox image (tests/api/test_create.py), pushed as shed/bench:v1.
+# The test suite's busybox image (tests/server/test_create.py), pushed as shed/bench:v1.
 PYTHONDONTWRITEBYTECODE=1 python3 - "$registry" <<'PY'
 import sys
-sys.path[:0] = ["tests/fixtures", "tests/api"]
+sys.path[:0] = ["tests/fixtures", "tests/server"]
 import shedtest, test_create
 pusher = shedtest.Pusher("http://" + sys.argv[1])
 shedtest.push_image(pusher, "shed/bench", "v1", [(test_create.busybox_layer("bench"), "gzip")])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark of `shed-server convert` on the cached 3-layer Debian minbase image (see
-# tests/imaged/debian_image.py), in one run against:
+# tests/fixtures/debian_image.py), in one run against:
 #   reference: tar -x of the layers into a directory + mke2fs -t ext4 -d (the usual pipeline)
 #   floor:     gzip -dc of the layers to /dev/null
 # Each is run RUNS times (default 5), interleaved, warm page cache; prints medians, ratios and

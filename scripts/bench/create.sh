@@ -2,7 +2,7 @@
 # create→running time for one shed from a cached image (container backend, runc), as root.
 #
 # A loopback registry holds the container tests' fixture image (Debian minbase + tmux,
-# tests/container/fixture_image.py, cached in build-cache/); a real shed-server serves a temp
+# tests/fixtures/fixture_image.py, cached in build-cache/); a real shed-server serves a temp
 # data dir. The image is cached first (one create + delete), then each round times
 #   POST /api/sheds {"name"}            → 201 with status "running" (clone + mount + runc run)
 #   POST /api/sheds/{name}/stop, /start → 200 (start alone: mount + runc run)
@@ -37,7 +37,7 @@ SHED_SERVER=$(realpath "$build/shed-server") SHED_FIXTURES=$PWD/tests/fixtures \
 SHED_BUILD_CACHE=$(realpath -m "$build/../build-cache") ROUNDS=$rounds PARENT=$parent \
 python3 - <<'EOF'
 import json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
-sys.path.insert(0, "tests/container")
+sys.path[:0] = ["tests/fixtures", "tests/runtime/container"]
 import ctrtest
 from test_container import Server
 

@@ -1,0 +1,144 @@
+/* shed-server exec NAME [-t] -- CMD...: runs a command in a running shed, like docker exec.
+ *
+ * Host-side admin access: it reads the config and the shed's metadata.json directly and
+ * drives the shed's backend itself, with no server involved (a server may or may not be
+ * running). stdin, stdout and stderr are the command's; its exit status is ours. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "config/config.h"
+#include "runtime/backend.h"
+#include "runtime/instance.h"
+
+/* Our own failures, as docker exec does: distinct from the command's usual exit codes. */
+#define EXIT_EXEC_FAILED 125
+
+static void print_help(void)
+{
+    printf("Usage: shed-server exec [OPTIONS] NAME [-t] [--] CMD [ARG...]\n"
+           "\n"
+           "Run CMD in the running shed NAME, like `docker exec`: stdin, stdout and stderr are\n"
+           "passed through and the exit status is CMD's (128+N when killed by signal N, 127\n"
+           "when CMD does not exist in the shed, 125 when shed-server itself failed).\n"
+           "Without \"--\", options must come before NAME and everything after NAME is CMD.\n"
+           "\n"
+           "Options:\n"
+           "  -t, --tty              run CMD on a terminal (stdin must be one)\n"
+           CLI_CONFIG_OPTIONS_HELP
+           "  -h, --help             show this help and exit\n");
+}
+
+/* Loads the shed and the backend that runs it; fails unless the shed runs. */
+static int open_running_shed(const struct shed_config *config, const struct backend_set *backends,
+                             const char *name, struct instance *inst,
+                             const struct shed_backend **backend, struct shed_err *err)
+{
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, err) < 0)
+        return -1;
+    int rc = instance_store_load(store, name, inst, err);
+    instance_store_close(store);
+    if (rc < 0)
+        return -1;
+    *backend = backend_set_find(backends, inst->backend);
+    enum instance_status status = INSTANCE_STOPPED;
+    if (*backend == NULL || (*backend)->exec == NULL)
+        rc = shed_errf(err, SHED_E_NOT_SUPPORTED,
+                       "shed \"%s\" uses backend \"%s\", which cannot run commands in this build",
+                       name, inst->backend);
+    else if ((*backend)->status(*backend, inst, &status, err) < 0)
+        rc = -1;
+    else if (status != INSTANCE_RUNNING)
+        rc = shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", name);
+    if (rc < 0)
+        instance_clear(inst);
+    return rc;
+}
+
+int shed_exec_command(const struct shed_exec_options *options, const char *const *command)
+{
+    struct shed_config config;
+    struct shed_err err = {0};
+    if (cli_load_config(options->config_path, options->data_dir, &config) != 0)
+        return EXIT_EXEC_FAILED;
+    struct instance inst;
+    struct backend_set *backends = NULL;
+    const struct shed_backend *backend = NULL;
+    int exit_status = EXIT_EXEC_FAILED;
+    if (backend_set_new(&config, &backends, &err) < 0 ||
+        open_running_shed(&config, backends, options->name, &inst, &backend, &err) < 0) {
+        cli_fail(&err);
+        backend_set_free(backends);
+        shed_config_free(&config);
+        return EXIT_EXEC_FAILED;
+    }
+    struct backend_exec_request request = {
+        .argv = command,
+        .tty = options->tty,
+        .stdin_fd = STDIN_FILENO,
+        .stdout_fd = STDOUT_FILENO,
+        .stderr_fd = STDERR_FILENO,
+    };
+    fflush(stdout);
+    if (backend->exec(backend, &inst, &request, &exit_status, &err) < 0) {
+        cli_fail(&err);
+        exit_status = EXIT_EXEC_FAILED;
+    }
+    backend_set_free(backends);
+    instance_clear(&inst);
+    shed_config_free(&config);
+    return exit_status;
+}
+
+/* Index of "--" in argv, or argc. */
+static int find_separator(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--") == 0)
+            return i;
+    return argc;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+    enum { OPT_DATA_DIR = 256 };
+    static const struct option long_options[] = {
+        {"tty", no_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct shed_exec_options options = {0};
+    /* With "--", options may appear anywhere before it (NAME -t -- CMD); without, parsing
+     * stops at NAME so CMD's own options stay CMD's. */
+    int separator = find_separator(argc, argv);
+    bool has_separator = separator < argc;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(separator, argv, has_separator ? "tc:h" : "+tc:h", long_options,
+                              NULL)) != -1) {
+        switch (opt) {
+        case 't': options.tty = true; break;
+        case 'c': options.config_path = optarg; break;
+        case OPT_DATA_DIR: options.data_dir = optarg; break;
+        case 'h': print_help(); return EXIT_OK;
+        default: return cli_usage_error("exec", "invalid option");
+        }
+    }
+    if (optind >= separator)
+        return cli_usage_error("exec", "missing shed NAME");
+    options.name = argv[optind];
+    int command_start = has_separator ? separator + 1 : optind + 1;
+    if (has_separator && optind + 1 < separator)
+        return cli_usage_error("exec", "unexpected argument '%s' before \"--\"", argv[optind + 1]);
+    if (command_start >= argc)
+        return cli_usage_error("exec", "missing CMD");
+    return shed_exec_command(&options, (const char *const *)argv + command_start);
+}
