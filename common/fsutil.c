@@ -162,7 +162,7 @@ int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, str
 {
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return shed_errf_errno(err, errno == ENOENT ? SHED_E_NOT_FOUND : SHED_E_IO, errno,
+        return shed_errf_errno(err, SHED_E_IO, errno,
                                "cannot open %s", path);
     return fs_read_fd(fd, path, data, len, max_len, err);
 }

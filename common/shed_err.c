@@ -62,6 +62,7 @@ static const struct code_info *code_lookup(enum shed_code code)
 static void err_vset(struct shed_err *err, enum shed_code code, const char *fmt, va_list ap)
 {
     err->code = code;
+    err->sys_errno = 0;
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 }
 
@@ -84,6 +85,7 @@ int shed_errf_errno(struct shed_err *err, enum shed_code code, int errnum, const
     va_start(ap, fmt);
     err_vset(err, code, fmt, ap);
     va_end(ap);
+    err->sys_errno = errnum;
     size_t used = strlen(err->msg);
     snprintf(err->msg + used, sizeof err->msg - used, ": %s", strerror(errnum));
     return -1;
@@ -113,6 +115,7 @@ void shed_err_clear(struct shed_err *err)
     if (err == NULL)
         return;
     err->code = SHED_OK;
+    err->sys_errno = 0;
     err->msg[0] = '\0';
 }
 

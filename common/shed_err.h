@@ -4,6 +4,8 @@
 #define SHED_ERR_H
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 enum shed_code {
     SHED_OK = 0,
@@ -52,6 +54,10 @@ enum shed_code {
 
 struct shed_err {
     enum shed_code code;
+    /* The errno of the syscall that failed (shed_errf_errno), 0 when the error did not come
+     * from one. Callers test it with shed_err_is_errno, e.g. to tell "the file is not there"
+     * (ENOENT) from a real I/O error; the code stays what the failure means at the edge. */
+    int sys_errno;
     char msg[512];
 };
 
@@ -64,6 +70,11 @@ int shed_errf_errno(struct shed_err *err, enum shed_code code, int errnum, const
 /* Prepends context to an existing message: "context: old message". Returns -1. */
 int shed_err_prefix(struct shed_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void shed_err_clear(struct shed_err *err);
+/* True when err came from a syscall that failed with errnum. */
+static inline bool shed_err_is_errno(const struct shed_err *err, int errnum)
+{
+    return err != NULL && err->sys_errno == errnum;
+}
 
 /* "SHED_NOT_FOUND", … for API codes; internal codes map to "BACKEND_ERROR". */
 const char *shed_code_api_name(enum shed_code code);

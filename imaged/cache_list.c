@@ -84,7 +84,7 @@ int source_read(const char *path, struct source_record *record, struct shed_err 
     cleanup_free char *text = NULL;
     size_t len = 0;
     if (fs_read_file(path, &text, &len, SOURCE_MAX_SIZE, err) < 0)
-        return err->code == SHED_E_NOT_FOUND ? 0 : -1;
+        return shed_err_is_errno(err, ENOENT) ? 0 : -1;
     json_t *root = json_loadb(text, len, 0, NULL);
     const char *ref = json_string_value(json_object_get(root, "ref"));
     const char *digest = json_string_value(json_object_get(root, "digest"));

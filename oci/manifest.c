@@ -1,5 +1,6 @@
 /* Manifests and indexes (OCI and Docker schema 2): kind detection, parsing into oci_image,
  * platform selection, and oci_image_load from the store. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,7 +166,7 @@ int oci_image_load(const struct oci_store *store, const char *manifest_digest,
     cleanup_free char *body = NULL;
     size_t len = 0;
     if (oci_store_read_blob(store, manifest_digest, &body, &len, err) < 0) {
-        if (err != NULL && err->code == SHED_E_NOT_FOUND)
+        if (shed_err_is_errno(err, ENOENT))
             return shed_errf(err, SHED_E_IMAGE_NOT_FOUND, "manifest %s is not in the store",
                              manifest_digest);
         return -1;

@@ -42,7 +42,7 @@ int oci_store_read_blob(const struct oci_store *store, const char *digest, char 
 /* Ref index: canonical ref string → manifest digest (the one pulled last). */
 int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const char *digest,
                       struct shed_err *err);
-/* SHED_E_NOT_FOUND when the ref was never pulled. *digest is malloc'd. */
+/* SHED_E_IMAGE_NOT_FOUND when the ref was never pulled. *digest is malloc'd. */
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
                       struct shed_err *err);
 

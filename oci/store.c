@@ -172,11 +172,12 @@ int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, 
     *digest = NULL;
     cleanup_free char *path = ref_path(store, canonical_ref);
     if (path == NULL)
-        return shed_errf(err, SHED_E_NOT_FOUND, "image %s was never pulled", canonical_ref);
+        return shed_errf(err, SHED_E_IMAGE_NOT_FOUND, "image %s was never pulled", canonical_ref);
     cleanup_free char *text = NULL;
     if (fs_read_file(path, &text, NULL, 4096, err) < 0) {
-        if (err != NULL && err->code == SHED_E_NOT_FOUND)
-            return shed_errf(err, SHED_E_NOT_FOUND, "image %s was never pulled", canonical_ref);
+        if (shed_err_is_errno(err, ENOENT))
+            return shed_errf_errno(err, SHED_E_IMAGE_NOT_FOUND, ENOENT,
+                                   "image %s was never pulled", canonical_ref);
         return -1;
     }
     text[strcspn(text, "\n")] = '\0';

@@ -157,7 +157,7 @@ int df_measure_into(struct df_scan_ctx *ctx, const char *path, const char *kind,
     bool fiemap_ok = true;
     *found = false;
     if (df_measure_file(path, kind, file, &fiemap_ok, ctx->extents, err) < 0)
-        return err->code == SHED_E_NOT_FOUND ? 0 : -1;
+        return shed_err_is_errno(err, ENOENT) ? 0 : -1;
     *found = true;
     if (file->size.physical > 0) {
         if (fiemap_ok)

@@ -174,7 +174,7 @@ int df_measure_file(const char *path, const char *kind, struct df_file *file, bo
     *fiemap_ok = true;
     struct stat st;
     if (lstat(path, &st) < 0)
-        return shed_errf_errno(err, errno == ENOENT ? SHED_E_NOT_FOUND : SHED_E_IO, errno,
+        return shed_errf_errno(err, SHED_E_IO, errno,
                                "cannot stat %s", path);
     uint64_t exclusive = 0;
     if (measure_exclusive(path, &st, &exclusive, fiemap_ok, extents, err) < 0)

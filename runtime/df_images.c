@@ -191,7 +191,7 @@ static int read_source(const char *path, char **ref, struct source_digest *out, 
     cleanup_free char *text = NULL;
     size_t len = 0;
     if (fs_read_file(path, &text, &len, SOURCE_MAX_BYTES, err) < 0)
-        return err->code == SHED_E_NOT_FOUND ? 0 : -1; /* unreadable: refuse to guess */
+        return shed_err_is_errno(err, ENOENT) ? 0 : -1; /* unreadable: refuse to guess */
     json_t *root = json_loadb(text, len, 0, NULL);
     const char *ref_text = json_string_value(json_object_get(root, "ref"));
     const char *digest = json_string_value(json_object_get(root, "digest"));

@@ -59,7 +59,7 @@ static int add_image_of_shed(struct name_list *list, const char *shed_dir, struc
     cleanup_free char *text = NULL;
     size_t len = 0;
     if (fs_read_file(path, &text, &len, METADATA_MAX_SIZE, err) < 0)
-        return err->code == SHED_E_NOT_FOUND ? 0 : -1;
+        return shed_err_is_errno(err, ENOENT) ? 0 : -1;
     json_error_t json_err;
     json_t *root = json_loadb(text, len, 0, &json_err);
     if (root == NULL)

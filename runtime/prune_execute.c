@@ -252,7 +252,7 @@ int prune_truncate_log(const char *path, uint64_t keep_bytes, struct df_size *fr
     memset(freed, 0, sizeof *freed);
     cleanup_close int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return shed_errf_errno(err, errno == ENOENT ? SHED_E_NOT_FOUND : SHED_E_IO, errno,
+        return shed_errf_errno(err, SHED_E_IO, errno,
                                "cannot open %s", path);
     struct stat before, after;
     if (fstat(fd, &before) < 0)
@@ -277,7 +277,7 @@ static int execute_log(struct prune_item *item, const char **skip, struct shed_e
 {
     struct df_size freed;
     if (prune_truncate_log(item->path, item->keep_bytes, &freed, err) < 0) {
-        if (err->code != SHED_E_NOT_FOUND)
+        if (!shed_err_is_errno(err, ENOENT))
             return -1;
         *skip = REASON_GONE;
         return 0;
