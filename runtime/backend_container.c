@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/digest.h"
 #include "common/fsutil.h"
 #include "container_internal.h"
 #include "container_runc.h"
@@ -129,8 +130,8 @@ static int teardown(const struct container_state *state, const struct container_
 static int write_spec(const struct container_state *state, const struct container_paths *paths,
                       const struct instance *inst, struct shed_err *err)
 {
-    char cgroups_path[INSTANCE_NAME_MAX + 16];
-    snprintf(cgroups_path, sizeof cgroups_path, "shed/%s", inst->name);
+    char cgroups_path[INSTANCE_NAME_MAX + 48];
+    snprintf(cgroups_path, sizeof cgroups_path, "%s/%s", state->cgroup_parent, inst->name);
     struct container_spec_params params = {
         .hostname = inst->name,
         .rootfs = "rootfs",
@@ -450,6 +451,15 @@ void container_backend_free(struct shed_backend *backend)
     free(backend);
 }
 
+static int derive_cgroup_parent(const char *instance_dir, char out[32])
+{
+    char digest[DIGEST_STRING_LEN + 1];
+    if (sha256_digest_of(instance_dir, strlen(instance_dir), digest) < 0)
+        return -1;
+    snprintf(out, 32, "shed-%.12s", digest + strlen("sha256:"));
+    return 0;
+}
+
 int container_backend_new(const struct shed_config *config, struct shed_backend **out,
                           struct shed_err *err)
 {
@@ -477,8 +487,12 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         .exec = container_exec,
         .dial = container_dial_port,
     };
-    if (network_rc < 0 || state->runc_root == NULL || state->init_path == NULL ||
-        state->instance_dir == NULL) {
+    if (network_rc < 0) {
+        container_backend_free(backend);
+        return -1;
+    }
+    if (state->runc_root == NULL || state->init_path == NULL || state->instance_dir == NULL ||
+        derive_cgroup_parent(state->instance_dir, state->cgroup_parent) < 0) {
         container_backend_free(backend);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }

@@ -4,7 +4,8 @@
  * runtime spec generated from the shed's settings, and a runc container "shed-<name>" whose
  * PID 1 is the project's static shed-init. Own PID, mount, UTS (hostname = shed name), IPC
  * and network namespaces (loopback only; with `container_network: {mode: bridge}` also a veth
- * on a bridge with NAT egress, see container_network.h), cpus/memory_mb as cgroup limits. runc keeps its
+ * on a bridge with NAT egress, see container_network.h), cpus/memory_mb as cgroup limits
+ * under shed-<hash of instance_dir>/<name> (unique per server). runc keeps its
  * state under <data_dir>/runc, so several servers (and tests) never see each other's
  * containers.
  *
@@ -17,7 +18,7 @@
 #ifndef SHED_BACKEND_CONTAINER_H
 #define SHED_BACKEND_CONTAINER_H
 
-#include "common/config.h"
+#include "config/config.h"
 #include "common/shed_err.h"
 #include "runtime/backend.h"
 

@@ -34,6 +34,9 @@ struct container_state {
     char *runc_root;    /* runc --root: <data_dir>/runc */
     char *init_path;    /* host path of the static shed-init binary */
     char *instance_dir; /* config instance_dir */
+    /* Parent of every shed's cgroup: "shed-<12 hex of sha256(instance_dir)>", so servers with
+     * different data dirs on one host never share (or limit) each other's cgroups. */
+    char cgroup_parent[32];
     struct container_network network;
 };
 
@@ -98,7 +101,7 @@ int container_run_capture(const char *const *argv, int *exit_status, char **outp
                           size_t max_output, struct shed_err *err);
 
 /* The start time of pid (field 22 of /proc/<pid>/stat, clock ticks since boot) and whether
- * it is alive (not a zombie). -1 with SHED_E_NOT_FOUND-like ESRCH errno kept when gone. */
+ * it is alive (not a zombie). -1 with errno ESRCH when it is gone. */
 int container_proc_start_time(pid_t pid, uint64_t *start_time, bool *alive);
 /* True when pid is alive and still the process that started at start_time (pid reuse). */
 bool container_proc_is(pid_t pid, uint64_t start_time);
