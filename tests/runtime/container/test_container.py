@@ -2,7 +2,7 @@
 real loop devices and a real Debian image with tmux pushed to a loopback registry.
 
 Suites (one ctest each):
-  BackendTest      the backend driven directly (tests/container/backend_driver.c)
+  BackendTest      the backend driven directly (tests/runtime/container/backend_driver.c)
   ServerTest       through HTTP: create (plain, SSE), shapes, sessions, connect, lifecycle,
                    409s/404s, restart, killed-behind-the-back, rollback, exec/attach commands
   ConcurrencyTest  20 concurrent creates from one not-yet-cached image
@@ -525,34 +525,48 @@ class ServerTest(ServerTestCase):
         self.assertEqual(ghost.returncode, 125)
         self.assertIn("SHED_NOT_FOUND", ghost.stderr)
 
-    def run_on_pty(self, argv, send=b"", send_after=None):
+    def run_on_pty(self, argv, send=b"", ready=None):
         """Runs argv with a pseudo-terminal as its stdio; returns (exit status, output).
-        send is typed once send_after (bytes) has appeared in the output (or at once). A
-        child that stays silent for 60 s is killed so a hang fails instead of blocking."""
+        send is typed once ready() is true (at once without ready), and typed again after
+        every 2 s of silence until the child exits: a terminal program that was not yet
+        reading when the keys came (tmux answering its own terminal queries) gets them on
+        a later round. A child that stays silent for 60 s is killed so a hang fails
+        instead of blocking."""
         pid, fd = pty.fork()
         if pid == 0:
             os.execv(argv[0], argv)
         output = b""
-        if send and send_after is None:
-            os.write(fd, send)
-            send = b""
+        sent = False
+        silent_since = time.monotonic()
         while True:
+            if send and not sent and (ready is None or ready()):
+                os.write(fd, send)
+                sent = True
             try:
-                ready, _, _ = select.select([fd], [], [], 60)
-                chunk = os.read(fd, 4096) if ready else b""
+                readable, _, _ = select.select([fd], [], [], 0.5)
+                chunk = os.read(fd, 4096) if readable else None
             except OSError:
                 chunk = b""
-            if not chunk:
+            if chunk == b"":
                 break
-            output += chunk
-            if send and send_after in output:
-                os.write(fd, send)
-                send = b""
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
+            now = time.monotonic()
+            if chunk is not None:
+                output += chunk
+                silent_since = now
+            elif now - silent_since > 60:
+                os.kill(pid, signal.SIGKILL)
+                break
+            elif sent and now - silent_since > 2:
+                sent = False  # not acted upon yet: type it again
+                silent_since = now
         _, status = os.waitpid(pid, 0)
         os.close(fd)
         return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+    def tmux_client_attached(self, name, session):
+        """True once a tmux client is attached to session in the shed."""
+        listing = self.exec_(name, "tmux", "list-clients", "-t", session)
+        return listing.returncode == 0 and listing.stdout.strip() != ""
 
     def test_exec_tty_and_attach(self):
         self.create("term")
@@ -564,7 +578,8 @@ class ServerTest(ServerTestCase):
         self.assertEqual(not_tty.returncode, 0)
         # attach creates the session on the terminal; detach with the tmux prefix + d.
         code, out = self.run_on_pty([SHED_SERVER, "attach", "--data-dir", self.data_dir, "term",
-                                     "dev"], send=b"\x02d", send_after=b"[dev]")
+                                     "dev"], send=b"\x02d",
+                                    ready=lambda: self.tmux_client_attached("term", "dev"))
         self.assertEqual(code, 0, out)
         self.assertIn("detached", out)
         status, body = self.server.request("GET", "/api/sheds/term/sessions")
