@@ -162,8 +162,7 @@ int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, str
 {
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno,
-                               "cannot open %s", path);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     return fs_read_fd(fd, path, data, len, max_len, err);
 }
 
@@ -203,13 +202,21 @@ int parse_size(const char *text, uint64_t *bytes, struct shed_err *err)
         return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid size \"%s\"", text);
     double scale = 1;
     switch (*end) {
-    case 'T': case 't': scale *= 1024; /* fall through */
-    case 'G': case 'g': scale *= 1024; /* fall through */
-    case 'M': case 'm': scale *= 1024; /* fall through */
-    case 'K': case 'k': scale *= 1024; end++; break;
+    case 'T':
+    case 't': scale *= 1024; /* fall through */
+    case 'G':
+    case 'g': scale *= 1024; /* fall through */
+    case 'M':
+    case 'm': scale *= 1024; /* fall through */
+    case 'K':
+    case 'k':
+        scale *= 1024;
+        end++;
+        break;
     case '\0': break;
     default:
-        return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid size \"%s\" (use K, M, G or T)", text);
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid size \"%s\" (use K, M, G or T)",
+                         text);
     }
     if (*end == 'i' || *end == 'I')
         end++;

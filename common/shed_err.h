@@ -38,7 +38,7 @@ enum shed_code {
     SHED_E_TMUX_NOT_AVAILABLE,
     SHED_E_PLUGINS_DISABLED,
     /* Internal codes: reported as BACKEND_ERROR over HTTP, by name on the CLI. */
-    SHED_E_IO,            /* a syscall on local files failed */
+    SHED_E_IO, /* a syscall on local files failed */
     SHED_E_NO_MEMORY,
     SHED_E_INVALID_REF,   /* an image reference that does not parse */
     SHED_E_REGISTRY,      /* the registry answered with an error or could not be reached */
@@ -68,7 +68,8 @@ int shed_errf(struct shed_err *err, enum shed_code code, const char *fmt, ...)
 int shed_errf_errno(struct shed_err *err, enum shed_code code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Prepends context to an existing message: "context: old message". Returns -1. */
-int shed_err_prefix(struct shed_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int shed_err_prefix(struct shed_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void shed_err_clear(struct shed_err *err);
 /* True when err came from a syscall that failed with errnum. */
 static inline bool shed_err_is_errno(const struct shed_err *err, int errnum)

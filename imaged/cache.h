@@ -22,9 +22,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/config.h"
 #include "common/digest.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 
 /* ---- ensuring a variant is ready ----------------------------------------------------- */
 

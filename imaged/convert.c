@@ -27,8 +27,8 @@ static int check_blobs_present(const struct oci_store *store, const struct oci_i
     *total = 0;
     for (size_t i = 0; i < image->layer_count; i++) {
         if (!oci_store_has_blob(store, image->layers[i].digest))
-            return shed_errf(err, SHED_E_INVALID_IMAGE, "layer %zu blob %s is not in the store", i + 1,
-                             image->layers[i].digest);
+            return shed_errf(err, SHED_E_INVALID_IMAGE, "layer %zu blob %s is not in the store",
+                             i + 1, image->layers[i].digest);
         *total += image->layers[i].size;
     }
     return 0;

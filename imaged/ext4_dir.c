@@ -157,8 +157,8 @@ static void linear_fill(struct ext4_writer *w, struct ext4_inode_rec *dir,
     }
     (void)ext2fs_set_rec_len(w->fs, LEAF_SPACE - (unsigned)((uint8_t *)last - base), last);
     for (block++; block < layout->block_count; block++)
-        dirent_put(w->fs, layout->blocks + (size_t)block * EXT4W_BLOCK_SIZE, 0, LEAF_SPACE, "",
-                   0, 0);
+        dirent_put(w->fs, layout->blocks + (size_t)block * EXT4W_BLOCK_SIZE, 0, LEAF_SPACE, "", 0,
+                   0);
     for (block = 0; block < layout->block_count; block++)
         ext2fs_initialize_dirent_tail(
             w->fs, (struct ext2_dir_entry_tail *)(layout->blocks +
@@ -298,8 +298,7 @@ static int htree_fill(struct ext4_writer *w, struct ext4_inode_rec *dir, struct 
     for (uint32_t node = 0; node < nodes; node++) {
         uint32_t first = node * node_limit;
         uint32_t n = leaves - first < node_limit ? leaves - first : node_limit;
-        dx_node_put(w, layout->blocks + (size_t)(1 + node) * EXT4W_BLOCK_SIZE, children + first,
-                    n);
+        dx_node_put(w, layout->blocks + (size_t)(1 + node) * EXT4W_BLOCK_SIZE, children + first, n);
         /* Reuse the array for the root's view: node i starts where its first leaf does. */
         children[node] = (struct dx_child){.hash = children[first].hash, .block = 1 + node};
     }
@@ -337,11 +336,11 @@ static int layout_write(struct ext4_writer *w, struct ext4_inode_rec *dir,
         const struct ext4_extent_rec *extent = &dir->extents.items[e];
         for (uint32_t i = 0; i < extent->len; i++, lblk++) {
             uint8_t *block = layout->blocks + (size_t)lblk * EXT4W_BLOCK_SIZE;
-            errcode_t code = ext2fs_dir_block_csum_set(w->fs, dir->ino,
-                                                       (struct ext2_dir_entry *)block);
+            errcode_t code =
+                ext2fs_dir_block_csum_set(w->fs, dir->ino, (struct ext2_dir_entry *)block);
             if (code)
-                return ext4_fail(err, code, "checksumming block %u of directory inode %u",
-                                 lblk, dir->ino);
+                return ext4_fail(err, code, "checksumming block %u of directory inode %u", lblk,
+                                 dir->ino);
             if (ext4_write_block(w, extent->pblk + i, block, err) < 0)
                 return -1;
         }
@@ -349,9 +348,8 @@ static int layout_write(struct ext4_writer *w, struct ext4_inode_rec *dir,
     return 0;
 }
 
-static int layout_build(struct ext4_writer *w, struct ext4_inode_rec *dir,
-                        struct dir_item *items, size_t count, struct dir_layout *layout,
-                        struct shed_err *err)
+static int layout_build(struct ext4_writer *w, struct ext4_inode_rec *dir, struct dir_item *items,
+                        size_t count, struct dir_layout *layout, struct shed_err *err)
 {
     size_t bytes = linear_bytes(items, count);
     uint32_t min_blocks = dir->is_lost_found ? LOST_FOUND_BLOCKS : 1;

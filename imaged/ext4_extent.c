@@ -28,8 +28,8 @@ static int extents_grow(struct ext4_extent_list *list, struct shed_err *err)
     return 0;
 }
 
-int ext4_extents_add_run(struct ext4_extent_list *list, uint32_t lblk, blk64_t pblk,
-                         uint32_t len, struct shed_err *err)
+int ext4_extents_add_run(struct ext4_extent_list *list, uint32_t lblk, blk64_t pblk, uint32_t len,
+                         struct shed_err *err)
 {
     while (len > 0) {
         struct ext4_extent_rec *last = list->count ? &list->items[list->count - 1] : NULL;
@@ -84,8 +84,8 @@ static void header_fill(struct ext3_extent_header *header, uint16_t entries, uin
 }
 
 /* Writes entries (a leaf when depth == 0, an index node otherwise) after header. */
-static void node_fill(void *node, const struct level_entry *entries, uint32_t count,
-                      uint16_t max, uint16_t depth)
+static void node_fill(void *node, const struct level_entry *entries, uint32_t count, uint16_t max,
+                      uint16_t depth)
 {
     struct ext3_extent_header *header = node;
 
@@ -127,8 +127,8 @@ static int level_build(struct ext4_writer *w, struct level_entry *entries, uint3
 
     for (uint32_t b = 0; b < blocks; b++) {
         uint32_t first = b * ENTRIES_PER_TREE_BLOCK;
-        uint32_t n = *count - first < ENTRIES_PER_TREE_BLOCK ? *count - first
-                                                             : ENTRIES_PER_TREE_BLOCK;
+        uint32_t n =
+            *count - first < ENTRIES_PER_TREE_BLOCK ? *count - first : ENTRIES_PER_TREE_BLOCK;
         uint8_t *node = tree->blocks + (size_t)tree->count * EXT4W_BLOCK_SIZE;
         uint64_t got;
         blk64_t pblk;

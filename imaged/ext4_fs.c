@@ -367,8 +367,7 @@ int ext4_write_flush(struct ext4_writer *w, struct shed_err *err)
     if (w->wbuf_blocks == 0)
         return 0;
     w->wbuf_blocks = 0;
-    return pwrite_all(w->fd, w->wbuf, len, (off_t)(w->wbuf_pblk * EXT4W_BLOCK_SIZE), w->path,
-                      err);
+    return pwrite_all(w->fd, w->wbuf, len, (off_t)(w->wbuf_pblk * EXT4W_BLOCK_SIZE), w->path, err);
 }
 
 /* Queues one block; consecutive blocks are written with one large pwrite(). Blocks written

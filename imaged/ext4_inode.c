@@ -150,8 +150,7 @@ int ext4_inode_write_special(struct ext4_writer *w, struct ext4_inode_rec *rec,
 }
 
 /* libext2fs places small values in the inode body and the rest in one shared block. */
-int ext4_inode_write_xattrs(struct ext4_writer *w, struct ext4_inode_rec *rec,
-                            struct shed_err *err)
+int ext4_inode_write_xattrs(struct ext4_writer *w, struct ext4_inode_rec *rec, struct shed_err *err)
 {
     struct ext2_xattr_handle *handle = NULL;
     errcode_t code;

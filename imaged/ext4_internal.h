@@ -79,8 +79,8 @@ struct ext4_inode_rec {
     struct ext4_inode_rec *parent;
     struct ext4_dir_table children;
     uint32_t subdir_count;
-    bool is_lost_found;  /* written with 4 preallocated blocks like mke2fs */
-    bool meta_explicit;  /* root/lost+found: timestamps came from a mkdir call */
+    bool is_lost_found; /* written with 4 preallocated blocks like mke2fs */
+    bool meta_explicit; /* root/lost+found: timestamps came from a mkdir call */
 };
 
 /* The one regular file being streamed (ext4_writer_file_begin .. _end). */
@@ -142,8 +142,8 @@ int ext4_write_flush(struct ext4_writer *w, struct shed_err *err);
 /* ext4_extent.c: extent lists and trees */
 int ext4_extents_add_block(struct ext4_extent_list *list, uint32_t lblk, blk64_t pblk,
                            struct shed_err *err);
-int ext4_extents_add_run(struct ext4_extent_list *list, uint32_t lblk, blk64_t pblk,
-                         uint32_t len, struct shed_err *err);
+int ext4_extents_add_run(struct ext4_extent_list *list, uint32_t lblk, blk64_t pblk, uint32_t len,
+                         struct shed_err *err);
 void ext4_extents_free_blocks(struct ext4_writer *w, const struct ext4_extent_list *list);
 /* Lays out the extent tree of an inode: fills i_block and, past 4 extents, allocates tree
  * blocks (returned in *tree, *tree_pblks, *tree_count for ext4_extent_tree_write). */

@@ -536,7 +536,8 @@ static int entry_create(struct ext4_writer *w, const char *path, const struct ex
         dentry_remove(w, t.dir, t.existing);
     if (inode_rec_new(w, type, 0, &rec, err) < 0)
         return -1;
-    if (meta_apply(w, rec, meta, err) < 0 || dentry_add(w, t.dir, t.leaf, t.leaf_len, rec, err) < 0) {
+    if (meta_apply(w, rec, meta, err) < 0 ||
+        dentry_add(w, t.dir, t.leaf, t.leaf_len, rec, err) < 0) {
         inode_release(w, rec);
         return shed_err_prefix(err, "%s", path);
     }
@@ -595,8 +596,7 @@ void ext4_writer_set_layer(struct ext4_writer *writer, unsigned layer)
     writer->layer = layer;
 }
 
-static int root_meta_set(struct ext4_writer *w, const struct ext4_meta *meta,
-                         struct shed_err *err)
+static int root_meta_set(struct ext4_writer *w, const struct ext4_meta *meta, struct shed_err *err)
 {
     if (w->file_open)
         return shed_errf(err, SHED_E_INVALID_REQUEST, "a file is still open in the ext4 writer");
@@ -678,15 +678,15 @@ int ext4_writer_hardlink(struct ext4_writer *writer, const char *path, const cha
     if (target_resolve(writer, target_path, NULL, &target, err) < 0)
         return -1;
     if (target.existing == NULL)
-        return shed_errf(err, SHED_E_INVALID_IMAGE, "%s: hardlink target %s does not exist",
-                         path, target_path);
+        return shed_errf(err, SHED_E_INVALID_IMAGE, "%s: hardlink target %s does not exist", path,
+                         target_path);
     rec = target.existing->inode;
     if (ext4_is_dir(rec))
-        return shed_errf(err, SHED_E_INVALID_IMAGE, "%s: hardlink target %s is a directory",
-                         path, target_path);
+        return shed_errf(err, SHED_E_INVALID_IMAGE, "%s: hardlink target %s is a directory", path,
+                         target_path);
     if (rec->name_count >= EXT4W_LINK_MAX)
-        return shed_errf(err, SHED_E_UNSUPPORTED, "%s: %s already has %u links", path,
-                         target_path, rec->name_count);
+        return shed_errf(err, SHED_E_UNSUPPORTED, "%s: %s already has %u links", path, target_path,
+                         rec->name_count);
     /* Hold the inode while the old entry at path goes: it might be the target's only name
      * (the same path, or a directory containing the target). */
     rec->name_count++;
@@ -763,8 +763,7 @@ int ext4_writer_remove(struct ext4_writer *writer, const char *path, bool lower_
     return 0;
 }
 
-int ext4_writer_clear_dir_lower(struct ext4_writer *writer, const char *path,
-                                struct shed_err *err)
+int ext4_writer_clear_dir_lower(struct ext4_writer *writer, const char *path, struct shed_err *err)
 {
     struct target t;
 

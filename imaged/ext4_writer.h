@@ -83,8 +83,7 @@ int ext4_writer_file_end(struct ext4_file *file, struct shed_err *err);
 int ext4_writer_remove(struct ext4_writer *writer, const char *path, bool lower_only,
                        struct shed_err *err);
 /* OCI opaque directory: removes every lower-layer descendant of the directory at path. */
-int ext4_writer_clear_dir_lower(struct ext4_writer *writer, const char *path,
-                                struct shed_err *err);
+int ext4_writer_clear_dir_lower(struct ext4_writer *writer, const char *path, struct shed_err *err);
 
 /* Writes directories, bitmaps, descriptors and superblock, fsyncs and closes the file.
  * The writer is freed whether or not this succeeds. */

@@ -17,14 +17,14 @@ struct imaged_convert_opts {
     /* non-fatal conditions, e.g. "skipping socket usr/run/x.sock" */
     void (*warning)(const char *message, void *ctx);
     void *ctx;
-    volatile int *cancel; /* set non-zero (e.g. from a signal handler) to stop: SHED_E_INTERRUPTED */
+    volatile int
+        *cancel; /* set non-zero (e.g. from a signal handler) to stop: SHED_E_INTERRUPTED */
 };
 
 /* Writes the flattened layers of the manifest (which, with all its blobs, must already be in
  * the store) to out_path through out_path.tmp + fsync + rename. On failure neither out_path
  * (if it did not exist before) nor the .tmp is left behind. */
-int imaged_convert(const struct oci_store *store, const char *manifest_digest,
-                   const char *out_path, const struct imaged_convert_opts *opts,
-                   struct shed_err *err);
+int imaged_convert(const struct oci_store *store, const char *manifest_digest, const char *out_path,
+                   const struct imaged_convert_opts *opts, struct shed_err *err);
 
 #endif

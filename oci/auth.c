@@ -87,7 +87,8 @@ int auth_challenge_parse(const char *header, struct auth_challenge *c, struct sh
     else if (strncasecmp(p, "Basic", 5) == 0 && (p[5] == '\0' || isspace((unsigned char)p[5])))
         c->scheme = AUTH_BASIC, p += 5;
     else
-        return shed_errf(err, SHED_E_AUTH, "unsupported authentication challenge \"%.80s\"", header);
+        return shed_errf(err, SHED_E_AUTH, "unsupported authentication challenge \"%.80s\"",
+                         header);
     while (*p) {
         while (*p == ',' || isspace((unsigned char)*p))
             p++;
@@ -114,8 +115,7 @@ int auth_challenge_parse(const char *header, struct auth_challenge *c, struct sh
 
 /* ---- credentials ------------------------------------------------------------------------ */
 
-static int split_user_password(const char *text, char **user, char **password,
-                               struct shed_err *err)
+static int split_user_password(const char *text, char **user, char **password, struct shed_err *err)
 {
     const char *colon = strchr(text, ':');
     if (colon == NULL || colon == text)
@@ -204,7 +204,8 @@ static int docker_config_credentials(const char *registry, const struct oci_pull
     const char *key;
     json_t *entry;
     int rc = 0;
-    json_object_foreach(json_object_get(root, "auths"), key, entry) {
+    json_object_foreach(json_object_get(root, "auths"), key, entry)
+    {
         if (!auths_key_matches(key, registry))
             continue;
         const char *auth = json_string_value(json_object_get(entry, "auth"));
@@ -213,8 +214,10 @@ static int docker_config_credentials(const char *registry, const struct oci_pull
         if (auth != NULL && *auth) {
             cleanup_free char *decoded = base64_decode(auth);
             rc = decoded != NULL ? split_user_password(decoded, user, password, err)
-                                 : shed_errf(err, SHED_E_AUTH, "%s: auths entry for %s is not "
-                                             "valid base64", path, key);
+                                 : shed_errf(err, SHED_E_AUTH,
+                                             "%s: auths entry for %s is not "
+                                             "valid base64",
+                                             path, key);
         } else if (u != NULL && pw != NULL) {
             *user = strdup(u), *password = strdup(pw);
             if (*user == NULL || *password == NULL)
@@ -273,8 +276,8 @@ static int token_parse(const char *body, size_t len, struct bearer_token *token,
     if (lifetime <= 0)
         lifetime = TOKEN_DEFAULT_LIFETIME_S;
     token->expires_at_ms = monotonic_ms() + (uint64_t)lifetime * 1000u;
-    token->expires_at_ms -= (uint64_t)lifetime * 1000u > 2 * TOKEN_EXPIRY_MARGIN_MS
-                                ? TOKEN_EXPIRY_MARGIN_MS : 0;
+    token->expires_at_ms -=
+        (uint64_t)lifetime * 1000u > 2 * TOKEN_EXPIRY_MARGIN_MS ? TOKEN_EXPIRY_MARGIN_MS : 0;
     json_decref(root);
     return rc;
 }
@@ -288,18 +291,18 @@ int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const c
     cleanup_free char *basic = user != NULL ? auth_basic_header_value(user, password) : NULL;
     if (url == NULL || (user != NULL && basic == NULL))
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    struct http_request request = {.url = url, .authorization = basic, .max_body = 1u << 20,
-                                   .cancel = cancel};
+    struct http_request request = {
+        .url = url, .authorization = basic, .max_body = 1u << 20, .cancel = cancel};
     struct http_response response = {.retry_after_seconds = -1};
     for (unsigned attempt = 1;; attempt++) {
         CURLcode curl_result = CURLE_OK;
         int rc = http_perform(easy, &request, &response, &curl_result, err);
-        bool retry = attempt < HTTP_MAX_ATTEMPTS &&
-                     (rc < 0 ? http_curl_code_is_retryable(curl_result, false)
-                             : http_status_is_retryable(response.status));
+        bool retry =
+            attempt < HTTP_MAX_ATTEMPTS && (rc < 0 ? http_curl_code_is_retryable(curl_result, false)
+                                                   : http_status_is_retryable(response.status));
         if (retry) {
-            if (http_sleep_ms(http_retry_delay_ms(attempt, response.retry_after_seconds),
-                              cancel) < 0) {
+            if (http_sleep_ms(http_retry_delay_ms(attempt, response.retry_after_seconds), cancel) <
+                0) {
                 http_response_free(&response);
                 return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
             }
@@ -313,9 +316,8 @@ int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const c
     }
     int rc = 0;
     if (response.status == 401 || response.status == 403)
-        rc = shed_errf(err, SHED_E_AUTH, "token server %s refused %s (HTTP %ld)",
-                       challenge->realm, user ? "the credentials" : "anonymous access",
-                       response.status);
+        rc = shed_errf(err, SHED_E_AUTH, "token server %s refused %s (HTTP %ld)", challenge->realm,
+                       user ? "the credentials" : "anonymous access", response.status);
     else if (response.status != 200)
         rc = shed_errf(err, SHED_E_AUTH, "token server %s answered HTTP %ld", challenge->realm,
                        response.status);

@@ -27,8 +27,8 @@
 #define FETCH_WRITE_BUFFER (1024 * 1024)
 
 enum transfer_state {
-    TRANSFER_PENDING,  /* not started, or waiting (lock held elsewhere, backoff) until due_ms */
-    TRANSFER_RUNNING,  /* in the multi handle */
+    TRANSFER_PENDING, /* not started, or waiting (lock held elsewhere, backoff) until due_ms */
+    TRANSFER_RUNNING, /* in the multi handle */
     TRANSFER_DONE,
 };
 
@@ -45,8 +45,8 @@ struct transfer {
     char *final_path, *tmp_path, *url;
     int fd; /* the locked .tmp, -1 until the lock is held */
     struct sha256_ctx *sha;
-    uint64_t offset;        /* bytes received and hashed: in .tmp or in write_buffer */
-    char *write_buffer;     /* FETCH_WRITE_BUFFER bytes not yet written to .tmp */
+    uint64_t offset;    /* bytes received and hashed: in .tmp or in write_buffer */
+    char *write_buffer; /* FETCH_WRITE_BUFFER bytes not yet written to .tmp */
     size_t buffered;
     uint64_t flushed;       /* bytes written to .tmp */
     uint64_t request_start; /* the offset the running request asked for */
@@ -77,12 +77,17 @@ struct fetch_session {
 static void report(struct transfer *t, enum oci_progress_event event, bool already_present)
 {
     struct fetch_progress *p = t->session->progress;
-    if (p == NULL || p->opts == NULL || p->opts->progress == NULL || t->blob->layer_index == SIZE_MAX)
+    if (p == NULL || p->opts == NULL || p->opts->progress == NULL ||
+        t->blob->layer_index == SIZE_MAX)
         return;
     struct oci_progress info = {
-        .event = event, .layer_index = t->blob->layer_index, .image = p->image,
-        .layer_bytes_done = t->offset, .layer_bytes_total = t->blob->size,
-        .bytes_done = p->bytes_done, .bytes_total = p->bytes_total,
+        .event = event,
+        .layer_index = t->blob->layer_index,
+        .image = p->image,
+        .layer_bytes_done = t->offset,
+        .layer_bytes_total = t->blob->size,
+        .bytes_done = p->bytes_done,
+        .bytes_total = p->bytes_total,
         .already_present = already_present,
     };
     p->opts->progress(&info, p->opts->progress_ctx);
@@ -220,9 +225,10 @@ static int commit_blob(struct transfer *t, struct shed_err *err)
     if (sha256_final_digest(t->sha, actual) < 0)
         return shed_errf(err, SHED_E_IO, "sha256 failed");
     if (strcmp(actual, t->blob->digest) != 0)
-        return shed_errf(err, SHED_E_INTEGRITY, "blob %s from %s has digest %s: the registry "
-                         "served corrupt or tampered content", t->blob->digest,
-                         registry_name(t->session->client), actual);
+        return shed_errf(err, SHED_E_INTEGRITY,
+                         "blob %s from %s has digest %s: the registry "
+                         "served corrupt or tampered content",
+                         t->blob->digest, registry_name(t->session->client), actual);
     if (fsync(t->fd) < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot fsync %s", t->tmp_path);
     if (rename(t->tmp_path, t->final_path) < 0)
@@ -261,9 +267,9 @@ static int check_body_start(struct transfer *t)
         return restart_from_zero(t, err);
     }
     if (status == 206 && !content_range_matches(t))
-        return shed_errf(err, SHED_E_REGISTRY, "registry answered Range bytes=%" PRIu64
-                         "- with Content-Range \"%s\"", t->offset,
-                         t->response.content_range ? t->response.content_range : "");
+        return shed_errf(err, SHED_E_REGISTRY,
+                         "registry answered Range bytes=%" PRIu64 "- with Content-Range \"%s\"",
+                         t->offset, t->response.content_range ? t->response.content_range : "");
     t->body_accepted = status == 200 || status == 206;
     return 0;
 }
@@ -286,9 +292,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         return n;
     }
     if (t->offset + n > t->blob->size) {
-        shed_errf(err, SHED_E_INTEGRITY, "blob %s from %s is larger than the %" PRIu64
-                  " bytes the manifest says", t->blob->digest, registry_name(t->session->client),
-                  t->blob->size);
+        shed_errf(err, SHED_E_INTEGRITY,
+                  "blob %s from %s is larger than the %" PRIu64 " bytes the manifest says",
+                  t->blob->digest, registry_name(t->session->client), t->blob->size);
         t->local_failure = true;
         return 0;
     }
@@ -354,8 +360,7 @@ static int build_headers(struct transfer *t, struct shed_err *err)
 
 static int start_request(struct transfer *t, struct shed_err *err)
 {
-    if (registry_refresh_token_if_expired(t->session->client, err) < 0 ||
-        build_headers(t, err) < 0)
+    if (registry_refresh_token_if_expired(t->session->client, err) < 0 || build_headers(t, err) < 0)
         return -1;
     http_response_free(&t->response);
     t->body_checked = t->body_accepted = false;
@@ -365,7 +370,8 @@ static int start_request(struct transfer *t, struct shed_err *err)
     t->attempt_bytes = 0;
     curl_easy_reset(t->easy);
     CURLcode rc = http_easy_setup(t->easy, registry_cancel_flag(t->session->client)) == 0
-                      ? CURLE_OK : CURLE_FAILED_INIT;
+                      ? CURLE_OK
+                      : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(t->easy, CURLOPT_URL, t->url);
     rc |= curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
     rc |= curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -614,8 +620,8 @@ static bool all_done(const struct fetch_session *s)
 
 static int run_session(struct fetch_session *s, struct shed_err *err)
 {
-    unsigned max_parallel = s->opts && s->opts->max_parallel ? s->opts->max_parallel
-                                                             : FETCH_DEFAULT_PARALLEL;
+    unsigned max_parallel =
+        s->opts && s->opts->max_parallel ? s->opts->max_parallel : FETCH_DEFAULT_PARALLEL;
     volatile int *cancel = registry_cancel_flag(s->client);
     while (!all_done(s)) {
         if (cancel != NULL && *cancel)
@@ -647,12 +653,17 @@ int fetch_blobs(struct registry_client *client, struct oci_store *store,
                 const struct blob_fetch *blobs, size_t count, const struct oci_pull_opts *opts,
                 struct fetch_progress *progress, uint64_t *bytes_fetched, struct shed_err *err)
 {
-    struct fetch_session s = {.client = client, .store = store, .opts = opts,
-                              .progress = progress, .count = count, .err = err};
+    struct fetch_session s = {.client = client,
+                              .store = store,
+                              .opts = opts,
+                              .progress = progress,
+                              .count = count,
+                              .err = err};
     s.multi = curl_multi_init();
     s.transfers = calloc(count ? count : 1, sizeof *s.transfers);
     int rc = s.multi != NULL && s.transfers != NULL
-                 ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+                 ? 0
+                 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (rc == 0)
         curl_multi_setopt(s.multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     for (size_t i = 0; rc == 0 && i < count; i++)

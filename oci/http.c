@@ -142,11 +142,10 @@ int http_perform(CURL *easy, const struct http_request *request, struct http_res
                  CURLcode *curl_result, struct shed_err *err)
 {
     http_response_free(response);
-    cleanup_free char *auth_line = request->authorization
-                                       ? str_printf("Authorization: %s", request->authorization)
-                                       : NULL;
-    cleanup_free char *accept_line = request->accept ? str_printf("Accept: %s", request->accept)
-                                                     : NULL;
+    cleanup_free char *auth_line =
+        request->authorization ? str_printf("Authorization: %s", request->authorization) : NULL;
+    cleanup_free char *accept_line =
+        request->accept ? str_printf("Accept: %s", request->accept) : NULL;
     if ((request->authorization && !auth_line) || (request->accept && !accept_line))
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     struct curl_slist *headers = NULL, *tmp;
@@ -215,8 +214,7 @@ int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const 
     case CURLE_COULDNT_CONNECT:
         return shed_errf(err, SHED_E_REGISTRY, "cannot connect to registry %s (%s)",
                          host ? host : url, what);
-    default:
-        return shed_errf(err, SHED_E_REGISTRY, "request to %s failed: %s", url, what);
+    default: return shed_errf(err, SHED_E_REGISTRY, "request to %s failed: %s", url, what);
     }
 }
 
@@ -247,8 +245,7 @@ bool http_status_is_retryable(long status)
 bool http_curl_code_is_retryable(CURLcode code, bool connect_refused_retryable)
 {
     switch (code) {
-    case CURLE_COULDNT_CONNECT:
-        return connect_refused_retryable;
+    case CURLE_COULDNT_CONNECT: return connect_refused_retryable;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_PARTIAL_FILE:
@@ -256,10 +253,8 @@ bool http_curl_code_is_retryable(CURLcode code, bool connect_refused_retryable)
     case CURLE_GOT_NOTHING:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
-    case CURLE_SSL_CONNECT_ERROR:
-        return true;
-    default:
-        return false;
+    case CURLE_SSL_CONNECT_ERROR: return true;
+    default: return false;
     }
 }
 

@@ -47,10 +47,14 @@ static int layer_compression_of(const char *media_type, enum oci_compression *co
         }
     }
     if (layer_type_is_foreign(media_type))
-        return shed_errf(err, SHED_E_UNSUPPORTED, "foreign (non-distributable) layer of type %s "
-                         "is not supported: its content is not in the registry", media_type);
-    return shed_errf(err, SHED_E_UNSUPPORTED, "unsupported layer media type %s (supported: "
-                     "tar, tar+gzip, tar+zstd)", media_type);
+        return shed_errf(err, SHED_E_UNSUPPORTED,
+                         "foreign (non-distributable) layer of type %s "
+                         "is not supported: its content is not in the registry",
+                         media_type);
+    return shed_errf(err, SHED_E_UNSUPPORTED,
+                     "unsupported layer media type %s (supported: "
+                     "tar, tar+gzip, tar+zstd)",
+                     media_type);
 }
 
 static int json_load(const char *body, size_t len, json_t **root, struct shed_err *err)
@@ -83,7 +87,8 @@ int manifest_kind_of(const char *content_type, const char *body, size_t len,
                           strcmp(type, MEDIA_DOCKER_SCHEMA1_SIGNED) == 0)))
         return shed_errf(err, SHED_E_UNSUPPORTED, "Docker schema 1 manifests are not supported");
     if (json_is_array(json_object_get(root, "manifests")) ||
-        (type != NULL && (strcmp(type, MEDIA_OCI_INDEX) == 0 || strcmp(type, MEDIA_DOCKER_LIST) == 0))) {
+        (type != NULL &&
+         (strcmp(type, MEDIA_OCI_INDEX) == 0 || strcmp(type, MEDIA_DOCKER_LIST) == 0))) {
         *kind = MANIFEST_KIND_INDEX;
         return 0;
     }
@@ -103,7 +108,8 @@ static int descriptor_read(json_t *desc, const char *what, char digest[DIGEST_ST
     if (!json_is_object(desc) || d == NULL || !json_is_integer(s) || json_integer_value(s) < 0)
         return shed_errf(err, SHED_E_INVALID_IMAGE, "manifest has a malformed %s descriptor", what);
     if (!digest_is_valid(d))
-        return shed_errf(err, SHED_E_UNSUPPORTED, "%s digest \"%s\" is not a sha256 digest", what, d);
+        return shed_errf(err, SHED_E_UNSUPPORTED, "%s digest \"%s\" is not a sha256 digest", what,
+                         d);
     memcpy(digest, d, DIGEST_STRING_LEN + 1);
     *size = (uint64_t)json_integer_value(s);
     if (media_type != NULL)
@@ -133,8 +139,8 @@ static int layers_parse(json_t *layers, struct oci_image *image, struct shed_err
     return 0;
 }
 
-int manifest_parse_image(const char *body, size_t len, const char *digest,
-                         struct oci_image *image, struct shed_err *err)
+int manifest_parse_image(const char *body, size_t len, const char *digest, struct oci_image *image,
+                         struct shed_err *err)
 {
     memset(image, 0, sizeof *image);
     cleanup_json json_t *root = NULL;
@@ -202,9 +208,9 @@ void platform_of_host(char *buf, size_t len)
     static const struct {
         const char *machine, *platform;
     } table[] = {
-        {"x86_64", "linux/amd64"},   {"aarch64", "linux/arm64"},  {"arm64", "linux/arm64"},
-        {"armv7l", "linux/arm/v7"},  {"armv6l", "linux/arm/v6"},  {"i686", "linux/386"},
-        {"i386", "linux/386"},       {"ppc64le", "linux/ppc64le"}, {"s390x", "linux/s390x"},
+        {"x86_64", "linux/amd64"},    {"aarch64", "linux/arm64"},   {"arm64", "linux/arm64"},
+        {"armv7l", "linux/arm/v7"},   {"armv6l", "linux/arm/v6"},   {"i686", "linux/386"},
+        {"i386", "linux/386"},        {"ppc64le", "linux/ppc64le"}, {"s390x", "linux/s390x"},
         {"riscv64", "linux/riscv64"}, {"mips64", "linux/mips64le"},
     };
     struct utsname uts;
@@ -223,8 +229,10 @@ static int platform_parse(const char *text, struct platform *p, struct shed_err 
     char extra[2] = "";
     int n = sscanf(text, "%31[^/]/%31[^/]/%31[^/]/%1s", p->os, p->arch, p->variant, extra);
     if (n < 2 || n > 3 || strlen(text) >= 96)
-        return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid platform \"%s\" (expected "
-                         "os/arch[/variant], e.g. linux/arm64)", text);
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "invalid platform \"%s\" (expected "
+                         "os/arch[/variant], e.g. linux/arm64)",
+                         text);
     return 0;
 }
 
@@ -264,13 +272,15 @@ int index_select_platform(const char *body, size_t len, const char *platform_tex
     char available[400] = "";
     size_t i;
     json_t *entry;
-    json_array_foreach(manifests, i, entry) {
+    json_array_foreach(manifests, i, entry)
+    {
         json_t *plat = json_object_get(entry, "platform");
         const char *os = json_string_value(json_object_get(plat, "os"));
         const char *arch = json_string_value(json_object_get(plat, "architecture"));
         const char *variant = json_string_value(json_object_get(plat, "variant"));
         /* BuildKit attestations hang off the index as unknown/unknown entries. */
-        if (os == NULL || arch == NULL || (strcmp(os, "unknown") == 0 && strcmp(arch, "unknown") == 0))
+        if (os == NULL || arch == NULL ||
+            (strcmp(os, "unknown") == 0 && strcmp(arch, "unknown") == 0))
             continue;
         if (strcmp(os, want.os) == 0 && strcmp(arch, want.arch) == 0 &&
             variant_matches(&want, arch, variant)) {

@@ -37,8 +37,8 @@ const char *oci_store_images_dir(const struct oci_store *store);
 char *oci_store_blob_path(const struct oci_store *store, const char *digest);
 bool oci_store_has_blob(const struct oci_store *store, const char *digest);
 /* Reads a small blob (manifest, config) and verifies its digest. */
-int oci_store_read_blob(const struct oci_store *store, const char *digest, char **data,
-                        size_t *len, struct shed_err *err);
+int oci_store_read_blob(const struct oci_store *store, const char *digest, char **data, size_t *len,
+                        struct shed_err *err);
 /* Ref index: canonical ref string → manifest digest (the one pulled last). */
 int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const char *digest,
                       struct shed_err *err);
@@ -79,9 +79,9 @@ void oci_image_free(struct oci_image *image);
 int oci_global_init(struct shed_err *err);
 
 enum oci_progress_event {
-    OCI_PROGRESS_MANIFEST,     /* manifest resolved; image is filled */
-    OCI_PROGRESS_LAYER_BYTES,  /* bytes arrived for layer index */
-    OCI_PROGRESS_LAYER_DONE,   /* layer index verified and stored (or already present) */
+    OCI_PROGRESS_MANIFEST,    /* manifest resolved; image is filled */
+    OCI_PROGRESS_LAYER_BYTES, /* bytes arrived for layer index */
+    OCI_PROGRESS_LAYER_DONE,  /* layer index verified and stored (or already present) */
 };
 
 struct oci_progress {
@@ -96,14 +96,14 @@ struct oci_progress {
 typedef void (*oci_progress_fn)(const struct oci_progress *progress, void *ctx);
 
 struct oci_pull_opts {
-    const char *platform;          /* "os/arch[/variant]"; NULL = the host's */
-    const char *creds;             /* "user:pass" or NULL */
-    const char *docker_config;     /* path of config.json; NULL = ~/.docker/config.json */
+    const char *platform;                   /* "os/arch[/variant]"; NULL = the host's */
+    const char *creds;                      /* "user:pass" or NULL */
+    const char *docker_config;              /* path of config.json; NULL = ~/.docker/config.json */
     const char *const *insecure_registries; /* NULL-terminated list of hosts[:port] using HTTP */
-    unsigned max_parallel;         /* parallel layer downloads; 0 = default */
+    unsigned max_parallel;                  /* parallel layer downloads; 0 = default */
     oci_progress_fn progress;
     void *progress_ctx;
-    volatile int *cancel;          /* when non-NULL and set non-zero: stop with SHED_E_INTERRUPTED */
+    volatile int *cancel; /* when non-NULL and set non-zero: stop with SHED_E_INTERRUPTED */
 };
 
 struct oci_pull_result {

@@ -38,8 +38,8 @@ enum manifest_kind { MANIFEST_KIND_IMAGE, MANIFEST_KIND_INDEX };
 
 int manifest_kind_of(const char *content_type, const char *body, size_t len,
                      enum manifest_kind *kind, struct shed_err *err);
-int manifest_parse_image(const char *body, size_t len, const char *digest,
-                         struct oci_image *image, struct shed_err *err);
+int manifest_parse_image(const char *body, size_t len, const char *digest, struct oci_image *image,
+                         struct shed_err *err);
 /* Chooses the manifest for platform ("os/arch[/variant]", NULL = host) from an index. */
 int index_select_platform(const char *body, size_t len, const char *platform,
                           char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);

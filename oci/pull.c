@@ -49,8 +49,10 @@ static int get_manifest_verified(struct registry_client *client, const char *ref
         rc = shed_errf(err, SHED_E_REGISTRY, "registry %s sent an empty manifest for %s",
                        registry_name(client), reference);
     else if (expected_digest != NULL && strcmp(digest, expected_digest) != 0)
-        rc = shed_errf(err, SHED_E_INTEGRITY, "manifest %s from %s has digest %s: it does not "
-                       "match the pinned digest", expected_digest, registry_name(client), digest);
+        rc = shed_errf(err, SHED_E_INTEGRITY,
+                       "manifest %s from %s has digest %s: it does not "
+                       "match the pinned digest",
+                       expected_digest, registry_name(client), digest);
     if (rc == 0) {
         *body = steal_pointer(&response.body);
         *len = response.body_len;
@@ -67,8 +69,8 @@ static int load_platform_manifest(struct registry_client *client, struct oci_sto
                                   struct resolved *r, struct shed_err *err)
 {
     if (store != NULL && oci_store_has_blob(store, r->manifest_digest) &&
-        oci_store_read_blob(store, r->manifest_digest, &r->manifest_body, &r->manifest_len,
-                            NULL) == 0)
+        oci_store_read_blob(store, r->manifest_digest, &r->manifest_body, &r->manifest_len, NULL) ==
+            0)
         return 0;
     char digest[DIGEST_STRING_LEN + 1];
     cleanup_free char *content_type = NULL;
@@ -152,8 +154,8 @@ static void report_manifest(const struct oci_pull_opts *opts, const struct oci_i
 {
     if (opts == NULL || opts->progress == NULL)
         return;
-    struct oci_progress info = {.event = OCI_PROGRESS_MANIFEST, .image = image,
-                                .bytes_total = bytes_total};
+    struct oci_progress info = {
+        .event = OCI_PROGRESS_MANIFEST, .image = image, .bytes_total = bytes_total};
     opts->progress(&info, opts->progress_ctx);
 }
 

@@ -127,8 +127,10 @@ static int split_digest(char *text, struct oci_ref *ref, struct shed_err *err)
     *at = '\0';
     const char *digest = at + 1;
     if (strchr(digest, ':') != NULL && strncmp(digest, "sha256:", 7) != 0)
-        return shed_errf(err, SHED_E_INVALID_REF, "unsupported digest algorithm in \"%s\" "
-                         "(only sha256)", digest);
+        return shed_errf(err, SHED_E_INVALID_REF,
+                         "unsupported digest algorithm in \"%s\" "
+                         "(only sha256)",
+                         digest);
     if (!digest_is_valid(digest))
         return shed_errf(err, SHED_E_INVALID_REF,
                          "invalid digest \"%s\" (expected sha256: and 64 lowercase hex digits)",
@@ -188,7 +190,8 @@ static int ref_parse_into(const char *text, struct oci_ref *ref, struct shed_err
         return shed_errf(err, SHED_E_INVALID_REF, "empty image reference");
     for (const char *p = text; *p; p++)
         if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-            return shed_errf(err, SHED_E_INVALID_REF, "image reference contains whitespace or "
+            return shed_errf(err, SHED_E_INVALID_REF,
+                             "image reference contains whitespace or "
                              "control characters");
     cleanup_free char *copy = strdup(text);
     if (copy == NULL)

@@ -13,10 +13,10 @@
     MEDIA_OCI_MANIFEST ", " MEDIA_OCI_INDEX ", " MEDIA_DOCKER_MANIFEST ", " MEDIA_DOCKER_LIST
 
 struct registry_client {
-    char *registry;   /* host[:port] as in the reference */
+    char *registry; /* host[:port] as in the reference */
     char *repository;
-    char *base_url;   /* scheme://host[:port] */
-    CURL *easy;       /* manifests and tokens, one at a time */
+    char *base_url; /* scheme://host[:port] */
+    CURL *easy;     /* manifests and tokens, one at a time */
     volatile int *cancel;
     const struct oci_pull_opts *opts;
     bool credentials_loaded;
@@ -56,8 +56,8 @@ int registry_client_new(const struct oci_ref *ref, const struct oci_pull_opts *o
     c->cancel = opts != NULL ? opts->cancel : NULL;
     c->registry = strdup(ref->registry);
     c->repository = strdup(ref->repository);
-    c->base_url = str_printf("%s://%s", registry_is_insecure(ref->registry, opts) ? "http" : "https",
-                             ref->registry);
+    c->base_url = str_printf(
+        "%s://%s", registry_is_insecure(ref->registry, opts) ? "http" : "https", ref->registry);
     c->easy = curl_easy_init();
     if (c->registry == NULL || c->repository == NULL || c->base_url == NULL || c->easy == NULL) {
         registry_client_free(c);
@@ -129,8 +129,10 @@ static int set_authorization(struct registry_client *c, char *value, bool has_cr
 static int authenticate_basic(struct registry_client *c, struct shed_err *err)
 {
     if (c->user == NULL)
-        return shed_errf(err, SHED_E_AUTH, "registry %s requires authentication; pass --creds "
-                         "user:password or add it to ~/.docker/config.json", c->registry);
+        return shed_errf(err, SHED_E_AUTH,
+                         "registry %s requires authentication; pass --creds "
+                         "user:password or add it to ~/.docker/config.json",
+                         c->registry);
     if (c->scheme == AUTH_BASIC && c->authorization_has_credentials)
         return shed_errf(err, SHED_E_AUTH, "registry %s rejected the credentials of user \"%s\"",
                          c->registry, c->user);
@@ -208,12 +210,15 @@ static int registry_get(struct registry_client *c, const char *url, const char *
         if (registry_refresh_token_if_expired(c, err) < 0)
             return -1;
         bool own_origin = http_same_origin(current, c->base_url);
-        struct http_request request = {.url = current, .accept = accept, .max_body = max_body,
+        struct http_request request = {.url = current,
+                                       .accept = accept,
+                                       .max_body = max_body,
                                        .cancel = c->cancel,
                                        .authorization = own_origin ? c->authorization : NULL};
         CURLcode curl_result = CURLE_OK;
         int rc = http_perform(c->easy, &request, response, &curl_result, err);
-        if (rc < 0 && !(attempt < HTTP_MAX_ATTEMPTS && http_curl_code_is_retryable(curl_result, false)))
+        if (rc < 0 &&
+            !(attempt < HTTP_MAX_ATTEMPTS && http_curl_code_is_retryable(curl_result, false)))
             return -1;
         if (rc == 0 && response->status >= 300 && response->status < 400 && response->location) {
             if (++redirects > HTTP_MAX_REDIRECTS)
@@ -231,8 +236,9 @@ static int registry_get(struct registry_client *c, const char *url, const char *
             continue;
         }
         if (rc < 0 || (http_status_is_retryable(response->status) && attempt < HTTP_MAX_ATTEMPTS)) {
-            if (http_sleep_ms(http_retry_delay_ms(attempt, rc < 0 ? -1 : response->retry_after_seconds),
-                              c->cancel) < 0)
+            if (http_sleep_ms(
+                    http_retry_delay_ms(attempt, rc < 0 ? -1 : response->retry_after_seconds),
+                    c->cancel) < 0)
                 return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
             attempt++;
             continue;
@@ -244,8 +250,8 @@ static int registry_get(struct registry_client *c, const char *url, const char *
 int registry_get_manifest(struct registry_client *c, const char *reference,
                           struct http_response *response, struct shed_err *err)
 {
-    cleanup_free char *url = str_printf("%s/v2/%s/manifests/%s", c->base_url, c->repository,
-                                        reference);
+    cleanup_free char *url =
+        str_printf("%s/v2/%s/manifests/%s", c->base_url, c->repository, reference);
     if (url == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (registry_get(c, url, MANIFEST_ACCEPT, OCI_MAX_MANIFEST_BYTES, response, err) < 0)

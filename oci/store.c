@@ -80,8 +80,8 @@ bool oci_store_has_blob(const struct oci_store *store, const char *digest)
     return path != NULL && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int oci_store_read_blob(const struct oci_store *store, const char *digest, char **data,
-                        size_t *len, struct shed_err *err)
+int oci_store_read_blob(const struct oci_store *store, const char *digest, char **data, size_t *len,
+                        struct shed_err *err)
 {
     *data = NULL;
     cleanup_free char *path = oci_store_blob_path(store, digest);
@@ -95,8 +95,10 @@ int oci_store_read_blob(const struct oci_store *store, const char *digest, char 
     if (sha256_digest_of(buf, buf_len, actual) < 0)
         return shed_errf(err, SHED_E_IO, "sha256 failed");
     if (strcmp(actual, digest) != 0)
-        return shed_errf(err, SHED_E_INTEGRITY, "blob %s in the store is corrupt (content hashes "
-                         "to %s); delete %s and pull again", digest, actual, path);
+        return shed_errf(err, SHED_E_INTEGRITY,
+                         "blob %s in the store is corrupt (content hashes "
+                         "to %s); delete %s and pull again",
+                         digest, actual, path);
     if (len != NULL)
         *len = buf_len;
     *data = steal_pointer(&buf);
@@ -159,8 +161,7 @@ int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const 
         return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid digest \"%s\"", digest);
     cleanup_free char *path = ref_path(store, canonical_ref);
     if (path == NULL)
-        return shed_errf(err, SHED_E_INVALID_REF, "cannot record reference \"%s\"",
-                         canonical_ref);
+        return shed_errf(err, SHED_E_INVALID_REF, "cannot record reference \"%s\"", canonical_ref);
     char line[DIGEST_STRING_LEN + 2];
     snprintf(line, sizeof line, "%s\n", digest);
     return fs_write_file_atomic(path, line, strlen(line), 0644, err);
@@ -176,8 +177,8 @@ int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, 
     cleanup_free char *text = NULL;
     if (fs_read_file(path, &text, NULL, 4096, err) < 0) {
         if (shed_err_is_errno(err, ENOENT))
-            return shed_errf_errno(err, SHED_E_IMAGE_NOT_FOUND, ENOENT,
-                                   "image %s was never pulled", canonical_ref);
+            return shed_errf_errno(err, SHED_E_IMAGE_NOT_FOUND, ENOENT, "image %s was never pulled",
+                                   canonical_ref);
         return -1;
     }
     text[strcspn(text, "\n")] = '\0';

@@ -83,8 +83,7 @@ struct shed_backend {
     /* Runs a command in a running shed and waits for it; *exit_status is its exit code
      * (128+N when killed by signal N). */
     int (*exec)(const struct shed_backend *self, const struct instance *inst,
-                const struct backend_exec_request *request, int *exit_status,
-                struct shed_err *err);
+                const struct backend_exec_request *request, int *exit_status, struct shed_err *err);
     /* Connects to 127.0.0.1:port inside the shed's own network namespace; *fd is a
      * connected stream socket owned by the caller. SHED_E_CONNECT_FAILED when nothing
      * listens there. */
@@ -137,7 +136,7 @@ int backend_set_resolve(const struct backend_set *set, const char *configured,
                         struct shed_err *err);
 /* What GET /api/info reports as "backend": the configured name, or with "detect" the first
  * backend that probes usable, or "none". */
-void backend_set_describe_default(const struct backend_set *set, const char *configured,
-                                  char *out, size_t outlen);
+void backend_set_describe_default(const struct backend_set *set, const char *configured, char *out,
+                                  size_t outlen);
 
 #endif

@@ -18,8 +18,8 @@
 #ifndef SHED_BACKEND_CONTAINER_H
 #define SHED_BACKEND_CONTAINER_H
 
-#include "config/config.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 #include "runtime/backend.h"
 
 /* Builds the backend for this config. Never fails because runc or root is missing (probe

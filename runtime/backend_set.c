@@ -51,8 +51,8 @@ static const struct shed_backend *detect_backend(const struct backend_set *set)
     return NULL;
 }
 
-void backend_set_describe_default(const struct backend_set *set, const char *configured,
-                                  char *out, size_t outlen)
+void backend_set_describe_default(const struct backend_set *set, const char *configured, char *out,
+                                  size_t outlen)
 {
     if (configured == NULL)
         configured = "detect";

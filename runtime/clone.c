@@ -233,8 +233,7 @@ int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
 #endif
     cleanup_close int src_fd = open(src, O_RDONLY | O_CLOEXEC);
     if (src_fd < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno,
-                               "cannot open %s", src);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", src);
     struct stat st;
     if (fstat(src_fd, &st) < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", src);

@@ -31,8 +31,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/config.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 
 /* Room for "255.255.255.255". */
 #define CONTAINER_IP_MAX 16

@@ -49,7 +49,7 @@ static int backend_release(const struct instance *inst, void *opaque, struct she
     struct instance copy;
     if (instance_copy(&copy, inst, err) < 0)
         return -1;
-    int rc = backend->delete(backend, &copy, err);
+    int rc = backend->delete (backend, &copy, err);
     instance_clear(&copy);
     return rc;
 }
@@ -187,7 +187,7 @@ struct inode_set {
         dev_t dev;
         ino_t ino;
         bool used;
-    } *slots;
+    } * slots;
     size_t capacity, count;
 };
 
@@ -262,8 +262,8 @@ static int count_list(struct inode_set *seen, struct df_file_list *list, struct 
 }
 
 /* Per-item totals (an image's or a shed's own files, each inode once within the item). */
-static int item_total(struct df_file *main_file, struct df_file *second, struct df_file_list *others,
-                      struct df_size *total, struct shed_err *err)
+static int item_total(struct df_file *main_file, struct df_file *second,
+                      struct df_file_list *others, struct df_size *total, struct shed_err *err)
 {
     struct inode_set seen = {0};
     memset(total, 0, sizeof *total);
@@ -285,8 +285,8 @@ static int compute_item_totals(struct df_report *report, struct shed_err *err)
     }
     for (size_t i = 0; i < report->shed_count; i++) {
         struct df_shed *shed = &report->sheds[i];
-        if (item_total(&shed->rootfs, &shed->console_log, &shed->other_files, &shed->total,
-                       err) < 0)
+        if (item_total(&shed->rootfs, &shed->console_log, &shed->other_files, &shed->total, err) <
+            0)
             return -1;
     }
     return 0;

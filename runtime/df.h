@@ -17,8 +17,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "config/config.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
 
@@ -54,8 +54,8 @@ void df_size_add(struct df_size *total, const struct df_size *part);
 /* One file as found on disk. */
 struct df_file {
     char *path;
-    const char *kind; /* "rootfs", "console_log", "kernel", "initrd", "lock", "tmp", "source",
-                         "blob", "metadata", "other" (static strings) */
+    const char *kind;    /* "rootfs", "console_log", "kernel", "initrd", "lock", "tmp", "source",
+                            "blob", "metadata", "other" (static strings) */
     struct df_size size; /* files = 1 */
     dev_t dev;
     ino_t ino;
@@ -148,8 +148,7 @@ struct df_deletion; /* a set of files about to be deleted */
 int df_deletion_new(struct df_deletion **deletion, struct shed_err *err);
 void df_deletion_free(struct df_deletion *deletion);
 /* Adds one name of a file (its dev/ino/nlink/sizes as measured). */
-int df_deletion_add(struct df_deletion *deletion, const struct df_file *file,
-                    struct shed_err *err);
+int df_deletion_add(struct df_deletion *deletion, const struct df_file *file, struct shed_err *err);
 /* logical/physical: the sizes of the inodes whose every link is in the set; exclusive: the
  * bytes of their extents that no file outside the set shares (what statvfs will show). */
 int df_deletion_freed(const struct df_deletion *deletion, const struct df_extent_index *index,

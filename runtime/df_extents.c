@@ -118,8 +118,8 @@ static int walk_extents(int fd, const struct stat *st, uint64_t *exclusive,
         for (uint32_t i = 0; i < map->fm_mapped_extents; i++) {
             const struct fiemap_extent *e = &map->fm_extents[i];
             if (e->fe_flags & FIEMAP_EXTENT_SHARED) {
-                if (record && index_add(index, st->st_dev, st->st_ino, e->fe_physical,
-                                        e->fe_length, err) < 0)
+                if (record &&
+                    index_add(index, st->st_dev, st->st_ino, e->fe_physical, e->fe_length, err) < 0)
                     return -1;
             } else {
                 *exclusive += e->fe_length;
@@ -136,8 +136,7 @@ static int walk_extents(int fd, const struct stat *st, uint64_t *exclusive,
 }
 
 static int measure_exclusive(const char *path, const struct stat *st, uint64_t *exclusive,
-                             bool *fiemap_ok, struct df_extent_index *index,
-                             struct shed_err *err)
+                             bool *fiemap_ok, struct df_extent_index *index, struct shed_err *err)
 {
     *fiemap_ok = true;
     *exclusive = 0;
@@ -174,8 +173,7 @@ int df_measure_file(const char *path, const char *kind, struct df_file *file, bo
     *fiemap_ok = true;
     struct stat st;
     if (lstat(path, &st) < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno,
-                               "cannot stat %s", path);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
     uint64_t exclusive = 0;
     if (measure_exclusive(path, &st, &exclusive, fiemap_ok, extents, err) < 0)
         return -1;
@@ -224,8 +222,7 @@ void df_deletion_free(struct df_deletion *deletion)
     free(deletion);
 }
 
-int df_deletion_add(struct df_deletion *deletion, const struct df_file *file,
-                    struct shed_err *err)
+int df_deletion_add(struct df_deletion *deletion, const struct df_file *file, struct shed_err *err)
 {
     for (size_t i = 0; i < deletion->count; i++) {
         struct deleted_inode *known = &deletion->inodes[i];
@@ -242,13 +239,13 @@ int df_deletion_add(struct df_deletion *deletion, const struct df_file *file,
         deletion->inodes = grown;
         deletion->capacity = capacity;
     }
-    deletion->inodes[deletion->count++] = (struct deleted_inode){
-        file->dev, file->ino, file->nlink ? file->nlink : 1, 1, file->size};
+    deletion->inodes[deletion->count++] =
+        (struct deleted_inode){file->dev, file->ino, file->nlink ? file->nlink : 1, 1, file->size};
     return 0;
 }
 
-static const struct deleted_inode *find_fully_deleted(const struct df_deletion *deletion,
-                                                      dev_t dev, ino_t ino)
+static const struct deleted_inode *find_fully_deleted(const struct df_deletion *deletion, dev_t dev,
+                                                      ino_t ino)
 {
     for (size_t i = 0; i < deletion->count; i++) {
         const struct deleted_inode *d = &deletion->inodes[i];

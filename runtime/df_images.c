@@ -451,7 +451,8 @@ static int scan_content_store(struct images_scan *scan, struct shed_err *err)
     return rc;
 }
 
-/* ---- OCI blob store: reachability from the ref index and .source digests ---------------------- */
+/* ---- OCI blob store: reachability from the ref index and .source digests ----------------------
+ */
 
 static int add_digest(struct name_set *set, const char *digest, struct shed_err *err)
 {
@@ -475,9 +476,9 @@ static int walk_manifest(const char *blobs_dir, const char *digest, struct name_
     if (fs_read_file(path, &text, &len, MANIFEST_MAX_BYTES, &ignored) < 0)
         return 0; /* not in the store (or unreadable): nothing more is reachable from it */
     json_t *root = json_loadb(text, len, 0, NULL);
-    int rc = add_digest(reached, json_string_value(json_object_get(
-                                     json_object_get(root, "config"), "digest")),
-                        err);
+    int rc = add_digest(
+        reached, json_string_value(json_object_get(json_object_get(root, "config"), "digest")),
+        err);
     size_t i;
     json_t *entry;
     json_array_foreach(json_object_get(root, "layers"), i, entry)
@@ -542,8 +543,8 @@ static int scan_blob_entry(struct images_scan *scan, const struct name_set *reac
     if (ends_with(entry, ".tmp")) /* a download in progress or interrupted */
         return df_measure_append(scan->ctx, path, "tmp", &report->orphans, err);
     bool referenced = name_set_has(reached, digest);
-    return df_measure_append(scan->ctx, path, "blob", referenced ? &report->blobs : &report->orphans,
-                             err);
+    return df_measure_append(scan->ctx, path, "blob",
+                             referenced ? &report->blobs : &report->orphans, err);
 }
 
 static int scan_blob_store(struct images_scan *scan, struct shed_err *err)

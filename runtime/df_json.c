@@ -15,7 +15,8 @@ json_t *df_size_to_json(const struct df_size *size)
 static json_t *total_to_json(const struct df_size *size)
 {
     json_t *obj = df_size_to_json(size);
-    if (obj != NULL && json_object_set_new(obj, "files", json_integer((json_int_t)size->files)) < 0) {
+    if (obj != NULL &&
+        json_object_set_new(obj, "files", json_integer((json_int_t)size->files)) < 0) {
         json_decref(obj);
         return NULL;
     }
@@ -42,11 +43,11 @@ static json_t *file_list_to_json(const struct df_file_list *list)
 
 static json_t *image_to_json(const struct df_image *image)
 {
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", image->name, "path",
-                            image->rootfs.path, "docker_ref", image->docker_ref, "size",
-                            df_size_to_json(&image->rootfs.size), "other_files",
-                            file_list_to_json(&image->other_files), "total",
-                            total_to_json(&image->total));
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "name", image->name, "path", image->rootfs.path,
+                  "docker_ref", image->docker_ref, "size", df_size_to_json(&image->rootfs.size),
+                  "other_files", file_list_to_json(&image->other_files), "total",
+                  total_to_json(&image->total));
     if (obj != NULL && image->is_base && json_object_set_new(obj, "is_base", json_true()) < 0) {
         json_decref(obj);
         return NULL;
@@ -56,16 +57,17 @@ static json_t *image_to_json(const struct df_image *image)
 
 static json_t *shed_to_json(const struct df_shed *shed)
 {
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", shed->inst.name, "status",
-                            instance_status_name(shed->inst.status), "image",
-                            shed->inst.image != NULL ? shed->inst.image : "", "other_files",
-                            file_list_to_json(&shed->other_files), "total",
-                            total_to_json(&shed->total));
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", shed->inst.name, "status",
+                  instance_status_name(shed->inst.status), "image",
+                  shed->inst.image != NULL ? shed->inst.image : "", "other_files",
+                  file_list_to_json(&shed->other_files), "total", total_to_json(&shed->total));
     if (obj == NULL)
         return NULL;
     /* "rootfs" is always present: a shed whose rootfs is missing shows an empty one. */
     struct df_file missing = {.path = (char *)"", .kind = "rootfs"};
-    if (json_object_set_new(obj, "rootfs", file_to_json(shed->has_rootfs ? &shed->rootfs : &missing)) < 0 ||
+    if (json_object_set_new(obj, "rootfs",
+                            file_to_json(shed->has_rootfs ? &shed->rootfs : &missing)) < 0 ||
         (shed->has_console_log &&
          json_object_set_new(obj, "console_log", file_to_json(&shed->console_log)) < 0)) {
         json_decref(obj);
@@ -134,17 +136,17 @@ json_t *df_report_to_json(const struct df_report *report, const char *server_nam
 {
     char generated_at[32];
     format_now(generated_at, sizeof generated_at);
-    json_t *totals = json_pack("{s:o, s:o, s:o, s:o}", "images", total_to_json(&report->totals.images),
-                               "sheds", total_to_json(&report->totals.sheds), "orphans",
-                               total_to_json(&report->totals.orphans), "all",
-                               total_to_json(&report->totals.all));
-    json_t *root = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "server_name",
-                             server_name != NULL ? server_name : "", "backend",
-                             backend != NULL ? backend : "", "generated_at", generated_at,
-                             "images", images_to_json(report), "blobs",
-                             file_list_to_json(&report->blobs), "sheds", sheds_to_json(report),
-                             "orphans", file_list_to_json(&report->orphans), "totals", totals,
-                             "notes", df_notes_to_json(report->notes, report->note_count));
+    json_t *totals = json_pack(
+        "{s:o, s:o, s:o, s:o}", "images", total_to_json(&report->totals.images), "sheds",
+        total_to_json(&report->totals.sheds), "orphans", total_to_json(&report->totals.orphans),
+        "all", total_to_json(&report->totals.all));
+    json_t *root =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "server_name",
+                  server_name != NULL ? server_name : "", "backend", backend != NULL ? backend : "",
+                  "generated_at", generated_at, "images", images_to_json(report), "blobs",
+                  file_list_to_json(&report->blobs), "sheds", sheds_to_json(report), "orphans",
+                  file_list_to_json(&report->orphans), "totals", totals, "notes",
+                  df_notes_to_json(report->notes, report->note_count));
     if (root != NULL && add_optional_files(root, report) < 0) {
         json_decref(root);
         return NULL;

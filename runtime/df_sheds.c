@@ -53,12 +53,14 @@ static int walk_entry(struct df_scan_ctx *ctx, struct df_shed *shed, int dir_fd,
 {
     struct stat st;
     if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s/%s",
-                                                     dir_path, name);
+        return errno == ENOENT
+                   ? 0
+                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s/%s", dir_path, name);
     if (st.st_dev != dev)
         return 0; /* a mount point: another file system's usage */
     cleanup_free char *path = fs_path_join(dir_path, name);
-    cleanup_free char *rel = relative[0] != '\0' ? str_printf("%s/%s", relative, name) : strdup(name);
+    cleanup_free char *rel =
+        relative[0] != '\0' ? str_printf("%s/%s", relative, name) : strdup(name);
     if (path == NULL || rel == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (S_ISDIR(st.st_mode))

@@ -181,15 +181,15 @@ fail:
 
 /* ---- JSON ---------------------------------------------------------------------------- */
 
-static const char *const string_field_names[STRING_FIELD_COUNT] = {"repo",        "backend",     "image",
-                                                 "ip_address", "rootfs_path", "local_dir"};
+static const char *const string_field_names[STRING_FIELD_COUNT] = {
+    "repo", "backend", "image", "ip_address", "rootfs_path", "local_dir"};
 
 json_t *instance_to_json(const struct instance *inst)
 {
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I}", "name", inst->name, "status",
-                            instance_status_name(inst->status), "created_at", inst->created_at,
-                            "cpus", inst->cpus, "memory_mb", inst->memory_mb, "pid",
-                            (json_int_t)inst->pid);
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:i, s:i, s:I}", "name", inst->name, "status",
+                  instance_status_name(inst->status), "created_at", inst->created_at, "cpus",
+                  inst->cpus, "memory_mb", inst->memory_mb, "pid", (json_int_t)inst->pid);
     if (obj == NULL)
         return NULL;
     char **fields[STRING_FIELD_COUNT];
@@ -231,10 +231,8 @@ static int json_get_int(const json_t *obj, const char *key, long long max, long 
     *out = 0;
     if (value == NULL)
         return 0;
-    if (!json_is_integer(value) || json_integer_value(value) < 0 ||
-        json_integer_value(value) > max)
-        return shed_errf(err, SHED_E_IO, "metadata: \"%s\" is not an integer in 0..%lld", key,
-                         max);
+    if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > max)
+        return shed_errf(err, SHED_E_IO, "metadata: \"%s\" is not an integer in 0..%lld", key, max);
     *out = json_integer_value(value);
     return 0;
 }
@@ -325,7 +323,7 @@ struct instance_store {
     struct instance_list snapshot;
     bool snapshot_valid;
     uint64_t generation; /* bumped whenever the snapshot is rebuilt */
-    int inotify_fd; /* -1: no inotify, every listing rescans */
+    int inotify_fd;      /* -1: no inotify, every listing rescans */
     int top_watch;
 };
 
@@ -416,8 +414,7 @@ void instance_store_unlock(int fd)
         close(fd); /* closing the only descriptor releases the flock */
 }
 
-int instance_store_create_dir(struct instance_store *store, const char *name,
-                              struct shed_err *err)
+int instance_store_create_dir(struct instance_store *store, const char *name, struct shed_err *err)
 {
     if (instance_check_name(name, err) < 0)
         return -1;
@@ -426,8 +423,7 @@ int instance_store_create_dir(struct instance_store *store, const char *name,
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (mkdir(path, 0755) < 0) {
         if (errno == EEXIST)
-            return shed_errf(err, SHED_E_SHED_ALREADY_EXISTS, "shed \"%s\" already exists",
-                             name);
+            return shed_errf(err, SHED_E_SHED_ALREADY_EXISTS, "shed \"%s\" already exists", name);
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot create %s", path);
     }
     return 0;
@@ -522,8 +518,7 @@ static int cache_get(struct instance_store *store, const char *name,
 
 /* -- reading -- */
 
-static int parse_metadata_fd(int fd, const char *path, struct instance *inst,
-                             struct shed_err *err)
+static int parse_metadata_fd(int fd, const char *path, struct instance *inst, struct shed_err *err)
 {
     /* One read of the whole file: json_loadfd reads a byte per syscall, which dominated
      * listing thousands of sheds. */
@@ -654,8 +649,8 @@ int instance_store_delete(struct instance_store *store, const char *name, struct
         return shed_errf_errno(err, SHED_E_IO, rc > 0 ? rc : errno,
                                "cannot remove the instance directory %s", path);
     if (fs_exists(path))
-        return shed_errf(err, SHED_E_IO,
-                         "cannot remove %s: something is still mounted inside it", path);
+        return shed_errf(err, SHED_E_IO, "cannot remove %s: something is still mounted inside it",
+                         path);
     return fs_fsync_dir(store->dir, err);
 }
 
@@ -754,8 +749,8 @@ static bool watch_shed_dirs(struct instance_store *store, const struct name_list
 /* Reads every shed from disk (through the parse cache): readdir + one stat per shed.
  * *watched: every shed directory is watched (before its metadata was read, so no change
  * after the read can go unnoticed). */
-static int scan_instances(struct instance_store *store, struct instance_list *list,
-                          bool *watched, struct shed_err *err)
+static int scan_instances(struct instance_store *store, struct instance_list *list, bool *watched,
+                          struct shed_err *err)
 {
     memset(list, 0, sizeof *list);
     struct name_list names = {0};
@@ -771,8 +766,7 @@ static int scan_instances(struct instance_store *store, struct instance_list *li
     }
     for (size_t i = 0; i < names.count; i++) {
         struct shed_err load_err = {0};
-        if (load_metadata(store, names.names[i], true, &list->items[list->count], &load_err) ==
-            0) {
+        if (load_metadata(store, names.names[i], true, &list->items[list->count], &load_err) == 0) {
             list->count++;
             continue;
         }
@@ -799,8 +793,8 @@ static int scan_instances(struct instance_store *store, struct instance_list *li
  * listing scans. */
 
 #define SHED_DIR_EVENTS                                                                            \
-    (IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |  \
-     IN_DELETE_SELF | IN_MOVE_SELF)
+    (IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM |              \
+     IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF)
 
 static void watch_store_open(struct instance_store *store)
 {

@@ -91,8 +91,7 @@ int instance_store_trylock(struct instance_store *store, const char *name, int *
 void instance_store_unlock(int fd);
 
 /* Creates the empty instance directory; SHED_E_SHED_ALREADY_EXISTS if it exists. */
-int instance_store_create_dir(struct instance_store *store, const char *name,
-                              struct shed_err *err);
+int instance_store_create_dir(struct instance_store *store, const char *name, struct shed_err *err);
 /* SHED_E_INVALID_SHED_NAME for a malformed name, SHED_E_SHED_NOT_FOUND when there is no such
  * shed (or no metadata.json). */
 int instance_store_load(struct instance_store *store, const char *name, struct instance *inst,

@@ -86,8 +86,8 @@ static int item_init(struct prune_item *item, enum prune_kind kind, const char *
 }
 
 /* Adds a skipped entry with its reason. */
-int prune_skip(struct prune_list *skipped, enum prune_kind kind, const char *name,
-               const char *path, const char *reason, struct shed_err *err)
+int prune_skip(struct prune_list *skipped, enum prune_kind kind, const char *name, const char *path,
+               const char *reason, struct shed_err *err)
 {
     struct prune_item item;
     if (item_init(&item, kind, name, path, err) < 0)
@@ -203,8 +203,7 @@ static int collect_lock_paths(const char *dir, struct df_file_list *locks, struc
     return rc;
 }
 
-int prune_any_variant_lock_held(const struct shed_config *config, bool *held,
-                                struct shed_err *err)
+int prune_any_variant_lock_held(const struct shed_config *config, bool *held, struct shed_err *err)
 {
     *held = false;
     struct df_file_list locks = {0};
@@ -233,8 +232,7 @@ static bool metadata_unreadable(const struct instance *inst)
     return inst->status == INSTANCE_ERROR && inst->created_at[0] == '\0';
 }
 
-static int plan_instance(struct prune_plan *plan, const struct df_shed *shed,
-                         struct shed_err *err)
+static int plan_instance(struct prune_plan *plan, const struct df_shed *shed, struct shed_err *err)
 {
     const struct instance *inst = &shed->inst;
     cleanup_free char *dir = instance_store_path(plan->opts.instances, inst->name);
@@ -340,12 +338,11 @@ static bool is_cached_variant(const struct prune_plan *plan, const struct df_ima
 }
 
 static int plan_image(struct prune_plan *plan, const struct df_report *report,
-                      const struct df_image *image, const char *const *in_use,
-                      struct shed_err *err)
+                      const struct df_image *image, const char *const *in_use, struct shed_err *err)
 {
     enum image_prune_decision decision;
-    if (image_cache_prune_variant(plan->opts.config, image->name, in_use, false, &decision,
-                                  err) < 0)
+    if (image_cache_prune_variant(plan->opts.config, image->name, in_use, false, &decision, err) <
+        0)
         return -1;
     if (decision == IMAGE_PRUNE_KEEP)
         return 0;
@@ -375,12 +372,12 @@ static int plan_images(struct prune_plan *plan, const struct df_report *report,
             shed_config_find_image(plan->opts.config, image->name);
         if (!is_cached_variant(plan, image) || (configured != NULL && configured->is_path))
             continue; /* a configured local file is the user's, wherever it lives */
-        int rc = unknown ? prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name,
-                                      image->rootfs.path,
-                                      "a surviving shed's metadata.json is unreadable, so its "
-                                      "image is unknown",
-                                      err)
-                         : plan_image(plan, report, image, (const char *const *)in_use, err);
+        int rc = unknown
+                     ? prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name, image->rootfs.path,
+                                  "a surviving shed's metadata.json is unreadable, so its "
+                                  "image is unknown",
+                                  err)
+                     : plan_image(plan, report, image, (const char *const *)in_use, err);
         if (rc < 0)
             return -1;
     }
@@ -410,7 +407,8 @@ static int orphan_lock_path(const struct shed_config *config, const struct df_fi
     const char *kind = NULL;
     if (df_classify_variant_entry(base, &name, &kind, err) < 0)
         return -1;
-    if (name == NULL && (strncmp(base, "vmlinux.", 8) == 0 || strncmp(base, "initrd.img.", 11) == 0))
+    if (name == NULL &&
+        (strncmp(base, "vmlinux.", 8) == 0 || strncmp(base, "initrd.img.", 11) == 0))
         name = strdup(SHED_BASE_IMAGE_NAME);
     if (name == NULL || strchr(orphan->path + strlen(config->images_dir) + 1, '/') != NULL)
         return 0; /* the blob store */
@@ -493,8 +491,7 @@ static int plan_orphans(struct prune_plan *plan, const struct df_report *report,
 
 /* ---- console logs ------------------------------------------------------------------- */
 
-static int plan_logs(struct prune_plan *plan, const struct df_report *report,
-                     struct shed_err *err)
+static int plan_logs(struct prune_plan *plan, const struct df_report *report, struct shed_err *err)
 {
     uint64_t keep = plan->opts.log_tail_bytes;
     for (size_t i = 0; i < report->shed_count; i++) {
@@ -503,8 +500,8 @@ static int plan_logs(struct prune_plan *plan, const struct df_report *report,
             instance_planned(plan, shed->inst.name))
             continue; /* nothing to cut, or deleted with its shed */
         struct prune_item item;
-        if (item_init(&item, PRUNE_KIND_CONSOLE_LOG, shed->inst.name, shed->console_log.path,
-                      err) < 0)
+        if (item_init(&item, PRUNE_KIND_CONSOLE_LOG, shed->inst.name, shed->console_log.path, err) <
+            0)
             return -1;
         item.action = PRUNE_ACTION_TRUNCATE;
         item.keep_bytes = keep;
@@ -575,8 +572,7 @@ static int take_prune_lock(struct prune_plan *plan, struct shed_err *err)
     return fs_lock_file(path, true, &plan->prune_lock_fd, err);
 }
 
-static int plan_notes(struct prune_plan *plan, const struct df_report *report,
-                      struct shed_err *err)
+static int plan_notes(struct prune_plan *plan, const struct df_report *report, struct shed_err *err)
 {
     if (prune_add_note(plan, err,
                        "freed: logical_bytes and physical_bytes (st_size, st_blocks*512) of the "
@@ -586,8 +582,9 @@ static int plan_notes(struct prune_plan *plan, const struct df_report *report,
                        "files once") < 0)
         return -1;
     if (report->fiemap_unsupported &&
-        prune_add_note(plan, err, "FIEMAP is not supported here for some files: their "
-                                  "exclusive_bytes equal physical_bytes") < 0)
+        prune_add_note(plan, err,
+                       "FIEMAP is not supported here for some files: their "
+                       "exclusive_bytes equal physical_bytes") < 0)
         return -1;
     if ((plan->opts.scopes & PRUNE_SCOPE_LOGS) &&
         prune_add_note(plan, err, "console logs keep their last %llu bytes",

@@ -21,8 +21,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "config/config.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 #include "runtime/df.h"
 #include "runtime/instance.h"
 
@@ -89,9 +89,9 @@ struct prune_item {
     char *reason;         /* skipped items: why */
     /* what the action removes, as measured by the plan */
     struct df_file_list files;
-    char *lock_path;      /* orphans: the canonical .lock to probe; NULL = every variant lock */
+    char *lock_path; /* orphans: the canonical .lock to probe; NULL = every variant lock */
     struct timespec metadata_mtime; /* instances: the snapshot the age came from */
-    uint64_t keep_bytes;  /* console logs: the tail to keep */
+    uint64_t keep_bytes;            /* console logs: the tail to keep */
 };
 
 struct prune_list {
@@ -101,7 +101,7 @@ struct prune_list {
 
 struct prune_plan {
     struct prune_opts opts;
-    struct prune_list items;   /* in execution order */
+    struct prune_list items; /* in execution order */
     struct prune_list skipped;
     char **notes; /* NULL-terminated */
     size_t note_count;

@@ -86,8 +86,9 @@ static int remove_unlinked_content(const struct df_file *planned, struct shed_er
 {
     struct stat st;
     if (lstat(planned->path, &st) < 0)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s",
-                                                     planned->path);
+        return errno == ENOENT
+                   ? 0
+                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", planned->path);
     if (st.st_dev != planned->dev || st.st_ino != planned->ino || st.st_nlink > 1)
         return 0;
     cleanup_free char *lock_path = str_printf("%s.lock", planned->path);
@@ -252,8 +253,7 @@ int prune_truncate_log(const char *path, uint64_t keep_bytes, struct df_size *fr
     memset(freed, 0, sizeof *freed);
     cleanup_close int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno,
-                               "cannot open %s", path);
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     struct stat before, after;
     if (fstat(fd, &before) < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);

@@ -92,9 +92,12 @@ void prune_format_duration(uint64_t seconds, char *out, size_t len)
 }
 
 static const char *const kind_names[] = {
-    [PRUNE_KIND_INSTANCE] = "instance", [PRUNE_KIND_IMAGE] = "image",
-    [PRUNE_KIND_TMP] = "tmp",           [PRUNE_KIND_SOURCE] = "source",
-    [PRUNE_KIND_LOCK] = "lock",         [PRUNE_KIND_BLOB] = "blob",
+    [PRUNE_KIND_INSTANCE] = "instance",
+    [PRUNE_KIND_IMAGE] = "image",
+    [PRUNE_KIND_TMP] = "tmp",
+    [PRUNE_KIND_SOURCE] = "source",
+    [PRUNE_KIND_LOCK] = "lock",
+    [PRUNE_KIND_BLOB] = "blob",
     [PRUNE_KIND_CONSOLE_LOG] = "console_log",
 };
 
@@ -119,9 +122,9 @@ static json_t *item_to_json(const struct prune_item *item, bool skipped)
     if (rc == 0)
         rc = set_optional_string(obj, "path", item->path);
     if (rc == 0 && !skipped)
-        rc = json_object_set_new(obj, "action",
-                                 json_string(item->action == PRUNE_ACTION_TRUNCATE ? "truncated"
-                                                                                   : "deleted"));
+        rc = json_object_set_new(
+            obj, "action",
+            json_string(item->action == PRUNE_ACTION_TRUNCATE ? "truncated" : "deleted"));
     if (rc == 0 && !skipped)
         rc = json_object_set_new(obj, "freed", df_size_to_json(&item->freed));
     if (rc == 0)

@@ -208,7 +208,7 @@ static void roll_back(const struct create_run *run, struct instance *inst, bool 
     if (backend_touched && inst->status == INSTANCE_RUNNING && backend->stop != NULL &&
         backend->stop(backend, inst, &why) < 0)
         note_rollback_failure(err, &why);
-    if (backend_touched && backend->delete != NULL && backend->delete(backend, inst, &why) < 0)
+    if (backend_touched && backend->delete != NULL && backend->delete (backend, inst, &why) < 0)
         note_rollback_failure(err, &why);
     if (instance_store_delete(run->store, run->request->name, &why) < 0)
         note_rollback_failure(err, &why);

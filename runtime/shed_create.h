@@ -19,8 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/config.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 #include "imaged/cache.h"
 #include "runtime/backend.h"
 #include "runtime/clone.h"

@@ -6,8 +6,8 @@
 
 #include <jansson.h>
 
-#include "http_util.h"
 #include "config/config.h"
+#include "http_util.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
 
@@ -26,7 +26,7 @@ struct api_context {
     /* What GET /api/info reports as "backend": the configured backend, or with `detect` the
      * first backend that probes usable, or "none" when no backend is usable. */
     char info_backend[32];
-    char *host_public_key; /* "ssh-ed25519 AAAA... shed@<name>" */
+    char *host_public_key;              /* "ssh-ed25519 AAAA... shed@<name>" */
     struct shed_list_cache *list_cache; /* synchronises itself */
 };
 
@@ -52,8 +52,7 @@ void handle_sheds_list(const struct api_request *, const struct api_context *,
                        struct api_response *);
 void handle_shed_create(const struct api_request *, const struct api_context *,
                         struct api_response *);
-void handle_shed_get(const struct api_request *, const struct api_context *,
-                     struct api_response *);
+void handle_shed_get(const struct api_request *, const struct api_context *, struct api_response *);
 void handle_shed_delete(const struct api_request *, const struct api_context *,
                         struct api_response *);
 void handle_shed_start(const struct api_request *, const struct api_context *,

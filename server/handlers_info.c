@@ -67,8 +67,7 @@ static EVP_PKEY *read_private_key(const char *path, struct shed_err *err)
 {
     cleanup_fclose FILE *file = fopen(path, "re");
     if (file == NULL) {
-        shed_errf_errno(err, SHED_E_IO, errno,
-                        "cannot open %s", path);
+        shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
         return NULL;
     }
     EVP_PKEY *key = PEM_read_PrivateKey(file, NULL, NULL, NULL);

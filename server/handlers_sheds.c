@@ -6,8 +6,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -310,7 +310,8 @@ static bool repo_is_valid(const char *repo)
     const char *slash = strchr(repo, '/');
     if (slash == NULL || slash == repo || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
         return false;
-    return strspn(repo, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./") == len;
+    return strspn(repo, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./") ==
+           len;
 }
 
 static int check_local_dir(const char *dir, struct shed_err *err)
@@ -349,7 +350,7 @@ static int check_image(const struct api_context *context, const char *image, str
     return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "unknown image \"%s\"", image);
 }
 
-static const char *const create_fields[] = {"name",      "repo", "image", "backend",
+static const char *const create_fields[] = {"name",      "repo", "image",     "backend",
                                             "local_dir", "cpus", "memory_mb", NULL};
 
 static int parse_create_fields(const json_t *body, struct create_request *create,
@@ -447,8 +448,8 @@ static int run_create(const struct api_context *context, const struct shed_creat
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     struct shed_create_report report;
-    int rc = shed_create(context->config, context->instances, request, observer, created,
-                         &report, err);
+    int rc =
+        shed_create(context->config, context->instances, request, observer, created, &report, err);
     log_create(request, &report, rc < 0 ? err : NULL, &start);
     return rc;
 }
@@ -473,8 +474,8 @@ static void create_job_free(void *arg)
 static json_t *progress_json(const struct shed_create_progress *progress)
 {
     if (progress->bytes_total == 0)
-        return json_pack("{s:s, s:s, s:b}", "phase", progress->phase, "message",
-                         progress->message, "warning", progress->warning);
+        return json_pack("{s:s, s:s, s:b}", "phase", progress->phase, "message", progress->message,
+                         "warning", progress->warning);
     return json_pack("{s:s, s:s, s:b, s:I, s:I}", "phase", progress->phase, "message",
                      progress->message, "warning", progress->warning, "bytes_done",
                      (json_int_t)progress->bytes_done, "bytes_total",
@@ -542,7 +543,8 @@ void handle_shed_create(const struct api_request *request, const struct api_cont
     struct create_request create = {0};
     const struct shed_backend *backend = NULL;
     if (api_parse_body_object(request, create_fields, false, &body, &err) < 0 ||
-        parse_create_fields(body, &create, &err) < 0 || validate_create(context, &create, &err) < 0 ||
+        parse_create_fields(body, &create, &err) < 0 ||
+        validate_create(context, &create, &err) < 0 ||
         check_not_exists(context, create.name, &err) < 0 ||
         backend_set_resolve(context->backends, context->config->default_backend, create.backend,
                             &backend, &err) < 0) {
@@ -642,7 +644,7 @@ static int delete_locked(const struct api_context *context, struct instance *ins
     if (inst->status == INSTANCE_RUNNING && stop_locked(context, inst, err) < 0)
         return shed_err_prefix(err, "cannot stop shed \"%s\" before deleting it", inst->name);
     const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
-    if (backend != NULL && backend->delete != NULL && backend->delete(backend, inst, err) < 0)
+    if (backend != NULL && backend->delete != NULL && backend->delete (backend, inst, err) < 0)
         return -1;
     return instance_store_delete(context->instances, inst->name, err);
 }

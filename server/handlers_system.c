@@ -23,8 +23,8 @@ void handle_system_df(const struct api_request *request, const struct api_contex
 {
     (void)request;
     struct shed_probe probe = context_probe(context);
-    struct df_opts opts = {.config = context->config, .instances = context->instances,
-                           .probe = &probe};
+    struct df_opts opts = {
+        .config = context->config, .instances = context->instances, .probe = &probe};
     struct df_report report;
     struct shed_err err = {0};
     if (df_scan(&opts, &report, &err) < 0) {
@@ -96,8 +96,7 @@ static int parse_until(const struct api_request *request, uint64_t *seconds, str
     return 0;
 }
 
-static int parse_log_tail(const struct api_request *request, uint64_t *bytes,
-                          struct shed_err *err)
+static int parse_log_tail(const struct api_request *request, uint64_t *bytes, struct shed_err *err)
 {
     bool present = false;
     const char *text = query_value(request, "log_tail_bytes", &present);
@@ -134,8 +133,8 @@ void handle_system_prune(const struct api_request *request, const struct api_con
                          struct api_response *response)
 {
     struct shed_probe probe = context_probe(context);
-    struct prune_opts opts = {.config = context->config, .instances = context->instances,
-                              .probe = &probe};
+    struct prune_opts opts = {
+        .config = context->config, .instances = context->instances, .probe = &probe};
     struct shed_err err = {0};
     if (parse_prune_query(request, &opts, &err) < 0) {
         api_respond_error(response, &err);

@@ -48,7 +48,8 @@ static void log_request(const char *method, const char *path, unsigned status, d
     char stamp[32];
     time_t now = time(NULL);
     struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (gmtime_r(&now, &tm) == NULL ||
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(stamp, sizeof stamp, "-");
     /* One fprintf per line: stdio locks the stream, so lines never interleave. */
     fprintf(stderr, "%s http method=%s path=%s status=%u ms=%.2f\n", stamp, method, path, status,
@@ -161,8 +162,8 @@ static void dispatch(struct server *server, struct MHD_Connection *connection, c
         return;
     }
     if (state->too_large) {
-        api_respond_errorf(response, SHED_E_PAYLOAD_TOO_LARGE,
-                           "request body larger than %d bytes", API_MAX_BODY_BYTES);
+        api_respond_errorf(response, SHED_E_PAYLOAD_TOO_LARGE, "request body larger than %d bytes",
+                           API_MAX_BODY_BYTES);
         return;
     }
     struct api_request request = {
@@ -176,9 +177,8 @@ static void dispatch(struct server *server, struct MHD_Connection *connection, c
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct server *server = cls;
@@ -250,7 +250,8 @@ static int prepare_context(struct server *server, const struct shed_config *conf
     struct api_context *context = &server->context;
     context->config = config;
     context->backends = backends;
-    if (fs_mkdir_p(config->data_dir, 0755, err) < 0 || fs_mkdir_p(config->images_dir, 0755, err) < 0)
+    if (fs_mkdir_p(config->data_dir, 0755, err) < 0 ||
+        fs_mkdir_p(config->images_dir, 0755, err) < 0)
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
@@ -307,9 +308,8 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
                      MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (server->daemon == NULL) {
         free_server(server);
         return shed_errf(err, SHED_E_IO, "cannot listen on %s:%d (address in use or not local?)",

@@ -14,8 +14,8 @@
 
 #include <stdint.h>
 
-#include "config/config.h"
 #include "common/shed_err.h"
+#include "config/config.h"
 #include "runtime/backend.h"
 
 struct server;

@@ -20,7 +20,8 @@ static unsigned long long uint_of(const json_t *obj, const char *key)
 static void print_sizes(FILE *out, const json_t *size)
 {
     char logical[32], physical[32], exclusive[32];
-    fprintf(out, " %10s %10s %10s\n", format_size(uint_of(size, "logical_bytes"), logical, sizeof logical),
+    fprintf(out, " %10s %10s %10s\n",
+            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical),
             format_size(uint_of(size, "physical_bytes"), physical, sizeof physical),
             format_size(uint_of(size, "exclusive_bytes"), exclusive, sizeof exclusive));
 }

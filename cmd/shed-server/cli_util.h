@@ -26,9 +26,9 @@ int cli_load_config(const char *config_path, const char *data_dir, struct shed_c
 
 /* The --config / --data-dir help lines every subcommand prints. */
 #define CLI_CONFIG_OPTIONS_HELP                                                                    \
-    "  -c, --config=FILE      server.yaml to use (default lookup: ./server.yaml,\n"               \
-    "                         ~/.config/shed/server.yaml, /etc/shed/server.yaml)\n"               \
-    "      --data-dir=DIR     data directory (overrides data_dir; images_dir and\n"               \
+    "  -c, --config=FILE      server.yaml to use (default lookup: ./server.yaml,\n"                \
+    "                         ~/.config/shed/server.yaml, /etc/shed/server.yaml)\n"                \
+    "      --data-dir=DIR     data directory (overrides data_dir; images_dir and\n"                \
     "                         instance_dir become DIR/images and DIR/instances)\n"
 
 #endif

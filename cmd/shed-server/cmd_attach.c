@@ -16,8 +16,7 @@ static void print_help(void)
            "running shed NAME, creating the session when it does not exist. Detach with the\n"
            "tmux prefix + d; the session keeps running. Exit status as for exec.\n"
            "\n"
-           "Options:\n"
-           CLI_CONFIG_OPTIONS_HELP
+           "Options:\n" CLI_CONFIG_OPTIONS_HELP
            "  -h, --help             show this help and exit\n");
 }
 

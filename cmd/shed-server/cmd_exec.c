@@ -29,9 +29,8 @@ static void print_help(void)
            "Without \"--\", options must come before NAME and everything after NAME is CMD.\n"
            "\n"
            "Options:\n"
-           "  -t, --tty              run CMD on a terminal (stdin must be one)\n"
-           CLI_CONFIG_OPTIONS_HELP
-           "  -h, --help             show this help and exit\n");
+           "  -t, --tty              run CMD on a terminal (stdin must be "
+           "one)\n" CLI_CONFIG_OPTIONS_HELP "  -h, --help             show this help and exit\n");
 }
 
 /* Loads the shed and the backend that runs it; fails unless the shed runs. */

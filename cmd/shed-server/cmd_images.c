@@ -7,8 +7,8 @@
 
 #include "cli_util.h"
 #include "commands.h"
-#include "config/config.h"
 #include "common/fsutil.h"
+#include "config/config.h"
 #include "imaged/cache.h"
 #include "runtime/instance_refs.h"
 

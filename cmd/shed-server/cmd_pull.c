@@ -90,7 +90,8 @@ static void on_progress(const struct oci_progress *p, void *ctx)
     d->done[p->layer_index] = p->layer_bytes_done;
     if (p->event == OCI_PROGRESS_LAYER_DONE && !d->tty)
         print_layer_line(p);
-    if (d->tty && (p->event == OCI_PROGRESS_LAYER_DONE || now_ms() - d->last_draw_ms >= REDRAW_INTERVAL_MS))
+    if (d->tty &&
+        (p->event == OCI_PROGRESS_LAYER_DONE || now_ms() - d->last_draw_ms >= REDRAW_INTERVAL_MS))
         draw_bars(d, p->image);
 }
 
@@ -99,19 +100,21 @@ static int print_json(const char *canonical_ref, const struct oci_pull_result *r
     json_t *layers = json_array();
     for (size_t i = 0; layers != NULL && i < r->image.layer_count; i++) {
         const struct oci_layer *l = &r->image.layers[i];
-        if (json_array_append_new(layers, json_pack("{s:s, s:I, s:s}", "digest", l->digest,
-                                                     "size", (json_int_t)l->size, "media_type",
-                                                     l->media_type)) < 0) {
+        if (json_array_append_new(layers, json_pack("{s:s, s:I, s:s}", "digest", l->digest, "size",
+                                                    (json_int_t)l->size, "media_type",
+                                                    l->media_type)) < 0) {
             json_decref(layers);
             layers = NULL;
         }
     }
-    json_t *root = layers == NULL ? NULL
-        : json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:I}", "ref", canonical_ref, "digest",
-                    r->image.manifest_digest, "media_type", r->image.manifest_media_type,
-                    "config_digest", r->image.config_digest, "config_size",
-                    (json_int_t)r->image.config_size, "layers", layers, "bytes_fetched",
-                    (json_int_t)r->bytes_fetched);
+    json_t *root =
+        layers == NULL
+            ? NULL
+            : json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:I}", "ref", canonical_ref, "digest",
+                        r->image.manifest_digest, "media_type", r->image.manifest_media_type,
+                        "config_digest", r->image.config_digest, "config_size",
+                        (json_int_t)r->image.config_size, "layers", layers, "bytes_fetched",
+                        (json_int_t)r->bytes_fetched);
     char *text = root != NULL ? json_dumps(root, JSON_INDENT(2)) : NULL;
     json_decref(root);
     if (text == NULL) {
@@ -157,10 +160,9 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
 {
     static const struct option options[] = {
         {"platform", required_argument, NULL, 'p'}, {"data-dir", required_argument, NULL, 'd'},
-        {"config", required_argument, NULL, 'c'},
-        {"creds", required_argument, NULL, 'C'},    {"parallel", required_argument, NULL, 'j'},
-        {"json", no_argument, NULL, 'J'},           {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"creds", required_argument, NULL, 'C'},
+        {"parallel", required_argument, NULL, 'j'}, {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     memset(a, 0, sizeof *a);
     opterr = 0;
@@ -211,8 +213,11 @@ static int run_pull(const struct pull_args *a, const struct shed_config *config,
     struct oci_pull_opts opts = {
         .platform = a->platform != NULL ? a->platform : config->platform,
         .insecure_registries = (const char *const *)config->insecure_registries,
-        .creds = a->creds, .max_parallel = a->parallel,
-        .progress = on_progress, .progress_ctx = &display, .cancel = (volatile int *)&interrupted,
+        .creds = a->creds,
+        .max_parallel = a->parallel,
+        .progress = on_progress,
+        .progress_ctx = &display,
+        .cancel = (volatile int *)&interrupted,
     };
     struct oci_pull_result result;
     struct shed_err err = {0};

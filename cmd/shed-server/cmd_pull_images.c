@@ -9,8 +9,8 @@
 
 #include "cli_util.h"
 #include "commands.h"
-#include "config/config.h"
 #include "common/fsutil.h"
+#include "config/config.h"
 #include "imaged/cache.h"
 
 /* Set by SIGINT/SIGTERM; the pull and the conversion poll it and clean up after themselves.
@@ -165,12 +165,9 @@ static int pull_all(const struct shed_config *config, char **names, struct pull_
 int cmd_pull_images(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"variant", required_argument, NULL, 'V'},
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, 'D'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"variant", required_argument, NULL, 'V'},  {"config", required_argument, NULL, 'c'},
+        {"data-dir", required_argument, NULL, 'D'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *data_dir = NULL, *variant = NULL;
     struct pull_output out = {.progress_on_tty = isatty(STDERR_FILENO) == 1};

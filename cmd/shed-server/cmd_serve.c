@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/server.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "config/config.h"
 #include "runtime/backend.h"
+#include "server/server.h"
 
 struct serve_args {
     const char *config_path;
@@ -28,8 +28,7 @@ static void print_help(void)
            "stop accepting, let requests in flight finish, and exit 0. Running sheds keep\n"
            "running. Existing sheds are re-discovered from <instance_dir>/*/metadata.json.\n"
            "\n"
-           "Options:\n"
-           CLI_CONFIG_OPTIONS_HELP
+           "Options:\n" CLI_CONFIG_OPTIONS_HELP
            "  -p, --port=N           HTTP port (overrides http_port)\n"
            "  -b, --bind=ADDR        IPv4 address to listen on (overrides bind)\n"
            "  -h, --help             show this help and exit\n");
@@ -51,9 +50,12 @@ static int parse_args(int argc, char **argv, struct serve_args *args)
 {
     enum { OPT_DATA_DIR = 256 };
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},  {"port", required_argument, NULL, 'p'},
-        {"bind", required_argument, NULL, 'b'},    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"port", required_argument, NULL, 'p'},
+        {"bind", required_argument, NULL, 'b'},
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     args->port = -1;
     int opt;

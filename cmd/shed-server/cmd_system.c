@@ -8,13 +8,13 @@
 #include <string.h>
 
 #include "cli_util.h"
+#include "cmd/common/system_print.h"
 #include "commands.h"
-#include "config/config.h"
 #include "common/fsutil.h"
+#include "config/config.h"
 #include "runtime/backend.h"
 #include "runtime/df.h"
 #include "runtime/prune.h"
-#include "cmd/common/system_print.h"
 
 struct system_args {
     const char *config_path;
@@ -80,8 +80,8 @@ static int parse_option(int opt, struct system_args *args)
     case OPT_DATA_DIR: args->data_dir = optarg; return 0;
     case 's':
         if ((scope = prune_scope_from_name(optarg)) == 0)
-            return cli_usage_error("system", "unknown scope '%s' (images, instances, logs, orphans)",
-                                   optarg);
+            return cli_usage_error("system",
+                                   "unknown scope '%s' (images, instances, logs, orphans)", optarg);
         args->scopes |= scope;
         return 0;
     case 'u':
@@ -102,11 +102,15 @@ static int parse_option(int opt, struct system_args *args)
 static int parse_args(int argc, char **argv, struct system_args *args)
 {
     static const struct option options[] = {
-        {"verbose", no_argument, NULL, 'v'},      {"json", no_argument, NULL, 256},
-        {"scope", required_argument, NULL, 's'},  {"until", required_argument, NULL, 'u'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"json", no_argument, NULL, 256},
+        {"scope", required_argument, NULL, 's'},
+        {"until", required_argument, NULL, 'u'},
         {"log-tail-bytes", required_argument, NULL, 257},
-        {"dry-run", no_argument, NULL, 'n'},      {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, 258}, {"help", no_argument, NULL, 'h'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"config", required_argument, NULL, 'c'},
+        {"data-dir", required_argument, NULL, 258},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     args->until_seconds = PRUNE_DEFAULT_UNTIL_SECONDS;

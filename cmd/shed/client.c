@@ -165,7 +165,8 @@ static int perform(const struct client *client, const char *method, const char *
     if (curl == NULL)
         return client_errorf(error, "NO_MEMORY", "cannot initialise libcurl");
     struct curl_slist *headers = NULL;
-    headers = curl_slist_append(headers, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    headers = curl_slist_append(headers,
+                                stream ? "Accept: text/event-stream" : "Accept: application/json");
     if (payload != NULL)
         headers = curl_slist_append(headers, "Content-Type: application/json");
     if (auth != NULL)
@@ -214,8 +215,7 @@ static int finish_plain(struct transfer *transfer, long status, struct client_re
 }
 
 int client_request(const struct client *client, const char *method, const char *path,
-                   const json_t *body, struct client_response *response,
-                   struct client_error *error)
+                   const json_t *body, struct client_response *response, struct client_error *error)
 {
     memset(response, 0, sizeof *response);
     struct transfer transfer = {0};
@@ -321,11 +321,11 @@ int client_connect_upgrade(const struct client *client, const char *shed, uint16
     int sock = -1;
     if (dial_server(client->base_url, &sock, error) < 0)
         return -1;
-    cleanup_free char *request = str_printf(
-        "GET /api/sheds/%s/connect/%u HTTP/1.1\r\nHost: shed\r\nConnection: Upgrade\r\n"
-        "Upgrade: shed-tcp\r\n%s%s%s\r\n",
-        shed, (unsigned)port, client->token ? "Authorization: Bearer " : "",
-        client->token ? client->token : "", client->token ? "\r\n" : "");
+    cleanup_free char *request =
+        str_printf("GET /api/sheds/%s/connect/%u HTTP/1.1\r\nHost: shed\r\nConnection: Upgrade\r\n"
+                   "Upgrade: shed-tcp\r\n%s%s%s\r\n",
+                   shed, (unsigned)port, client->token ? "Authorization: Bearer " : "",
+                   client->token ? client->token : "", client->token ? "\r\n" : "");
     char buf[16384];
     size_t head_len = 0, total = 0;
     if (request == NULL || sock_send_all(sock, request, strlen(request)) < 0 ||
@@ -370,7 +370,7 @@ static char *client_config_path(void)
 static const char *scalar(yaml_node_t *node)
 {
     return node != NULL && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value
-                                                           : NULL;
+                                                          : NULL;
 }
 
 static yaml_node_t *mapping_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
@@ -388,8 +388,7 @@ static yaml_node_t *mapping_get(yaml_document_t *doc, yaml_node_t *map, const ch
 
 /* A server entry is "name: URL" or "name: {url: URL, token: T}". */
 static int server_from_entry(yaml_document_t *doc, yaml_node_t *entry, const char *name,
-                             const char *path, char **url, char **token,
-                             struct client_error *error)
+                             const char *path, char **url, char **token, struct client_error *error)
 {
     const char *u = scalar(entry);
     const char *t = NULL;

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmd/common/system_print.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
-#include "cmd/common/system_print.h"
 
 #define SYSTEM_TIMEOUT_SECONDS 600L
 #define MAX_QUERY 2048
@@ -207,11 +207,16 @@ static int parse_option(int opt, struct system_args *args)
     case 'a': args->all = true; return 0;
     case 'f': args->force = true; return 0;
     case 'n': args->dry_run = true; return 0;
-    case 's': return append_query(args, "scope", optarg) < 0 ? usage_error("%s: query too long", optarg) : 0;
-    case 'u': return append_query(args, "until", optarg) < 0 ? usage_error("%s: query too long", optarg) : 0;
+    case 's':
+        return append_query(args, "scope", optarg) < 0 ? usage_error("%s: query too long", optarg)
+                                                       : 0;
+    case 'u':
+        return append_query(args, "until", optarg) < 0 ? usage_error("%s: query too long", optarg)
+                                                       : 0;
     case 'l':
-        return append_query(args, "log_tail_bytes", optarg) < 0 ? usage_error("%s: query too long", optarg)
-                                                               : 0;
+        return append_query(args, "log_tail_bytes", optarg) < 0
+                   ? usage_error("%s: query too long", optarg)
+                   : 0;
     case 'h': print_help(); return -1;
     default: return usage_error("%s", "invalid option");
     }
@@ -313,7 +318,8 @@ static int print_results(const struct target *targets, size_t count, const struc
     return rc;
 }
 
-/* ---- df and prune ----------------------------------------------------------------------------- */
+/* ---- df and prune -----------------------------------------------------------------------------
+ */
 
 static void set_request(struct target *targets, size_t count, const char *method,
                         const struct system_args *args, bool dry_run)
@@ -396,7 +402,8 @@ int cli_system_run(const struct client *client, bool json, int argc, char **argv
     struct target *targets = NULL;
     size_t count = 1;
     struct client_error error;
-    if ((args.all ? all_targets(&targets, &count, &error) : one_target(client, &targets, &error)) < 0) {
+    if ((args.all ? all_targets(&targets, &count, &error) : one_target(client, &targets, &error)) <
+        0) {
         fprintf(stderr, "shed: %s: %s\n", error.code, error.message);
         return EXIT_FAIL;
     }

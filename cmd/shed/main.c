@@ -6,19 +6,19 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cmd_system.h"
 #include "client.h"
+#include "cmd_system.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/sockutil.h"
@@ -182,19 +182,19 @@ static void print_shed_table(const json_t *body)
     json_t *shed;
     json_array_foreach(json_object_get(body, "sheds"), i, shed)
     {
-        table_add(&table, (const char *[]){str_field(shed, "name"), str_field(shed, "status"),
-                                           str_field(shed, "backend"), str_field(shed, "image"),
-                                           str_field(shed, "ip_address"),
-                                           str_field(shed, "created_at")});
+        table_add(&table,
+                  (const char *[]){str_field(shed, "name"), str_field(shed, "status"),
+                                   str_field(shed, "backend"), str_field(shed, "image"),
+                                   str_field(shed, "ip_address"), str_field(shed, "created_at")});
     }
     table_print_free(&table);
 }
 
 static void print_shed(const json_t *shed)
 {
-    static const char *const keys[] = {"name",     "status",    "created_at", "backend",
-                                       "image",    "repo",      "local_dir",  "ip_address",
-                                       "cpus",     "memory_mb", "pid",        "rootfs_path"};
+    static const char *const keys[] = {"name",  "status",    "created_at", "backend",
+                                       "image", "repo",      "local_dir",  "ip_address",
+                                       "cpus",  "memory_mb", "pid",        "rootfs_path"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         json_t *value = json_object_get(shed, keys[i]);
         if (json_is_string(value) && json_string_value(value)[0] != '\0')
@@ -229,7 +229,7 @@ static int one_name_arg(const struct command *command, int argc, char **argv, co
 struct create_progress {
     bool tty;
     bool drew_bar;
-    json_t *result;       /* the "complete" shed object */
+    json_t *result;            /* the "complete" shed object */
     struct client_error error; /* from an "error" event */
     bool failed;
 };
@@ -238,7 +238,8 @@ static void draw_progress(struct create_progress *progress, const json_t *data)
 {
     const char *phase = str_field(data, "phase");
     const char *message = str_field(data, "message");
-    json_t *done = json_object_get(data, "bytes_done"), *total = json_object_get(data, "bytes_total");
+    json_t *done = json_object_get(data, "bytes_done"),
+           *total = json_object_get(data, "bytes_total");
     bool warning = json_is_true(json_object_get(data, "warning"));
     if (warning || !progress->tty) {
         if (progress->drew_bar)
@@ -292,10 +293,14 @@ struct create_args {
 static int parse_create(const struct command *command, int argc, char **argv, json_t *body)
 {
     static const struct option options[] = {
-        {"image", required_argument, NULL, 'i'}, {"repo", required_argument, NULL, 'r'},
-        {"local-dir", required_argument, NULL, 'l'}, {"cpus", required_argument, NULL, 'c'},
-        {"memory", required_argument, NULL, 'm'}, {"backend", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"image", required_argument, NULL, 'i'},
+        {"repo", required_argument, NULL, 'r'},
+        {"local-dir", required_argument, NULL, 'l'},
+        {"cpus", required_argument, NULL, 'c'},
+        {"memory", required_argument, NULL, 'm'},
+        {"backend", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int opt;
     optind = 0;
@@ -321,15 +326,16 @@ static int parse_create(const struct command *command, int argc, char **argv, js
             json_object_set_new(body, opt == 'c' ? "cpus" : "memory_mb", json_integer(number));
             break;
         case 'h':
-            printf("Usage: shed %s\n\n%s\n\nOptions:\n"
-                   "  -i, --image=NAME       image variant (default: the server's base image)\n"
-                   "  -r, --repo=REPO        owner/repo or git URL cloned into /workspace\n"
-                   "  -l, --local-dir=DIR    host directory mounted at /workspace (not with --repo)\n"
-                   "  -c, --cpus=N           CPUs\n"
-                   "  -m, --memory=MB        memory in MiB\n"
-                   "  -b, --backend=NAME     container, qemu, firecracker, vz or detect\n"
-                   "  -h, --help             show this help\n",
-                   command->usage, command->summary);
+            printf(
+                "Usage: shed %s\n\n%s\n\nOptions:\n"
+                "  -i, --image=NAME       image variant (default: the server's base image)\n"
+                "  -r, --repo=REPO        owner/repo or git URL cloned into /workspace\n"
+                "  -l, --local-dir=DIR    host directory mounted at /workspace (not with --repo)\n"
+                "  -c, --cpus=N           CPUs\n"
+                "  -m, --memory=MB        memory in MiB\n"
+                "  -b, --backend=NAME     container, qemu, firecracker, vz or detect\n"
+                "  -h, --help             show this help\n",
+                command->usage, command->summary);
             return 1;
         default: return usage_error(command->name, "invalid option");
         }
@@ -503,10 +509,10 @@ static void print_sessions(const json_t *body)
     {
         char windows[24];
         snprintf(windows, sizeof windows, "%lld", int_field(session, "window_count"));
-        table_add(&table,
-                  (const char *[]){str_field(session, "name"), str_field(session, "shed_name"),
-                                   json_is_true(json_object_get(session, "attached")) ? "yes" : "no",
-                                   windows, str_field(session, "created_at")});
+        table_add(&table, (const char *[]){
+                              str_field(session, "name"), str_field(session, "shed_name"),
+                              json_is_true(json_object_get(session, "attached")) ? "yes" : "no",
+                              windows, str_field(session, "created_at")});
     }
     table_print_free(&table);
 }
@@ -560,11 +566,10 @@ static void print_image_table(const json_t *images)
             format_size((uint64_t)int_field(image, "size_bytes"), size, sizeof size);
         char digest[20];
         snprintf(digest, sizeof digest, "%.19s", str_field(image, "digest"));
-        table_add(&table,
-                  (const char *[]){str_field(image, "name"),
-                                   json_is_true(json_object_get(image, "cached")) ? "yes" : "no",
-                                   size, str_field(image, "source"), str_field(image, "docker_ref"),
-                                   digest});
+        table_add(&table, (const char *[]){
+                              str_field(image, "name"),
+                              json_is_true(json_object_get(image, "cached")) ? "yes" : "no", size,
+                              str_field(image, "source"), str_field(image, "docker_ref"), digest});
     }
     table_print_free(&table);
 }
@@ -596,7 +601,8 @@ static int images_prune(struct cli *cli, int argc, char **argv)
         return usage_error("images prune", "unexpected argument '%s'", argv[optind]);
     struct client_response response;
     struct client_error error;
-    const char *path = dry_run ? "/api/images/prune?dry_run=true" : "/api/images/prune?dry_run=false";
+    const char *path =
+        dry_run ? "/api/images/prune?dry_run=true" : "/api/images/prune?dry_run=false";
     if (client_request(&cli->client, "POST", path, NULL, &response, &error) < 0)
         return fail(&error);
     if (cli->json) {
@@ -802,16 +808,15 @@ static void print_usage(FILE *out)
     fprintf(out, "Usage: shed [-s SERVER] [--json] COMMAND [ARGS...]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-13s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out,
-            "\nOptions:\n"
-            "  -s, --server=SERVER  a URL (http://host:port) or a server name from\n"
-            "                       ~/.config/shed/client.yaml (default: its `default`, else\n"
-            "                       http://127.0.0.1:8080)\n"
-            "      --token=TOKEN    bearer token (default: $SHED_API_TOKEN or the config's)\n"
-            "  -j, --json           print the server's JSON instead of tables\n"
-            "  -h, --help           show this help\n"
-            "      --version        show the version\n"
-            "\nRun 'shed COMMAND --help' for a command's options.\n");
+    fprintf(out, "\nOptions:\n"
+                 "  -s, --server=SERVER  a URL (http://host:port) or a server name from\n"
+                 "                       ~/.config/shed/client.yaml (default: its `default`, else\n"
+                 "                       http://127.0.0.1:8080)\n"
+                 "      --token=TOKEN    bearer token (default: $SHED_API_TOKEN or the config's)\n"
+                 "  -j, --json           print the server's JSON instead of tables\n"
+                 "  -h, --help           show this help\n"
+                 "      --version        show the version\n"
+                 "\nRun 'shed COMMAND --help' for a command's options.\n");
 }
 
 struct global_args {
@@ -825,9 +830,9 @@ static int parse_global(int argc, char **argv, struct global_args *args)
 {
     enum { OPT_VERSION = 256, OPT_TOKEN };
     static const struct option options[] = {
-        {"server", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"server", required_argument, NULL, 's'},      {"json", no_argument, NULL, 'j'},
         {"token", required_argument, NULL, OPT_TOKEN}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION}, {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, OPT_VERSION},   {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "+s:jh", options, NULL)) != -1) {

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
-#include "config/config.h"
 #include "common/fsutil.h"
+#include "config/config.h"
 #include "harness/check.h"
 
 static struct shed_err err;

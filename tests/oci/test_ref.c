@@ -46,30 +46,31 @@ static const struct good_case good[] = {
 
 static const char *const bad[] = {
     "",
-    "Debian",                      /* uppercase repository */
-    "ghcr.io/Owner/img",           /* uppercase path component */
-    "img:",                        /* empty tag */
-    "img@",                        /* empty digest */
-    "img@sha256:abc",              /* short digest */
+    "Debian",            /* uppercase repository */
+    "ghcr.io/Owner/img", /* uppercase path component */
+    "img:",              /* empty tag */
+    "img@",              /* empty digest */
+    "img@sha256:abc",    /* short digest */
     "img@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", /* upper hex */
     "img@sha512:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", /* algorithm */
-    ":tag",                        /* no repository */
-    "/img",                        /* empty component */
-    "a//b",                        /* empty component */
-    "img/",                        /* trailing slash */
-    "ghcr.io/",                    /* registry only */
-    "img:tag:extra",               /* two tags */
-    "img:.tag",                    /* tag must start with a word character */
-    "a..b",                        /* double dot */
-    "a___b",                       /* triple underscore */
-    "-img",                        /* leading separator */
-    "img-",                        /* trailing separator */
-    "im g",                        /* whitespace */
-    "img\n",                       /* control character */
-    "host:99999/img",              /* port out of range */
-    "host:/img",                   /* empty port */
-    "-host.com/img",               /* host starting with '-' */
-    "ghcr.io/owner/img@sha256:" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+    ":tag",           /* no repository */
+    "/img",           /* empty component */
+    "a//b",           /* empty component */
+    "img/",           /* trailing slash */
+    "ghcr.io/",       /* registry only */
+    "img:tag:extra",  /* two tags */
+    "img:.tag",       /* tag must start with a word character */
+    "a..b",           /* double dot */
+    "a___b",          /* triple underscore */
+    "-img",           /* leading separator */
+    "img-",           /* trailing separator */
+    "im g",           /* whitespace */
+    "img\n",          /* control character */
+    "host:99999/img", /* port out of range */
+    "host:/img",      /* empty port */
+    "-host.com/img",  /* host starting with '-' */
+    "ghcr.io/owner/img@sha256:"
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
 };
 
 static int failures;

@@ -29,7 +29,7 @@ static struct {
     dev_t dev;
     ino_t ino;
     char *path;
-} *links;
+} * links;
 static size_t link_count;
 
 static void die(const struct shed_err *err, const char *what)
@@ -47,10 +47,12 @@ static double now(void)
 
 static struct ext4_meta meta_from(const struct stat *st)
 {
-    return (struct ext4_meta){
-        .mode = st->st_mode, .uid = st->st_uid, .gid = st->st_gid,
-        .mtime = {st->st_mtim.tv_sec, (uint32_t)st->st_mtim.tv_nsec},
-        .rdev_major = major(st->st_rdev), .rdev_minor = minor(st->st_rdev)};
+    return (struct ext4_meta){.mode = st->st_mode,
+                              .uid = st->st_uid,
+                              .gid = st->st_gid,
+                              .mtime = {st->st_mtim.tv_sec, (uint32_t)st->st_mtim.tv_nsec},
+                              .rdev_major = major(st->st_rdev),
+                              .rdev_minor = minor(st->st_rdev)};
 }
 
 static const char *hardlink_target(const struct stat *st, const char *path)

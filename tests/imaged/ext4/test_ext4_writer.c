@@ -39,7 +39,7 @@ static bool mounted;
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
             failures++;                                                                            \
         }                                                                                          \
     } while (0)
@@ -350,10 +350,10 @@ static uint64_t size_of(const struct ext2_inode_large *inode)
 
 static void test_empty_image_has_ext4_features_and_passes_fsck(void)
 {
-    static const char *const features[] = {
-        "has_journal", "ext_attr", "dir_index",   "filetype",   "extent",
-        "64bit",       "flex_bg",  "sparse_super", "large_file", "huge_file",
-        "dir_nlink",   "extra_isize", "metadata_csum"};
+    static const char *const features[] = {"has_journal",  "ext_attr",  "dir_index", "filetype",
+                                           "extent",       "64bit",     "flex_bg",   "sparse_super",
+                                           "large_file",   "huge_file", "dir_nlink", "extra_isize",
+                                           "metadata_csum"};
     char *argv[] = {"dumpe2fs", "-h", image_path, NULL};
     char *super = NULL;
     ext2_filsys fs;
@@ -500,7 +500,8 @@ static void test_regular_file_contents_round_trip(void)
         struct shed_err err = {0};
         struct ext4_file *file;
         fill_pattern(data, 2 * MiB, 99);
-        must(ext4_writer_file_begin(w, "files/one-write", &meta, 2 * MiB, &file, &err), &err, "begin");
+        must(ext4_writer_file_begin(w, "files/one-write", &meta, 2 * MiB, &file, &err), &err,
+             "begin");
         must(ext4_writer_file_write(file, 0, data, 2 * MiB, &err), &err, "write");
         must(ext4_writer_file_end(file, &err), &err, "end");
     }
@@ -689,8 +690,10 @@ static void test_modes_and_32bit_owners_are_preserved(void)
         mode_t mode;
         uint32_t uid, gid;
     } entries[] = {
-        {"suid", S_IFREG | 04755, 0, 0},          {"sgid", S_IFREG | 02711, 0, 50},
-        {"private", S_IFREG | 0600, 100000, 100001}, {"tmp", S_IFDIR | 01777, 0, 0},
+        {"suid", S_IFREG | 04755, 0, 0},
+        {"sgid", S_IFREG | 02711, 0, 50},
+        {"private", S_IFREG | 0600, 100000, 100001},
+        {"tmp", S_IFDIR | 01777, 0, 0},
         {"shared", S_IFDIR | 02770, 65536, 4294967294u},
     };
     struct ext4_writer *w = image_create(32 * MiB);
@@ -698,7 +701,8 @@ static void test_modes_and_32bit_owners_are_preserved(void)
     ext2_filsys fs;
 
     for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++) {
-        struct ext4_meta meta = meta_of(entries[i].mode, entries[i].uid, entries[i].gid, 1600000000);
+        struct ext4_meta meta =
+            meta_of(entries[i].mode, entries[i].uid, entries[i].gid, 1600000000);
         if (S_ISDIR(entries[i].mode))
             must(ext4_writer_mkdir(w, entries[i].path, &meta, &err), &err, entries[i].path);
         else
@@ -727,9 +731,9 @@ static void test_timestamps_before_1970_and_after_2038_round_trip(void)
     struct ext4_meta meta = meta_of(S_IFREG | 0644, 0, 0, 0);
     ext2_filsys fs;
 
-    meta.mtime = (struct ext4_timestamp){-1000000000, 123456789};   /* 1938-04-24 */
+    meta.mtime = (struct ext4_timestamp){-1000000000, 123456789}; /* 1938-04-24 */
     meta.has_atime = true;
-    meta.atime = (struct ext4_timestamp){4102444800LL, 5};          /* 2100-01-01 */
+    meta.atime = (struct ext4_timestamp){4102444800LL, 5}; /* 2100-01-01 */
     meta.has_ctime = true;
     meta.ctime = (struct ext4_timestamp){2147483648LL + 10, 999999999}; /* 2038-01-19 */
     put_file_meta(w, "timeless", &meta, "t", 1);
@@ -896,7 +900,8 @@ static void test_extended_attributes_round_trip(void)
         const char *path;
         struct ext4_xattr *xattrs;
         size_t count;
-    } expect[] = {{"usr/bin/ping", file_xattrs, 4}, {"big", big_xattrs, 1}, {"labelled", file_xattrs + 1, 1}};
+    } expect[] = {
+        {"usr/bin/ping", file_xattrs, 4}, {"big", big_xattrs, 1}, {"labelled", file_xattrs + 1, 1}};
     for (size_t e = 0; e < 3; e++) {
         struct ext2_xattr_handle *handle;
         size_t count = 0;
@@ -908,7 +913,8 @@ static void test_extended_attributes_round_trip(void)
             void *value = NULL;
             size_t len = 0;
             CHECK(ext2fs_xattr_get(handle, expect[e].xattrs[i].name, &value, &len) == 0);
-            CHECK(len == expect[e].xattrs[i].len && memcmp(value, expect[e].xattrs[i].value, len) == 0);
+            CHECK(len == expect[e].xattrs[i].len &&
+                  memcmp(value, expect[e].xattrs[i].value, len) == 0);
             free(value);
         }
         ext2fs_xattrs_close(&handle);
@@ -1196,16 +1202,16 @@ static void test_replacement_between_file_dir_and_symlink(void)
     ext2_filsys fs;
 
     put_file(w, "p", "file");
-    put_dir(w, "p", 0755);          /* file → dir */
+    put_dir(w, "p", 0755); /* file → dir */
     put_file(w, "p/child", "child");
     put_symlink(w, "p", "target");  /* dir (with a child) → symlink */
     put_file(w, "p", "file again"); /* symlink → file */
     put_dir(w, "q", 0755);
     put_dir(w, "q/sub", 0755);
     put_file(w, "q/sub/f", "f");
-    put_symlink(w, "q", "p");       /* dir tree → symlink */
+    put_symlink(w, "q", "p"); /* dir tree → symlink */
     put_symlink(w, "r", "x");
-    put_dir(w, "r", 0711);          /* symlink → dir */
+    put_dir(w, "r", 0711); /* symlink → dir */
     image_finish(w);
     expect_fsck_clean();
 
@@ -1426,8 +1432,14 @@ struct test_case {
     int (*run_skippable)(void);
 };
 
-#define TEST(fn) {#fn, fn, NULL}
-#define TEST_SKIPPABLE(fn) {#fn, NULL, fn}
+#define TEST(fn)                                                                                   \
+    {                                                                                              \
+#fn, fn, NULL                                                                              \
+    }
+#define TEST_SKIPPABLE(fn)                                                                         \
+    {                                                                                              \
+#fn, NULL, fn                                                                              \
+    }
 
 static const struct test_case tests[] = {
     TEST(test_empty_image_has_ext4_features_and_passes_fsck),

@@ -15,8 +15,8 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
-#include "runtime/clone.h"
 #include "harness/check.h"
+#include "runtime/clone.h"
 
 static char workdir[] = "/var/tmp/shed-clone-test-XXXXXX";
 

@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "config/config.h"
 #include "common/fsutil.h"
+#include "config/config.h"
 #include "runtime/backend_container.h"
 #include "runtime/clone.h"
 #include "runtime/instance.h"

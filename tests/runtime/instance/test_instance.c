@@ -36,8 +36,7 @@ static int failures;
 static void test_name_validation(void)
 {
     static const char *const good[] = {"a", "ab", "a1", "my-shed", "a-b-c", "z9"};
-    static const char *const bad[] = {"", "A", "1a", "-a", "a-", "a_b", "a.b", "a/b", "ab ",
-                                      "é"};
+    static const char *const bad[] = {"", "A", "1a", "-a", "a-", "a_b", "a.b", "a/b", "ab ", "é"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         CHECK(instance_name_is_valid(good[i]));
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

@@ -12,9 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "harness/check.h"
-#include "config/config.h"
 #include "common/fsutil.h"
+#include "config/config.h"
+#include "harness/check.h"
 #include "runtime/df.h"
 #include "runtime/instance.h"
 #include "runtime/prune.h"
@@ -77,7 +77,8 @@ static void make_shed(struct fixture *f, const char *name, time_t age_seconds)
 {
     struct instance inst;
     struct shed_err err = {0};
-    if (instance_init(&inst, name, &err) < 0 || instance_store_create_dir(f->store, name, &err) < 0 ||
+    if (instance_init(&inst, name, &err) < 0 ||
+        instance_store_create_dir(f->store, name, &err) < 0 ||
         instance_set_string(&inst.image, "img", &err) < 0 ||
         instance_set_string(&inst.backend, "container", &err) < 0 ||
         instance_store_save(f->store, &inst, &err) < 0) {
@@ -130,8 +131,12 @@ static void stop_sleeper(pid_t pid)
 
 static struct prune_plan *plan_for(struct fixture *f, unsigned scopes, bool dry_run)
 {
-    struct prune_opts opts = {.config = &f->config, .instances = f->store, .probe = &f->probe,
-                              .scopes = scopes, .until_seconds = 72 * 3600, .dry_run = dry_run};
+    struct prune_opts opts = {.config = &f->config,
+                              .instances = f->store,
+                              .probe = &f->probe,
+                              .scopes = scopes,
+                              .until_seconds = 72 * 3600,
+                              .dry_run = dry_run};
     struct prune_plan *plan = NULL;
     struct shed_err err = {0};
     if (prune_plan(&opts, &plan, &err) < 0) {
