@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "io.h"
 
 char *str_printf(const char *fmt, ...)
 {
@@ -90,22 +91,6 @@ int fs_fsync_dir_of(const char *path, struct shed_err *err)
     return fs_fsync_dir(copy, err);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int fs_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                          struct shed_err *err)
 {
@@ -140,20 +125,12 @@ int fs_read_fd(int fd, const char *path, char **data, size_t *len, size_t max_le
     cleanup_free char *buf = malloc((size_t)st.st_size + 1);
     if (buf == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    size_t done = 0;
-    while (done < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", path);
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
+    ssize_t done = read_full(fd, buf, (size_t)st.st_size);
+    if (done < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", path);
     buf[done] = '\0';
     if (len != NULL)
-        *len = done;
+        *len = (size_t)done;
     *data = steal_pointer(&buf);
     return 0;
 }
@@ -178,11 +155,7 @@ int fs_lock_file(const char *path, bool blocking, int *fd_out, struct shed_err *
     cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open lock %s", path);
-    for (;;) {
-        if (flock(fd, LOCK_EX | (blocking ? 0 : LOCK_NB)) == 0)
-            break;
-        if (errno == EINTR && blocking)
-            continue;
+    if (TEMP_FAILURE_RETRY(flock(fd, LOCK_EX | (blocking ? 0 : LOCK_NB))) < 0) {
         if (errno == EWOULDBLOCK && !blocking)
             return 0;
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot lock %s", path);
