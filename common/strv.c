@@ -65,7 +65,7 @@ void strv_sort(struct strv *v)
 char **strv_steal(struct strv *v)
 {
     char **items = v->items;
-    *v = (struct strv)STRV_INIT;
+    *v = STRV_INIT;
     return items;
 }
 

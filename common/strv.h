@@ -14,10 +14,7 @@ struct strv {
     size_t capacity;
 };
 
-#define STRV_INIT                                                                                  \
-    {                                                                                              \
-        NULL, 0, 0                                                                                 \
-    }
+#define STRV_INIT ((struct strv){NULL, 0, 0})
 
 /* Appends a copy of text: 0, or -1 with SHED_E_NO_MEMORY (v unchanged). */
 int strv_add(struct strv *v, const char *text, struct shed_err *err);
