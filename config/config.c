@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 
 #define CONFIG_MAX_FILE_SIZE (1u << 20)
 #define IMAGE_NAME_MAX 128
@@ -63,15 +64,6 @@ bool shed_image_name_is_valid(const char *name)
     return strstr(name, "..") == NULL;
 }
 
-static void free_string_list(char **list)
-{
-    if (list == NULL)
-        return;
-    for (char **p = list; *p != NULL; p++)
-        free(*p);
-    free(list);
-}
-
 void shed_config_free(struct shed_config *config)
 {
     free(config->path);
@@ -88,7 +80,7 @@ void shed_config_free(struct shed_config *config)
     }
     free(config->images);
     free(config->platform);
-    free_string_list(config->insecure_registries);
+    strv_free_items(config->insecure_registries);
     free(config->api_token);
     free(config->container_network.bridge);
     memset(config, 0, sizeof *config);
@@ -424,7 +416,7 @@ static int parse_insecure_registries(struct parse_ctx *ctx, const char *key,
     char **list = calloc(count + 1, sizeof *list);
     if (list == NULL)
         return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
-    free_string_list(ctx->config->insecure_registries);
+    strv_free_items(ctx->config->insecure_registries);
     ctx->config->insecure_registries = list;
     for (size_t i = 0; i < count; i++) {
         const yaml_node_t *item =

@@ -129,17 +129,15 @@ static int run_argv(char *const argv[], bool merge_stderr, char **output)
             if (buf == NULL)
                 fail_now("out of memory");
         }
-        n = read(pipefd[0], buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
+        n = TEMP_FAILURE_RETRY(read(pipefd[0], buf + len, cap - len - 1));
         if (n <= 0)
             break;
         len += (size_t)n;
     }
     buf[len] = '\0';
     close(pipefd[0]);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (TEMP_FAILURE_RETRY(waitpid(pid, &status, 0)) < 0)
+        fail_now("waitpid: %s", strerror(errno));
     if (output != NULL)
         *output = buf;
     else
