@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -348,10 +349,18 @@ int parse_size(const char *text, uint64_t *bytes, struct shed_err *err)
 {
     if (text == NULL || *text == '\0')
         return shed_errf(err, SHED_E_INVALID_REQUEST, "empty size");
+    /* Digits with an optional decimal fraction, nothing else: strtod alone would also take
+     * "nan", "inf", "1e9" and hex floats. */
+    size_t digits = strspn(text, "0123456789");
+    size_t number_len = digits;
+    if (text[number_len] == '.')
+        number_len += 1 + strspn(text + number_len + 1, "0123456789");
+    if (digits == 0 || number_len == digits + 1)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid size \"%s\"", text);
     errno = 0;
     char *end = NULL;
     double value = strtod(text, &end);
-    if (errno != 0 || end == text || value < 0)
+    if (errno != 0 || end != text + number_len || !isfinite(value))
         return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid size \"%s\"", text);
     double scale = 1;
     switch (*end) {

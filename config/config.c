@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -239,9 +240,18 @@ static int parse_ssh_port(struct parse_ctx *ctx, const char *key, const yaml_nod
     return get_port(ctx, key, node, &ctx->config->ssh_port);
 }
 
+/* The server listens on IPv4 only: an address it cannot bind is refused here, where the
+ * error names the line, rather than when serve starts. */
 static int parse_bind(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
-    return get_string(ctx, key, node, &ctx->config->bind);
+    if (get_string(ctx, key, node, &ctx->config->bind) < 0)
+        return -1;
+    struct in_addr addr;
+    if (strcmp(ctx->config->bind, "localhost") != 0 &&
+        inet_pton(AF_INET, ctx->config->bind, &addr) != 1)
+        return config_error(ctx, node, key, "expected an IPv4 address or localhost, got \"%s\"",
+                            ctx->config->bind);
+    return 0;
 }
 
 static int parse_default_backend(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)

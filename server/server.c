@@ -307,6 +307,7 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
                          config->bind, config->http_port);
     }
     server->port = bound_port(server->daemon, (uint16_t)config->http_port);
+    server->context.http_port = server->port;
     *out = server;
     return 0;
 }

@@ -175,6 +175,11 @@ static void test_bad_size_is_named(void)
     check_refused("rootfs_size: 20Q\n", "server.yaml:1: rootfs_size: invalid size");
     check_refused("rootfs_size: 1M\n", "rootfs_size: size \"1M\" is too small");
     check_refused("rootfs_size: lots\n", "rootfs_size:");
+    check_refused("rootfs_size: nan\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: inf\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: 1e12\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: 0x10G\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: 1.G\n", "server.yaml:1: rootfs_size: invalid size");
 }
 
 static void test_bad_image_names_are_named(void)
@@ -198,6 +203,9 @@ static void test_bad_values_are_named(void)
     check_refused("default_memory_mb: 1\n", "default_memory_mb: expected an integer 64-");
     check_refused("insecure_registries: [http://x]\n", "insecure_registries: expected host[:port]");
     check_refused("bind: \"\"\n", "bind: expected a non-empty string");
+    check_refused("bind: \"::1\"\n", "server.yaml:1: bind: expected an IPv4 address or localhost");
+    check_refused("bind: my-host\n",
+                  "bind: expected an IPv4 address or localhost, got \"my-host\"");
 }
 
 static void test_container_network_defaults_to_none(void)

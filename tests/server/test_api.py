@@ -179,6 +179,27 @@ class InfoTests(ServerTestCase):
         # default_backend is detect: the first usable backend, or honestly "none"
         self.assertIn(body["backend"], {"none", "container", "qemu", "firecracker"})
 
+    def test_info_reports_the_port_actually_bound_with_port_0(self):
+        proc = subprocess.Popen([SHED_SERVER, "serve", "--config", self.server.config, "--port",
+                                 "0", "--data-dir", self.data_dir + "-port0"],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stderr.readline()  # "shed-server: serving http://127.0.0.1:PORT (...)"
+            match = re.search(r"serving http://127\.0\.0\.1:(\d+) ", line)
+            self.assertIsNotNone(match, line)
+            port = int(match.group(1))
+            self.assertNotEqual(port, 0)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/api/info")
+            body = json.loads(conn.getresponse().read())
+            conn.close()
+            self.assertEqual(body["http_port"], port)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            proc.stderr.close()
+            shutil.rmtree(self.data_dir + "-port0", ignore_errors=True)
+
     def test_ssh_host_key_is_an_openssh_ed25519_public_key(self):
         status, _, body, _ = self.server.request("GET", "/api/ssh-host-key")
         self.assertEqual(status, 200)

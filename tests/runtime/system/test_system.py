@@ -431,6 +431,15 @@ class ApiTest(SystemTestCase):
         self.assertEqual(body["totals"], local["totals"])
         self.assertEqual([i["name"] for i in body["images"]], ["a", "b"])
         self.assertEqual(body["server_name"], "sys-test")
+        # the resolved backend, as the server reports it, never the configured "detect"
+        self.assertEqual(local["backend"], body["backend"])
+        self.assertNotEqual(local["backend"], "detect")
+
+    def test_df_refuses_prune_only_options(self):
+        for option in (["--until", "1h"], ["--dry-run"], ["--scope", "logs"]):
+            proc = self.system("df", *option, check=False)
+            self.assertEqual(proc.returncode, 2, (option, proc.stderr))
+            self.assertIn("only apply to prune", proc.stderr)
 
     def test_every_bad_query_value_is_400_and_changes_nothing(self):
         before = all_files(self.data_dir)
