@@ -24,6 +24,8 @@ import tempfile
 import time
 import unittest
 
+import testrun  # tests/fixtures (PYTHONPATH)
+
 SHED_SERVER = None
 SHED = None
 
@@ -688,4 +690,4 @@ if __name__ == "__main__":
     args, rest = parser.parse_known_args()
     SHED_SERVER = os.path.abspath(args.shed_server)
     SHED = os.path.abspath(args.shed)
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    sys.exit(testrun.main([sys.argv[0]] + rest))

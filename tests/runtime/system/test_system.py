@@ -21,6 +21,7 @@ import time
 import unittest
 
 import shedtest
+import testrun
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
 SHED_CLI = os.environ.get("SHED_CLI", "shed")
@@ -538,6 +539,5 @@ class CliTest(SystemTestCase):
 if __name__ == "__main__":
     for tool in ("docker-registry", "mke2fs"):
         if shutil.which(tool) is None:
-            print("SKIP: %s not installed" % tool)
-            sys.exit(77)
-    unittest.main(argv=sys.argv[:1] + sys.argv[1:], verbosity=2)
+            sys.exit(testrun.skip_all("%s not installed" % tool))
+    sys.exit(testrun.main())
