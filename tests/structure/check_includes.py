@@ -21,6 +21,7 @@ Usage: check_includes.py SOURCE_DIR [--as MODULE FILE...]
   --as: check FILE... as if they were sources of MODULE (e.g. runtime), for probes.
 """
 
+import fnmatch
 import os
 import re
 import subprocess
@@ -144,12 +145,12 @@ def check_file(source_dir, path, module, test, doors):
     return found
 
 
-def source_files(source_dir):
-    """Every tracked .c/.h file (git ls-files), or every one below source_dir outside
-    build directories when it is not a git work tree."""
+def source_files(source_dir, patterns=("*.c", "*.h")):
+    """Every tracked file matching patterns (git ls-files), or every one below source_dir
+    outside build directories when it is not a git work tree."""
     try:
-        listing = subprocess.run(["git", "-C", source_dir, "ls-files", "-z", "--", "*.c", "*.h"],
-                                 capture_output=True, check=True)
+        listing = subprocess.run(["git", "-C", source_dir, "ls-files", "-z", "--"]
+                                 + list(patterns), capture_output=True, check=True)
         return sorted(p for p in listing.stdout.decode().split("\0") if p)
     except (OSError, subprocess.CalledProcessError):
         pass
@@ -157,7 +158,7 @@ def source_files(source_dir):
     for root, dirs, files in os.walk(source_dir):
         dirs[:] = [d for d in dirs if not d.startswith(("build", "."))]
         for name in files:
-            if name.endswith((".c", ".h")):
+            if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
                 found.append(os.path.relpath(os.path.join(root, name), source_dir))
     return sorted(found)
 

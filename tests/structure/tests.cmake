@@ -32,3 +32,7 @@ shed_python_test(structure.include_rules ${SHED_STRUCTURE_DIR}/test_check_includ
 # clang-format --dry-run -Werror over every tracked .c/.h file.
 shed_python_test(structure.clang_format ${SHED_STRUCTURE_DIR}/check_format.py
                  ARGS ${CMAKE_SOURCE_DIR})
+
+# Every skip goes through testrun.py or check.h, where SHED_TEST_STRICT reaches it.
+shed_python_test(structure.skips_through_harness ${SHED_STRUCTURE_DIR}/check_skips.py
+                 ARGS ${CMAKE_SOURCE_DIR})
