@@ -393,8 +393,8 @@ class Server:
         self.proc = subprocess.Popen([SHED_SERVER, "serve", "--config", config, "--port",
                                       str(self.port), "--bind", "127.0.0.1"],
                                      stdout=self.log, stderr=self.log)
-        deadline = time.time() + 20
-        while time.time() < deadline:
+        deadline = time.monotonic() + 120  # generous: the CI machine is loaded
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 self.request("GET", "/api/info")
                 return
