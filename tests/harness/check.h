@@ -142,7 +142,7 @@ CHECK_API void __attribute__((format(printf, 1, 2))) check_skip(const char *fmt,
 
 static void (*check_teardown_pending)(void);
 
-static void check_teardown_at_exit(void)
+CHECK_API void check_teardown_at_exit(void)
 {
     void (*teardown)(void) = check_teardown_pending;
 
