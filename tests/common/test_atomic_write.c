@@ -313,13 +313,17 @@ static void test_concurrent_links_to_one_name_never_fail(void)
     unlink(src[1]);
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_concurrent_writers_of_one_file_never_fail),
+    CHECK_TEST(test_temp_name_is_unique_and_numbered),
+    CHECK_TEST(test_failed_publish_removes_the_temp),
+    CHECK_TEST(test_concurrent_links_to_one_name_never_fail),
+};
+
+int main(int argc, char **argv)
 {
     make_scratch();
-    RUN_TEST(test_concurrent_writers_of_one_file_never_fail);
-    RUN_TEST(test_temp_name_is_unique_and_numbered);
-    RUN_TEST(test_failed_publish_removes_the_temp);
-    RUN_TEST(test_concurrent_links_to_one_name_never_fail);
+    int status = CHECK_MAIN(argc, argv, tests);
     rmdir(scratch);
-    return TEST_EXIT();
+    return status;
 }

@@ -191,13 +191,16 @@ static void test_positioned_io_keeps_the_file_offset(void)
     close(fd);
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_write_all_survives_partial_writes),
+    CHECK_TEST(test_write_all_reports_a_closed_reader),
+    CHECK_TEST(test_read_full_gathers_short_reads_until_end),
+    CHECK_TEST(test_read_full_reports_errors),
+    CHECK_TEST(test_positioned_io_keeps_the_file_offset),
+};
+
+int main(int argc, char **argv)
 {
     install_interrupting_handler();
-    RUN_TEST(test_write_all_survives_partial_writes);
-    RUN_TEST(test_write_all_reports_a_closed_reader);
-    RUN_TEST(test_read_full_gathers_short_reads_until_end);
-    RUN_TEST(test_read_full_reports_errors);
-    RUN_TEST(test_positioned_io_keeps_the_file_offset);
-    return TEST_EXIT();
+    return CHECK_MAIN(argc, argv, tests);
 }

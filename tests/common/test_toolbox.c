@@ -228,19 +228,22 @@ static void test_cleanup_flock_releases_the_lock(void)
     rmdir(dir);
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_rfc3339_of_known_instants),
+    CHECK_TEST(test_rfc3339_refuses_years_it_cannot_write),
+    CHECK_TEST(test_rfc3339_now_is_the_current_time),
+    CHECK_TEST(test_strv_adds_copies_and_stays_null_terminated),
+    CHECK_TEST(test_strv_add_unique_skips_duplicates),
+    CHECK_TEST(test_strv_sort_orders_by_strcmp),
+    CHECK_TEST(test_strv_steal_hands_out_the_array),
+    CHECK_TEST(test_array_reserve_grows_and_keeps_contents),
+    CHECK_TEST(test_array_reserve_refuses_impossible_sizes),
+    CHECK_TEST(test_cleanup_closedir_closes_the_directory),
+    CHECK_TEST(test_cleanup_json_decref_drops_one_reference),
+    CHECK_TEST(test_cleanup_flock_releases_the_lock),
+};
+
+int main(int argc, char **argv)
 {
-    RUN_TEST(test_rfc3339_of_known_instants);
-    RUN_TEST(test_rfc3339_refuses_years_it_cannot_write);
-    RUN_TEST(test_rfc3339_now_is_the_current_time);
-    RUN_TEST(test_strv_adds_copies_and_stays_null_terminated);
-    RUN_TEST(test_strv_add_unique_skips_duplicates);
-    RUN_TEST(test_strv_sort_orders_by_strcmp);
-    RUN_TEST(test_strv_steal_hands_out_the_array);
-    RUN_TEST(test_array_reserve_grows_and_keeps_contents);
-    RUN_TEST(test_array_reserve_refuses_impossible_sizes);
-    RUN_TEST(test_cleanup_closedir_closes_the_directory);
-    RUN_TEST(test_cleanup_json_decref_drops_one_reference);
-    RUN_TEST(test_cleanup_flock_releases_the_lock);
-    return TEST_EXIT();
+    return CHECK_MAIN(argc, argv, tests);
 }

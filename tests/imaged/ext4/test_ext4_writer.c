@@ -97,7 +97,7 @@ static int run_argv(char *const argv[], bool merge_stderr, char **output)
     buf[len] = '\0';
     close(pipefd[0]);
     if (TEMP_FAILURE_RETRY(waitpid(pid, &status, 0)) < 0)
-        fail_now("waitpid: %s", strerror(errno));
+        CHECK_FATAL("waitpid: %s", strerror(errno));
     if (output != NULL)
         *output = buf;
     else
