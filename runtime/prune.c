@@ -565,11 +565,8 @@ int prune_compute_all_freed(struct prune_plan *plan, struct shed_err *err)
 
 static int take_prune_lock(struct prune_plan *plan, struct shed_err *err)
 {
-    cleanup_free char *path =
-        str_printf("%s/.locks/.system-prune.lock", instance_store_dir(plan->opts.instances));
-    if (path == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_lock_file(path, true, &plan->prune_lock_fd, err);
+    return instance_store_lock_purpose(plan->opts.instances, "system-prune", true,
+                                       &plan->prune_lock_fd, err);
 }
 
 static int plan_notes(struct prune_plan *plan, const struct df_report *report, struct shed_err *err)

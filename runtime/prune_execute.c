@@ -12,7 +12,6 @@
 #include "common/fsutil.h"
 #include "imaged/cache.h"
 #include "prune_private.h"
-#include "runtime/instance_refs.h"
 
 #define COPY_CHUNK (1u << 20)
 /* Appenders faster than we copy would keep us busy forever: after this many rounds the
@@ -109,7 +108,7 @@ static int load_in_use(struct run_state *run, struct shed_err *err)
 {
     if (run->in_use_loaded)
         return 0;
-    if (instance_image_refs(run->plan->opts.config->instance_dir, &run->in_use, err) < 0)
+    if (instance_store_image_refs(run->plan->opts.instances, &run->in_use, err) < 0)
         return shed_err_prefix(err, "cannot tell which images the sheds use");
     run->in_use_loaded = true;
     return 0;

@@ -249,8 +249,8 @@ static int create_locked(struct create_run *run, struct instance *created,
     cleanup_free char *image_rootfs = NULL;
     if (check_absent(run, err) < 0 || ensure_image(run, &image_rootfs, out, err) < 0)
         return -1;
-    cleanup_free char *dir = instance_store_path(run->store, run->request->name);
-    cleanup_free char *rootfs = dir != NULL ? fs_path_join(dir, "rootfs.ext4") : NULL;
+    cleanup_free char *rootfs =
+        instance_store_file_path(run->store, run->request->name, INSTANCE_FILE_ROOTFS);
     if (rootfs == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (instance_store_create_dir(run->store, run->request->name, err) < 0)
