@@ -88,6 +88,7 @@ static int set_add(struct oci_blob_set *set, const char *digest, bool *added, st
     return 0;
 }
 
+/* what: "manifest <digest>" or "ref index entry of <ref>". */
 static void mark_unknown(struct oci_blob_set *set, const char *what, const struct shed_err *why)
 {
     if (set->unknown)
@@ -104,13 +105,21 @@ const char *oci_blob_set_unknown_reason(const struct oci_blob_set *set)
 static int add_reachable(struct oci_blob_set *set, const struct oci_store *store,
                          const char *digest, bool nested, struct shed_err *err);
 
+static void mark_manifest_unknown(struct oci_blob_set *set, const char *digest,
+                                  const struct shed_err *why)
+{
+    char what[DIGEST_STRING_LEN + 16];
+    snprintf(what, sizeof what, "manifest %s", digest);
+    mark_unknown(set, what, why);
+}
+
 static int add_image_blobs(struct oci_blob_set *set, const char *body, size_t len,
                            const char *digest, struct shed_err *err)
 {
     struct oci_image image;
     struct shed_err why = {0};
     if (manifest_parse_image(body, len, digest, &image, &why) < 0) {
-        mark_unknown(set, digest, &why);
+        mark_manifest_unknown(set, digest, &why);
         return 0;
     }
     bool added;
@@ -129,13 +138,13 @@ static int add_index_manifests(struct oci_blob_set *set, const struct oci_store 
     if (nested) {
         /* The puller never follows an index inside an index, so nothing here came from it. */
         shed_errf(&why, SHED_E_UNSUPPORTED, "an index inside an index");
-        mark_unknown(set, digest, &why);
+        mark_manifest_unknown(set, digest, &why);
         return 0;
     }
     cleanup_free char(*children)[DIGEST_STRING_LEN + 1] = NULL;
     size_t count = 0;
     if (index_list_manifests(body, len, &children, &count, &why) < 0) {
-        mark_unknown(set, digest, &why);
+        mark_manifest_unknown(set, digest, &why);
         return 0;
     }
     for (size_t i = 0; i < count; i++)
@@ -159,12 +168,12 @@ static int add_reachable(struct oci_blob_set *set, const struct oci_store *store
     struct shed_err why = {0};
     if (store_read_manifest(store, digest, &body, &len, &why) < 0) {
         if (!shed_err_is_errno(&why, ENOENT)) /* absent: it reaches nothing we could know of */
-            mark_unknown(set, digest, &why);
+            mark_manifest_unknown(set, digest, &why);
         return 0;
     }
     enum manifest_kind kind;
     if (manifest_kind_of(NULL, body, len, &kind, &why) < 0) {
-        mark_unknown(set, digest, &why);
+        mark_manifest_unknown(set, digest, &why);
         return 0;
     }
     if (kind == MANIFEST_KIND_INDEX)
