@@ -7,6 +7,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "imaged/layout.h"
 
 /* Pull progress is reported in steps of at least 1/PROGRESS_STEPS of the total, so a pull
  * sends about a hundred frames per phase however many chunks the transfer is cut into. */
@@ -85,7 +86,7 @@ static void on_image_progress(const char *name, const char *phase, uint64_t done
 static int use_discovered_image(const struct create_run *run, char **rootfs_path,
                                 struct shed_create_report *out, struct shed_err *err)
 {
-    cleanup_free char *path = str_printf("%s/%s-rootfs.ext4", run->config->images_dir, run->image);
+    cleanup_free char *path = image_layout_variant_rootfs(run->config->images_dir, run->image);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (!fs_exists(path))
