@@ -10,6 +10,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "ext4_internal.h"
+#include "layout.h"
 
 #define COPY_CHUNK (1u << 20)
 
@@ -82,7 +83,7 @@ static int boot_entry(ext2_ino_t dir, int entry, struct ext2_dir_entry *dirent, 
 /* Streams an inode's content into path via path.tmp.<pid> + fsync + rename + fsync dir. */
 static int copy_inode_to(ext2_filsys fs, ext2_ino_t ino, const char *path, struct shed_err *err)
 {
-    cleanup_free char *tmp = str_printf("%s.tmp.%ld", path, (long)getpid());
+    cleanup_free char *tmp = image_layout_tmp_path(path);
     cleanup_free char *buf = malloc(COPY_CHUNK);
     if (tmp == NULL || buf == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");

@@ -62,7 +62,7 @@ int image_layout_variant_paths(const char *images_dir, const char *name,
     if (paths->rootfs != NULL) {
         paths->lock = str_printf("%s" LOCK_SUFFIX, paths->rootfs);
         paths->source = str_printf("%s" SOURCE_SUFFIX, paths->rootfs);
-        paths->tmp = str_printf("%s.tmp", paths->rootfs);
+        paths->tmp = image_layout_convert_tmp_path(paths->rootfs);
     }
     cleanup_free char *kernel = str_printf("%s" KERNEL_SUFFIX, name);
     cleanup_free char *initrd = str_printf("%s" INITRD_SUFFIX, name);
@@ -102,6 +102,11 @@ char *image_layout_content_lock(const char *content_rootfs)
 char *image_layout_tmp_path(const char *path)
 {
     return str_printf("%s.tmp.%ld", path, (long)getpid());
+}
+
+char *image_layout_convert_tmp_path(const char *out_path)
+{
+    return str_printf("%s.tmp", out_path);
 }
 
 /* The part of path after "<images_dir>/", or NULL when path is not below images_dir. */

@@ -60,6 +60,8 @@ bool image_layout_is_content_rootfs(const char *images_dir, const char *path);
 
 /* "<path>.tmp.<pid>": where this process writes path before renaming it into place. */
 char *image_layout_tmp_path(const char *path);
+/* "<out_path>.tmp": where imaged_convert writes its output (for a variant, the rootfs' .tmp). */
+char *image_layout_convert_tmp_path(const char *out_path);
 
 /* ---- classifying what is found in images_dir --------------------------------------------- */
 
