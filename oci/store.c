@@ -251,6 +251,8 @@ static char *ref_of_file_name(const char *name)
         c += 2;
     }
     *out = '\0';
+    if (strchr(ref, '/') == NULL)
+        return NULL; /* a canonical ref always names a repository on a registry */
     cleanup_free char *again =
         memchr(ref, '\0', (size_t)(out - ref)) == NULL ? ref_file_name(ref) : NULL;
     if (again == NULL || strcmp(again, name) != 0)
