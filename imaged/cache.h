@@ -1,6 +1,6 @@
 /* The image cache: every variant named in server.yaml, ready as an ext4 root filesystem.
  *
- * On disk, in images_dir:
+ * On disk, in images_dir (the names are made and recognised by imaged/layout.h only):
  *   <name>-rootfs.ext4          the variant's rootfs (a hardlink to its content-addressed copy)
  *   <name>-rootfs.ext4.lock     flock held while the variant is checked or (re)built; never
  *                               deleted (an unlinked lock file would let a second process

@@ -1,7 +1,6 @@
 /* prune_plan: every action and skip of a `system prune`, computed from one df scan. */
 #include "prune.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
