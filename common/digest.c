@@ -73,9 +73,7 @@ int sha256_digest_of_file(const char *path, char out[DIGEST_STRING_LEN + 1], str
     cleanup_free char *buf = malloc(chunk);
     int rc = buf == NULL ? shed_errf(err, SHED_E_NO_MEMORY, "out of memory") : 0;
     while (rc == 0) {
-        ssize_t n = read(fd, buf, chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = TEMP_FAILURE_RETRY(read(fd, buf, chunk));
         if (n < 0)
             rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", path);
         else if (n == 0)

@@ -14,9 +14,39 @@ int fs_mkdir_p(const char *path, unsigned mode, struct shed_err *err);
 /* fsync the directory that contains path (or path itself when it is a directory). */
 int fs_fsync_dir_of(const char *path, struct shed_err *err);
 int fs_fsync_dir(const char *dir, struct shed_err *err);
-/* Writes data to path durably: path.tmp.<pid> + fsync + rename + fsync of the directory. */
+
+/* A file written under a temporary name beside its final one and published whole or not at
+ * all: fs_atomic_open, write to fd, fs_atomic_commit (fsync, rename over the final name, fsync
+ * of the directory). The temporary name is unique per call, <name>.tmp.<pid><6-digit
+ * sequence>, and created O_EXCL, so threads and processes writing one path never share a temp;
+ * it keeps the ".tmp.<digits>" shape by which imaged and df recognise a killed writer's
+ * leftovers. */
+struct fs_atomic_file {
+    int fd;         /* the temporary file, open for writing; -1 once committed or discarded */
+    int dir_fd;     /* the directory of both names */
+    char *path;     /* the final path, for messages */
+    char *tmp_path; /* the temporary file's path, for messages */
+};
+#define FS_ATOMIC_FILE_INIT ((struct fs_atomic_file){.fd = -1, .dir_fd = -1})
+
+/* Creates the temporary file for path with mode (before the umask). */
+int fs_atomic_open(struct fs_atomic_file *file, const char *path, unsigned mode,
+                   struct shed_err *err);
+/* fsync, rename over the final name, fsync of the directory; the temp is removed on failure.
+ * Either way file is released afterwards. */
+int fs_atomic_commit(struct fs_atomic_file *file, struct shed_err *err);
+/* Removes the temporary file unless it was committed and releases file (idempotent). */
+void fs_atomic_discard(struct fs_atomic_file *file);
+#define cleanup_atomic_file __attribute__((cleanup(fs_atomic_discard)))
+
+/* Writes data to path durably and atomically (fs_atomic_open + write + fs_atomic_commit):
+ * readers see the old content or the new, never a mix, and concurrent writers never fail
+ * because of each other (the last rename wins). */
 int fs_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                          struct shed_err *err);
+/* Makes dst a hard link to src, replacing dst atomically: a link under a unique temporary
+ * name (as above), rename, fsync of dst's directory. */
+int fs_link_atomic(const char *src, const char *dst, struct shed_err *err);
 /* Reads a whole (small) file; *data is NUL-terminated. Fails with SHED_E_IO, errno kept. */
 int fs_read_file(const char *path, char **data, size_t *len, size_t max_len, struct shed_err *err);
 /* Reads everything from an open fd (at most max_len bytes) in large reads; NUL-terminated. */

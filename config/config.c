@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -12,6 +13,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 
 #define CONFIG_MAX_FILE_SIZE (1u << 20)
 #define IMAGE_NAME_MAX 128
@@ -63,15 +65,6 @@ bool shed_image_name_is_valid(const char *name)
     return strstr(name, "..") == NULL;
 }
 
-static void free_string_list(char **list)
-{
-    if (list == NULL)
-        return;
-    for (char **p = list; *p != NULL; p++)
-        free(*p);
-    free(list);
-}
-
 void shed_config_free(struct shed_config *config)
 {
     free(config->path);
@@ -88,7 +81,7 @@ void shed_config_free(struct shed_config *config)
     }
     free(config->images);
     free(config->platform);
-    free_string_list(config->insecure_registries);
+    strv_free_items(config->insecure_registries);
     free(config->api_token);
     free(config->container_network.bridge);
     memset(config, 0, sizeof *config);
@@ -247,9 +240,18 @@ static int parse_ssh_port(struct parse_ctx *ctx, const char *key, const yaml_nod
     return get_port(ctx, key, node, &ctx->config->ssh_port);
 }
 
+/* The server listens on IPv4 only: an address it cannot bind is refused here, where the
+ * error names the line, rather than when serve starts. */
 static int parse_bind(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
-    return get_string(ctx, key, node, &ctx->config->bind);
+    if (get_string(ctx, key, node, &ctx->config->bind) < 0)
+        return -1;
+    struct in_addr addr;
+    if (strcmp(ctx->config->bind, "localhost") != 0 &&
+        inet_pton(AF_INET, ctx->config->bind, &addr) != 1)
+        return config_error(ctx, node, key, "expected an IPv4 address or localhost, got \"%s\"",
+                            ctx->config->bind);
+    return 0;
 }
 
 static int parse_default_backend(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
@@ -424,7 +426,7 @@ static int parse_insecure_registries(struct parse_ctx *ctx, const char *key,
     char **list = calloc(count + 1, sizeof *list);
     if (list == NULL)
         return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
-    free_string_list(ctx->config->insecure_registries);
+    strv_free_items(ctx->config->insecure_registries);
     ctx->config->insecure_registries = list;
     for (size_t i = 0; i < count; i++) {
         const yaml_node_t *item =

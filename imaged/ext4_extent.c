@@ -10,23 +10,12 @@
 
 #include <ext2fs/ext3_extents.h>
 
+#include "common/array.h"
 #include "common/cleanup.h"
 
 #define EXTENTS_IN_INODE 4u
 #define ENTRIES_PER_TREE_BLOCK                                                                     \
     ((EXT4W_BLOCK_SIZE - sizeof(struct ext3_extent_header)) / sizeof(struct ext3_extent))
-
-static int extents_grow(struct ext4_extent_list *list, struct shed_err *err)
-{
-    uint32_t capacity = list->capacity ? list->capacity * 2 : 2;
-    struct ext4_extent_rec *items = realloc(list->items, capacity * sizeof(*items));
-
-    if (items == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory for extents");
-    list->items = items;
-    list->capacity = capacity;
-    return 0;
-}
 
 int ext4_extents_add_run(struct ext4_extent_list *list, uint32_t lblk, blk64_t pblk, uint32_t len,
                          struct shed_err *err)
@@ -41,7 +30,7 @@ int ext4_extents_add_run(struct ext4_extent_list *list, uint32_t lblk, blk64_t p
             take = take < len ? take : len;
             last->len += take;
         } else {
-            if (list->count == list->capacity && extents_grow(list, err) < 0)
+            if (ARRAY_RESERVE(list->items, list->capacity, (size_t)list->count + 1, err) < 0)
                 return -1;
             take = len < EXT4W_MAX_EXTENT_BLOCKS ? len : EXT4W_MAX_EXTENT_BLOCKS;
             list->items[list->count++] =

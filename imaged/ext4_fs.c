@@ -14,6 +14,7 @@
 #include <et/com_err.h>
 
 #include "common/cleanup.h"
+#include "common/io.h"
 
 /* ext4 minimum we accept: room for the metadata, a 4 MiB journal and some data. */
 #define EXT4W_MIN_SIZE (8ULL << 20)
@@ -56,12 +57,9 @@ static int random_bytes(void *buf, size_t len, struct shed_err *err)
     uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n = getrandom(p, len, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+        ssize_t n = TEMP_FAILURE_RETRY(getrandom(p, len, 0));
+        if (n < 0)
             return shed_errf_errno(err, SHED_E_IO, errno, "getrandom");
-        }
         p += n;
         len -= (size_t)n;
     }
@@ -343,23 +341,6 @@ void ext4_free_inode(struct ext4_writer *w, ext2_ino_t ino, bool is_dir)
 
 /* ---- raw block writes ---- */
 
-static int pwrite_all(int fd, const uint8_t *data, size_t len, off_t offset, const char *path,
-                      struct shed_err *err)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, data, len, offset);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return shed_errf_errno(err, SHED_E_IO, errno, "writing %s", path);
-        }
-        data += n;
-        len -= (size_t)n;
-        offset += n;
-    }
-    return 0;
-}
-
 int ext4_write_flush(struct ext4_writer *w, struct shed_err *err)
 {
     size_t len = (size_t)w->wbuf_blocks * EXT4W_BLOCK_SIZE;
@@ -367,7 +348,9 @@ int ext4_write_flush(struct ext4_writer *w, struct shed_err *err)
     if (w->wbuf_blocks == 0)
         return 0;
     w->wbuf_blocks = 0;
-    return pwrite_all(w->fd, w->wbuf, len, (off_t)(w->wbuf_pblk * EXT4W_BLOCK_SIZE), w->path, err);
+    if (pwrite_all(w->fd, w->wbuf, len, (off_t)(w->wbuf_pblk * EXT4W_BLOCK_SIZE)) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "writing %s", w->path);
+    return 0;
 }
 
 /* Queues one block; consecutive blocks are written with one large pwrite(). Blocks written

@@ -33,7 +33,8 @@ struct ext4_extent_rec {
 /* A growable list of extents (logical → physical), kept sorted by lblk. */
 struct ext4_extent_list {
     struct ext4_extent_rec *items;
-    uint32_t count, capacity;
+    uint32_t count;
+    size_t capacity;
 };
 
 struct ext4_xattr_item {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/array.h"
 #include "common/cleanup.h"
 
 #define WHITEOUT_PREFIX ".wh."
@@ -127,13 +128,8 @@ static int collect_xattrs(struct layer_pass *pass, struct archive_entry *entry, 
                           struct shed_err *err)
 {
     size_t n = (size_t)archive_entry_xattr_reset(entry);
-    if (n > pass->xattr_capacity) {
-        struct ext4_xattr *grown = realloc(pass->xattrs, n * sizeof *grown);
-        if (grown == NULL)
-            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-        pass->xattrs = grown;
-        pass->xattr_capacity = n;
-    }
+    if (ARRAY_RESERVE(pass->xattrs, pass->xattr_capacity, n, err) < 0)
+        return -1;
     size_t i = 0;
     const char *name;
     const void *value;

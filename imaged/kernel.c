@@ -9,8 +9,8 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "ext4_internal.h"
-#include "layout.h"
 
 #define COPY_CHUNK (1u << 20)
 
@@ -80,21 +80,19 @@ static int boot_entry(ext2_ino_t dir, int entry, struct ext2_dir_entry *dirent, 
     return 0;
 }
 
-/* Streams an inode's content into path via path.tmp.<pid> + fsync + rename + fsync dir. */
+/* Streams an inode's content into path, published atomically (fs_atomic_open: a temp unique
+ * to this call, fsync, rename, fsync of the directory). */
 static int copy_inode_to(ext2_filsys fs, ext2_ino_t ino, const char *path, struct shed_err *err)
 {
-    cleanup_free char *tmp = image_layout_tmp_path(path);
     cleanup_free char *buf = malloc(COPY_CHUNK);
-    if (tmp == NULL || buf == NULL)
+    if (buf == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     ext2_file_t file;
     errcode_t code = ext2fs_file_open(fs, ino, 0, &file);
     if (code != 0)
         return ext2_error(err, code, "cannot open inode in", fs->device_name);
-    cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int ret = 0;
-    if (fd < 0)
-        ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot create %s", tmp);
+    cleanup_atomic_file struct fs_atomic_file out = FS_ATOMIC_FILE_INIT;
+    int ret = fs_atomic_open(&out, path, 0644, err);
     while (ret == 0) {
         unsigned int got = 0;
         code = ext2fs_file_read(file, buf, COPY_CHUNK, &got);
@@ -104,27 +102,13 @@ static int copy_inode_to(ext2_filsys fs, ext2_ino_t ino, const char *path, struc
         }
         if (got == 0)
             break;
-        for (size_t done = 0; ret == 0 && done < got;) {
-            ssize_t n = write(fd, buf + done, got - done);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot write %s", tmp);
-            else
-                done += (size_t)n;
-        }
+        if (write_all(out.fd, buf, got) < 0)
+            ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot write %s", out.tmp_path);
     }
     ext2fs_file_close(file);
-    if (ret == 0 && fsync(fd) < 0)
-        ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot fsync %s", tmp);
-    if (ret == 0 && rename(tmp, path) < 0)
-        ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot rename %s to %s", tmp, path);
-    if (ret < 0) {
-        if (fd >= 0)
-            unlink(tmp);
+    if (ret < 0)
         return -1;
-    }
-    return fs_fsync_dir_of(path, err);
+    return fs_atomic_commit(&out, err);
 }
 
 static int remove_if_present(const char *path, struct shed_err *err)

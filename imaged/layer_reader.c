@@ -54,10 +54,7 @@ static int input_fill(struct layer_reader *r)
 {
     if (!input_exhausted(r) || r->in_eof)
         return 0;
-    ssize_t n;
-    do
-        n = read(r->fd, r->in_buf, INPUT_CHUNK);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = TEMP_FAILURE_RETRY(read(r->fd, r->in_buf, INPUT_CHUNK));
     if (n < 0)
         return shed_errf_errno(&r->err, SHED_E_IO, errno, "cannot read %s", r->path);
     r->in_len = (size_t)n;
@@ -72,10 +69,7 @@ static int input_fill(struct layer_reader *r)
 
 static ssize_t plain_produce(struct layer_reader *r)
 {
-    ssize_t n;
-    do
-        n = read(r->fd, r->out_buf, OUTPUT_CHUNK);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = TEMP_FAILURE_RETRY(read(r->fd, r->out_buf, OUTPUT_CHUNK));
     if (n < 0)
         return shed_errf_errno(&r->err, SHED_E_IO, errno, "cannot read %s", r->path);
     r->consumed += (uint64_t)n;

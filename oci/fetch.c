@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "oci_private.h"
 
 #define FETCH_DEFAULT_PARALLEL 4
@@ -139,9 +140,7 @@ static int hash_existing_prefix(struct transfer *t, struct shed_err *err)
     if (buf == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     for (;;) {
-        ssize_t n = read(t->fd, buf, FETCH_BUFFER_SIZE);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = TEMP_FAILURE_RETRY(read(t->fd, buf, FETCH_BUFFER_SIZE));
         if (n < 0)
             return shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", t->tmp_path);
         if (n == 0)
@@ -186,20 +185,6 @@ static void close_tmp(struct transfer *t)
     t->fd = -1;
     sha256_free(t->sha);
     t->sha = NULL;
-}
-
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        data += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 static int flush_buffer(struct transfer *t, struct shed_err *err)

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/array.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "oci_private.h"
@@ -128,11 +129,9 @@ static size_t collect_body(char *data, size_t size, size_t nmemb, void *userdata
         ctx->too_large = true;
         return 0;
     }
-    char *grown = realloc(r->body, r->body_len + n + 1);
-    if (grown == NULL)
+    if (ARRAY_RESERVE(r->body, r->body_capacity, r->body_len + n + 1, NULL) < 0)
         return 0;
-    memcpy(grown + r->body_len, data, n);
-    r->body = grown;
+    memcpy(r->body + r->body_len, data, n);
     r->body_len += n;
     r->body[r->body_len] = '\0';
     return n;

@@ -58,6 +58,7 @@ struct http_response {
     long status;
     char *body;
     size_t body_len;
+    size_t body_capacity;
     char *content_type;
     char *www_authenticate;
     char *location;

@@ -16,6 +16,7 @@
 #include "common/cleanup.h"
 #include "common/digest.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "container_internal.h"
 #include "container_runc.h"
 
@@ -364,7 +365,7 @@ static void report_not_found(int stderr_fd, const char *command)
         return;
     char line[512];
     int len = snprintf(line, sizeof line, "shed: %.400s: command not found\n", command);
-    if (len > 0 && write(stderr_fd, line, (size_t)len) < 0) {
+    if (len > 0 && write_all(stderr_fd, line, (size_t)len) < 0) {
         /* nothing more to say: the exit status tells */
     }
 }

@@ -18,6 +18,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 
 #define COPY_BUFFER_SIZE (1u << 20)
 
@@ -71,10 +72,8 @@ static int copy_range_in_kernel(struct segment_copier *copier, off_t *offset, of
 #ifdef __linux__
     while (copier->copy_file_range_usable && *offset < end) {
         off_t out_offset = *offset;
-        ssize_t n = copy_file_range(copier->src_fd, offset, copier->dst_fd, &out_offset,
-                                    (size_t)(end - *offset), 0);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = TEMP_FAILURE_RETRY(copy_file_range(copier->src_fd, offset, copier->dst_fd,
+                                                       &out_offset, (size_t)(end - *offset), 0));
         if (n < 0 && errno_means_unsupported(errno)) {
             copier->copy_file_range_usable = false;
             return 0;
@@ -93,21 +92,6 @@ static int copy_range_in_kernel(struct segment_copier *copier, off_t *offset, of
     return 0;
 }
 
-static int write_all_at(int fd, const char *data, size_t len, off_t offset)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, data, len, offset);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-        offset += n;
-    }
-    return 0;
-}
-
 static int copy_range_with_buffer(struct segment_copier *copier, off_t offset, off_t end)
 {
     if (copier->buffer == NULL) {
@@ -120,14 +104,12 @@ static int copy_range_with_buffer(struct segment_copier *copier, off_t offset, o
     while (offset < end) {
         size_t want =
             (size_t)(end - offset) < COPY_BUFFER_SIZE ? (size_t)(end - offset) : COPY_BUFFER_SIZE;
-        ssize_t n = pread(copier->src_fd, copier->buffer, want, offset);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = TEMP_FAILURE_RETRY(pread(copier->src_fd, copier->buffer, want, offset));
         if (n < 0)
             return -1;
         if (n == 0)
             return 0; /* the source shrank under us; the final ftruncate fixes the size */
-        if (write_all_at(copier->dst_fd, copier->buffer, (size_t)n, offset) < 0)
+        if (pwrite_all(copier->dst_fd, copier->buffer, (size_t)n, offset) < 0)
             return -1;
         offset += n;
     }

@@ -42,9 +42,7 @@ static void *dial_in_namespace(void *arg)
     }
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(job->port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    while (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        if (errno == EINTR)
-            continue;
+    if (TEMP_FAILURE_RETRY(connect(fd, (struct sockaddr *)&addr, sizeof addr)) < 0) {
         shed_errf_errno(&job->err,
                         errno == ECONNREFUSED ? SHED_E_CONNECT_FAILED : SHED_E_BACKEND_ERROR, errno,
                         "cannot connect to 127.0.0.1:%u in the shed", (unsigned)job->port);

@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "container_internal.h"
 
 /* The tool's complaint kept for an error message. */
@@ -115,14 +116,6 @@ static int run_tool_status(const char *const *argv, int *exit_status, struct she
 
 /* ---- the shared part: bridge, forwarding, NAT ---------------------------------------- */
 
-static void cleanup_unlock(int *fd)
-{
-    if (*fd >= 0) {
-        flock(*fd, LOCK_UN);
-        close(*fd);
-    }
-}
-
 /* Serialises bridge and NAT setup between concurrent creates (and servers on one data dir):
  * `iptables -C` then `-A` is not atomic. */
 static int lock_network(const struct container_network *network, int *fd, struct shed_err *err)
@@ -130,11 +123,8 @@ static int lock_network(const struct container_network *network, int *fd, struct
     *fd = open(network->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (*fd < 0)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", network->lock_path);
-    while (flock(*fd, LOCK_EX) < 0) {
-        if (errno != EINTR)
-            return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "flock %s",
-                                   network->lock_path);
-    }
+    if (TEMP_FAILURE_RETRY(flock(*fd, LOCK_EX)) < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "flock %s", network->lock_path);
     return 0;
 }
 
@@ -163,7 +153,7 @@ static int enable_ip_forward(struct shed_err *err)
     cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", path);
-    if (write(fd, "1\n", 2) != 2)
+    if (write_all(fd, "1\n", 2) < 0)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "write %s", path);
     return 0;
 }
@@ -193,7 +183,7 @@ static int ensure_masquerade(const struct container_network *network, struct she
 
 static int ensure_shared_network(const struct container_network *network, struct shed_err *err)
 {
-    __attribute__((cleanup(cleanup_unlock))) int lock_fd = -1;
+    cleanup_flock int lock_fd = -1;
     if (fs_mkdir_p(network->lease_dir, 0700, err) < 0 || lock_network(network, &lock_fd, err) < 0)
         return -1;
     if (ensure_bridge(network, err) < 0 || enable_ip_forward(err) < 0 ||
@@ -230,7 +220,7 @@ static int claim_lease(const struct container_network *network, const char *name
         return lease_is_mine(path, name, err);
     }
     size_t len = strlen(name);
-    if (write(fd, name, len) != (ssize_t)len) {
+    if (write_all(fd, name, len) < 0) {
         int saved = errno;
         unlink(path);
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, saved, "write %s", path);

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "container_internal.h"
 
 extern char **environ;
@@ -86,10 +87,8 @@ int container_spawn(const char *const *argv, int stdin_fd, int stdout_fd, int st
 int container_wait(pid_t pid, int *exit_status, struct shed_err *err)
 {
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "waitpid %d", (int)pid);
-    }
+    if (TEMP_FAILURE_RETRY(waitpid(pid, &status, 0)) < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "waitpid %d", (int)pid);
     if (WIFEXITED(status))
         *exit_status = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
@@ -109,7 +108,7 @@ static int read_tail(int fd, size_t max, char **out, struct shed_err *err)
     char *text = malloc(want + 1);
     if (text == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    ssize_t got = pread(fd, text, want, size - (off_t)want);
+    ssize_t got = pread_full(fd, text, want, size - (off_t)want);
     if (got < 0) {
         free(text);
         return shed_errf_errno(err, SHED_E_IO, errno, "read captured output");
@@ -181,13 +180,8 @@ bool container_proc_is(pid_t pid, uint64_t start_time)
 static int wait_pidfd(int pidfd, int timeout_ms)
 {
     struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-    for (;;) {
-        int rc = poll(&pfd, 1, timeout_ms);
-        if (rc >= 0)
-            return rc > 0;
-        if (errno != EINTR)
-            return -1;
-    }
+    int rc = TEMP_FAILURE_RETRY(poll(&pfd, 1, timeout_ms));
+    return rc < 0 ? -1 : rc > 0;
 }
 
 int container_proc_terminate(pid_t pid, uint64_t start_time, int grace_ms, int kill_grace_ms,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every build, run and test dependency of shed on Debian 12 (apt-get only).
+# Installs every build, run and test dependency of shed on Debian 12 (apt-get only),
+# including clang-format for the style check (ctest structure.clang_format).
 # Idempotent: packages already present are left as they are.
 set -euo pipefail
 
@@ -8,7 +9,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
   libmicrohttpd-dev libyaml-dev libssl-dev libzstd-dev zlib1g-dev libisal-dev)
 TEST_PKGS=(docker-registry umoci skopeo busybox-static apache2-utils debootstrap
   xfsprogs btrfs-progs tmux runc qemu-system-x86 wrk isal zstd gzip curl
-  python3 openssl iproute2 iptables util-linux time jq)
+  python3 openssl iproute2 iptables util-linux time jq clang-format)
 
 if [[ $(id -u) -ne 0 ]]; then
   SUDO=sudo

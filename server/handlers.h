@@ -5,6 +5,7 @@
 #define SHED_API_HANDLERS_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "config/config.h"
 #include "http_util.h"
@@ -26,6 +27,7 @@ struct api_context {
     /* What GET /api/info reports as "backend": the configured backend, or with `detect` the
      * first backend that probes usable, or "none" when no backend is usable. */
     char info_backend[32];
+    uint16_t http_port;                 /* the port actually bound (http_port 0 picks a free one) */
     char *host_public_key;              /* "ssh-ed25519 AAAA... shed@<name>" */
     struct shed_list_cache *list_cache; /* synchronises itself */
 };

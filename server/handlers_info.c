@@ -22,7 +22,7 @@ void handle_info(const struct api_request *request, const struct api_context *co
     api_respond_json(response, 200,
                      json_pack("{s:s, s:s, s:i, s:i, s:s}", "name", config->name, "version",
                                SHED_VERSION, "ssh_port", config->ssh_port, "http_port",
-                               config->http_port, "backend", context->info_backend));
+                               (int)context->http_port, "backend", context->info_backend));
 }
 
 void handle_ssh_host_key(const struct api_request *request, const struct api_context *context,

@@ -27,7 +27,9 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/io.h"
 #include "common/sockutil.h"
+#include "common/timeutil.h"
 #include "handlers.h"
 
 /* The exit status backend->exec reports when the command does not exist in the shed. */
@@ -94,7 +96,7 @@ static char *read_memfd(int fd)
     char *text = malloc(len + 1);
     if (text == NULL)
         return NULL;
-    ssize_t got = pread(fd, text, len, 0);
+    ssize_t got = pread_full(fd, text, len, 0);
     text[got > 0 ? (size_t)got : 0] = '\0';
     return text;
 }
@@ -142,13 +144,6 @@ static int tmux_failure(const struct instance *inst, const struct captured *capt
                      inst->name, captured->status, first_line);
 }
 
-static void format_time(time_t when, char *out, size_t outlen)
-{
-    struct tm tm;
-    if (gmtime_r(&when, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, outlen, "1970-01-01T00:00:00Z");
-}
-
 #define TMUX_LIST_FORMAT                                                                           \
     "#{session_name}\t#{session_created}\t#{session_attached}\t#{session_windows}"
 
@@ -164,8 +159,9 @@ static json_t *session_json(const char *shed_name, char *line)
         fields[i] = field;
         field = strtok_r(NULL, "\t", &save);
     }
-    char created[32];
-    format_time((time_t)strtoll(fields[1], NULL, 10), created, sizeof created);
+    char created[RFC3339_SIZE];
+    if (format_rfc3339((time_t)strtoll(fields[1], NULL, 10), created) < 0)
+        snprintf(created, sizeof created, "1970-01-01T00:00:00Z");
     return json_pack("{s:s, s:s, s:s, s:b, s:i}", "name", fields[0], "shed_name", shed_name,
                      "created_at", created, "attached", atoi(fields[2]) > 0, "window_count",
                      atoi(fields[3]));

@@ -12,8 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/array.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/timeutil.h"
 #include "handlers.h"
 
 /* A body announced larger than this is refused before it is read (the connection is then
@@ -45,11 +47,8 @@ struct request_state {
 
 static void log_request(const char *method, const char *path, unsigned status, double ms)
 {
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL ||
-        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
         snprintf(stamp, sizeof stamp, "-");
     /* One fprintf per line: stdio locks the stream, so lines never interleave. */
     fprintf(stderr, "%s http method=%s path=%s status=%u ms=%.2f\n", stamp, method, path, status,
@@ -137,16 +136,8 @@ static bool append_body(struct request_state *state, const char *data, size_t si
         state->body_len = state->body_capacity = 0;
         return true;
     }
-    if (state->body_len + size + 1 > state->body_capacity) {
-        size_t capacity = state->body_capacity ? state->body_capacity : 4096;
-        while (capacity < state->body_len + size + 1)
-            capacity *= 2;
-        char *grown = realloc(state->body, capacity);
-        if (grown == NULL)
-            return false;
-        state->body = grown;
-        state->body_capacity = capacity;
-    }
+    if (ARRAY_RESERVE(state->body, state->body_capacity, state->body_len + size + 1, NULL) < 0)
+        return false;
     memcpy(state->body + state->body_len, data, size);
     state->body_len += size;
     state->body[state->body_len] = '\0';
@@ -316,6 +307,7 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
                          config->bind, config->http_port);
     }
     server->port = bound_port(server->daemon, (uint16_t)config->http_port);
+    server->context.http_port = server->port;
     *out = server;
     return 0;
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/array.h"
+
 #define SSE_BLOCK_SIZE 4096
 
 struct sse_stream {
@@ -27,16 +29,8 @@ static bool queue_bytes(struct sse_stream *stream, const char *bytes, size_t len
 {
     if (stream->sent == stream->length)
         stream->sent = stream->length = 0; /* everything went out: reuse the buffer */
-    if (stream->length + len > stream->capacity) {
-        size_t capacity = stream->capacity ? stream->capacity : SSE_BLOCK_SIZE;
-        while (capacity < stream->length + len)
-            capacity *= 2;
-        char *grown = realloc(stream->queued, capacity);
-        if (grown == NULL)
-            return false;
-        stream->queued = grown;
-        stream->capacity = capacity;
-    }
+    if (ARRAY_RESERVE(stream->queued, stream->capacity, stream->length + len, NULL) < 0)
+        return false;
     memcpy(stream->queued + stream->length, bytes, len);
     stream->length += len;
     return true;

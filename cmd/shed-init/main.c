@@ -28,14 +28,11 @@
 static int reap_children(void)
 {
     for (;;) {
-        pid_t pid = waitpid(-1, NULL, WNOHANG);
-        if (pid > 0)
-            continue;
+        pid_t pid = TEMP_FAILURE_RETRY(waitpid(-1, NULL, WNOHANG));
         if (pid == 0)
             return 0;
-        if (errno == EINTR)
-            continue;
-        return errno == ECHILD;
+        if (pid < 0)
+            return errno == ECHILD;
     }
 }
 

@@ -22,6 +22,7 @@ struct system_args {
     bool verbose, json, dry_run;
     unsigned scopes;
     uint64_t until_seconds;
+    bool until_given;
     uint64_t log_tail_bytes;
 };
 
@@ -87,6 +88,7 @@ static int parse_option(int opt, struct system_args *args)
     case 'u':
         if (prune_parse_duration(optarg, &args->until_seconds, &err) < 0)
             return cli_usage_error("system", "%s", err.msg);
+        args->until_given = true;
         return 0;
     case OPT_LOG_TAIL:
         if (parse_log_tail(optarg, &args->log_tail_bytes) < 0)
@@ -139,15 +141,19 @@ static int print_json_body(json_t *body)
     return EXIT_OK;
 }
 
-static int run_df(const struct shed_config *config, struct instance_store *store,
-                  const struct shed_probe *probe, const struct system_args *args)
+static int run_df(const struct shed_config *config, const struct backend_set *backends,
+                  struct instance_store *store, const struct shed_probe *probe,
+                  const struct system_args *args)
 {
     struct df_report report;
     struct shed_err err = {0};
     struct df_opts opts = {.config = config, .instances = store, .probe = probe};
     if (df_scan(&opts, &report, &err) < 0)
         return cli_fail(&err);
-    json_t *body = df_report_to_json(&report, config->name, config->default_backend);
+    /* The same "backend" as GET /api/system/df: the resolved one, not "detect". */
+    char backend[32];
+    backend_set_describe_default(backends, config->default_backend, backend, sizeof backend);
+    json_t *body = df_report_to_json(&report, config->name, backend);
     df_report_free(&report);
     int rc = EXIT_OK;
     if (args->json)
@@ -185,7 +191,7 @@ static int run_prune(const struct shed_config *config, struct instance_store *st
     return rc;
 }
 
-/* Running-ness as the server sees it: the backends it is built with (see cmd_serve.c). */
+/* Running-ness as the server sees it: the backends it is built with (backend_set_new). */
 static int run_with_backends(const char *sub, const struct shed_config *config,
                              struct instance_store *store, const struct system_args *args)
 {
@@ -194,7 +200,7 @@ static int run_with_backends(const char *sub, const struct shed_config *config,
     if (backend_set_new(config, &backends, &err) < 0)
         return cli_fail(&err);
     struct shed_probe probe = shed_probe_for_backends(backends);
-    int rc = strcmp(sub, "df") == 0 ? run_df(config, store, &probe, args)
+    int rc = strcmp(sub, "df") == 0 ? run_df(config, backends, store, &probe, args)
                                     : run_prune(config, store, &probe, args);
     backend_set_free(backends);
     return rc;
@@ -232,7 +238,7 @@ int cmd_system(int argc, char **argv)
     bool is_df = strcmp(sub, "df") == 0;
     if (!is_df && strcmp(sub, "prune") != 0)
         return cli_usage_error("system", "unknown subcommand '%s' (df or prune)", sub);
-    if (is_df && (args.dry_run || args.scopes != 0 || args.log_tail_bytes != 0))
+    if (is_df && (args.dry_run || args.scopes != 0 || args.log_tail_bytes != 0 || args.until_given))
         return cli_usage_error("system", "--scope, --until, --log-tail-bytes and --dry-run "
                                          "only apply to prune");
     if (!is_df && args.verbose)

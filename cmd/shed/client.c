@@ -12,9 +12,11 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common/array.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/sockutil.h"
+#include "common/strv.h"
 
 #define MAX_RESPONSE_BYTES (64u << 20)
 #define DEFAULT_SERVER_URL "http://127.0.0.1:8080"
@@ -64,6 +66,7 @@ void client_response_clear(struct client_response *response)
 struct transfer {
     char *body;
     size_t len;
+    size_t capacity;
     bool overflow;
     bool is_event_stream;
     bool content_type_seen;
@@ -95,10 +98,8 @@ static size_t on_body(char *data, size_t size, size_t count, void *userdata)
         transfer->overflow = true;
         return 0;
     }
-    char *grown = realloc(transfer->body, transfer->len + len + 1);
-    if (grown == NULL)
+    if (ARRAY_RESERVE(transfer->body, transfer->capacity, transfer->len + len + 1, NULL) < 0)
         return 0;
-    transfer->body = grown;
     memcpy(transfer->body + transfer->len, data, len);
     transfer->len += len;
     transfer->body[transfer->len] = '\0';
@@ -296,9 +297,7 @@ static int read_response_head(int fd, char *buf, size_t buflen, size_t *head_len
 {
     size_t len = 0;
     while (len + 1 < buflen) {
-        ssize_t n = recv(fd, buf + len, buflen - 1 - len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = TEMP_FAILURE_RETRY(recv(fd, buf + len, buflen - 1 - len, 0));
         if (n <= 0)
             break;
         len += (size_t)n;
@@ -474,19 +473,6 @@ int client_resolve_server(const char *selector, char **url, char **token,
     return rc;
 }
 
-static int add_server_name(char ***names, size_t *count, const char *name,
-                           struct client_error *error)
-{
-    char **grown = realloc(*names, (*count + 2) * sizeof *grown);
-    if (grown == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    *names = grown;
-    if ((grown[*count] = strdup(name)) == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    grown[++*count] = NULL;
-    return 0;
-}
-
 int client_server_names(char ***names, size_t *count, struct client_error *error)
 {
     *names = NULL;
@@ -501,16 +487,19 @@ int client_server_names(char ***names, size_t *count, struct client_error *error
     if (load_config(file, path, &doc, error) < 0)
         return -1;
     yaml_node_t *servers = mapping_get(&doc, yaml_document_get_root_node(&doc), "servers");
+    struct strv found = STRV_INIT;
     int rc = 0;
     if (servers != NULL && servers->type == YAML_MAPPING_NODE)
         for (yaml_node_pair_t *pair = servers->data.mapping.pairs.start;
              rc == 0 && pair < servers->data.mapping.pairs.top; pair++) {
             const char *name = scalar(yaml_document_get_node(&doc, pair->key));
-            if (name != NULL)
-                rc = add_server_name(names, count, name, error);
+            if (name != NULL && strv_add(&found, name, NULL) < 0)
+                rc = client_errorf(error, "NO_MEMORY", "out of memory");
         }
     yaml_document_delete(&doc);
-    if (rc == 0 && *count == 0)
+    if (rc == 0 && found.count == 0)
         rc = client_errorf(error, "CONFIG", "--all: no servers in %s", path);
+    *count = found.count;
+    *names = strv_steal(&found);
     return rc;
 }

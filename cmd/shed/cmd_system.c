@@ -14,6 +14,7 @@
 #include "cmd/common/system_print.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 
 #define SYSTEM_TIMEOUT_SECONDS 600L
 #define MAX_QUERY 2048
@@ -142,9 +143,7 @@ static int all_targets(struct target **out, size_t *count, struct client_error *
 {
     char **names = NULL;
     if (client_server_names(&names, count, error) < 0) {
-        for (size_t i = 0; names != NULL && names[i] != NULL; i++)
-            free(names[i]);
-        free(names);
+        strv_free_items(names);
         return -1;
     }
     struct target *targets = calloc(*count, sizeof *targets);

@@ -670,19 +670,14 @@ static void copy_both_ways(int a, int b)
     int open_directions = 2;
     char buf[65536];
     while (open_directions > 0) {
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+        if (TEMP_FAILURE_RETRY(poll(fds, 2, -1)) < 0)
             return;
-        }
         for (int i = 0; i < 2; i++) {
             if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
-            ssize_t n = recv(fds[i].fd, buf, sizeof buf, 0);
+            ssize_t n = TEMP_FAILURE_RETRY(recv(fds[i].fd, buf, sizeof buf, 0));
             int other = i == 0 ? b : a;
             if (n > 0 && sock_send_all(other, buf, (size_t)n) == 0)
-                continue;
-            if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0 || n > 0)
                 return; /* an error on either side ends the tunnel */

@@ -175,6 +175,11 @@ static void test_bad_size_is_named(void)
     check_refused("rootfs_size: 20Q\n", "server.yaml:1: rootfs_size: invalid size");
     check_refused("rootfs_size: 1M\n", "rootfs_size: size \"1M\" is too small");
     check_refused("rootfs_size: lots\n", "rootfs_size:");
+    check_refused("rootfs_size: nan\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: inf\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: 1e12\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: 0x10G\n", "server.yaml:1: rootfs_size: invalid size");
+    check_refused("rootfs_size: 1.G\n", "server.yaml:1: rootfs_size: invalid size");
 }
 
 static void test_bad_image_names_are_named(void)
@@ -198,6 +203,9 @@ static void test_bad_values_are_named(void)
     check_refused("default_memory_mb: 1\n", "default_memory_mb: expected an integer 64-");
     check_refused("insecure_registries: [http://x]\n", "insecure_registries: expected host[:port]");
     check_refused("bind: \"\"\n", "bind: expected a non-empty string");
+    check_refused("bind: \"::1\"\n", "server.yaml:1: bind: expected an IPv4 address or localhost");
+    check_refused("bind: my-host\n",
+                  "bind: expected an IPv4 address or localhost, got \"my-host\"");
 }
 
 static void test_container_network_defaults_to_none(void)
@@ -371,28 +379,31 @@ static void test_image_name_rules(void)
     CHECK(shed_image_name_is_valid(long_name));
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_every_key_is_parsed),
+    CHECK_TEST(test_empty_file_gives_defaults),
+    CHECK_TEST(test_default_data_dir_is_var_lib_for_root),
+    CHECK_TEST(test_images_and_instance_dir_follow_data_dir),
+    CHECK_TEST(test_tilde_paths_expand_to_home),
+    CHECK_TEST(test_platform_host_means_this_machine),
+    CHECK_TEST(test_null_base_image_is_unset),
+    CHECK_TEST(test_unknown_key_is_named_with_its_line),
+    CHECK_TEST(test_bad_port_is_named_with_its_line),
+    CHECK_TEST(test_wrong_types_are_named),
+    CHECK_TEST(test_bad_size_is_named),
+    CHECK_TEST(test_bad_image_names_are_named),
+    CHECK_TEST(test_bad_values_are_named),
+    CHECK_TEST(test_container_network_defaults_to_none),
+    CHECK_TEST(test_container_network_bridge_is_parsed_and_printed),
+    CHECK_TEST(test_bad_container_network_is_named),
+    CHECK_TEST(test_duplicate_key_is_refused),
+    CHECK_TEST(test_yaml_syntax_error_names_the_line),
+    CHECK_TEST(test_printed_config_parses_back),
+    CHECK_TEST(test_lookup_order),
+    CHECK_TEST(test_image_name_rules),
+};
+
+int main(int argc, char **argv)
 {
-    RUN_TEST(test_every_key_is_parsed);
-    RUN_TEST(test_empty_file_gives_defaults);
-    RUN_TEST(test_default_data_dir_is_var_lib_for_root);
-    RUN_TEST(test_images_and_instance_dir_follow_data_dir);
-    RUN_TEST(test_tilde_paths_expand_to_home);
-    RUN_TEST(test_platform_host_means_this_machine);
-    RUN_TEST(test_null_base_image_is_unset);
-    RUN_TEST(test_unknown_key_is_named_with_its_line);
-    RUN_TEST(test_bad_port_is_named_with_its_line);
-    RUN_TEST(test_wrong_types_are_named);
-    RUN_TEST(test_bad_size_is_named);
-    RUN_TEST(test_bad_image_names_are_named);
-    RUN_TEST(test_bad_values_are_named);
-    RUN_TEST(test_container_network_defaults_to_none);
-    RUN_TEST(test_container_network_bridge_is_parsed_and_printed);
-    RUN_TEST(test_bad_container_network_is_named);
-    RUN_TEST(test_duplicate_key_is_refused);
-    RUN_TEST(test_yaml_syntax_error_names_the_line);
-    RUN_TEST(test_printed_config_parses_back);
-    RUN_TEST(test_lookup_order);
-    RUN_TEST(test_image_name_rules);
-    return TEST_EXIT();
+    return CHECK_MAIN(argc, argv, tests);
 }

@@ -4,7 +4,7 @@ reference extraction (GNU tar -x per layer + OCI whiteouts, as root; see referen
 
 Environment: SHED_SERVER (the binary), SHED_EXT4_LIST (the libext2fs lister),
 SHED_BUILD_CACHE (where the Debian image is cached), SHED_FIXTURES (shedtest.py).
-Exit status 77 (ctest SKIP_RETURN_CODE) when every test was skipped.
+Exit status 77 (ctest SKIP_RETURN_CODE) when every test was skipped (testrun).
 """
 
 import json
@@ -26,6 +26,7 @@ sys.path.insert(0, HERE)
 import debian_image  # noqa: E402
 import reference  # noqa: E402
 import shedtest  # noqa: E402
+import testrun  # noqa: E402
 import treecmp  # noqa: E402
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
@@ -558,19 +559,5 @@ class DebianImageTest(ConvertTestCase):
         self.assert_same_tree(self.reference_tree_from_files(gz_layers), image, root_mtime=True)
 
 
-def main():
-    """Runs the named test classes/methods of this file (all without arguments)."""
-    module = sys.modules["__main__"]
-    loader = unittest.defaultTestLoader
-    suite = loader.loadTestsFromNames(sys.argv[1:], module) if sys.argv[1:] \
-        else loader.loadTestsFromModule(module)
-    result = unittest.TextTestRunner(verbosity=2).run(suite)
-    if not result.wasSuccessful():
-        return 1
-    if result.testsRun > 0 and len(result.skipped) == result.testsRun:
-        return 77
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(testrun.main())

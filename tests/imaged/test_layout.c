@@ -54,9 +54,7 @@ static void test_every_cache_file_is_classified_by_one_rule(void)
         struct shed_err err = {0};
         CHECK(image_layout_classify(entries[i].entry, &found, &err) == 0);
         if (found.kind != entries[i].kind)
-            fprintf(stderr, "  %s: kind %d, expected %d\n", entries[i].entry, found.kind,
-                    entries[i].kind);
-        CHECK(found.kind == entries[i].kind);
+            CHECK_FAIL("%s: kind %d, expected %d", entries[i].entry, found.kind, entries[i].kind);
         if (entries[i].variant != NULL)
             CHECK_STR_EQ(found.variant, entries[i].variant);
         else
@@ -154,19 +152,15 @@ static void write_text(const char *dir, const char *name, const char *text)
     char path[600];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
-    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
-        perror(path);
-        exit(1);
-    }
+    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
+        CHECK_FATAL("cannot write %s", path);
 }
 
 static void test_the_source_record_and_the_cached_variants(void)
 {
     char dir[] = "/tmp/shed-layout-XXXXXX";
-    if (mkdtemp(dir) == NULL) {
-        perror("mkdtemp");
-        exit(1);
-    }
+    if (mkdtemp(dir) == NULL)
+        CHECK_FATAL("mkdtemp %s failed", dir);
     const char *digest = "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     struct shed_err err = {0};
     CHECK(image_source_write(dir, "web", "reg/o/web:v1", digest, 1u << 30, &err) == 0);
@@ -213,12 +207,15 @@ static void test_the_source_record_and_the_cached_variants(void)
         fprintf(stderr, "cannot remove %s\n", dir);
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_every_cache_file_is_classified_by_one_rule),
+    CHECK_TEST(test_the_paths_made_are_the_paths_classified),
+    CHECK_TEST(test_content_store_entries_belong_to_their_rootfs),
+    CHECK_TEST(test_each_file_is_guarded_by_its_rootfs_lock),
+    CHECK_TEST(test_the_source_record_and_the_cached_variants),
+};
+
+int main(int argc, char **argv)
 {
-    RUN_TEST(test_every_cache_file_is_classified_by_one_rule);
-    RUN_TEST(test_the_paths_made_are_the_paths_classified);
-    RUN_TEST(test_content_store_entries_belong_to_their_rootfs);
-    RUN_TEST(test_each_file_is_guarded_by_its_rootfs_lock);
-    RUN_TEST(test_the_source_record_and_the_cached_variants);
-    return TEST_EXIT();
+    return CHECK_MAIN(argc, argv, tests);
 }

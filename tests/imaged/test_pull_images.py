@@ -14,6 +14,7 @@ import time
 import unittest
 
 import shedtest
+import testrun
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
 ROOTFS_SIZE = "256M"
@@ -533,6 +534,5 @@ class ConfigCommand(unittest.TestCase):
 if __name__ == "__main__":
     for tool in ("docker-registry", "debugfs", "e2fsck", "mke2fs"):
         if shutil.which(tool) is None:
-            print("SKIP: %s not installed" % tool)
-            sys.exit(77)
-    unittest.main(verbosity=2)
+            sys.exit(testrun.skip_all("%s not installed" % tool))
+    sys.exit(testrun.main())

@@ -5,7 +5,7 @@
 
 # The names of images_dir (imaged/layout.h): a C unit test.
 add_executable(test_imaged_layout ${CMAKE_CURRENT_LIST_DIR}/test_layout.c)
-target_link_libraries(test_imaged_layout PRIVATE shed_imaged shed_test_harness)
+target_link_libraries(test_imaged_layout PRIVATE shed_imaged)
 shed_c_test(imaged.layout test_imaged_layout)
 
 # ext4_list: lists an ext4 image through libext2fs for the tree comparer.

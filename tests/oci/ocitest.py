@@ -16,6 +16,7 @@ FIXTURES = os.environ.get("SHED_FIXTURES", os.path.join(HERE, "..", "fixtures"))
 sys.path.insert(0, FIXTURES)
 
 import shedtest  # noqa: E402
+import testrun  # noqa: E402
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
 # test helper printing oci_resolve's answer (tests/oci/resolve_tool.c); tests skip without it
@@ -23,7 +24,7 @@ OCI_RESOLVE = os.environ.get("SHED_OCI_RESOLVE")
 
 
 def main():
-    """unittest.main, after taking --shed-server PATH off the command line."""
+    """testrun.main, after taking --shed-server PATH off the command line."""
     global SHED_SERVER
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--shed-server", default=SHED_SERVER)
@@ -31,7 +32,7 @@ def main():
     if not args.shed_server:
         sys.exit("usage: %s --shed-server PATH [unittest args]" % sys.argv[0])
     SHED_SERVER = os.path.abspath(args.shed_server)
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    sys.exit(testrun.main([sys.argv[0]] + rest))
 
 
 def layer(files):

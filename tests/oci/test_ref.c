@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/check.h"
 #include "oci/oci.h"
 
 #define DIGEST_A "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -73,14 +74,11 @@ static const char *const bad[] = {
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
 };
 
-static int failures;
-
 static void expect_str(const char *text, const char *field, const char *got, const char *want)
 {
     if ((got == NULL) != (want == NULL) || (got != NULL && strcmp(got, want) != 0)) {
-        fprintf(stderr, "FAIL %s: %s is \"%s\", expected \"%s\"\n", text, field,
-                got ? got : "(null)", want ? want : "(null)");
-        failures++;
+        CHECK_FAIL("%s: %s is \"%s\", expected \"%s\"", text, field, got ? got : "(null)",
+                   want ? want : "(null)");
     }
 }
 
@@ -91,8 +89,7 @@ static void test_good_references_parse(void)
         struct oci_ref ref;
         struct shed_err err = {0};
         if (oci_ref_parse(c->text, &ref, &err) < 0) {
-            fprintf(stderr, "FAIL %s: refused: %s\n", c->text, err.msg);
-            failures++;
+            CHECK_FAIL("%s: refused: %s", c->text, err.msg);
             continue;
         }
         expect_str(c->text, "registry", ref.registry, c->registry);
@@ -109,8 +106,7 @@ static void test_good_references_parse(void)
             free(twice);
             oci_ref_free(&again);
         } else {
-            fprintf(stderr, "FAIL %s: canonical form does not parse\n", c->text);
-            failures++;
+            CHECK_FAIL("%s: canonical form does not parse", c->text);
         }
         free(canonical);
         oci_ref_free(&ref);
@@ -124,18 +120,15 @@ static void test_bad_references_are_refused(void)
         struct shed_err err = {0};
         if (oci_ref_parse(bad[i], &ref, &err) == 0) {
             char *canonical = oci_ref_format(&ref);
-            fprintf(stderr, "FAIL \"%s\" accepted as %s\n", bad[i], canonical);
+            CHECK_FAIL("\"%s\" accepted as %s", bad[i], canonical);
             free(canonical);
             oci_ref_free(&ref);
-            failures++;
         } else if (err.code != SHED_E_INVALID_REF || err.msg[0] == '\0' ||
                    strchr(err.msg, '\n') != NULL) {
-            fprintf(stderr, "FAIL \"%s\": code %s, message \"%s\"\n", bad[i],
-                    shed_code_name(err.code), err.msg);
-            failures++;
+            CHECK_FAIL("\"%s\": code %s, message \"%s\"", bad[i], shed_code_name(err.code),
+                       err.msg);
         } else if (ref.registry != NULL || ref.repository != NULL) {
-            fprintf(stderr, "FAIL \"%s\": failed parse left fields set\n", bad[i]);
-            failures++;
+            CHECK_FAIL("\"%s\": failed parse left fields set", bad[i]);
         }
     }
 }
@@ -148,30 +141,25 @@ static void test_overlong_names_are_refused(void)
     struct oci_ref ref;
     struct shed_err err = {0};
     if (oci_ref_parse(text, &ref, &err) == 0) {
-        fprintf(stderr, "FAIL a 399-character repository name was accepted\n");
+        CHECK_FAIL("a 399-character repository name was accepted");
         oci_ref_free(&ref);
-        failures++;
     }
     char tag[200] = "img:";
     memset(tag + 4, 't', 130);
     tag[134] = '\0';
     if (oci_ref_parse(tag, &ref, &err) == 0) {
-        fprintf(stderr, "FAIL a 130-character tag was accepted\n");
+        CHECK_FAIL("a 130-character tag was accepted");
         oci_ref_free(&ref);
-        failures++;
     }
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_good_references_parse),
+    CHECK_TEST(test_bad_references_are_refused),
+    CHECK_TEST(test_overlong_names_are_refused),
+};
+
+int main(int argc, char **argv)
 {
-    test_good_references_parse();
-    test_bad_references_are_refused();
-    test_overlong_names_are_refused();
-    if (failures > 0) {
-        fprintf(stderr, "%d failure(s)\n", failures);
-        return 1;
-    }
-    printf("ok: %zu good and %zu bad references\n", sizeof good / sizeof good[0],
-           sizeof bad / sizeof bad[0]);
-    return 0;
+    return CHECK_MAIN(argc, argv, tests);
 }

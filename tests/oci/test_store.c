@@ -19,10 +19,9 @@
 
 static char root[256];
 
-static void die(const char *what, const struct shed_err *err)
+static void __attribute__((noreturn)) die(const char *what, const struct shed_err *err)
 {
-    fprintf(stderr, "%s: %s\n", what, err != NULL ? err->msg : "failed");
-    exit(1);
+    CHECK_FATAL("%s: %s", what, err != NULL ? err->msg : "failed");
 }
 
 /* A fresh images_dir with an empty store. */
@@ -332,23 +331,35 @@ static void test_a_store_that_does_not_exist_reads_empty_and_is_not_created(void
     oci_store_close(store);
 }
 
-int main(void)
+/* Every test gets its own temporary root for its stores. */
+static void make_root(void)
 {
     const char *tmp = getenv("TMPDIR");
     snprintf(root, sizeof root, "%s/shed-oci-store-XXXXXX", tmp != NULL ? tmp : "/tmp");
     if (mkdtemp(root) == NULL)
-        die("mkdtemp", NULL);
-    RUN_TEST(test_an_image_manifest_reaches_its_config_and_layers_only);
-    RUN_TEST(test_an_index_reaches_every_manifest_it_lists);
-    RUN_TEST(test_an_absent_manifest_reaches_only_itself);
-    RUN_TEST(test_manifests_up_to_the_pullers_limit_are_read_and_larger_ones_are_unknown);
-    RUN_TEST(test_a_damaged_or_foreign_manifest_makes_the_set_unknown);
-    RUN_TEST(test_the_ref_index_is_walked_entry_by_entry);
-    RUN_TEST(test_the_blob_store_lists_every_file_sorted_with_its_state);
-    RUN_TEST(test_a_store_that_does_not_exist_reads_empty_and_is_not_created);
+        CHECK_FATAL("mkdtemp %s failed", root);
+}
+
+static void remove_root(void)
+{
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", root);
-    return TEST_EXIT();
+}
+
+static const struct check_test tests[] = {
+    CHECK_TEST(test_an_image_manifest_reaches_its_config_and_layers_only),
+    CHECK_TEST(test_an_index_reaches_every_manifest_it_lists),
+    CHECK_TEST(test_an_absent_manifest_reaches_only_itself),
+    CHECK_TEST(test_manifests_up_to_the_pullers_limit_are_read_and_larger_ones_are_unknown),
+    CHECK_TEST(test_a_damaged_or_foreign_manifest_makes_the_set_unknown),
+    CHECK_TEST(test_the_ref_index_is_walked_entry_by_entry),
+    CHECK_TEST(test_the_blob_store_lists_every_file_sorted_with_its_state),
+    CHECK_TEST(test_a_store_that_does_not_exist_reads_empty_and_is_not_created),
+};
+
+int main(int argc, char **argv)
+{
+    return check_main(argc, argv, tests, sizeof tests / sizeof tests[0], make_root, remove_root);
 }

@@ -5,7 +5,7 @@ add_executable(test_oci_ref ${CMAKE_CURRENT_LIST_DIR}/test_ref.c)
 target_link_libraries(test_oci_ref PRIVATE shed_oci)
 shed_c_test(oci.ref test_oci_ref)
 add_executable(test_oci_store ${CMAKE_CURRENT_LIST_DIR}/test_store.c)
-target_link_libraries(test_oci_store PRIVATE shed_oci shed_test_harness)
+target_link_libraries(test_oci_store PRIVATE shed_oci)
 shed_c_test(oci.store test_oci_store)
 # oci_resolve_tool: oci_resolve from the command line, for the pull tests.
 add_executable(oci_resolve_tool ${CMAKE_CURRENT_LIST_DIR}/resolve_tool.c)

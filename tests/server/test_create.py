@@ -4,7 +4,7 @@ a loopback registry, creates plain and streamed (SSE), their 4xx, failed creates
 leave nothing behind (no instance dir, no mount, no loop device, no runc container), 20
 concurrent creates from one uncached image (one conversion), and image list/delete/prune.
 
-Needs root, runc, loop devices and docker-registry; otherwise prints why and exits 77.
+Needs root, runc, loop devices and docker-registry; otherwise prints why and skips (exit 77).
 
 Run: test_create.py --shed-server PATH
 """
@@ -24,10 +24,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fault_proxy  # noqa: E402
 import shedtest  # noqa: E402
 import shedserver  # noqa: E402
+import testrun  # noqa: E402
 from shedserver import (force_cleanup, loop_devices_backed_by, mounts_under,  # noqa: E402
                         runc_containers)
 
-SKIP = 77
 SHED_SERVER = None
 SHED = None  # the CLI, optional
 REGISTRY = None
@@ -520,8 +520,7 @@ def main():
     SHED = os.path.abspath(args.shed) if args.shed else None
     reason = skip_reason()
     if reason:
-        print("SKIP: %s" % reason)
-        return SKIP
+        return testrun.skip_all(reason)
     WORK = tempfile.mkdtemp(prefix="shed-create-test-")
     try:
         REGISTRY = shedtest.Registry(workdir=os.path.join(WORK, "registry")).start()
@@ -530,8 +529,7 @@ def main():
         module = sys.modules[__name__]
         suite = (loader.loadTestsFromNames(args.tests, module) if args.tests
                  else loader.loadTestsFromModule(module))
-        result = unittest.TextTestRunner(verbosity=2).run(suite)
-        return 0 if result.wasSuccessful() else 1
+        return testrun.run(suite)
     finally:
         if REGISTRY is not None:
             REGISTRY.stop()

@@ -1,8 +1,8 @@
 /* Tests for imaged/ext4_writer: each builds an image through the public API, checks it
  * with the real `e2fsck -fn`, and reads it back with debugfs or libext2fs.
  *
- * Usage: test_ext4_writer <test name>   (one ctest entry per behaviour; exit 77 = skipped)
- *        test_ext4_writer --list */
+ * One ctest entry per test (tests/harness/check.h: --list, or a test name). */
+#include "harness/check.h"
 #include "imaged/ext4_writer.h"
 
 #include <dirent.h>
@@ -24,66 +24,27 @@
 #include <ext2fs/ext2fs.h>
 #include <ext2fs/ext3_extents.h>
 
-#define EXIT_SKIP 77
 #define MiB (1024ULL * 1024)
 #define GiB (1024ULL * MiB)
 
-/* ---- harness ---- */
+/* ---- scratch files: one directory per test ---- */
 
-static int failures;
 static char scratch_dir[PATH_MAX];
 static char image_path[PATH_MAX + 32];
 static char mount_dir[PATH_MAX + 32];
 static bool mounted;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_EQ(actual, expected)                                                                 \
-    do {                                                                                           \
-        long long actual_ = (long long)(actual), expected_ = (long long)(expected);                \
-        if (actual_ != expected_) {                                                                \
-            fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__, __LINE__, #actual,     \
-                    actual_, expected_);                                                           \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_CONTAINS(haystack, needle)                                                           \
-    do {                                                                                           \
-        const char *h_ = (haystack);                                                               \
-        if (h_ == NULL || strstr(h_, (needle)) == NULL) {                                          \
-            fprintf(stderr, "%s:%d: \"%s\" not found in:\n%s\n", __FILE__, __LINE__, (needle),     \
-                    h_ ? h_ : "(null)");                                                           \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-static void __attribute__((noreturn, format(printf, 1, 2))) fail_now(const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1); /* atexit removes the scratch files */
-}
-
 static void scratch_cleanup(void)
 {
     if (mounted)
         umount2(mount_dir, MNT_DETACH);
+    mounted = false;
     if (scratch_dir[0] == '\0')
         return;
     unlink(image_path);
     rmdir(mount_dir);
     rmdir(scratch_dir);
+    scratch_dir[0] = '\0';
 }
 
 static void scratch_setup(void)
@@ -92,10 +53,9 @@ static void scratch_setup(void)
 
     snprintf(scratch_dir, sizeof(scratch_dir), "%s/test_ext4.XXXXXX", tmp ? tmp : "/tmp");
     if (mkdtemp(scratch_dir) == NULL)
-        fail_now("mkdtemp: %s", strerror(errno));
+        CHECK_FATAL("mkdtemp: %s", strerror(errno));
     snprintf(image_path, sizeof(image_path), "%s/image.ext4", scratch_dir);
     snprintf(mount_dir, sizeof(mount_dir), "%s/mnt", scratch_dir);
-    atexit(scratch_cleanup);
 }
 
 /* Runs argv, returns its exit status; *output gets stdout (and stderr when merge_stderr). */
@@ -108,10 +68,10 @@ static int run_argv(char *const argv[], bool merge_stderr, char **output)
     int status;
 
     if (buf == NULL || pipe(pipefd) < 0)
-        fail_now("pipe: %s", strerror(errno));
+        CHECK_FATAL("pipe: %s", strerror(errno));
     pid = fork();
     if (pid < 0)
-        fail_now("fork: %s", strerror(errno));
+        CHECK_FATAL("fork: %s", strerror(errno));
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY);
         dup2(pipefd[1], STDOUT_FILENO);
@@ -127,19 +87,17 @@ static int run_argv(char *const argv[], bool merge_stderr, char **output)
             cap *= 2;
             buf = realloc(buf, cap);
             if (buf == NULL)
-                fail_now("out of memory");
+                CHECK_FATAL("out of memory");
         }
-        n = read(pipefd[0], buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
+        n = TEMP_FAILURE_RETRY(read(pipefd[0], buf + len, cap - len - 1));
         if (n <= 0)
             break;
         len += (size_t)n;
     }
     buf[len] = '\0';
     close(pipefd[0]);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    if (TEMP_FAILURE_RETRY(waitpid(pid, &status, 0)) < 0)
+        CHECK_FATAL("waitpid: %s", strerror(errno));
     if (output != NULL)
         *output = buf;
     else
@@ -154,8 +112,7 @@ static void expect_fsck_clean(void)
     int status = run_argv(argv, true, &output);
 
     if (status != 0 || strstr(output, "WARNING") != NULL) {
-        fprintf(stderr, "e2fsck -fn exited %d:\n%s\n", status, output);
-        failures++;
+        CHECK_FAIL("e2fsck -fn exited %d:\n%s", status, output);
     }
     free(output);
 }
@@ -180,7 +137,7 @@ static char *debugfs(const char *fmt, ...)
 static void must(int ret, const struct shed_err *err, const char *what)
 {
     if (ret != 0)
-        fail_now("%s failed: %s", what, err->msg);
+        CHECK_FATAL("%s failed: %s", what, err->msg);
 }
 
 static struct ext4_writer *image_create(uint64_t size)
@@ -273,7 +230,7 @@ static ext2_filsys fs_open(void)
     errcode_t code = ext2fs_open(image_path, EXT2_FLAG_64BITS, 0, 0, unix_io_manager, &fs);
 
     if (code)
-        fail_now("ext2fs_open %s: error %ld", image_path, (long)code);
+        CHECK_FATAL("ext2fs_open %s: error %ld", image_path, (long)code);
     return fs;
 }
 
@@ -292,7 +249,7 @@ static struct ext2_inode_large fs_inode(ext2_filsys fs, ext2_ino_t ino)
     errcode_t code = ext2fs_read_inode_full(fs, ino, (struct ext2_inode *)&inode, sizeof(inode));
 
     if (code)
-        fail_now("reading inode %u: error %ld", ino, (long)code);
+        CHECK_FATAL("reading inode %u: error %ld", ino, (long)code);
     return inode;
 }
 
@@ -304,15 +261,15 @@ static uint8_t *fs_read_file(ext2_filsys fs, ext2_ino_t ino, uint64_t *len)
     uint64_t size, done = 0;
 
     if (ext2fs_file_open(fs, ino, 0, &file) != 0)
-        fail_now("ext2fs_file_open %u", ino);
+        CHECK_FATAL("ext2fs_file_open %u", ino);
     size = ext2fs_file_get_size(file);
     buf = malloc(size + 1);
     if (buf == NULL)
-        fail_now("out of memory");
+        CHECK_FATAL("out of memory");
     while (done < size) {
         unsigned want = size - done > (1u << 20) ? (1u << 20) : (unsigned)(size - done);
         if (ext2fs_file_read(file, buf + done, want, &got) != 0 || got == 0)
-            fail_now("ext2fs_file_read %u", ino);
+            CHECK_FATAL("ext2fs_file_read %u", ino);
         done += got;
     }
     ext2fs_file_close(file);
@@ -362,10 +319,10 @@ static void test_empty_image_has_ext4_features_and_passes_fsck(void)
     expect_fsck_clean();
     CHECK_EQ(run_argv(argv, false, &super), 0);
     for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++)
-        CHECK_CONTAINS(super, features[i]);
-    CHECK_CONTAINS(super, "Inode size:\t          256");
-    CHECK_CONTAINS(super, "Journal inode:            8");
-    CHECK_CONTAINS(super, "Total journal blocks:");
+        CHECK_STR_CONTAINS(super, features[i]);
+    CHECK_STR_CONTAINS(super, "Inode size:\t          256");
+    CHECK_STR_CONTAINS(super, "Journal inode:            8");
+    CHECK_STR_CONTAINS(super, "Total journal blocks:");
     free(super);
 
     fs = fs_open();
@@ -412,7 +369,7 @@ static void test_create_refuses_an_existing_file(void)
     image_finish(image_create(32 * MiB));
     CHECK(ext4_writer_create(image_path, &opts, &writer, &err) < 0);
     CHECK_EQ(err.code, SHED_E_IO);
-    CHECK_CONTAINS(err.msg, "File exists");
+    CHECK_STR_CONTAINS(err.msg, "File exists");
     CHECK(stat(image_path, &st) == 0 && st.st_size == (off_t)(32 * MiB));
     expect_fsck_clean(); /* the existing image was left alone */
 }
@@ -656,8 +613,7 @@ static void check_striped_file(ext2_filsys fs, const char *path, unsigned data_b
         fill_pattern(block, sizeof(block), i);
         if (memcmp(read + (uint64_t)i * 8192, block, 4096) != 0 ||
             read[(uint64_t)i * 8192 + 4096] != 0) {
-            fprintf(stderr, "%s: block %u differs\n", path, i);
-            failures++;
+            CHECK_FAIL("%s: block %u differs", path, i);
             break;
         }
     }
@@ -712,8 +668,8 @@ static void test_modes_and_32bit_owners_are_preserved(void)
     expect_fsck_clean();
 
     char *stat = debugfs("stat /private");
-    CHECK_CONTAINS(stat, "User: 100000   Group: 100001");
-    CHECK_CONTAINS(stat, "Mode:  0600");
+    CHECK_STR_CONTAINS(stat, "User: 100000   Group: 100001");
+    CHECK_STR_CONTAINS(stat, "Mode:  0600");
     free(stat);
     fs = fs_open();
     for (size_t i = 0; i < sizeof(entries) / sizeof(entries[0]); i++) {
@@ -743,9 +699,9 @@ static void test_timestamps_before_1970_and_after_2038_round_trip(void)
     expect_fsck_clean();
 
     char *stat = debugfs("stat /timeless");
-    CHECK_CONTAINS(stat, "1938");
-    CHECK_CONTAINS(stat, "2100");
-    CHECK_CONTAINS(stat, "2038");
+    CHECK_STR_CONTAINS(stat, "1938");
+    CHECK_STR_CONTAINS(stat, "2100");
+    CHECK_STR_CONTAINS(stat, "2038");
     free(stat);
     fs = fs_open();
     struct ext2_inode_large inode = fs_inode(fs, fs_lookup(fs, "timeless"));
@@ -785,7 +741,7 @@ static void test_fast_and_slow_symlinks(void)
     expect_fsck_clean();
 
     char *stat = debugfs("stat /fast");
-    CHECK_CONTAINS(stat, "Fast link dest: \"aaaaaaaaaa");
+    CHECK_STR_CONTAINS(stat, "Fast link dest: \"aaaaaaaaaa");
     free(stat);
     fs = fs_open();
     struct ext2_inode_large inode = fs_inode(fs, fs_lookup(fs, "fast"));
@@ -833,11 +789,11 @@ static void test_device_nodes_and_fifos(void)
     expect_fsck_clean();
 
     char *stat = debugfs("stat /dev/null");
-    CHECK_CONTAINS(stat, "Type: character special");
-    CHECK_CONTAINS(stat, "Device major/minor number: 01:03");
+    CHECK_STR_CONTAINS(stat, "Type: character special");
+    CHECK_STR_CONTAINS(stat, "Device major/minor number: 01:03");
     free(stat);
     stat = debugfs("stat /dev/nvme");
-    CHECK_CONTAINS(stat, "Device major/minor number: 259:300000");
+    CHECK_STR_CONTAINS(stat, "Device major/minor number: 259:300000");
     free(stat);
     fs = fs_open();
     for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
@@ -892,8 +848,8 @@ static void test_extended_attributes_round_trip(void)
     expect_fsck_clean();
 
     char *list = debugfs("ea_list /usr/bin/ping");
-    CHECK_CONTAINS(list, "user.comment");
-    CHECK_CONTAINS(list, "security.capability");
+    CHECK_STR_CONTAINS(list, "user.comment");
+    CHECK_STR_CONTAINS(list, "security.capability");
     free(list);
     fs = fs_open();
     struct {
@@ -940,7 +896,7 @@ static void test_hardlinks_share_one_inode(void)
     expect_fsck_clean();
 
     char *stat = debugfs("stat /other/perl");
-    CHECK_CONTAINS(stat, "Links: 3");
+    CHECK_STR_CONTAINS(stat, "Links: 3");
     free(stat);
     fs = fs_open();
     ext2_ino_t ino = fs_lookup(fs, "usr/bin/perl");
@@ -1096,11 +1052,11 @@ static void test_large_directory_is_indexed(void)
     expect_fsck_clean();
 
     char *htree = debugfs("htree /big");
-    CHECK_CONTAINS(htree, "Root node dump:");
-    CHECK_CONTAINS(htree, "Indirect levels: 0");
+    CHECK_STR_CONTAINS(htree, "Root node dump:");
+    CHECK_STR_CONTAINS(htree, "Indirect levels: 0");
     free(htree);
     char *stat = debugfs("stat /big");
-    CHECK_CONTAINS(stat, "Flags: 0x81000"); /* EXTENTS_FL | INDEX_FL */
+    CHECK_STR_CONTAINS(stat, "Flags: 0x81000"); /* EXTENTS_FL | INDEX_FL */
     free(stat);
     fs = fs_open();
     struct ext2_inode_large inode = fs_inode(fs, fs_lookup(fs, "big"));
@@ -1119,7 +1075,7 @@ static void test_huge_directory_gets_two_level_htree(void)
     expect_fsck_clean();
 
     char *htree = debugfs("htree /huge");
-    CHECK_CONTAINS(htree, "Indirect levels: 1");
+    CHECK_STR_CONTAINS(htree, "Indirect levels: 1");
     free(htree);
     fs = fs_open();
     check_many_files(fs, "huge", 12000, 200);
@@ -1145,7 +1101,7 @@ static void test_directory_just_over_one_block_is_indexed(void)
     image_finish(w);
     expect_fsck_clean();
     char *htree = debugfs("htree /edge");
-    CHECK_CONTAINS(htree, "Number of entries (count): 1");
+    CHECK_STR_CONTAINS(htree, "Number of entries (count): 1");
     free(htree);
     fs = fs_open();
     CHECK(fs_inode(fs, fs_lookup(fs, "edge")).i_flags & EXT2_INDEX_FL);
@@ -1317,7 +1273,7 @@ static void test_out_of_space_is_reported(void)
         ret = ext4_writer_file_write(file, off, chunk, MiB, &err);
     CHECK(ret < 0);
     CHECK_EQ(err.code, SHED_E_NO_SPACE);
-    CHECK_CONTAINS(err.msg, "full");
+    CHECK_STR_CONTAINS(err.msg, "full");
     CHECK(ext4_writer_bytes_used(w) > 16 * MiB);
     ext4_writer_abort(w);
     free(chunk);
@@ -1342,7 +1298,7 @@ static void test_out_of_inodes_is_reported(void)
     }
     CHECK(ret < 0);
     CHECK_EQ(err.code, SHED_E_NO_SPACE);
-    CHECK_CONTAINS(err.msg, "inodes");
+    CHECK_STR_CONTAINS(err.msg, "inodes");
     ext4_writer_abort(w);
 }
 
@@ -1355,7 +1311,7 @@ static bool loop_devices_usable(void)
     return run_argv(argv, true, NULL) == 0;
 }
 
-static int test_kernel_mounts_image_read_write(void)
+static void test_kernel_mounts_image_read_write(void)
 {
     struct ext4_writer *w;
     struct ext4_meta meta = meta_of(S_IFREG | 04755, 100000, 100001, 4102444800LL);
@@ -1365,10 +1321,8 @@ static int test_kernel_mounts_image_read_write(void)
     ssize_t n;
     unsigned missing = 0;
 
-    if (geteuid() != 0 || !loop_devices_usable()) {
-        printf("SKIP: needs root and loop devices\n");
-        return EXIT_SKIP;
-    }
+    if (geteuid() != 0 || !loop_devices_usable())
+        CHECK_SKIP("needs root and loop devices");
     w = image_create(512 * MiB);
     meta.xattrs = xattrs;
     meta.xattr_count = 1;
@@ -1379,11 +1333,11 @@ static int test_kernel_mounts_image_read_write(void)
     image_finish(w);
 
     if (mkdir(mount_dir, 0700) < 0)
-        fail_now("mkdir %s: %s", mount_dir, strerror(errno));
+        CHECK_FATAL("mkdir %s: %s", mount_dir, strerror(errno));
     char *mount_argv[] = {"mount", "-o", "loop", image_path, mount_dir, NULL};
     char *output = NULL;
     if (run_argv(mount_argv, true, &output) != 0)
-        fail_now("mount failed: %s", output);
+        CHECK_FATAL("mount failed: %s", output);
     free(output);
     mounted = true;
 
@@ -1421,91 +1375,46 @@ static int test_kernel_mounts_image_read_write(void)
     char *cat = debugfs("cat /big/added-by-kernel");
     CHECK(cat != NULL && strcmp(cat, "kernel\n") == 0);
     free(cat);
-    return 0;
 }
 
 /* ---- main ---- */
 
-struct test_case {
-    const char *name;
-    void (*run)(void);
-    int (*run_skippable)(void);
-};
-
-#define TEST(fn)                                                                                   \
-    {                                                                                              \
-#fn, fn, NULL                                                                              \
-    }
-#define TEST_SKIPPABLE(fn)                                                                         \
-    {                                                                                              \
-#fn, NULL, fn                                                                              \
-    }
-
-static const struct test_case tests[] = {
-    TEST(test_empty_image_has_ext4_features_and_passes_fsck),
-    TEST(test_each_image_gets_fresh_uuid_and_hash_seed),
-    TEST(test_create_refuses_an_existing_file),
-    TEST(test_inode_count_option_is_honoured),
-    TEST(test_root_times_come_from_mkdir_of_root),
-    TEST(test_root_times_default_to_newest_entry),
-    TEST(test_regular_file_contents_round_trip),
-    TEST(test_sparse_file_allocates_only_data_blocks),
-    TEST(test_5gib_sparse_file_is_fast_and_tiny),
-    TEST(test_fragmented_file_gets_an_extent_tree),
-    TEST(test_modes_and_32bit_owners_are_preserved),
-    TEST(test_timestamps_before_1970_and_after_2038_round_trip),
-    TEST(test_fast_and_slow_symlinks),
-    TEST(test_device_nodes_and_fifos),
-    TEST(test_extended_attributes_round_trip),
-    TEST(test_hardlinks_share_one_inode),
-    TEST(test_hardlink_survives_removal_of_first_name),
-    TEST(test_removing_last_name_frees_inode_and_blocks),
-    TEST(test_255_byte_names_and_4000_byte_paths),
-    TEST(test_large_directory_is_indexed),
-    TEST(test_huge_directory_gets_two_level_htree),
-    TEST(test_directory_just_over_one_block_is_indexed),
-    TEST(test_missing_parents_are_created_with_entry_mtime),
-    TEST(test_mkdir_over_directory_keeps_children_and_updates_attributes),
-    TEST(test_replacement_between_file_dir_and_symlink),
-    TEST(test_parent_symlinks_are_followed_inside_the_image),
-    TEST(test_whiteout_removes_only_lower_layer_entries),
-    TEST(test_opaque_directory_clears_lower_entries),
-    TEST(test_out_of_space_is_reported),
-    TEST(test_out_of_inodes_is_reported),
-    TEST_SKIPPABLE(test_kernel_mounts_image_read_write),
+static const struct check_test tests[] = {
+    CHECK_TEST(test_empty_image_has_ext4_features_and_passes_fsck),
+    CHECK_TEST(test_each_image_gets_fresh_uuid_and_hash_seed),
+    CHECK_TEST(test_create_refuses_an_existing_file),
+    CHECK_TEST(test_inode_count_option_is_honoured),
+    CHECK_TEST(test_root_times_come_from_mkdir_of_root),
+    CHECK_TEST(test_root_times_default_to_newest_entry),
+    CHECK_TEST(test_regular_file_contents_round_trip),
+    CHECK_TEST(test_sparse_file_allocates_only_data_blocks),
+    CHECK_TEST(test_5gib_sparse_file_is_fast_and_tiny),
+    CHECK_TEST(test_fragmented_file_gets_an_extent_tree),
+    CHECK_TEST(test_modes_and_32bit_owners_are_preserved),
+    CHECK_TEST(test_timestamps_before_1970_and_after_2038_round_trip),
+    CHECK_TEST(test_fast_and_slow_symlinks),
+    CHECK_TEST(test_device_nodes_and_fifos),
+    CHECK_TEST(test_extended_attributes_round_trip),
+    CHECK_TEST(test_hardlinks_share_one_inode),
+    CHECK_TEST(test_hardlink_survives_removal_of_first_name),
+    CHECK_TEST(test_removing_last_name_frees_inode_and_blocks),
+    CHECK_TEST(test_255_byte_names_and_4000_byte_paths),
+    CHECK_TEST(test_large_directory_is_indexed),
+    CHECK_TEST(test_huge_directory_gets_two_level_htree),
+    CHECK_TEST(test_directory_just_over_one_block_is_indexed),
+    CHECK_TEST(test_missing_parents_are_created_with_entry_mtime),
+    CHECK_TEST(test_mkdir_over_directory_keeps_children_and_updates_attributes),
+    CHECK_TEST(test_replacement_between_file_dir_and_symlink),
+    CHECK_TEST(test_parent_symlinks_are_followed_inside_the_image),
+    CHECK_TEST(test_whiteout_removes_only_lower_layer_entries),
+    CHECK_TEST(test_opaque_directory_clears_lower_entries),
+    CHECK_TEST(test_out_of_space_is_reported),
+    CHECK_TEST(test_out_of_inodes_is_reported),
+    CHECK_TEST(test_kernel_mounts_image_read_write),
 };
 
 int main(int argc, char **argv)
 {
-    size_t count = sizeof(tests) / sizeof(tests[0]);
-
-    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-        for (size_t i = 0; i < count; i++)
-            printf("%s\n", tests[i].name);
-        return 0;
-    }
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s <test name> | --list\n", argv[0]);
-        return 2;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (strcmp(argv[1], tests[i].name) != 0)
-            continue;
-        scratch_setup();
-        if (tests[i].run_skippable != NULL) {
-            int status = tests[i].run_skippable();
-            if (status == EXIT_SKIP)
-                return EXIT_SKIP;
-        } else {
-            tests[i].run();
-        }
-        if (failures > 0) {
-            fprintf(stderr, "%s: %d check(s) failed\n", tests[i].name, failures);
-            return 1;
-        }
-        printf("%s: ok\n", tests[i].name);
-        return 0;
-    }
-    fprintf(stderr, "unknown test %s\n", argv[1]);
-    return 2;
+    return check_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]), scratch_setup,
+                      scratch_cleanup);
 }

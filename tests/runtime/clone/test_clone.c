@@ -18,7 +18,8 @@
 #include "harness/check.h"
 #include "runtime/clone.h"
 
-static char workdir[] = "/var/tmp/shed-clone-test-XXXXXX";
+#define WORKDIR_TEMPLATE "/var/tmp/shed-clone-test-XXXXXX"
+static char workdir[] = WORKDIR_TEMPLATE;
 
 static char *work_path(const char *name)
 {
@@ -147,16 +148,14 @@ static void test_directory_source_is_refused(void)
  * partial destination is removed. Needs root to mount a small tmpfs. */
 static void test_full_destination_fails_and_removes_partial_copy(void)
 {
-    if (geteuid() != 0) {
-        printf("  (skipped: mounting a tmpfs needs root)\n");
-        return;
-    }
+    if (geteuid() != 0)
+        CHECK_SKIP("mounting a tmpfs needs root");
     cleanup_free char *mnt = work_path("small-tmpfs");
     CHECK(mkdir(mnt, 0755) == 0);
     if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
-        printf("  (skipped: cannot mount tmpfs: %s)\n", strerror(errno));
+        int mount_errno = errno;
         rmdir(mnt);
-        return;
+        CHECK_SKIP("cannot mount a tmpfs: %s", strerror(mount_errno));
     }
     cleanup_free char *src = make_sparse_source("big-src");
     cleanup_free char *dst = fs_path_join(mnt, "dst");
@@ -178,19 +177,31 @@ static void test_strategy_names(void)
     CHECK_STR_EQ(clone_strategy_name(CLONE_STRATEGY_NONE), "none");
 }
 
-int main(void)
+/* Each test gets its own work directory. */
+static void workdir_create(void)
 {
-    if (mkdtemp(workdir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    RUN_TEST(test_fallback_copy_keeps_holes_and_content);
-    RUN_TEST(test_empty_source_gives_empty_clone);
-    RUN_TEST(test_existing_destination_is_refused_and_left_alone);
-    RUN_TEST(test_missing_source_creates_nothing);
-    RUN_TEST(test_directory_source_is_refused);
-    RUN_TEST(test_full_destination_fails_and_removes_partial_copy);
-    RUN_TEST(test_strategy_names);
+    strcpy(workdir, WORKDIR_TEMPLATE);
+    if (mkdtemp(workdir) == NULL)
+        CHECK_FATAL("mkdtemp %s: %s", workdir, strerror(errno));
+}
+
+static void workdir_remove(void)
+{
     rmdir(workdir);
-    return TEST_EXIT();
+}
+
+static const struct check_test tests[] = {
+    CHECK_TEST(test_fallback_copy_keeps_holes_and_content),
+    CHECK_TEST(test_empty_source_gives_empty_clone),
+    CHECK_TEST(test_existing_destination_is_refused_and_left_alone),
+    CHECK_TEST(test_missing_source_creates_nothing),
+    CHECK_TEST(test_directory_source_is_refused),
+    CHECK_TEST(test_full_destination_fails_and_removes_partial_copy),
+    CHECK_TEST(test_strategy_names),
+};
+
+int main(int argc, char **argv)
+{
+    return check_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]), workdir_create,
+                      workdir_remove);
 }

@@ -1,6 +1,6 @@
 """`shed-server clone` on a loop-mounted XFS with reflink=1 (FICLONE shares every extent) and
 on the ext4 of the test machine (the sparse fallback). Needs root and loop devices: without
-them it prints why and exits 77 (ctest: skipped)."""
+them it prints why and skips (exit 77; testrun)."""
 
 import hashlib
 import json
@@ -11,6 +11,7 @@ import sys
 import tempfile
 import unittest
 
+import testrun  # tests/fixtures (PYTHONPATH)
 from loop_xfs import LoopXfs  # tests/fixtures (PYTHONPATH)
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
@@ -155,6 +156,5 @@ class CloneOnExt4(unittest.TestCase):
 if __name__ == "__main__":
     reason = skip_reason()
     if reason is not None:
-        print("SKIP: %s" % reason)
-        sys.exit(77)
-    unittest.main(verbosity=2)
+        sys.exit(testrun.skip_all(reason))
+    sys.exit(testrun.main())

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "config/config.h"
 #include "runtime/backend_container.h"
 #include "runtime/clone.h"
@@ -106,17 +107,14 @@ static int relay(int fd)
     struct pollfd fds[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
     char buf[4096];
     for (;;) {
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+        if (TEMP_FAILURE_RETRY(poll(fds, 2, -1)) < 0)
             return -1;
-        }
         if (fds[0].revents) {
             ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
             if (n <= 0) {
                 shutdown(fd, SHUT_WR);
                 fds[0].fd = -1;
-            } else if (write(fd, buf, (size_t)n) != n) {
+            } else if (write_all(fd, buf, (size_t)n) < 0) {
                 return -1;
             }
         }
@@ -124,7 +122,7 @@ static int relay(int fd)
             ssize_t n = read(fd, buf, sizeof buf);
             if (n <= 0)
                 return 0;
-            if (write(STDOUT_FILENO, buf, (size_t)n) != n)
+            if (write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
                 return -1;
         }
     }

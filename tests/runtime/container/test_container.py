@@ -525,23 +525,25 @@ class ServerTest(ServerTestCase):
         self.assertEqual(ghost.returncode, 125)
         self.assertIn("SHED_NOT_FOUND", ghost.stderr)
 
-    def run_on_pty(self, argv, send=b"", ready=None):
+    def run_on_pty(self, argv, send=b"", ready=None, timeout=300):
         """Runs argv with a pseudo-terminal as its stdio; returns (exit status, output).
         send is typed once ready() is true (at once without ready), and typed again after
-        every 2 s of silence until the child exits: a terminal program that was not yet
-        reading when the keys came (tmux answering its own terminal queries) gets them on
-        a later round. A child that stays silent for 60 s is killed so a hang fails
-        instead of blocking."""
+        each 2 s of silence that followed it, until the child exits: a terminal program
+        that was not yet reading when the keys came (tmux answering its own terminal
+        queries) gets them on a later round, and typing them once more is harmless. A
+        child still running after timeout seconds is killed, so a hang fails instead of
+        blocking."""
         pid, fd = pty.fork()
         if pid == 0:
             os.execv(argv[0], argv)
         output = b""
-        sent = False
-        silent_since = time.monotonic()
+        typed_at = None  # when send was last typed, None: (again) to be typed
+        last_output = time.monotonic()
+        deadline = last_output + timeout
         while True:
-            if send and not sent and (ready is None or ready()):
+            if send and typed_at is None and (ready is None or ready()):
                 os.write(fd, send)
-                sent = True
+                typed_at = time.monotonic()
             try:
                 readable, _, _ = select.select([fd], [], [], 0.5)
                 chunk = os.read(fd, 4096) if readable else None
@@ -552,13 +554,12 @@ class ServerTest(ServerTestCase):
             now = time.monotonic()
             if chunk is not None:
                 output += chunk
-                silent_since = now
-            elif now - silent_since > 60:
+                last_output = now
+            if now > deadline:
                 os.kill(pid, signal.SIGKILL)
                 break
-            elif sent and now - silent_since > 2:
-                sent = False  # not acted upon yet: type it again
-                silent_since = now
+            if typed_at is not None and now - max(typed_at, last_output) > 2:
+                typed_at = None  # not acted upon: type it again
         _, status = os.waitpid(pid, 0)
         os.close(fd)
         return os.waitstatus_to_exitcode(status), output.decode(errors="replace")

@@ -32,6 +32,7 @@ import ctrtest  # noqa: E402
 import shedserver  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
 from shedserver import wait_for  # noqa: E402
 import shedtest  # noqa: E402  (likewise)
+import testrun  # noqa: E402  (likewise)
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
 FIXTURE = None  # ctrtest.FixtureRegistry, one per process
@@ -282,8 +283,7 @@ def main():
         return 2
     reason = skip_reason()
     if reason:
-        print("SKIP: %s" % reason)
-        return ctrtest.SKIP
+        return testrun.skip_all(reason)
     enter_own_network_namespace()
 
     def load_suite(work, fixture):

@@ -13,25 +13,34 @@
 #include <unistd.h>
 
 #include "common/fsutil.h"
+#include "harness/check.h"
 #include "runtime/instance.h"
 
-static int failures;
+/* Each test gets a fresh instance store in its own temp dir. */
+static char root[64];
+static struct instance_store *store;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+static void store_open(void)
+{
+    snprintf(root, sizeof root, "/tmp/shed-test-instance-XXXXXX");
+    if (mkdtemp(root) == NULL)
+        CHECK_FATAL("mkdtemp: %s", strerror(errno));
+    struct shed_err err = {0};
+    char *dir = str_printf("%s/instances", root);
+    if (instance_store_open(dir, &store, &err) < 0)
+        CHECK_FATAL("open: %s", err.msg);
+    free(dir);
+}
 
-#define CHECK_OK(expr, err)                                                                        \
-    do {                                                                                           \
-        if ((expr) < 0) {                                                                          \
-            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, (err)->msg);      \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+static void store_close(void)
+{
+    instance_store_close(store);
+    store = NULL;
+    char *cleanup = str_printf("rm -rf '%s'", root);
+    if (system(cleanup) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", root);
+    free(cleanup);
+}
 
 static void test_name_validation(void)
 {
@@ -82,7 +91,7 @@ static void save_new(struct instance_store *store, const char *name, enum instan
     instance_clear(&inst);
 }
 
-static void test_round_trip_and_atomic_write(struct instance_store *store)
+static void test_round_trip_and_atomic_write(void)
 {
     struct shed_err err = {0};
     save_new(store, "round", INSTANCE_RUNNING);
@@ -116,7 +125,7 @@ static void write_text(const char *path, const char *text)
     CHECK_OK(fs_write_file_atomic(path, text, strlen(text), 0644, &err), &err);
 }
 
-static void test_hand_edit_is_seen(struct instance_store *store)
+static void test_hand_edit_is_seen(void)
 {
     struct shed_err err = {0};
     save_new(store, "edited", INSTANCE_STOPPED);
@@ -131,7 +140,7 @@ static void test_hand_edit_is_seen(struct instance_store *store)
     instance_clear(&inst);
 }
 
-static void test_list_sorted_with_error_entries(const char *root)
+static void test_list_sorted_with_error_entries(void)
 {
     struct shed_err err = {0};
     char *dir = str_printf("%s/list", root);
@@ -209,7 +218,7 @@ static void *hold_lock(void *arg)
 
 /* Ordering, not timing thresholds: the second locker of the same shed must get the lock
  * only after the first released it; a locker of another shed must not wait for it. */
-static void test_locks(struct instance_store *store)
+static void test_locks(void)
 {
     struct shed_err err = {0};
     int fd = -1;
@@ -233,32 +242,15 @@ static void test_locks(struct instance_store *store)
     CHECK(seconds(&waiter.acquired) >= seconds(&released));
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_name_validation),
+    CHECK_TEST(test_round_trip_and_atomic_write),
+    CHECK_TEST(test_hand_edit_is_seen),
+    CHECK_TEST(test_list_sorted_with_error_entries),
+    CHECK_TEST(test_locks),
+};
+
+int main(int argc, char **argv)
 {
-    char root[] = "/tmp/shed-test-instance-XXXXXX";
-    if (mkdtemp(root) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    struct shed_err err = {0};
-    struct instance_store *store = NULL;
-    char *dir = str_printf("%s/instances", root);
-    if (instance_store_open(dir, &store, &err) < 0) {
-        fprintf(stderr, "open: %s\n", err.msg);
-        return 1;
-    }
-    test_name_validation();
-    test_round_trip_and_atomic_write(store);
-    test_hand_edit_is_seen(store);
-    test_list_sorted_with_error_entries(root);
-    test_locks(store);
-    instance_store_close(store);
-    free(dir);
-    char *cleanup = str_printf("rm -rf '%s'", root);
-    if (system(cleanup) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", root);
-    free(cleanup);
-    if (failures == 0)
-        printf("test_instance: all checks passed\n");
-    return failures == 0 ? 0 : 1;
+    return check_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]), store_open, store_close);
 }

@@ -373,15 +373,18 @@ static void test_durations_parse_and_echo_like_go(void)
     }
 }
 
-int main(void)
+static const struct check_test tests[] = {
+    CHECK_TEST(test_prune_shed_started_between_plan_and_execute_survives),
+    CHECK_TEST(test_prune_skips_running_shed_and_dead_running_one_counts_as_stopped),
+    CHECK_TEST(test_prune_skips_shed_whose_lock_is_taken_after_the_plan),
+    CHECK_TEST(test_prune_skips_tmp_whose_lock_is_taken_after_the_plan),
+    CHECK_TEST(test_log_truncation_keeps_the_tail_and_the_inode_for_an_open_appender),
+    CHECK_TEST(test_hardlinked_file_is_counted_once_and_freed_only_with_every_link),
+    CHECK_TEST(test_exclusive_equals_physical_with_a_note_where_fiemap_is_unsupported),
+    CHECK_TEST(test_durations_parse_and_echo_like_go),
+};
+
+int main(int argc, char **argv)
 {
-    RUN_TEST(test_prune_shed_started_between_plan_and_execute_survives);
-    RUN_TEST(test_prune_skips_running_shed_and_dead_running_one_counts_as_stopped);
-    RUN_TEST(test_prune_skips_shed_whose_lock_is_taken_after_the_plan);
-    RUN_TEST(test_prune_skips_tmp_whose_lock_is_taken_after_the_plan);
-    RUN_TEST(test_log_truncation_keeps_the_tail_and_the_inode_for_an_open_appender);
-    RUN_TEST(test_hardlinked_file_is_counted_once_and_freed_only_with_every_link);
-    RUN_TEST(test_exclusive_equals_physical_with_a_note_where_fiemap_is_unsupported);
-    RUN_TEST(test_durations_parse_and_echo_like_go);
-    return check_failures == 0 ? 0 : 1;
+    return CHECK_MAIN(argc, argv, tests);
 }

@@ -21,6 +21,7 @@ import time
 import unittest
 
 import shedtest
+import testrun
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
 SHED_CLI = os.environ.get("SHED_CLI", "shed")
@@ -460,8 +461,8 @@ class Server:
         self.proc = subprocess.Popen([SHED_SERVER, "serve", "--config", config, "--port",
                                       str(self.port), "--bind", "127.0.0.1"],
                                      stdout=self.log, stderr=self.log)
-        deadline = time.time() + 20
-        while time.time() < deadline:
+        deadline = time.monotonic() + 120  # generous: the CI machine is loaded
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 self.request("GET", "/api/info")
                 return
@@ -499,6 +500,15 @@ class ApiTest(SystemTestCase):
         self.assertEqual(body["totals"], local["totals"])
         self.assertEqual([i["name"] for i in body["images"]], ["a", "b"])
         self.assertEqual(body["server_name"], "sys-test")
+        # the resolved backend, as the server reports it, never the configured "detect"
+        self.assertEqual(local["backend"], body["backend"])
+        self.assertNotEqual(local["backend"], "detect")
+
+    def test_df_refuses_prune_only_options(self):
+        for option in (["--until", "1h"], ["--dry-run"], ["--scope", "logs"]):
+            proc = self.system("df", *option, check=False)
+            self.assertEqual(proc.returncode, 2, (option, proc.stderr))
+            self.assertIn("only apply to prune", proc.stderr)
 
     def test_every_bad_query_value_is_400_and_changes_nothing(self):
         before = all_files(self.data_dir)
@@ -606,6 +616,5 @@ class CliTest(SystemTestCase):
 if __name__ == "__main__":
     for tool in ("docker-registry", "mke2fs"):
         if shutil.which(tool) is None:
-            print("SKIP: %s not installed" % tool)
-            sys.exit(77)
-    unittest.main(argv=sys.argv[:1] + sys.argv[1:], verbosity=2)
+            sys.exit(testrun.skip_all("%s not installed" % tool))
+    sys.exit(testrun.main())

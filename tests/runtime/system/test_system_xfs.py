@@ -4,7 +4,7 @@
 the file system's real free-space change (statvfs) within 5%, both when only clones go (their
 shared extents stay with the image) and when the image goes with its last clones.
 
-Needs root, loop devices and xfsprogs: otherwise prints why and exits 77 (ctest: skipped).
+Needs root, loop devices and xfsprogs: otherwise prints why and skips (exit 77; testrun).
 The file system is always unmounted in cleanup."""
 
 import json
@@ -15,6 +15,7 @@ import sys
 import time
 import unittest
 
+import testrun  # tests/fixtures (PYTHONPATH)
 from loop_xfs import LoopXfs  # tests/fixtures (PYTHONPATH)
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
@@ -142,6 +143,5 @@ class XfsReflinkTest(unittest.TestCase):
 if __name__ == "__main__":
     reason = skip_reason()
     if reason is not None:
-        print("SKIP: " + reason)
-        sys.exit(77)
-    unittest.main(verbosity=2)
+        sys.exit(testrun.skip_all(reason))
+    sys.exit(testrun.main())

@@ -3,7 +3,7 @@
 # on-disk states (images pulled from a loopback registry), reflink accounting on a
 # loop-mounted XFS, and end to end with the real container backend.
 add_executable(test_system_prune ${CMAKE_CURRENT_LIST_DIR}/test_prune.c)
-target_link_libraries(test_system_prune PRIVATE shed_runtime shed_test_harness)
+target_link_libraries(test_system_prune PRIVATE shed_runtime)
 shed_c_test(runtime.system.prune_library test_system_prune)
 
 foreach(suite DiskUsageTest PruneTest ApiTest CliTest)
