@@ -208,30 +208,6 @@ static int pull_image(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1]
     return remember_digest(ctx->cache, ctx->ref, digest, err);
 }
 
-/* Hardlinks src to dst through tmp + rename, so dst is replaced atomically. */
-static int link_atomically(const char *src, const char *dst, const char *tmp, struct shed_err *err)
-{
-    if (unlink_if_present(tmp, err) < 0)
-        return -1;
-    if (link(src, tmp) < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno, "cannot link %s to %s", src, tmp);
-    if (rename(tmp, dst) < 0) {
-        int saved = errno;
-        (void)unlink(tmp);
-        return shed_errf_errno(err, SHED_E_IO, saved, "cannot rename %s to %s", tmp, dst);
-    }
-    return fs_fsync_dir_of(dst, err);
-}
-
-/* Adds the freshly converted rootfs to the content store for other variants to share. */
-static int publish_content(const char *rootfs, const char *content_path, struct shed_err *err)
-{
-    cleanup_free char *tmp = image_layout_tmp_path(content_path);
-    if (tmp == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return link_atomically(rootfs, content_path, tmp, err);
-}
-
 static int convert_image(struct ensure_ctx *ctx, const char *digest, const char *content_path,
                          struct shed_err *err)
 {
@@ -249,7 +225,8 @@ static int convert_image(struct ensure_ctx *ctx, const char *digest, const char 
     if (imaged_convert(ctx->cache->store, digest, ctx->paths.rootfs, &convert, err) < 0)
         return -1;
     ctx->result->outcome = IMAGE_ENSURE_CONVERTED;
-    return publish_content(ctx->paths.rootfs, content_path, err);
+    /* Into the content store, for other variants with this digest to share. */
+    return fs_link_atomic(ctx->paths.rootfs, content_path, err);
 }
 
 /* Under the digest's lock: link the shared rootfs if another variant made it, else convert. */
@@ -270,7 +247,7 @@ static int build_from_digest(struct ensure_ctx *ctx, const char *digest, struct 
     if (fs_exists(content_path)) {
         say(ctx, IMAGE_LOG_INFO, "sharing the rootfs already converted for %s", digest);
         ctx->result->outcome = IMAGE_ENSURE_LINKED;
-        return link_atomically(content_path, ctx->paths.rootfs, ctx->paths.tmp, err);
+        return fs_link_atomic(content_path, ctx->paths.rootfs, err);
     }
     return convert_image(ctx, digest, content_path, err);
 }
@@ -286,12 +263,8 @@ static int publish_base_kernel(const struct ensure_ctx *ctx, struct shed_err *er
         {ctx->paths.initrd, ctx->paths.base_initrd, ctx->result->has_initrd},
     };
     for (size_t i = 0; i < 2; i++) {
-        cleanup_free char *tmp = image_layout_tmp_path(files[i].base_file);
-        if (tmp == NULL)
-            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-        int ret = files[i].present
-                      ? link_atomically(files[i].variant_file, files[i].base_file, tmp, err)
-                      : unlink_if_present(files[i].base_file, err);
+        int ret = files[i].present ? fs_link_atomic(files[i].variant_file, files[i].base_file, err)
+                                   : unlink_if_present(files[i].base_file, err);
         if (ret < 0)
             return -1;
     }

@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
+#include "common/timeutil.h"
 #include "config/config.h"
 
 #define ROOTFS_SUFFIX "-rootfs.ext4"
@@ -99,11 +99,6 @@ char *image_layout_content_lock(const char *content_rootfs)
     return str_printf("%s" LOCK_SUFFIX, content_rootfs);
 }
 
-char *image_layout_tmp_path(const char *path)
-{
-    return str_printf("%s.tmp.%ld", path, (long)getpid());
-}
-
 char *image_layout_convert_tmp_path(const char *out_path)
 {
     return str_printf("%s.tmp", out_path);
@@ -140,8 +135,8 @@ static bool all_digits(const char *text)
     return true;
 }
 
-/* ".tmp.<digits>": the temporary name of an atomic write (image_layout_tmp_path, and
- * fs_write_file_atomic's for the .source record). */
+/* ".tmp.<digits>": the temporary name of an atomic write (common/fsutil.h keeps that shape
+ * for fs_atomic_open and fs_link_atomic). */
 static bool is_numbered_tmp(const char *suffix)
 {
     return strncmp(suffix, ".tmp.", 5) == 0 && all_digits(suffix + 5);
@@ -330,59 +325,32 @@ int image_layout_guard(const char *images_dir, const char *path, char **rootfs, 
 
 void image_names_free(char **names)
 {
-    if (names == NULL)
-        return;
-    for (char **p = names; *p != NULL; p++)
-        free(*p);
-    free(names);
+    strv_free_items(names);
 }
 
-/* A growing NULL-terminated list of strings. */
-struct name_list {
-    char **items;
-    size_t count, capacity;
-};
-
-static int name_list_take(struct name_list *list, char *name, struct shed_err *err)
+/* Appends <dir_path>/<name>. */
+static int add_path(struct strv *list, const char *dir_path, const char *name, struct shed_err *err)
 {
-    if (name == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (list->count + 2 > list->capacity) {
-        size_t capacity = list->capacity ? list->capacity * 2 : 16;
-        char **grown = realloc(list->items, capacity * sizeof *grown);
-        if (grown == NULL) {
-            free(name);
-            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-        }
-        list->items = grown;
-        list->capacity = capacity;
-    }
-    list->items[list->count++] = name;
-    list->items[list->count] = NULL;
-    return 0;
+    cleanup_free char *path = fs_path_join(dir_path, name);
+    return path != NULL ? strv_add(list, path, err)
+                        : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
 }
 
-static int compare_names(const void *a, const void *b)
+/* Hands the list out NULL-terminated, sorted when asked: an empty array when nothing was
+ * added (callers walk it without a NULL check). */
+static int finish_list(struct strv *list, bool sorted, char ***out, struct shed_err *err)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Hands the list out as a NULL-terminated array (an empty one when nothing was added). */
-static int name_list_finish(struct name_list *list, bool sorted, char ***out, struct shed_err *err)
-{
-    if (list->items == NULL && (list->items = calloc(1, sizeof *list->items)) == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (sorted && list->count > 1)
-        qsort(list->items, list->count, sizeof *list->items, compare_names);
-    *out = steal_pointer(&list->items);
-    return 0;
+    if (sorted)
+        strv_sort(list);
+    *out = list->count > 0 ? strv_steal(list) : calloc(1, sizeof **out);
+    return *out != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
 }
 
 /* Calls add(entry) for every entry of dir (a missing dir has none). */
 static int for_each_entry(const char *path,
                           int (*add)(const struct dirent *entry, const char *dir_path,
-                                     struct name_list *list, struct shed_err *err),
-                          struct name_list *list, struct shed_err *err)
+                                     struct strv *list, struct shed_err *err),
+                          struct strv *list, struct shed_err *err)
 {
     DIR *dir = opendir(path);
     if (dir == NULL)
@@ -396,8 +364,8 @@ static int for_each_entry(const char *path,
     return rc;
 }
 
-static int add_cached_variant(const struct dirent *entry, const char *dir_path,
-                              struct name_list *list, struct shed_err *err)
+static int add_cached_variant(const struct dirent *entry, const char *dir_path, struct strv *list,
+                              struct shed_err *err)
 {
     (void)dir_path;
     if (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN)
@@ -407,7 +375,7 @@ static int add_cached_variant(const struct dirent *entry, const char *dir_path,
         return -1;
     int rc = 0;
     if (found.kind == IMAGE_FILE_ROOTFS)
-        rc = name_list_take(list, steal_pointer(&found.variant), err);
+        rc = strv_add(list, found.variant, err);
     image_entry_clear(&found);
     return rc;
 }
@@ -415,28 +383,25 @@ static int add_cached_variant(const struct dirent *entry, const char *dir_path,
 int image_layout_cached_variants(const char *images_dir, char ***names, struct shed_err *err)
 {
     *names = NULL;
-    struct name_list list = {0};
-    if (for_each_entry(images_dir, add_cached_variant, &list, err) < 0 ||
-        name_list_finish(&list, true, names, err) < 0) {
-        image_names_free(list.items);
+    cleanup_strv struct strv list = STRV_INIT;
+    if (for_each_entry(images_dir, add_cached_variant, &list, err) < 0)
         return -1;
-    }
-    return 0;
+    return finish_list(&list, true, names, err);
 }
 
-static int add_variant_lock(const struct dirent *entry, const char *dir_path,
-                            struct name_list *list, struct shed_err *err)
+static int add_variant_lock(const struct dirent *entry, const char *dir_path, struct strv *list,
+                            struct shed_err *err)
 {
     struct image_entry found;
     if (image_layout_classify(entry->d_name, &found, err) < 0)
         return -1;
     bool is_lock = found.kind == IMAGE_FILE_LOCK;
     image_entry_clear(&found);
-    return is_lock ? name_list_take(list, fs_path_join(dir_path, entry->d_name), err) : 0;
+    return is_lock ? add_path(list, dir_path, entry->d_name, err) : 0;
 }
 
-static int add_content_lock(const struct dirent *entry, const char *dir_path,
-                            struct name_list *list, struct shed_err *err)
+static int add_content_lock(const struct dirent *entry, const char *dir_path, struct strv *list,
+                            struct shed_err *err)
 {
     enum image_content_kind kind;
     cleanup_free char *base = NULL;
@@ -444,24 +409,20 @@ static int add_content_lock(const struct dirent *entry, const char *dir_path,
         return -1;
     if (kind != IMAGE_CONTENT_LOCK)
         return 0;
-    return name_list_take(list, fs_path_join(dir_path, entry->d_name), err);
+    return add_path(list, dir_path, entry->d_name, err);
 }
 
 int image_layout_lock_files(const char *images_dir, char ***paths, struct shed_err *err)
 {
     *paths = NULL;
-    struct name_list list = {0};
+    cleanup_strv struct strv list = STRV_INIT;
     cleanup_free char *content = image_layout_content_dir(images_dir);
     int rc = content != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (rc == 0)
         rc = for_each_entry(images_dir, add_variant_lock, &list, err);
     if (rc == 0)
         rc = for_each_entry(content, add_content_lock, &list, err);
-    if (rc == 0)
-        rc = name_list_finish(&list, false, paths, err);
-    if (rc < 0)
-        image_names_free(list.items);
-    return rc;
+    return rc == 0 ? finish_list(&list, false, paths, err) : -1;
 }
 
 /* ---- .source ------------------------------------------------------------------------------ */
@@ -521,11 +482,9 @@ int image_source_write(const char *images_dir, const char *name, const char *ref
     cleanup_free char *path = source_path(images_dir, name);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    char created_at[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(created_at, sizeof created_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char created_at[RFC3339_SIZE];
+    if (format_rfc3339_now(created_at) < 0)
+        return shed_errf(err, SHED_E_IO, "cannot format the current time");
     json_t *root = json_pack("{s:s, s:s, s:I, s:s}", "ref", ref, "digest", digest, "rootfs_size",
                              (json_int_t)rootfs_size, "created_at", created_at);
     if (root == NULL)

@@ -7,8 +7,9 @@
  *   <name>-rootfs.ext4.lock         its lock (never deleted)
  *   <name>-rootfs.ext4.source       what it was built from (struct image_source)
  *   <name>-rootfs.ext4.tmp          a conversion in progress, or the leftover of a killed one
- *   <file>.tmp.<digits>             the leftover of an atomic write of one of the variant's
- *                                   files (the rootfs link, .source, kernel files)
+ *   <file>.tmp.<digits>             the leftover of an atomic write (fs_atomic_open,
+ *                                   fs_link_atomic) of one of the variant's files: the
+ *                                   rootfs link, .source, kernel files
  *   <name>-vmlinux, <name>-initrd.img       the kernel and initrd found in the image
  *   vmlinux, initrd.img (+ .tmp.<digits>)   the same for _base, under the names the VM
  *                                   backends look for; they belong to _base
@@ -58,8 +59,6 @@ char *image_layout_content_lock(const char *content_rootfs);
 /* True when path is a content-addressed rootfs of images_dir (rootfs/sha256/<x>.ext4). */
 bool image_layout_is_content_rootfs(const char *images_dir, const char *path);
 
-/* "<path>.tmp.<pid>": where this process writes path before renaming it into place. */
-char *image_layout_tmp_path(const char *path);
 /* "<out_path>.tmp": where imaged_convert writes its output (for a variant, the rootfs' .tmp). */
 char *image_layout_convert_tmp_path(const char *out_path);
 
