@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 #include "oci.h"
 #include "oci_private.h"
 
@@ -315,45 +316,27 @@ static bool is_hex_digest_name(const char *name, size_t len)
     return true;
 }
 
-static int compare_names(const void *a, const void *b)
+static bool is_directory(DIR *dir, const struct dirent *entry)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    struct stat st;
+    if (entry->d_type != DT_UNKNOWN)
+        return entry->d_type == DT_DIR;
+    return fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* The non-directory entries of dir, sorted; NULL-terminated. A missing dir has none. */
-static int sorted_files(const char *path, char ***names_out, size_t *count_out,
-                        struct shed_err *err)
+/* The entries of dir that are not directories, sorted. A missing dir has none. */
+static int sorted_files(const char *path, struct strv *names, struct shed_err *err)
 {
-    *names_out = NULL;
-    *count_out = 0;
     DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
-    char **names = NULL;
-    size_t count = 0;
     int rc = 0;
     struct dirent *entry;
-    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0) {
-        struct stat st;
-        if (entry->d_type == DT_DIR ||
-            (entry->d_type == DT_UNKNOWN &&
-             fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-             S_ISDIR(st.st_mode)))
-            continue;
-        char **grown = realloc(names, (count + 1) * sizeof *grown);
-        if (grown == NULL || (grown[count] = strdup(entry->d_name)) == NULL) {
-            names = grown != NULL ? grown : names;
-            rc = shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
+        if (!is_directory(dir, entry) && (rc = strv_add(names, entry->d_name, err)) < 0)
             break;
-        }
-        names = grown;
-        count++;
-    }
     closedir(dir);
-    if (count > 1)
-        qsort(names, count, sizeof *names, compare_names);
-    *names_out = names;
-    *count_out = count;
+    strv_sort(names);
     return rc;
 }
 
@@ -382,13 +365,9 @@ static int visit_blob_file(const struct oci_store *store, const char *name, oci_
 int oci_store_blob_foreach(const struct oci_store *store, oci_blob_visit_fn visit, void *ctx,
                            struct shed_err *err)
 {
-    char **names = NULL;
-    size_t count = 0;
-    int rc = sorted_files(store->blobs_dir, &names, &count, err);
-    for (size_t i = 0; rc == 0 && i < count; i++)
-        rc = visit_blob_file(store, names[i], visit, ctx, err);
-    for (size_t i = 0; i < count; i++)
-        free(names[i]);
-    free(names);
+    cleanup_strv struct strv names = STRV_INIT;
+    int rc = sorted_files(store->blobs_dir, &names, err);
+    for (size_t i = 0; rc == 0 && i < names.count; i++)
+        rc = visit_blob_file(store, names.items[i], visit, ctx, err);
     return rc;
 }

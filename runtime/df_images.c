@@ -13,57 +13,15 @@
 #include "common/cleanup.h"
 #include "common/digest.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 #include "df_private.h"
 #include "imaged/layout.h"
 #include "oci/oci.h"
 
-/* ---- names ----------------------------------------------------------------------------- */
-
-struct name_set {
-    char **items;
-    size_t count;
-};
-
-static void name_set_clear(struct name_set *set)
-{
-    for (size_t i = 0; i < set->count; i++)
-        free(set->items[i]);
-    free(set->items);
-    memset(set, 0, sizeof *set);
-}
-
-static bool name_set_has(const struct name_set *set, const char *name)
-{
-    for (size_t i = 0; i < set->count; i++)
-        if (strcmp(set->items[i], name) == 0)
-            return true;
-    return false;
-}
-
-static int name_set_add(struct name_set *set, const char *name, struct shed_err *err)
-{
-    if (name_set_has(set, name))
-        return 0;
-    char **grown = realloc(set->items, (set->count + 1) * sizeof *grown);
-    if (grown == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    set->items = grown;
-    set->items[set->count] = strdup(name);
-    if (set->items[set->count] == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    set->count++;
-    return 0;
-}
-
-static int compare_strings(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Every entry of dir that is not a directory, sorted. A missing dir is empty. */
-static int list_dir(const char *path, struct name_set *names, struct shed_err *err)
+static int list_dir(const char *path, struct strv *names, struct shed_err *err)
 {
-    memset(names, 0, sizeof *names);
+    *names = STRV_INIT;
     DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
@@ -76,12 +34,11 @@ static int list_dir(const char *path, struct name_set *names, struct shed_err *e
             is_dir = fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                      S_ISDIR(st.st_mode);
         }
-        if (!is_dir && (rc = name_set_add(names, entry->d_name, err)) < 0)
+        if (!is_dir && (rc = strv_add(names, entry->d_name, err)) < 0)
             break;
     }
     closedir(dir);
-    if (names->count > 1)
-        qsort(names->items, names->count, sizeof *names->items, compare_strings);
+    strv_sort(names);
     return rc;
 }
 
@@ -90,8 +47,8 @@ static int list_dir(const char *path, struct name_set *names, struct shed_err *e
 struct images_scan {
     struct df_scan_ctx *ctx;
     const char *dir;
-    struct name_set entries;  /* files of images_dir */
-    struct name_set variants; /* names with a <name>-rootfs.ext4 */
+    struct strv entries;  /* files of images_dir */
+    struct strv variants; /* names with a <name>-rootfs.ext4 */
     struct image_source *sources;
     size_t source_count;
 };
@@ -157,12 +114,12 @@ static int add_images(struct images_scan *scan, struct shed_err *err)
         int rc = 0;
         if (image->is_path)
             rc = add_image(scan, image->name, image->ref, "", err);
-        else if (name_set_has(&scan->variants, image->name))
+        else if (strv_contains(&scan->variants, image->name))
             rc = add_cached_variant(scan, image->name, image->ref, err);
         if (rc < 0)
             return -1;
     }
-    if (name_set_has(&scan->variants, SHED_BASE_IMAGE_NAME) &&
+    if (strv_contains(&scan->variants, SHED_BASE_IMAGE_NAME) &&
         add_cached_variant(scan, SHED_BASE_IMAGE_NAME, config->base_image, err) < 0)
         return -1;
     for (size_t i = 0; i < scan->variants.count; i++) {
@@ -202,7 +159,7 @@ static int scan_entry_names(struct images_scan *scan, const char *entry, struct 
         return -1;
     int rc = 0;
     if (found.kind == IMAGE_FILE_ROOTFS)
-        rc = name_set_add(&scan->variants, found.variant, err);
+        rc = strv_add_unique(&scan->variants, found.variant, err);
     else if (found.kind == IMAGE_FILE_SOURCE)
         rc = add_source(scan, found.variant, err);
     image_entry_clear(&found);
@@ -334,8 +291,8 @@ static int add_content_rootfs(struct images_scan *scan, const char *path, struct
 
 /* A content-addressed rootfs, or one of its sidecars (.lock, .tmp.<n>): those belong with
  * their rootfs while it exists. */
-static int scan_content_entry(struct images_scan *scan, const struct name_set *entries,
-                              const char *dir, const char *entry, struct shed_err *err)
+static int scan_content_entry(struct images_scan *scan, const struct strv *entries, const char *dir,
+                              const char *entry, struct shed_err *err)
 {
     enum image_content_kind kind;
     cleanup_free char *rootfs_entry = NULL;
@@ -349,7 +306,7 @@ static int scan_content_entry(struct images_scan *scan, const struct name_set *e
     if (kind == IMAGE_CONTENT_ROOTFS)
         return add_content_rootfs(scan, path, err);
     struct df_report *report = scan->ctx->report;
-    bool present = name_set_has(entries, rootfs_entry);
+    bool present = strv_contains(entries, rootfs_entry);
     return df_measure_append(scan->ctx, path, kind == IMAGE_CONTENT_LOCK ? "lock" : "tmp",
                              present ? &report->blobs : &report->orphans, err);
 }
@@ -359,11 +316,11 @@ static int scan_content_store(struct images_scan *scan, struct shed_err *err)
     cleanup_free char *dir = image_layout_content_dir(scan->dir);
     if (dir == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    struct name_set entries;
+    struct strv entries;
     int rc = list_dir(dir, &entries, err);
     for (size_t i = 0; rc == 0 && i < entries.count; i++)
         rc = scan_content_entry(scan, &entries, dir, entries.items[i], err);
-    name_set_clear(&entries);
+    strv_free(&entries);
     return rc;
 }
 
@@ -435,8 +392,8 @@ int df_scan_images(struct df_scan_ctx *ctx, struct shed_err *err)
         rc = scan_content_store(&scan, err);
     if (rc == 0)
         rc = scan_blob_store(&scan, err);
-    name_set_clear(&scan.entries);
-    name_set_clear(&scan.variants);
+    strv_free(&scan.entries);
+    strv_free(&scan.variants);
     for (size_t i = 0; i < scan.source_count; i++)
         image_source_clear(&scan.sources[i]);
     free(scan.sources);

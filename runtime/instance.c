@@ -16,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 
 #define METADATA_FILE "metadata.json"
 #define METADATA_MAX_BYTES (1 << 20)
@@ -961,40 +962,12 @@ void instance_list_clear(struct instance_list *list)
 
 void instance_image_refs_free(char **names)
 {
-    if (names == NULL)
-        return;
-    for (char **p = names; *p != NULL; p++)
-        free(*p);
-    free(names);
-}
-
-/* Adds a non-empty name once. */
-static int add_image_ref(struct name_list *refs, const char *name, struct shed_err *err)
-{
-    if (name[0] == '\0')
-        return 0;
-    for (size_t i = 0; i < refs->count; i++)
-        if (strcmp(refs->names[i], name) == 0)
-            return 0;
-    return name_list_add(refs, name, err);
-}
-
-/* Sorts the list, ends it with NULL and hands its array out. */
-static int name_list_finish(struct name_list *list, char ***out, struct shed_err *err)
-{
-    char **grown = realloc(list->names, (list->count + 1) * sizeof *grown);
-    if (grown == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    qsort(grown, list->count, sizeof grown[0], compare_names);
-    grown[list->count] = NULL;
-    *out = grown;
-    memset(list, 0, sizeof *list);
-    return 0;
+    strv_free_items(names);
 }
 
 /* The image of one shed; a directory without metadata.json (a shed being created) adds
  * nothing, and nothing that cannot be parsed is guessed at. */
-static int add_image_of_shed(struct instance_store *store, const char *name, struct name_list *refs,
+static int add_image_of_shed(struct instance_store *store, const char *name, struct strv *refs,
                              struct shed_err *err)
 {
     struct instance inst;
@@ -1005,7 +978,7 @@ static int add_image_of_shed(struct instance_store *store, const char *name, str
         *err = load_err;
         return -1;
     }
-    int rc = add_image_ref(refs, inst.image, err);
+    int rc = inst.image[0] != '\0' ? strv_add_unique(refs, inst.image, err) : 0;
     instance_clear(&inst);
     return rc;
 }
@@ -1013,13 +986,16 @@ static int add_image_of_shed(struct instance_store *store, const char *name, str
 int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err)
 {
     *names = NULL;
-    struct name_list sheds = {0}, refs = {0};
+    struct name_list sheds = {0};
+    cleanup_strv struct strv refs = STRV_INIT;
     int rc = read_instance_names(store->dir, &sheds, err);
     for (size_t i = 0; rc == 0 && i < sheds.count; i++)
         rc = add_image_of_shed(store, sheds.names[i], &refs, err);
     name_list_clear(&sheds);
-    if (rc == 0 && name_list_finish(&refs, names, err) == 0)
-        return 0;
-    name_list_clear(&refs);
-    return -1;
+    if (rc < 0)
+        return -1;
+    strv_sort(&refs);
+    /* Callers walk the list without a NULL check: an empty one is an empty array. */
+    *names = refs.count > 0 ? strv_steal(&refs) : calloc(1, sizeof **names);
+    return *names != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
 }
