@@ -171,7 +171,7 @@ int oci_image_load(const struct oci_store *store, const char *manifest_digest,
     memset(image, 0, sizeof *image);
     cleanup_free char *body = NULL;
     size_t len = 0;
-    if (oci_store_read_blob(store, manifest_digest, &body, &len, err) < 0) {
+    if (store_read_manifest(store, manifest_digest, &body, &len, err) < 0) {
         if (shed_err_is_errno(err, ENOENT))
             return shed_errf(err, SHED_E_IMAGE_NOT_FOUND, "manifest %s is not in the store",
                              manifest_digest);
@@ -195,6 +195,32 @@ void oci_image_free(struct oci_image *image)
     free(image->layers);
     free(image->manifest_media_type);
     memset(image, 0, sizeof *image);
+}
+
+int index_list_manifests(const char *body, size_t len, char (**digests)[DIGEST_STRING_LEN + 1],
+                         size_t *count, struct shed_err *err)
+{
+    *digests = NULL;
+    *count = 0;
+    cleanup_json json_t *root = NULL;
+    if (json_load(body, len, &root, err) < 0)
+        return -1;
+    json_t *manifests = json_object_get(root, "manifests");
+    if (!json_is_array(manifests))
+        return shed_errf(err, SHED_E_INVALID_IMAGE, "index has no manifests array");
+    size_t n = json_array_size(manifests);
+    cleanup_free char(*list)[DIGEST_STRING_LEN + 1] = calloc(n ? n : 1, sizeof *list);
+    if (list == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t size;
+        if (descriptor_read(json_array_get(manifests, i), "index entry", list[i], &size, NULL,
+                            err) < 0)
+            return -1;
+    }
+    *digests = steal_pointer(&list);
+    *count = n;
+    return 0;
 }
 
 /* ---- platforms ------------------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "handlers.h"
+#include "imaged/layout.h"
 #include "runtime/shed_create.h"
 #include "sse.h"
 
@@ -342,7 +343,7 @@ static int check_image(const struct api_context *context, const char *image, str
         return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "invalid image name \"%.80s\"", image);
     if (shed_config_find_image(config, image) != NULL)
         return 0;
-    cleanup_free char *cached = str_printf("%s/%s-rootfs.ext4", config->images_dir, image);
+    cleanup_free char *cached = image_layout_variant_rootfs(config->images_dir, image);
     if (cached == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (fs_exists(cached))
