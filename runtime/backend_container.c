@@ -236,7 +236,8 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         char message[256];
         snprintf(message, sizeof message, "Cloning %.200s into /workspace", inst->repo);
         backend_report(progress, "repo", message, false);
-        rc = container_clone_repo(paths.mountpoint, inst->repo, err);
+        rc = container_clone_repo(state, paths.mountpoint, inst->repo,
+                                  progress != NULL ? progress->cancel : NULL, err);
         if (rc < 0)
             backend_report(progress, "repo", err->msg, true);
     }
@@ -476,6 +477,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->runc_root = fs_path_join(config->data_dir, "runc");
     state->init_path = init_path_beside_program();
     state->instance_dir = strdup(config->instance_dir);
+    state->config = config;
     int network_rc = container_network_init(&state->network, config, err);
     *backend = (struct shed_backend){
         .name = "container",
