@@ -147,6 +147,8 @@ int api_query_bool(const struct api_request *request, const char *key, bool fall
 
 bool api_wants_event_stream(const struct api_request *request)
 {
+    if (request->connection == NULL)
+        return false; /* nothing to stream to (route.h) */
     const char *accept = api_header(request, MHD_HTTP_HEADER_ACCEPT);
     return accept != NULL && strcasestr(accept, "text/event-stream") != NULL;
 }

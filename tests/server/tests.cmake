@@ -6,3 +6,5 @@ shed_python_test(server.api ${CMAKE_CURRENT_LIST_DIR}/test_api.py
 shed_python_test(server.create ${CMAKE_CURRENT_LIST_DIR}/test_create.py
                  ARGS --shed-server $<TARGET_FILE:shed-server> --shed $<TARGET_FILE:shed>
                  TIMEOUT 1200 SERIAL)
+# The router and the handlers' request parsing, under libFuzzer or over its corpus.
+shed_fuzz_target(router ${CMAKE_CURRENT_LIST_DIR}/fuzz_router.c LIBS shed_server)
