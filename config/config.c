@@ -1055,17 +1055,54 @@ int shed_config_load(const char *explicit_path, struct shed_config *config, stru
 
 /* ---- printing ------------------------------------------------------------------------ */
 
-/* Scalars are printed double-quoted with JSON-style escapes, which YAML reads back as is. */
+/* The code point of the UTF-8 sequence at p and its length; 0 for a byte that starts no
+ * valid sequence (a value may come from the command line, not only from YAML). */
+static size_t utf8_decode(const unsigned char *p, uint32_t *code)
+{
+    size_t len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 0;
+    if (len == 0 || *p > 0xf4)
+        return 0;
+    uint32_t value = *p & (0x3f >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        value = value << 6 | (p[i] & 0x3f);
+    }
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (value < min[len] || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff))
+        return 0;
+    *code = value;
+    return len;
+}
+
+/* What YAML would not read back as written inside double quotes: characters its reader
+ * refuses (C0 and C1 controls, DEL, U+FFFE/FFFF) and the ones its scanner takes for line
+ * breaks and folds (NEL, U+2028, U+2029), plus the BOM. */
+static bool needs_escape(uint32_t code)
+{
+    return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code == 0x2028 || code == 0x2029 ||
+           code == 0xfeff || code == 0xfffe || code == 0xffff;
+}
+
+/* Scalars are printed double-quoted with YAML escapes, which YAML reads back as the same
+ * string (a byte that is not UTF-8 is printed as \xNN, the nearest YAML can say). */
 static void print_quoted(FILE *out, const char *text)
 {
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(out, "\\x%02x", *p);
+    for (const unsigned char *p = (const unsigned char *)text; *p;) {
+        uint32_t code = *p;
+        size_t len = *p < 0x80 ? 1 : utf8_decode(p, &code);
+        if (len == 0) {
+            fprintf(out, "\\x%02x", *p++);
+            continue;
+        }
+        if (code == '"' || code == '\\')
+            fprintf(out, "\\%c", (char)code);
+        else if (needs_escape(code))
+            fprintf(out, code <= 0xff ? "\\x%02x" : "\\u%04x", (unsigned)code);
         else
-            fputc(*p, out);
+            fwrite(p, 1, len, out);
+        p += len;
     }
     fputc('"', out);
 }
