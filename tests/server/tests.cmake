@@ -8,3 +8,7 @@ shed_python_test(server.create ${CMAKE_CURRENT_LIST_DIR}/test_create.py
                  TIMEOUT 1200 SERIAL)
 # The router and the handlers' request parsing, under libFuzzer or over its corpus.
 shed_fuzz_target(router ${CMAKE_CURRENT_LIST_DIR}/fuzz_router.c LIBS shed_server)
+# The router without HTTP (server/route.h): what the target decoding refuses.
+add_executable(test_route ${CMAKE_CURRENT_LIST_DIR}/test_route.c)
+target_link_libraries(test_route PRIVATE shed_server)
+shed_c_test(server.route test_route)
