@@ -343,10 +343,20 @@ static void *watchdog_run(void *arg)
 
 /* ---- the acceptor ---------------------------------------------------------------------- */
 
+/* Reads what the client sent so far: closing with unread bytes would reset the connection
+ * (and the client could lose the 503 before reading it). */
+static void drain(int fd)
+{
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+    }
+}
+
 static void linger_add(struct conn_table *table, int fd)
 {
     shutdown(fd, SHUT_WR); /* the 503 is followed by the end of the stream */
     if (table->linger_count == LINGER_MAX) {
+        drain(fd);
         close(fd);
         return;
     }
@@ -368,6 +378,7 @@ static void linger_service(struct conn_table *table, const struct pollfd *fds, s
             i++;
             continue;
         }
+        drain(table->linger[i].fd);
         close(table->linger[i].fd);
         table->linger[i] = table->linger[--table->linger_count];
     }
@@ -458,8 +469,10 @@ static void *acceptor_run(void *arg)
                 accept_ready(table, table->listen_fds[i]);
         linger_service(table, fds, first_linger);
     }
-    for (size_t i = 0; i < table->linger_count; i++)
+    for (size_t i = 0; i < table->linger_count; i++) {
+        drain(table->linger[i].fd);
         close(table->linger[i].fd);
+    }
     table->linger_count = 0;
     return NULL;
 }

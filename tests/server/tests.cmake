@@ -12,3 +12,7 @@ shed_fuzz_target(router ${CMAKE_CURRENT_LIST_DIR}/fuzz_router.c LIBS shed_server
 add_executable(test_route ${CMAKE_CURRENT_LIST_DIR}/test_route.c)
 target_link_libraries(test_route PRIVATE shed_server)
 shed_c_test(server.route test_route)
+# Hostile clients against a real server: slow and too many connections, request deadlines,
+# exposure without a token, the unix socket, paths that would change a name.
+shed_python_test(server.limits ${CMAKE_CURRENT_LIST_DIR}/test_limits.py
+                 ARGS --shed-server $<TARGET_FILE:shed-server>)
