@@ -439,11 +439,13 @@ static int plan_orphan(struct prune_plan *plan, const struct df_file *orphan, st
         }
         if (fd >= 0)
             close(fd);
-        if (!held && item.lock_path == NULL && blob_store_busy(plan->opts.config, &held, err) < 0) {
+        bool pulling = false;
+        if (!held && item.lock_path == NULL &&
+            blob_store_busy(plan->opts.config, &pulling, err) < 0) {
             prune_item_clear(&item);
             return -1;
         }
-        reason = held ? PRUNE_REASON_LOCK_HELD : NULL;
+        reason = held ? PRUNE_REASON_LOCK_HELD : pulling ? PRUNE_REASON_PULL_RUNNING : NULL;
     }
     if (reason == NULL)
         return prune_list_add(&plan->items, &item, err);

@@ -25,7 +25,6 @@
 #define REASON_NOW_IN_USE "now referenced by a shed or by the config"
 #define REASON_CHANGED "changed since the plan"
 #define REASON_ROOTFS_BACK "its rootfs exists again"
-#define REASON_PULL_RUNNING "lock held (a pull is using the blob store)"
 #define REASON_REACHABLE "now reachable from the ref index or a cached image"
 
 struct run_state {
@@ -207,7 +206,7 @@ static int blob_store_check(struct run_state *run, const struct prune_item *item
     if (hold_blob_store(run, &held, err) < 0)
         return -1;
     if (!held) {
-        *skip = REASON_PULL_RUNNING;
+        *skip = PRUNE_REASON_PULL_RUNNING;
         return 0;
     }
     char digest[DIGEST_STRING_LEN + 1];
