@@ -323,7 +323,11 @@ struct clone_plan {
     int workspace_fd, devnull_fd, capture_fd;
     uid_t uid;
     gid_t gid;
-    char workspace_proc[64]; /* /proc/self/fd/<workspace_fd> */
+    /* The workspace by path (an fd of the parent's mount namespace cannot be bind-mounted in
+     * the child's), and what it must turn out to be there. */
+    char workspace_path[PATH_MAX];
+    dev_t workspace_dev;
+    ino_t workspace_ino;
     const char *ssh_key, *known_hosts;
     size_t ssh_key_len, known_hosts_len;
 };
@@ -332,6 +336,12 @@ struct clone_plan {
 #define CHILD_WORK "/tmp/work"
 #define CHILD_KEY CHILD_HOME "/.ssh/id"
 #define CHILD_KNOWN_HOSTS CHILD_HOME "/.ssh/known_hosts"
+/* git's only configuration besides the command line's. A file:// source belongs to another
+ * user than git's, which git would refuse ("dubious ownership"); git runs unprivileged and
+ * confined, so the source's ownership is not what keeps it safe. (-c would not reach the
+ * upload-pack of a local clone: git clears it for the other side.) */
+#define CHILD_GITCONFIG CHILD_HOME "/.gitconfig"
+static const char child_gitconfig[] = "[safe]\n\tdirectory = *\n";
 
 static char *find_git(char *out, size_t len)
 {
@@ -456,7 +466,6 @@ static int build_envp(struct clone_plan *plan, const struct shed_config *config,
                           "HOME=" CHILD_HOME,
                           "LC_ALL=C",
                           "GIT_CONFIG_NOSYSTEM=1",
-                          "GIT_CONFIG_GLOBAL=/dev/null",
                           "GIT_TERMINAL_PROMPT=0",
                           "GIT_ASKPASS=/bin/false",
                           "SSH_ASKPASS=/bin/false",
@@ -505,6 +514,37 @@ static void child_make_home(const struct clone_plan *plan)
         child_write_file(plan, CHILD_KEY, plan->ssh_key, plan->ssh_key_len);
     child_write_file(plan, CHILD_KNOWN_HOSTS, plan->known_hosts != NULL ? plan->known_hosts : "",
                      plan->known_hosts_len);
+    child_write_file(plan, CHILD_GITCONFIG, child_gitconfig, sizeof child_gitconfig - 1);
+}
+
+/* "/proc/self/fd/<fd>" into out (at least 32 bytes), without stdio. */
+static void proc_fd_path(int fd, char *out)
+{
+    static const char prefix[] = "/proc/self/fd/";
+    char digits[12];
+    size_t n = 0;
+    do
+        digits[n++] = (char)('0' + fd % 10);
+    while ((fd /= 10) > 0 && n < sizeof digits);
+    memcpy(out, prefix, sizeof prefix - 1);
+    for (size_t i = 0; i < n; i++)
+        out[sizeof prefix - 1 + i] = digits[n - 1 - i];
+    out[sizeof prefix - 1 + n] = '\0';
+}
+
+/* The workspace opened again in the child's namespace, never through a symlink, and only if
+ * it is still the directory the parent checked. */
+static int child_open_workspace(const struct clone_plan *plan)
+{
+    int fd = open(plan->workspace_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        child_fail(plan, "workspace");
+    if (st.st_dev != plan->workspace_dev || st.st_ino != plan->workspace_ino) {
+        errno = EXDEV;
+        child_fail(plan, "workspace changed");
+    }
+    return fd;
 }
 
 /* A private mount namespace: nothing propagates back to the host; an empty tmpfs on /tmp
@@ -513,13 +553,16 @@ static void child_make_mounts(const struct clone_plan *plan)
 {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(plan, "private mounts");
+    int workspace = child_open_workspace(plan);
+    char source[32];
+    proc_fd_path(workspace, source);
     if (mount("shed-git", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16m") <
         0)
         child_fail(plan, "tmpfs on /tmp");
-    if (mkdir(CHILD_WORK, 0755) < 0 ||
-        mount(plan->workspace_proc, CHILD_WORK, NULL, MS_BIND, NULL) < 0 ||
+    if (mkdir(CHILD_WORK, 0755) < 0 || mount(source, CHILD_WORK, NULL, MS_BIND, NULL) < 0 ||
         mount(NULL, CHILD_WORK, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
         child_fail(plan, "workspace bind mount");
+    close(workspace);
 }
 
 static __attribute__((noreturn)) void child_run(const struct clone_plan *plan)
@@ -620,6 +663,7 @@ static int open_workspace(const char *rootfs, int *fd, struct shed_err *err)
             close(probe);
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "cannot read /workspace");
     }
+    rewinddir(dir); /* the dup shares the fd's offset */
     bool empty = true;
     for (struct dirent *e; empty && (e = readdir(dir)) != NULL;)
         empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
@@ -643,6 +687,7 @@ static int chown_tree(int dir_fd, uid_t uid, gid_t gid, int depth, struct shed_e
             close(copy);
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "cannot read the clone");
     }
+    rewinddir(dir); /* the dup shares dir_fd's offset, which an earlier walk moved */
     int rc = 0;
     for (struct dirent *e; rc == 0 && (e = readdir(dir)) != NULL;) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
@@ -722,7 +767,7 @@ static int read_capture(int fd, char *out, size_t max)
 }
 
 static int prepare_plan(struct clone_plan *plan, const struct shed_config *config, const char *url,
-                        int workspace_fd, struct shed_err *err)
+                        const char *rootfs, int workspace_fd, struct shed_err *err)
 {
     if (find_git(plan->git, sizeof plan->git) == NULL)
         return shed_errf(err, SHED_E_BACKEND_ERROR, "git is not installed on the host");
@@ -730,7 +775,14 @@ static int prepare_plan(struct clone_plan *plan, const struct shed_config *confi
         build_argv(plan, config, url, err) < 0 || build_envp(plan, config, err) < 0)
         return -1;
     plan->workspace_fd = workspace_fd;
-    snprintf(plan->workspace_proc, sizeof plan->workspace_proc, "/proc/self/fd/%d", workspace_fd);
+    struct stat st;
+    if (fstat(workspace_fd, &st) < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "cannot stat /workspace");
+    plan->workspace_dev = st.st_dev;
+    plan->workspace_ino = st.st_ino;
+    if ((size_t)snprintf(plan->workspace_path, sizeof plan->workspace_path, "%s/workspace",
+                         rootfs) >= sizeof plan->workspace_path)
+        return shed_errf(err, SHED_E_BACKEND_ERROR, "the shed's rootfs path is too long");
     plan->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     plan->capture_fd = memfd_create("shed-git", MFD_CLOEXEC);
     if (plan->devnull_fd < 0 || plan->capture_fd < 0)
@@ -751,8 +803,11 @@ static int report_failure(const char *url, const struct shed_config *config, enu
                          "git clone of %.200s did not finish within %d s (repo_timeout_seconds)",
                          url, config->repo.timeout_seconds);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    /* For a path of this host, "not found" and "permission denied" would tell which paths
+     * exist: one answer for every failure. */
+    bool local = strncasecmp(url, "file:", 5) == 0;
     return shed_errf(err, SHED_E_BACKEND_ERROR, "git clone of %.200s failed (exit %d): %s", url,
-                     code, failure_class(output));
+                     code, local ? "the repository could not be fetched" : failure_class(output));
 }
 
 static void plan_free(struct clone_plan *plan)
@@ -803,7 +858,7 @@ int repo_clone(const struct shed_config *config, const struct repo_clone_request
         read_ssh_file(config->repo.ssh_known_hosts, &known_hosts, &plan->known_hosts_len, err) <
             0 ||
         open_workspace(request->rootfs, &workspace, err) < 0 ||
-        prepare_plan(plan, config, url, workspace, err) < 0)
+        prepare_plan(plan, config, url, request->rootfs, workspace, err) < 0)
         return -1;
     plan->ssh_key = ssh_key;
     plan->known_hosts = known_hosts;
