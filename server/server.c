@@ -329,13 +329,14 @@ static struct MHD_Daemon *start_daemon(struct server *server, const struct shed_
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
                      MHD_USE_NO_LISTEN_SOCKET;
+    /* The logger first: libmicrohttpd logs what goes wrong with the options after it. */
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed,
-        server, MHD_OPTION_NOTIFY_CONNECTION, conn_table_notify, server->connections,
-        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, server, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)http->idle_timeout_seconds, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(http->max_connections + MHD_LIMIT_SLACK), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)(http->max_connections_per_client + 4), MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
+        conn_table_notify, server->connections, MHD_OPTION_URI_LOG_CALLBACK, on_request_line,
+        server, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)http->idle_timeout_seconds,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(http->max_connections + MHD_LIMIT_SLACK),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(http->max_connections_per_client + 4),
         MHD_OPTION_END);
 }
 
