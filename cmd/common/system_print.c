@@ -110,11 +110,14 @@ void system_print_prune(FILE *out, const json_t *prune)
     const json_t *totals = json_object_get(prune, "totals");
     const json_t *freed = json_object_get(totals, "freed");
     char logical[32], physical[32], exclusive[32];
-    fprintf(out, "%s %llu item(s): %s freed on disk (logical %s, physical %s)\n",
-            dry_run ? "Dry run:" : "Pruned", uint_of(totals, "items"),
-            format_size(uint_of(freed, "exclusive_bytes"), exclusive, sizeof exclusive),
-            format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical),
-            format_size(uint_of(freed, "physical_bytes"), physical, sizeof physical));
+    if (uint_of(totals, "items") == 0)
+        fprintf(out, "Nothing to prune.\n");
+    else
+        fprintf(out, "%s %llu item(s): %s freed on disk (logical %s, physical %s)\n",
+                dry_run ? "Dry run:" : "Pruned", uint_of(totals, "items"),
+                format_size(uint_of(freed, "exclusive_bytes"), exclusive, sizeof exclusive),
+                format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical),
+                format_size(uint_of(freed, "physical_bytes"), physical, sizeof physical));
     const json_t *note;
     json_array_foreach(json_object_get(prune, "notes"), i, note)
     {
