@@ -219,6 +219,11 @@ void progress_end(struct progress *p, const char *fmt, ...)
     p->open = false;
 }
 
+void progress_drop_bytes(struct progress *p)
+{
+    p->has_bytes = false;
+}
+
 void progress_clear(struct progress *p)
 {
     erase(p);

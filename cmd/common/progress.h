@@ -47,6 +47,8 @@ void progress_update(struct progress *p, uint64_t done, uint64_t total);
 /* Ends the running phase: its line becomes "TITLE: RESULT (bytes in s, rate)" and is
  * completed (a plain line when not a terminal). fmt NULL: no result text. No phase: nothing. */
 void progress_end(struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The running phase's end shows no byte summary (e.g. nothing had to be downloaded). */
+void progress_drop_bytes(struct progress *p);
 /* Forgets the running phase and erases its partial line: an error message follows. */
 void progress_clear(struct progress *p);
 /* A line of its own on stream (stdout or stderr), printed above the running phase. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "commands.h"
+#include "common/cleanup.h"
 
 int cli_fail(const struct shed_err *err)
 {
@@ -32,14 +33,18 @@ int cli_load_config_of(const struct cli_call *call, struct shed_config *config)
 void cli_describe_config(const struct shed_config *config, bool data_dir_given, char *out,
                          size_t len)
 {
+    /* Absolute paths: the point is to compare them with the running server's. */
+    cleanup_free char *path = config->path != NULL ? realpath(config->path, NULL) : NULL;
+    cleanup_free char *data_dir = realpath(config->data_dir, NULL);
+    const char *shown_data_dir = data_dir != NULL ? data_dir : config->data_dir;
     if (config->path != NULL)
-        snprintf(out, len, "config %s, data dir %s%s", config->path, config->data_dir,
-                 data_dir_given ? " (--data-dir)" : "");
+        snprintf(out, len, "config %s, data dir %s%s", path != NULL ? path : config->path,
+                 shown_data_dir, data_dir_given ? " (--data-dir)" : "");
     else
         snprintf(out, len,
                  "built-in defaults (no ./server.yaml, ~/.config/shed/server.yaml or "
                  "/etc/shed/server.yaml), data dir %s%s",
-                 config->data_dir, data_dir_given ? " (--data-dir)" : "");
+                 shown_data_dir, data_dir_given ? " (--data-dir)" : "");
 }
 
 int cli_fail_where(const struct shed_err *err, const struct shed_config *config,
@@ -51,9 +56,11 @@ int cli_fail_where(const struct shed_err *err, const struct shed_config *config,
     char where[1024];
     cli_describe_config(config, data_dir_given, where, sizeof where);
     char looked[600] = "";
+    const char *dir =
+        err->code == SHED_E_SHED_NOT_FOUND ? config->instance_dir : config->images_dir;
+    cleanup_free char *absolute = realpath(dir, NULL);
     if (err->code != SHED_E_UNKNOWN_IMAGE)
-        snprintf(looked, sizeof looked, "looked in %s; ",
-                 err->code == SHED_E_SHED_NOT_FOUND ? config->instance_dir : config->images_dir);
+        snprintf(looked, sizeof looked, "looked in %s; ", absolute != NULL ? absolute : dir);
     fprintf(stderr,
             "shed-server: %s: %s (%s%s; the running server may use another: pass its "
             "--config or --data-dir)\n",

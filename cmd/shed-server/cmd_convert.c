@@ -144,6 +144,8 @@ static int pull_image(struct oci_store *store, const struct shed_config *config,
     int ret = oci_pull(store, args->ref, &pull_opts, &result, err);
     if (ret < 0)
         return -1;
+    if (result.bytes_fetched == 0)
+        progress_drop_bytes(bar);
     progress_end(bar, result.bytes_fetched == 0 ? "every layer already present" : NULL);
     memcpy(digest, result.image.manifest_digest, DIGEST_STRING_LEN + 1);
     oci_pull_result_free(&result);

@@ -157,6 +157,8 @@ static int run_pull(const struct pull_args *a, const struct shed_config *config,
         canonical = oci_ref_format(&ref);
         oci_ref_free(&ref);
     }
+    if (result.bytes_fetched == 0)
+        progress_drop_bytes(&display);
     progress_end(&display, result.bytes_fetched == 0 ? "every layer already present" : NULL);
     int exit_code = EXIT_OK;
     if (a->json)
