@@ -37,7 +37,7 @@ int remove_stale_tmp_files(const char *images_dir, const char *name, unsigned *r
                            struct shed_err *err)
 {
     *removed = 0;
-    DIR *dir = opendir(images_dir);
+    cleanup_closedir DIR *dir = opendir(images_dir);
     if (dir == NULL)
         return errno == ENOENT
                    ? 0
@@ -59,7 +59,6 @@ int remove_stale_tmp_files(const char *images_dir, const char *name, unsigned *r
             break;
         (*removed)++;
     }
-    closedir(dir);
     return ret;
 }
 
@@ -268,7 +267,7 @@ static int collect_unlinked_content(const char *images_dir, struct shed_err *err
     cleanup_free char *dir_path = image_layout_content_dir(images_dir);
     if (dir_path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    DIR *dir = opendir(dir_path);
+    cleanup_closedir DIR *dir = opendir(dir_path);
     if (dir == NULL)
         return errno == ENOENT ? 0
                                : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir_path);
@@ -277,7 +276,6 @@ static int collect_unlinked_content(const char *images_dir, struct shed_err *err
     while ((ret = fs_dir_next(dir, dir_path, &entry, err)) > 0)
         if ((ret = collect_content_entry(dir_path, entry->d_name, err)) < 0)
             break;
-    closedir(dir);
     return ret;
 }
 

@@ -292,7 +292,7 @@ static int visit_ref_file(const struct oci_store *store, const char *name, oci_r
 int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit, void *ctx,
                           struct shed_err *err)
 {
-    DIR *dir = opendir(store->refs_dir);
+    cleanup_closedir DIR *dir = opendir(store->refs_dir);
     if (dir == NULL)
         return errno == ENOENT
                    ? 0
@@ -302,7 +302,6 @@ int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit,
     while ((rc = fs_dir_next(dir, store->refs_dir, &entry, err)) > 0)
         if ((rc = visit_ref_file(store, entry->d_name, visit, ctx, err)) < 0)
             break;
-    closedir(dir);
     return rc;
 }
 
@@ -327,7 +326,7 @@ static bool is_directory(DIR *dir, const struct dirent *entry)
 /* The entries of dir that are not directories, sorted. A missing dir has none. */
 static int sorted_files(const char *path, struct strv *names, struct shed_err *err)
 {
-    DIR *dir = opendir(path);
+    cleanup_closedir DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
@@ -335,7 +334,6 @@ static int sorted_files(const char *path, struct strv *names, struct shed_err *e
     while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
         if (!is_directory(dir, entry) && (rc = strv_add(names, entry->d_name, err)) < 0)
             break;
-    closedir(dir);
     strv_sort(names);
     return rc;
 }

@@ -22,7 +22,7 @@
 static int list_dir(const char *path, struct strv *names, struct shed_err *err)
 {
     *names = STRV_INIT;
-    DIR *dir = opendir(path);
+    cleanup_closedir DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
@@ -37,7 +37,6 @@ static int list_dir(const char *path, struct strv *names, struct shed_err *err)
         if (!is_dir && (rc = strv_add(names, entry->d_name, err)) < 0)
             break;
     }
-    closedir(dir);
     strv_sort(names);
     return rc;
 }
