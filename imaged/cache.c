@@ -99,7 +99,7 @@ struct ensure_ctx {
     const char *name;
     const char *ref;
     const struct image_ensure_opts *opts;
-    struct variant_paths paths;
+    struct image_variant_paths paths;
     struct image_ensure_result *result;
 };
 
@@ -208,30 +208,6 @@ static int pull_image(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1]
     return remember_digest(ctx->cache, ctx->ref, digest, err);
 }
 
-/* Hardlinks src to dst through tmp + rename, so dst is replaced atomically. */
-static int link_atomically(const char *src, const char *dst, const char *tmp, struct shed_err *err)
-{
-    if (unlink_if_present(tmp, err) < 0)
-        return -1;
-    if (link(src, tmp) < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno, "cannot link %s to %s", src, tmp);
-    if (rename(tmp, dst) < 0) {
-        int saved = errno;
-        (void)unlink(tmp);
-        return shed_errf_errno(err, SHED_E_IO, saved, "cannot rename %s to %s", tmp, dst);
-    }
-    return fs_fsync_dir_of(dst, err);
-}
-
-/* Adds the freshly converted rootfs to the content store for other variants to share. */
-static int publish_content(const char *rootfs, const char *content_path, struct shed_err *err)
-{
-    cleanup_free char *tmp = str_printf("%s.tmp.%ld", content_path, (long)getpid());
-    if (tmp == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return link_atomically(rootfs, content_path, tmp, err);
-}
-
 static int convert_image(struct ensure_ctx *ctx, const char *digest, const char *content_path,
                          struct shed_err *err)
 {
@@ -249,16 +225,18 @@ static int convert_image(struct ensure_ctx *ctx, const char *digest, const char 
     if (imaged_convert(ctx->cache->store, digest, ctx->paths.rootfs, &convert, err) < 0)
         return -1;
     ctx->result->outcome = IMAGE_ENSURE_CONVERTED;
-    return publish_content(ctx->paths.rootfs, content_path, err);
+    /* Into the content store, for other variants with this digest to share. */
+    return fs_link_atomic(ctx->paths.rootfs, content_path, err);
 }
 
 /* Under the digest's lock: link the shared rootfs if another variant made it, else convert. */
 static int build_from_digest(struct ensure_ctx *ctx, const char *digest, struct shed_err *err)
 {
-    cleanup_free char *content_dir = content_dir_path(ctx->config->images_dir);
+    cleanup_free char *content_dir = image_layout_content_dir(ctx->config->images_dir);
     cleanup_free char *content_path =
-        content_rootfs_path(ctx->config->images_dir, digest, ctx->config->rootfs_size);
-    cleanup_free char *content_lock = str_printf("%s.lock", content_path ? content_path : "");
+        image_layout_content_rootfs(ctx->config->images_dir, digest, ctx->config->rootfs_size);
+    cleanup_free char *content_lock =
+        content_path != NULL ? image_layout_content_lock(content_path) : NULL;
     if (content_dir == NULL || content_path == NULL || content_lock == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (fs_mkdir_p(content_dir, 0755, err) < 0)
@@ -269,7 +247,7 @@ static int build_from_digest(struct ensure_ctx *ctx, const char *digest, struct 
     if (fs_exists(content_path)) {
         say(ctx, IMAGE_LOG_INFO, "sharing the rootfs already converted for %s", digest);
         ctx->result->outcome = IMAGE_ENSURE_LINKED;
-        return link_atomically(content_path, ctx->paths.rootfs, ctx->paths.tmp, err);
+        return fs_link_atomic(content_path, ctx->paths.rootfs, err);
     }
     return convert_image(ctx, digest, content_path, err);
 }
@@ -278,19 +256,15 @@ static int build_from_digest(struct ensure_ctx *ctx, const char *digest, struct 
 static int publish_base_kernel(const struct ensure_ctx *ctx, struct shed_err *err)
 {
     const struct {
-        const char *variant_file, *base_name;
+        const char *variant_file, *base_file;
         bool present;
     } files[] = {
-        {ctx->paths.kernel, "vmlinux", ctx->result->has_kernel},
-        {ctx->paths.initrd, "initrd.img", ctx->result->has_initrd},
+        {ctx->paths.kernel, ctx->paths.base_kernel, ctx->result->has_kernel},
+        {ctx->paths.initrd, ctx->paths.base_initrd, ctx->result->has_initrd},
     };
     for (size_t i = 0; i < 2; i++) {
-        cleanup_free char *path = fs_path_join(ctx->config->images_dir, files[i].base_name);
-        cleanup_free char *tmp = str_printf("%s.tmp.%ld", path ? path : "", (long)getpid());
-        if (path == NULL || tmp == NULL)
-            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-        int ret = files[i].present ? link_atomically(files[i].variant_file, path, tmp, err)
-                                   : unlink_if_present(path, err);
+        int ret = files[i].present ? fs_link_atomic(files[i].variant_file, files[i].base_file, err)
+                                   : unlink_if_present(files[i].base_file, err);
         if (ret < 0)
             return -1;
     }
@@ -306,7 +280,7 @@ static int extract_kernel(struct ensure_ctx *ctx, struct shed_err *err)
         say(ctx, IMAGE_LOG_DETAIL, "kernel extracted to %s", ctx->paths.kernel);
     if (ctx->result->has_initrd)
         say(ctx, IMAGE_LOG_DETAIL, "initrd extracted to %s", ctx->paths.initrd);
-    if (strcmp(ctx->name, SHED_BASE_IMAGE_NAME) == 0)
+    if (ctx->paths.base_kernel != NULL)
         return publish_base_kernel(ctx, err);
     return 0;
 }
@@ -315,7 +289,7 @@ static int extract_kernel(struct ensure_ctx *ctx, struct shed_err *err)
 static int rebuild(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1], struct shed_err *err)
 {
     cleanup_free char *content_path =
-        content_rootfs_path(ctx->config->images_dir, digest, ctx->config->rootfs_size);
+        image_layout_content_rootfs(ctx->config->images_dir, digest, ctx->config->rootfs_size);
     if (content_path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     /* Another variant already has this digest: no pull at all. */
@@ -328,7 +302,8 @@ static int rebuild(struct ensure_ctx *ctx, char digest[DIGEST_STRING_LEN + 1], s
     snprintf(ctx->result->digest, sizeof ctx->result->digest, "%s", digest);
     /* Last: until .source names the new digest, a crash leaves the variant stale (rebuilt
      * next time), never wrongly fresh. */
-    return source_write(ctx->paths.source, ctx->ref, digest, ctx->config->rootfs_size, err);
+    return image_source_write(ctx->config->images_dir, ctx->name, ctx->ref, digest,
+                              ctx->config->rootfs_size, err);
 }
 
 static void use_cached(struct ensure_ctx *ctx, enum image_ensure_outcome outcome,
@@ -350,11 +325,11 @@ static int ensure_locked(struct ensure_ctx *ctx, struct shed_err *err)
     if (removed > 0)
         say(ctx, IMAGE_LOG_INFO, "removed %u stale temporary file(s) of an interrupted run",
             removed);
-    struct source_record record;
-    if (source_read(ctx->paths.source, &record, err) < 0)
+    struct image_source record;
+    if (image_source_read(ctx->config->images_dir, ctx->name, &record, err) < 0)
         return -1;
     bool have_cache = fs_exists(ctx->paths.rootfs) &&
-                      source_matches_config(&record, ctx->ref, ctx->config->rootfs_size);
+                      image_source_matches(&record, ctx->ref, ctx->config->rootfs_size);
     char digest[DIGEST_STRING_LEN + 1];
     int ret = resolve_digest(ctx, digest, err);
     if (ret < 0 && err->code == SHED_E_REGISTRY && have_cache) {
@@ -370,7 +345,7 @@ static int ensure_locked(struct ensure_ctx *ctx, struct shed_err *err)
     } else if (ret == 0) {
         ret = rebuild(ctx, digest, err);
     }
-    source_record_free(&record);
+    image_source_clear(&record);
     return ret;
 }
 
@@ -415,7 +390,7 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
     if (ctx.ref[0] == '/')
         return ensure_local(&ctx, err);
     if (fs_mkdir_p(cache->config->images_dir, 0755, err) < 0 ||
-        variant_paths_init(cache->config->images_dir, name, &ctx.paths, err) < 0)
+        image_layout_variant_paths(cache->config->images_dir, name, &ctx.paths, err) < 0)
         return -1;
     int lock_fd = -1;
     int ret = lock_variant(&ctx, &lock_fd, err);
@@ -426,20 +401,11 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
     if (ret == 0) {
         result->rootfs_path = steal_pointer(&ctx.paths.rootfs);
     }
-    variant_paths_free(&ctx.paths);
+    image_variant_paths_free(&ctx.paths);
     return ret;
 }
 
 /* ---- names ---------------------------------------------------------------------------- */
-
-void image_names_free(char **names)
-{
-    if (names == NULL)
-        return;
-    for (char **p = names; *p != NULL; p++)
-        free(*p);
-    free(names);
-}
 
 static int compare_names(const void *a, const void *b)
 {

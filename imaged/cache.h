@@ -1,6 +1,6 @@
 /* The image cache: every variant named in server.yaml, ready as an ext4 root filesystem.
  *
- * On disk, in images_dir:
+ * On disk, in images_dir (the names are made and recognised by imaged/layout.h only):
  *   <name>-rootfs.ext4          the variant's rootfs (a hardlink to its content-addressed copy)
  *   <name>-rootfs.ext4.lock     flock held while the variant is checked or (re)built; never
  *                               deleted (an unlinked lock file would let a second process
@@ -21,10 +21,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/digest.h"
 #include "common/shed_err.h"
 #include "config/config.h"
+#include "imaged/layout.h"
 
 /* ---- ensuring a variant is ready ----------------------------------------------------- */
 
@@ -72,10 +74,9 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
 void image_ensure_result_free(struct image_ensure_result *result);
 
 /* Every name pull-images ensures: the `images:` entries plus "_base" when base_image is set,
- * sorted (strcmp). *names is malloc'd and NULL-terminated. */
+ * sorted (strcmp). *names is malloc'd and NULL-terminated (free with image_names_free). */
 int image_cache_variant_names(const struct shed_config *config, char ***names,
                               struct shed_err *err);
-void image_names_free(char **names);
 
 /* ---- listing, removal, pruning ------------------------------------------------------- */
 
@@ -124,5 +125,12 @@ enum image_prune_decision { IMAGE_PRUNE_KEEP, IMAGE_PRUNE_LOCKED, IMAGE_PRUNE_RE
 int image_cache_prune_variant(const struct shed_config *config, const char *name,
                               const char *const *in_use, bool remove,
                               enum image_prune_decision *decision, struct shed_err *err);
+
+/* Deletes the content-addressed rootfs at path when no variant links to it any more (link
+ * count 1), unless its lock is held (a conversion is about to link it) or path is no longer
+ * the file (dev, ino) the caller measured (any file when both are 0). A missing file is not
+ * an error. */
+int image_cache_remove_unlinked_content(const char *path, dev_t dev, ino_t ino,
+                                        struct shed_err *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include "flatten.h"
 #include "imaged.h"
 #include "layer_reader.h"
+#include "layout.h"
 
 #define MIB (1ULL << 20)
 #define GIB (1ULL << 30)
@@ -193,7 +194,7 @@ int imaged_convert(const struct oci_store *store, const char *manifest_digest, c
     uint64_t bytes_total;
     if (check_blobs_present(store, &image, &bytes_total, err) < 0)
         return -1;
-    cleanup_free char *tmp_path = str_printf("%s.tmp", out_path);
+    cleanup_free char *tmp_path = image_layout_convert_tmp_path(out_path);
     if (tmp_path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     /* A .tmp can only be the leftover of a run that was killed: callers serialise

@@ -12,12 +12,6 @@
 #include "oci.h"
 #include "oci_private.h"
 
-static inline void cleanup_json_fn(json_t **j)
-{
-    json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(cleanup_json_fn)))
-
 struct layer_type {
     const char *media_type;
     enum oci_compression compression;
@@ -73,7 +67,7 @@ static int json_load(const char *body, size_t len, json_t **root, struct shed_er
 int manifest_kind_of(const char *content_type, const char *body, size_t len,
                      enum manifest_kind *kind, struct shed_err *err)
 {
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     /* The body's own mediaType wins over Content-Type (some registries answer a generic
@@ -143,7 +137,7 @@ int manifest_parse_image(const char *body, size_t len, const char *digest, struc
                          struct shed_err *err)
 {
     memset(image, 0, sizeof *image);
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     if (json_integer_value(json_object_get(root, "schemaVersion")) != 2)
@@ -171,7 +165,7 @@ int oci_image_load(const struct oci_store *store, const char *manifest_digest,
     memset(image, 0, sizeof *image);
     cleanup_free char *body = NULL;
     size_t len = 0;
-    if (oci_store_read_blob(store, manifest_digest, &body, &len, err) < 0) {
+    if (store_read_manifest(store, manifest_digest, &body, &len, err) < 0) {
         if (shed_err_is_errno(err, ENOENT))
             return shed_errf(err, SHED_E_IMAGE_NOT_FOUND, "manifest %s is not in the store",
                              manifest_digest);
@@ -195,6 +189,32 @@ void oci_image_free(struct oci_image *image)
     free(image->layers);
     free(image->manifest_media_type);
     memset(image, 0, sizeof *image);
+}
+
+int index_list_manifests(const char *body, size_t len, char (**digests)[DIGEST_STRING_LEN + 1],
+                         size_t *count, struct shed_err *err)
+{
+    *digests = NULL;
+    *count = 0;
+    cleanup_json_decref json_t *root = NULL;
+    if (json_load(body, len, &root, err) < 0)
+        return -1;
+    json_t *manifests = json_object_get(root, "manifests");
+    if (!json_is_array(manifests))
+        return shed_errf(err, SHED_E_INVALID_IMAGE, "index has no manifests array");
+    size_t n = json_array_size(manifests);
+    cleanup_free char(*list)[DIGEST_STRING_LEN + 1] = calloc(n ? n : 1, sizeof *list);
+    if (list == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t size;
+        if (descriptor_read(json_array_get(manifests, i), "index entry", list[i], &size, NULL,
+                            err) < 0)
+            return -1;
+    }
+    *digests = steal_pointer(&list);
+    *count = n;
+    return 0;
 }
 
 /* ---- platforms ------------------------------------------------------------------------- */
@@ -265,7 +285,7 @@ int index_select_platform(const char *body, size_t len, const char *platform_tex
     struct platform want;
     if (platform_parse(platform_text, &want, err) < 0)
         return -1;
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     json_t *manifests = json_object_get(root, "manifests");

@@ -31,6 +31,9 @@ char *oci_ref_format(const struct oci_ref *ref);
 struct oci_store; /* <images_dir>/blobs/sha256/<hex>, plus the ref index */
 
 int oci_store_open(const char *images_dir, struct oci_store **store, struct shed_err *err);
+/* Opens the store without creating anything, for readers that must not write (disk
+ * accounting): a store that does not exist reads as empty. */
+int oci_store_open_existing(const char *images_dir, struct oci_store **store, struct shed_err *err);
 void oci_store_close(struct oci_store *store);
 const char *oci_store_images_dir(const struct oci_store *store);
 /* Path of a blob (whether or not it exists), malloc'd. */
@@ -45,6 +48,54 @@ int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const 
 /* SHED_E_IMAGE_NOT_FOUND when the ref was never pulled. *digest is malloc'd. */
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
                       struct shed_err *err);
+
+/* ---- walking the store (disk accounting and pruning) ------------------------------------ */
+
+/* Calls visit for every entry of the ref index (in no particular order). digest is NULL when
+ * an entry exists but cannot be read (problem says why); entries removed meanwhile and torn
+ * temporary files of an interrupted write are skipped. visit returning -1 stops the walk. */
+typedef int (*oci_ref_visit_fn)(const char *canonical_ref, const char *digest,
+                                const struct shed_err *problem, void *ctx, struct shed_err *err);
+int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit, void *ctx,
+                          struct shed_err *err);
+
+enum oci_blob_state {
+    OCI_BLOB_STORED,  /* <hex>: a complete, verified blob */
+    OCI_BLOB_PARTIAL, /* <name>.tmp: a download in progress or interrupted */
+    OCI_BLOB_FOREIGN, /* anything else: not a blob the store wrote */
+};
+
+struct oci_blob_entry {
+    const char *path;
+    const char *digest; /* "sha256:<hex>" when the name is one; NULL otherwise */
+    enum oci_blob_state state;
+};
+
+/* Calls visit for every file of the blob store, sorted by name. */
+typedef int (*oci_blob_visit_fn)(const struct oci_blob_entry *entry, void *ctx,
+                                 struct shed_err *err);
+int oci_store_blob_foreach(const struct oci_store *store, oci_blob_visit_fn visit, void *ctx,
+                           struct shed_err *err);
+
+/* The blobs reachable from manifests: what a pull needs again, so what must be kept. */
+struct oci_blob_set;
+
+int oci_blob_set_new(struct oci_blob_set **set, struct shed_err *err);
+void oci_blob_set_free(struct oci_blob_set *set);
+/* Adds digest and everything reachable from it: an image manifest's config and layers, an
+ * index's manifests and theirs. Manifests are read and parsed as the puller reads them (same
+ * parser, same size limit, digest verified). A manifest absent from the store adds only its
+ * own digest. One that is there but cannot be read or parsed makes the set unknown: then
+ * nobody can tell which blobs are garbage, and callers must keep them all. */
+int oci_blob_set_add_reachable(struct oci_blob_set *set, const struct oci_store *store,
+                               const char *digest, struct shed_err *err);
+/* The same for every entry of the ref index; an entry that cannot be read makes the set
+ * unknown. */
+int oci_blob_set_add_ref_index(struct oci_blob_set *set, const struct oci_store *store,
+                               struct shed_err *err);
+bool oci_blob_set_has(const struct oci_blob_set *set, const char *digest);
+/* NULL when every manifest on the way was read, else what could not be (the first problem). */
+const char *oci_blob_set_unknown_reason(const struct oci_blob_set *set);
 
 /* ---- images (a parsed single-platform manifest) --------------------------------------- */
 

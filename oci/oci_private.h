@@ -29,6 +29,10 @@ const char *oci_ref_manifest_reference(const struct oci_ref *ref);
 /* <images_dir>/blobs/sha256/<hex>.tmp: the resumable partial download of a blob. */
 char *store_blob_tmp_path(const struct oci_store *store, const char *digest);
 const char *store_blobs_dir(const struct oci_store *store);
+/* Reads a manifest or index from the store: at most OCI_MAX_MANIFEST_BYTES (what the registry
+ * client accepts), digest verified. */
+int store_read_manifest(const struct oci_store *store, const char *digest, char **data, size_t *len,
+                        struct shed_err *err);
 /* Writes a small blob whose bytes we hold (manifest, index) after checking its digest. */
 int store_put_blob(struct oci_store *store, const char *digest, const void *data, size_t len,
                    struct shed_err *err);
@@ -40,6 +44,9 @@ int manifest_kind_of(const char *content_type, const char *body, size_t len,
                      enum manifest_kind *kind, struct shed_err *err);
 int manifest_parse_image(const char *body, size_t len, const char *digest, struct oci_image *image,
                          struct shed_err *err);
+/* The digests of every manifest an index lists, in order; *digests is malloc'd. */
+int index_list_manifests(const char *body, size_t len, char (**digests)[DIGEST_STRING_LEN + 1],
+                         size_t *count, struct shed_err *err);
 /* Chooses the manifest for platform ("os/arch[/variant]", NULL = host) from an index. */
 int index_select_platform(const char *body, size_t len, const char *platform,
                           char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);

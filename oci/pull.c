@@ -69,7 +69,7 @@ static int load_platform_manifest(struct registry_client *client, struct oci_sto
                                   struct resolved *r, struct shed_err *err)
 {
     if (store != NULL && oci_store_has_blob(store, r->manifest_digest) &&
-        oci_store_read_blob(store, r->manifest_digest, &r->manifest_body, &r->manifest_len, NULL) ==
+        store_read_manifest(store, r->manifest_digest, &r->manifest_body, &r->manifest_len, NULL) ==
             0)
         return 0;
     char digest[DIGEST_STRING_LEN + 1];

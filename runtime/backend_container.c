@@ -30,7 +30,8 @@ int container_paths_init(const struct container_state *state, const char *name,
     paths->instance = fs_path_join(state->instance_dir, name);
     if (paths->instance != NULL) {
         paths->bundle = fs_path_join(paths->instance, "container");
-        paths->console_log = fs_path_join(paths->instance, "console.log");
+        paths->console_log =
+            fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_CONSOLE_LOG));
     }
     if (paths->bundle != NULL) {
         paths->mountpoint = fs_path_join(paths->bundle, "rootfs");

@@ -144,6 +144,7 @@ void df_report_free(struct df_report *report)
     }
     free(report->sheds);
     df_file_list_clear(&report->orphans);
+    free(report->blobs_unknown_reason);
     for (size_t i = 0; i < report->note_count; i++)
         free(report->notes[i]);
     free(report->notes);
@@ -345,6 +346,12 @@ static int add_notes(struct df_report *report, struct shed_err *err)
                            "FIEMAP is not supported on %s file system holding some files: their "
                            "exclusive_bytes equal physical_bytes (sharing unknown)",
                            report->fiemap_supported ? "a" : "the") < 0)
+        return -1;
+    if (report->blobs_unknown_reason != NULL &&
+        df_report_add_note(report, err,
+                           "every OCI blob counts as referenced (so prune keeps them all): "
+                           "which blobs the images need is unknown because %s",
+                           report->blobs_unknown_reason) < 0)
         return -1;
     if (report->blobs.count > 0 &&
         df_report_add_note(report, err,

@@ -100,6 +100,9 @@ struct df_report {
     struct {
         struct df_size images, sheds, orphans, all;
     } totals;
+    /* NULL, or why the OCI blobs that manifests reach could not be told (a manifest that
+     * cannot be read): then every blob of the store is listed as referenced. */
+    char *blobs_unknown_reason;
     bool fiemap_supported;   /* FIEMAP answered for at least one file */
     bool fiemap_unsupported; /* … and failed with EOPNOTSUPP for at least one */
     char **notes;            /* NULL-terminated */

@@ -4,8 +4,6 @@
 
 #include "df.h"
 
-#define DF_ROOTFS_SUFFIX "-rootfs.ext4"
-
 struct df_scan_ctx {
     const struct shed_config *config;
     struct instance_store *instances;
@@ -21,11 +19,5 @@ int df_measure_into(struct df_scan_ctx *ctx, const char *path, const char *kind,
                     struct df_file *file, bool *found, struct shed_err *err);
 int df_measure_append(struct df_scan_ctx *ctx, const char *path, const char *kind,
                       struct df_file_list *list, struct shed_err *err);
-
-/* What an entry of images_dir belongs to: the variant name (malloc'd) and the sidecar kind
- * ("lock", "source", "tmp", "kernel", "initrd"; "rootfs" for the rootfs itself). NULL name:
- * not a variant file. */
-int df_classify_variant_entry(const char *entry, char **name, const char **kind,
-                              struct shed_err *err);
 
 #endif

@@ -13,14 +13,17 @@
 
 #define MAX_WALK_DEPTH 16
 
+/* The df kind of a file of the shed's directory (the instance store names the files). */
 static const char *shed_file_kind(const char *relative)
 {
-    if (strcmp(relative, "rootfs.ext4") == 0)
-        return "rootfs";
-    if (strcmp(relative, "console.log") == 0)
-        return "console_log";
-    if (strcmp(relative, "metadata.json") == 0)
-        return "metadata";
+    enum instance_file file;
+    if (!instance_file_from_name(relative, &file))
+        return "other";
+    switch (file) {
+    case INSTANCE_FILE_ROOTFS: return "rootfs";
+    case INSTANCE_FILE_CONSOLE_LOG: return "console_log";
+    case INSTANCE_FILE_METADATA: return "metadata";
+    }
     return "other";
 }
 
@@ -71,7 +74,7 @@ static int walk_entry(struct df_scan_ctx *ctx, struct df_shed *shed, int dir_fd,
 static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *path,
                     const char *relative, dev_t dev, unsigned depth, struct shed_err *err)
 {
-    DIR *dir = opendir(path);
+    cleanup_closedir DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
@@ -81,7 +84,6 @@ static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *p
         if (rc < 0)
             break;
     }
-    closedir(dir);
     return rc;
 }
 
@@ -102,8 +104,8 @@ static int snapshot_mtimes(struct df_scan_ctx *ctx, struct df_shed *sheds, size_
                            struct shed_err *err)
 {
     for (size_t i = 0; i < count; i++) {
-        cleanup_free char *dir = instance_store_path(ctx->instances, sheds[i].inst.name);
-        cleanup_free char *path = dir != NULL ? fs_path_join(dir, "metadata.json") : NULL;
+        cleanup_free char *path =
+            instance_store_file_path(ctx->instances, sheds[i].inst.name, INSTANCE_FILE_METADATA);
         if (path == NULL)
             return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
         struct stat st;

@@ -16,10 +16,34 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
+#include "common/timeutil.h"
 
 #define METADATA_FILE "metadata.json"
 #define METADATA_MAX_BYTES (1 << 20)
 #define LOCKS_DIR ".locks"
+
+static const char *const instance_file_names[] = {
+    [INSTANCE_FILE_METADATA] = METADATA_FILE,
+    [INSTANCE_FILE_ROOTFS] = "rootfs.ext4",
+    [INSTANCE_FILE_CONSOLE_LOG] = "console.log",
+};
+
+const char *instance_file_name(enum instance_file file)
+{
+    return instance_file_names[file];
+}
+
+bool instance_file_from_name(const char *relative, enum instance_file *file)
+{
+    for (size_t i = 0; i < sizeof instance_file_names / sizeof instance_file_names[0]; i++) {
+        if (strcmp(relative, instance_file_names[i]) == 0) {
+            *file = (enum instance_file)i;
+            return true;
+        }
+    }
+    return false;
+}
 
 /* ---- names and status -------------------------------------------------------------- */
 
@@ -100,15 +124,6 @@ int instance_set_string(char **field, const char *value, struct shed_err *err)
     return 0;
 }
 
-static int format_now_rfc3339(char *out, size_t outlen, struct shed_err *err)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return shed_errf(err, SHED_E_IO, "cannot format the current time");
-    return 0;
-}
-
 static int instance_init_empty(struct instance *inst, struct shed_err *err)
 {
     memset(inst, 0, sizeof *inst);
@@ -130,9 +145,9 @@ int instance_init(struct instance *inst, const char *name, struct shed_err *err)
     if (instance_init_empty(inst, err) < 0)
         return -1;
     snprintf(inst->name, sizeof inst->name, "%s", name);
-    if (format_now_rfc3339(inst->created_at, sizeof inst->created_at, err) < 0) {
+    if (format_rfc3339_now(inst->created_at) < 0) {
         instance_clear(inst);
-        return -1;
+        return shed_errf(err, SHED_E_IO, "cannot format the current time");
     }
     return 0;
 }
@@ -385,6 +400,22 @@ char *instance_store_path(const struct instance_store *store, const char *name)
     return fs_path_join(store->dir, name);
 }
 
+char *instance_store_file_path(const struct instance_store *store, const char *name,
+                               enum instance_file file)
+{
+    return str_printf("%s/%s/%s", store->dir, name, instance_file_name(file));
+}
+
+int instance_store_lock_purpose(struct instance_store *store, const char *purpose, bool blocking,
+                                int *fd, struct shed_err *err)
+{
+    /* The leading dot keeps these apart from shed names, which start with a letter. */
+    cleanup_free char *path = str_printf("%s/" LOCKS_DIR "/.%s.lock", store->dir, purpose);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return fs_lock_file(path, blocking, fd, err);
+}
+
 static int lock_shed(struct instance_store *store, const char *name, bool blocking, int *fd,
                      struct shed_err *err)
 {
@@ -542,7 +573,7 @@ static int parse_metadata_fd(int fd, const char *path, struct instance *inst, st
 static int load_metadata(struct instance_store *store, const char *name, bool tolerate_bad,
                          struct instance *inst, struct shed_err *err)
 {
-    cleanup_free char *path = str_printf("%s/%s/" METADATA_FILE, store->dir, name);
+    cleanup_free char *path = instance_store_file_path(store, name, INSTANCE_FILE_METADATA);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     struct stat st;
@@ -606,7 +637,7 @@ int instance_store_load(struct instance_store *store, const char *name, struct i
 int instance_store_save(struct instance_store *store, const struct instance *inst,
                         struct shed_err *err)
 {
-    cleanup_free char *path = str_printf("%s/%s/" METADATA_FILE, store->dir, inst->name);
+    cleanup_free char *path = instance_store_file_path(store, inst->name, INSTANCE_FILE_METADATA);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     json_t *json = instance_to_json(inst);
@@ -705,7 +736,7 @@ static bool entry_is_dir(int dirfd, const struct dirent *entry)
 /* Names of the directories that look like sheds (valid name), sorted. */
 static int read_instance_names(const char *dir, struct name_list *names, struct shed_err *err)
 {
-    DIR *d = opendir(dir);
+    cleanup_closedir DIR *d = opendir(dir);
     if (d == NULL)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir);
     int rc = 0;
@@ -720,7 +751,6 @@ static int read_instance_names(const char *dir, struct name_list *names, struct 
     }
     if (rc == 0 && errno != 0)
         rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", dir);
-    closedir(d);
     if (rc == 0 && names->count > 1)
         qsort(names->names, names->count, sizeof names->names[0], compare_names);
     return rc;
@@ -917,4 +947,46 @@ void instance_list_clear(struct instance_list *list)
         instance_clear(&list->items[i]);
     free(list->items);
     memset(list, 0, sizeof *list);
+}
+
+/* -- the images the sheds use -- */
+
+void instance_image_refs_free(char **names)
+{
+    strv_free_items(names);
+}
+
+/* The image of one shed; a directory without metadata.json (a shed being created) adds
+ * nothing, and nothing that cannot be parsed is guessed at. */
+static int add_image_of_shed(struct instance_store *store, const char *name, struct strv *refs,
+                             struct shed_err *err)
+{
+    struct instance inst;
+    struct shed_err load_err = {0};
+    if (load_metadata(store, name, false, &inst, &load_err) < 0) {
+        if (load_err.code == SHED_E_SHED_NOT_FOUND)
+            return 0;
+        *err = load_err;
+        return -1;
+    }
+    int rc = inst.image[0] != '\0' ? strv_add_unique(refs, inst.image, err) : 0;
+    instance_clear(&inst);
+    return rc;
+}
+
+int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err)
+{
+    *names = NULL;
+    struct name_list sheds = {0};
+    cleanup_strv struct strv refs = STRV_INIT;
+    int rc = read_instance_names(store->dir, &sheds, err);
+    for (size_t i = 0; rc == 0 && i < sheds.count; i++)
+        rc = add_image_of_shed(store, sheds.names[i], &refs, err);
+    name_list_clear(&sheds);
+    if (rc < 0)
+        return -1;
+    strv_sort(&refs);
+    /* Callers walk the list without a NULL check: an empty one is an empty array. */
+    *names = refs.count > 0 ? strv_steal(&refs) : calloc(1, sizeof **names);
+    return *names != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
 }

@@ -2,7 +2,11 @@
  *
  *   <instance_dir>/<name>/metadata.json   the shed object (written atomically)
  *   <instance_dir>/<name>/rootfs.ext4     its root filesystem (a clone of the image)
+ *   <instance_dir>/<name>/console.log     what the shed printed, where the backend keeps it
  *   <instance_dir>/.locks/<name>.lock     the shed's lifecycle lock (flock)
+ *   <instance_dir>/.locks/.<purpose>.lock locks of the store itself (instance_store_lock_purpose)
+ *
+ * The store is the only code that names these files or parses metadata.json.
  *
  * The lock lives outside the instance directory on purpose: deleting a shed removes its
  * directory while the lock is held, and a waiter that then acquires the lock must be locking
@@ -82,6 +86,20 @@ const char *instance_store_dir(const struct instance_store *store);
 /* <instance_dir>/<name>, malloc'd (NULL on allocation failure). */
 char *instance_store_path(const struct instance_store *store, const char *name);
 
+/* The files of a shed's directory that have a meaning; they are named here only. */
+enum instance_file {
+    INSTANCE_FILE_METADATA,    /* metadata.json */
+    INSTANCE_FILE_ROOTFS,      /* rootfs.ext4 */
+    INSTANCE_FILE_CONSOLE_LOG, /* console.log, where the backend writes one */
+};
+
+const char *instance_file_name(enum instance_file file);
+/* Which of them a path relative to the shed's directory is; false for any other file. */
+bool instance_file_from_name(const char *relative, enum instance_file *file);
+/* <instance_dir>/<name>/<file>, malloc'd (NULL on allocation failure). */
+char *instance_store_file_path(const struct instance_store *store, const char *name,
+                               enum instance_file file);
+
 /* Takes the shed's lifecycle lock (blocking); *fd is to be closed by instance_store_unlock. */
 int instance_store_lock(struct instance_store *store, const char *name, int *fd,
                         struct shed_err *err);
@@ -89,6 +107,10 @@ int instance_store_lock(struct instance_store *store, const char *name, int *fd,
 int instance_store_trylock(struct instance_store *store, const char *name, int *fd,
                            struct shed_err *err);
 void instance_store_unlock(int fd);
+/* A lock of the store itself rather than of a shed (e.g. "system-prune": one prune at a
+ * time per instance_dir), beside the sheds' locks; *fd = -1 when held and not blocking. */
+int instance_store_lock_purpose(struct instance_store *store, const char *purpose, bool blocking,
+                                int *fd, struct shed_err *err);
 
 /* Creates the empty instance directory; SHED_E_SHED_ALREADY_EXISTS if it exists. */
 int instance_store_create_dir(struct instance_store *store, const char *name, struct shed_err *err);
@@ -114,6 +136,14 @@ struct instance_list {
 int instance_store_list(struct instance_store *store, struct instance_list *list,
                         struct shed_err *err);
 void instance_list_clear(struct instance_list *list);
+
+/* The image variants the sheds use: the "image" of every metadata.json, read by the store's
+ * own parser. *names: malloc'd, NULL-terminated, sorted, without duplicates or empty names
+ * (free with instance_image_refs_free). A shed directory without metadata.json contributes
+ * nothing; a metadata.json that cannot be read or parsed is an error (guessing could delete
+ * an image a shed needs). */
+int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err);
+void instance_image_refs_free(char **names);
 /* A number that changes whenever the listing may have changed (a shed created, deleted or
  * its metadata.json rewritten, by us or by hand), so callers can cache what they derive
  * from a listing. Without inotify it changes on every call. */

@@ -1,7 +1,6 @@
 /* prune_plan: every action and skip of a `system prune`, computed from one df scan. */
 #include "prune.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 #include "common/fsutil.h"
 #include "df_private.h"
 #include "imaged/cache.h"
+#include "imaged/layout.h"
 #include "prune_private.h"
 
 /* ---- lists and notes ------------------------------------------------------------------ */
@@ -182,44 +182,20 @@ int prune_probe_lock(const char *path, int *fd, bool *held, struct shed_err *err
     return 0;
 }
 
-/* Every *.lock of images_dir and of the content store, for files that have no canonical lock
- * of their own (OCI blobs): any conversion in progress may be about to use them. */
-static int collect_lock_paths(const char *dir, struct df_file_list *locks, struct shed_err *err)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir);
-    int rc = 0;
-    struct dirent *entry;
-    while (rc == 0 && (entry = readdir(d)) != NULL) {
-        size_t len = strlen(entry->d_name);
-        if (len < 6 || strcmp(entry->d_name + len - 5, ".lock") != 0)
-            continue;
-        struct df_file file = {.path = fs_path_join(dir, entry->d_name), .kind = "lock"};
-        rc = file.path != NULL ? df_file_list_add(locks, &file, err)
-                               : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    }
-    closedir(d);
-    return rc;
-}
-
+/* For files that have no canonical lock of their own (OCI blobs): any conversion in progress
+ * may be about to use them, so every lock of the image cache is probed. */
 int prune_any_variant_lock_held(const struct shed_config *config, bool *held, struct shed_err *err)
 {
     *held = false;
-    struct df_file_list locks = {0};
-    cleanup_free char *content = fs_path_join(config->images_dir, "rootfs/sha256");
-    int rc = content != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (rc == 0)
-        rc = collect_lock_paths(config->images_dir, &locks, err);
-    if (rc == 0)
-        rc = collect_lock_paths(content, &locks, err);
-    for (size_t i = 0; rc == 0 && !*held && i < locks.count; i++) {
+    char **locks = NULL;
+    int rc = image_layout_lock_files(config->images_dir, &locks, err);
+    for (char **lock = locks; rc == 0 && !*held && *lock != NULL; lock++) {
         int fd = -1;
-        rc = prune_probe_lock(locks.items[i].path, &fd, held, err);
+        rc = prune_probe_lock(*lock, &fd, held, err);
         if (fd >= 0)
             close(fd);
     }
-    df_file_list_clear(&locks);
+    image_names_free(locks);
     return rc;
 }
 
@@ -333,7 +309,7 @@ static int image_files(const struct df_report *report, const struct df_image *im
 static bool is_cached_variant(const struct prune_plan *plan, const struct df_image *image)
 {
     cleanup_free char *expected =
-        str_printf("%s/%s" DF_ROOTFS_SUFFIX, plan->opts.config->images_dir, image->name);
+        image_layout_variant_rootfs(plan->opts.config->images_dir, image->name);
     return expected != NULL && strcmp(expected, image->rootfs.path) == 0;
 }
 
@@ -386,34 +362,13 @@ static int plan_images(struct prune_plan *plan, const struct df_report *report,
 
 /* ---- orphans -------------------------------------------------------------------------- */
 
-/* The lock that guards an orphan: <name>-rootfs.ext4.lock for a variant's sidecar,
- * <file>.lock for the content store; NULL (= every variant lock) for the OCI blob store. */
+/* The lock that guards an orphan (its variant's or its content-addressed rootfs'); NULL
+ * (= every variant lock) for the OCI blob store, whose files have no lock of their own. */
 static int orphan_lock_path(const struct shed_config *config, const struct df_file *orphan,
                             char **lock, struct shed_err *err)
 {
-    *lock = NULL;
-    const char *base = strrchr(orphan->path, '/');
-    base = base != NULL ? base + 1 : orphan->path;
-    cleanup_free char *content_dir = fs_path_join(config->images_dir, "rootfs/sha256/");
-    if (content_dir == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (strncmp(orphan->path, content_dir, strlen(content_dir)) == 0) {
-        const char *ext = strstr(base, ".ext4");
-        *lock = ext != NULL ? str_printf("%.*s.lock", (int)(ext + 5 - orphan->path), orphan->path)
-                            : NULL;
-        return ext == NULL || *lock != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    }
-    cleanup_free char *name = NULL;
-    const char *kind = NULL;
-    if (df_classify_variant_entry(base, &name, &kind, err) < 0)
-        return -1;
-    if (name == NULL &&
-        (strncmp(base, "vmlinux.", 8) == 0 || strncmp(base, "initrd.img.", 11) == 0))
-        name = strdup(SHED_BASE_IMAGE_NAME);
-    if (name == NULL || strchr(orphan->path + strlen(config->images_dir) + 1, '/') != NULL)
-        return 0; /* the blob store */
-    *lock = str_printf("%s/%s" DF_ROOTFS_SUFFIX ".lock", config->images_dir, name);
-    return *lock != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    cleanup_free char *rootfs = NULL;
+    return image_layout_guard(config->images_dir, orphan->path, &rootfs, lock, err);
 }
 
 static enum prune_kind orphan_kind(const char *kind)
@@ -565,11 +520,8 @@ int prune_compute_all_freed(struct prune_plan *plan, struct shed_err *err)
 
 static int take_prune_lock(struct prune_plan *plan, struct shed_err *err)
 {
-    cleanup_free char *path =
-        str_printf("%s/.locks/.system-prune.lock", instance_store_dir(plan->opts.instances));
-    if (path == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_lock_file(path, true, &plan->prune_lock_fd, err);
+    return instance_store_lock_purpose(plan->opts.instances, "system-prune", true,
+                                       &plan->prune_lock_fd, err);
 }
 
 static int plan_notes(struct prune_plan *plan, const struct df_report *report, struct shed_err *err)
@@ -585,6 +537,11 @@ static int plan_notes(struct prune_plan *plan, const struct df_report *report, s
         prune_add_note(plan, err,
                        "FIEMAP is not supported here for some files: their "
                        "exclusive_bytes equal physical_bytes") < 0)
+        return -1;
+    if (report->blobs_unknown_reason != NULL &&
+        prune_add_note(plan, err,
+                       "no OCI blob is pruned: which blobs the images need is unknown because %s",
+                       report->blobs_unknown_reason) < 0)
         return -1;
     if ((plan->opts.scopes & PRUNE_SCOPE_LOGS) &&
         prune_add_note(plan, err, "console logs keep their last %llu bytes",

@@ -11,8 +11,8 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "imaged/cache.h"
+#include "imaged/layout.h"
 #include "prune_private.h"
-#include "runtime/instance_refs.h"
 
 #define COPY_CHUNK (1u << 20)
 /* Appenders faster than we copy would keep us busy forever: after this many rounds the
@@ -73,43 +73,11 @@ static int execute_instance(struct run_state *run, struct prune_item *item, cons
 
 /* ---- images --------------------------------------------------------------------------- */
 
-static bool under_content_store(const struct shed_config *config, const char *path)
-{
-    size_t len = strlen(config->images_dir);
-    return strncmp(path, config->images_dir, len) == 0 &&
-           strncmp(path + len, "/rootfs/sha256/", 15) == 0;
-}
-
-/* The content-addressed copy the removed variant linked to, if nothing links it any more
- * (the same rule and lock as the image cache's own collection of unlinked content). */
-static int remove_unlinked_content(const struct df_file *planned, struct shed_err *err)
-{
-    struct stat st;
-    if (lstat(planned->path, &st) < 0)
-        return errno == ENOENT
-                   ? 0
-                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", planned->path);
-    if (st.st_dev != planned->dev || st.st_ino != planned->ino || st.st_nlink > 1)
-        return 0;
-    cleanup_free char *lock_path = str_printf("%s.lock", planned->path);
-    if (lock_path == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    cleanup_close int lock = -1;
-    if (fs_lock_file(lock_path, false, &lock, err) < 0)
-        return -1;
-    if (lock < 0)
-        return 0; /* a conversion is about to link it again */
-    if (lstat(planned->path, &st) == 0 && st.st_nlink == 1 && unlink(planned->path) < 0 &&
-        errno != ENOENT)
-        return shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", planned->path);
-    return 0;
-}
-
 static int load_in_use(struct run_state *run, struct shed_err *err)
 {
     if (run->in_use_loaded)
         return 0;
-    if (instance_image_refs(run->plan->opts.config->instance_dir, &run->in_use, err) < 0)
+    if (instance_store_image_refs(run->plan->opts.instances, &run->in_use, err) < 0)
         return shed_err_prefix(err, "cannot tell which images the sheds use");
     run->in_use_loaded = true;
     return 0;
@@ -129,24 +97,21 @@ static int execute_image(struct run_state *run, struct prune_item *item, const c
         *skip = decision == IMAGE_PRUNE_LOCKED ? PRUNE_REASON_LOCK_HELD : REASON_NOW_IN_USE;
         return 0;
     }
-    for (size_t i = 0; i < item->files.count; i++)
-        if (under_content_store(config, item->files.items[i].path) &&
-            remove_unlinked_content(&item->files.items[i], err) < 0)
+    /* The content-addressed copy the removed variant linked to goes too once nothing links
+     * it any more (the image cache's own rule and lock). */
+    for (size_t i = 0; i < item->files.count; i++) {
+        const struct df_file *file = &item->files.items[i];
+        if (image_layout_is_content_rootfs(config->images_dir, file->path) &&
+            image_cache_remove_unlinked_content(file->path, file->dev, file->ino, err) < 0)
             return -1;
+    }
     return 0;
 }
 
 /* ---- orphans -------------------------------------------------------------------------- */
 
-/* "<x>.ext4.lock" guards "<x>.ext4": the rootfs whose absence made the item an orphan. */
-static char *guarded_rootfs(const char *lock_path)
-{
-    size_t len = strlen(lock_path);
-    return len > 5 ? strndup(lock_path, len - 5) : NULL;
-}
-
-static int orphan_still_orphan(const struct prune_item *item, const char **skip,
-                               struct shed_err *err)
+static int orphan_still_orphan(const struct shed_config *config, const struct prune_item *item,
+                               const char **skip, struct shed_err *err)
 {
     const struct df_file *planned = &item->files.items[0];
     struct stat st;
@@ -165,12 +130,11 @@ static int orphan_still_orphan(const struct prune_item *item, const char **skip,
             *skip = REASON_NOW_IN_USE; /* a variant links it again */
         return 0;
     }
-    if (item->lock_path == NULL)
-        return 0;
-    cleanup_free char *rootfs = guarded_rootfs(item->lock_path);
-    if (rootfs == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (fs_exists(rootfs))
+    /* The rootfs whose absence made the file an orphan (none for the OCI blob store). */
+    cleanup_free char *rootfs = NULL, *lock = NULL;
+    if (image_layout_guard(config->images_dir, item->path, &rootfs, &lock, err) < 0)
+        return -1;
+    if (rootfs != NULL && fs_exists(rootfs))
         *skip = REASON_ROOTFS_BACK;
     return 0;
 }
@@ -187,7 +151,7 @@ static int execute_orphan(struct run_state *run, struct prune_item *item, const 
         return 0;
     }
     /* With the lock held (when the file has one) nothing can start using it meanwhile. */
-    if (orphan_still_orphan(item, skip, err) < 0 || *skip != NULL)
+    if (orphan_still_orphan(run->plan->opts.config, item, skip, err) < 0 || *skip != NULL)
         return *skip != NULL ? 0 : -1;
     if (unlink(item->path) < 0 && errno != ENOENT)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", item->path);

@@ -7,6 +7,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "imaged/layout.h"
 
 /* Pull progress is reported in steps of at least 1/PROGRESS_STEPS of the total, so a pull
  * sends about a hundred frames per phase however many chunks the transfer is cut into. */
@@ -85,7 +86,7 @@ static void on_image_progress(const char *name, const char *phase, uint64_t done
 static int use_discovered_image(const struct create_run *run, char **rootfs_path,
                                 struct shed_create_report *out, struct shed_err *err)
 {
-    cleanup_free char *path = str_printf("%s/%s-rootfs.ext4", run->config->images_dir, run->image);
+    cleanup_free char *path = image_layout_variant_rootfs(run->config->images_dir, run->image);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (!fs_exists(path))
@@ -249,8 +250,8 @@ static int create_locked(struct create_run *run, struct instance *created,
     cleanup_free char *image_rootfs = NULL;
     if (check_absent(run, err) < 0 || ensure_image(run, &image_rootfs, out, err) < 0)
         return -1;
-    cleanup_free char *dir = instance_store_path(run->store, run->request->name);
-    cleanup_free char *rootfs = dir != NULL ? fs_path_join(dir, "rootfs.ext4") : NULL;
+    cleanup_free char *rootfs =
+        instance_store_file_path(run->store, run->request->name, INSTANCE_FILE_ROOTFS);
     if (rootfs == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (instance_store_create_dir(run->store, run->request->name, err) < 0)

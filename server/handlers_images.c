@@ -1,11 +1,12 @@
 /* /api/images: list, delete, prune — on the image cache library (imaged/cache.h), with the
- * names the sheds use (runtime/instance_refs.h) protecting their images. */
+ * names the sheds use (the instance store's instance_store_image_refs) protecting their
+ * images. */
 #include <stdlib.h>
 
 #include "config/config.h"
 #include "handlers.h"
 #include "imaged/cache.h"
-#include "runtime/instance_refs.h"
+#include "runtime/instance.h"
 
 /* The API's image object (api.md). */
 static json_t *image_json(const struct image_info *image)
@@ -47,7 +48,7 @@ void handle_images_list(const struct api_request *request, const struct api_cont
  * is an error, not an empty answer (guessing could delete an image a shed needs). */
 static int images_in_use(const struct api_context *context, char ***names, struct shed_err *err)
 {
-    if (instance_image_refs(instance_store_dir(context->instances), names, err) < 0)
+    if (instance_store_image_refs(context->instances, names, err) < 0)
         return shed_err_prefix(err, "cannot tell which images the sheds use");
     return 0;
 }

@@ -14,7 +14,9 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/timeutil.h"
 #include "handlers.h"
+#include "imaged/layout.h"
 #include "runtime/shed_create.h"
 #include "sse.h"
 
@@ -342,7 +344,7 @@ static int check_image(const struct api_context *context, const char *image, str
         return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "invalid image name \"%.80s\"", image);
     if (shed_config_find_image(config, image) != NULL)
         return 0;
-    cleanup_free char *cached = str_printf("%s/%s-rootfs.ext4", config->images_dir, image);
+    cleanup_free char *cached = image_layout_variant_rootfs(config->images_dir, image);
     if (cached == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (fs_exists(cached))
@@ -424,11 +426,8 @@ static void log_create(const struct shed_create_request *request,
                        const struct shed_create_report *report, const struct shed_err *err,
                        const struct timespec *start)
 {
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL ||
-        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
         snprintf(stamp, sizeof stamp, "-");
     fprintf(stderr,
             "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "

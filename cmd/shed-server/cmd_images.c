@@ -9,7 +9,7 @@
 #include "common/fsutil.h"
 #include "config/config.h"
 #include "imaged/cache.h"
-#include "runtime/instance_refs.h"
+#include "runtime/instance.h"
 
 static json_t *image_to_json(const struct image_info *info)
 {
@@ -87,11 +87,23 @@ static int images_ls(const struct shed_config *config, bool json)
     return ret;
 }
 
+/* The images the sheds use, read through the instance store as the server reads them. */
+static int images_in_use(const struct shed_config *config, char ***in_use, struct shed_err *err)
+{
+    struct instance_store *store = NULL;
+    *in_use = NULL;
+    if (instance_store_open(config->instance_dir, &store, err) < 0)
+        return -1;
+    int ret = instance_store_image_refs(store, in_use, err);
+    instance_store_close(store);
+    return ret;
+}
+
 static int images_rm(const struct shed_config *config, const char *name, bool data_dir_given)
 {
     struct shed_err err;
     char **in_use = NULL;
-    if (instance_image_refs(config->instance_dir, &in_use, &err) < 0)
+    if (images_in_use(config, &in_use, &err) < 0)
         return cli_fail(&err);
     int ret = image_cache_remove(config, name, (const char *const *)in_use, &err);
     instance_image_refs_free(in_use);
@@ -121,7 +133,7 @@ static int images_prune(const struct shed_config *config, bool dry_run, bool jso
 {
     struct shed_err err;
     char **in_use = NULL;
-    if (instance_image_refs(config->instance_dir, &in_use, &err) < 0)
+    if (images_in_use(config, &in_use, &err) < 0)
         return cli_fail(&err);
     struct image_info_list pruned;
     int ret = image_cache_prune(config, (const char *const *)in_use, dry_run, &pruned, &err);

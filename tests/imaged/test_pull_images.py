@@ -426,6 +426,18 @@ class ImagesCommands(unittest.TestCase):
         self.assertEqual(proc.stderr, "shed-server: IMAGE_IN_USE: image \"old\" is used by a shed\n")
         self.assertTrue(os.path.exists(path))
 
+    def test_rm_and_prune_refuse_to_guess_past_an_unreadable_shed_metadata(self):
+        path = make_cached(self.images_dir, "old", "reg.test/o/old:v0")
+        self.add_shed("dev", "old")
+        broken = os.path.join(self.instance_dir, "dev", "metadata.json")
+        with open(broken, "w") as f:
+            f.write('{"name": "dev", "image": "old", "status": ')  # torn
+        for args in (("rm", "old"), ("prune",)):
+            proc = self.images(*args)
+            self.assertNotEqual(proc.returncode, 0, args)
+            self.assertIn(broken, proc.stderr)
+            self.assertTrue(os.path.exists(path), args)
+
     def test_rm_removes_rootfs_and_source_but_keeps_lock(self):
         path = make_cached(self.images_dir, "old", "reg.test/o/old:v0")
         open(path + ".lock", "w").close()

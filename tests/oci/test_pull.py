@@ -41,6 +41,31 @@ class PullTest(ocitest.PullTestCase):
         self.assertIn(config_digest.split(":")[1], self.store_files())
         self.assertFalse([f for f in self.store_files() if ".tmp" in f])
 
+    def test_images_dir_of_the_config_is_where_the_blobs_land_and_the_server_reads(self):
+        tar = layer({"etc/hostname": "elsewhere\n"})
+        digest, _, descs = shedtest.push_image(self.pusher, "where/img", "v1", [(tar, "gzip")])
+        images_dir = os.path.join(self.data_dir, "elsewhere")
+        config = os.path.join(self.data_dir, "server.yaml")
+        with open(config, "w") as f:
+            f.write("data_dir: %s\nimages_dir: %s\n" % (os.path.join(self.data_dir, "data"),
+                                                        images_dir))
+        result = subprocess.run([ocitest.SHED_SERVER, "pull", "--config", config,
+                                 self.ref("where/img", "v1")],
+                                capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), digest)
+        layer_path = os.path.join(images_dir, "blobs", "sha256", descs[0]["digest"][7:])
+        self.assertTrue(os.path.isfile(layer_path))
+        self.assertEqual(len(os.listdir(os.path.join(images_dir, "refs"))), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.data_dir, "data", "images")))
+        # the server's own accounting finds the pull there, referenced by its ref
+        df = subprocess.run([ocitest.SHED_SERVER, "system", "df", "--json", "--config", config],
+                            capture_output=True, text=True, timeout=300)
+        self.assertEqual(df.returncode, 0, df.stderr)
+        report = json.loads(df.stdout)
+        self.assertIn(layer_path, [b["path"] for b in report["blobs"]])
+        self.assertEqual([o for o in report["orphans"] if o["kind"] == "blob"], [])
+
     def test_ref_index_records_canonical_ref_to_manifest_digest(self):
         tar = layer({"a": "ref index\n"})
         digest, _, _ = shedtest.push_image(self.pusher, "refidx/img", "1.0", [(tar, "gzip")])

@@ -21,6 +21,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+import fault_proxy  # noqa: E402
 import shedtest  # noqa: E402
 import shedserver  # noqa: E402
 import testrun  # noqa: E402
@@ -61,7 +62,7 @@ def busybox_layer(marker):
 
 def push_fixture_images(registry):
     pusher = shedtest.Pusher(registry.url)
-    for name in ("base", "sse", "fresh", "imgs"):
+    for name in ("base", "sse", "fresh", "imgs", "vanish"):
         shedtest.push_image(pusher, "shed/" + name, "v1", [(busybox_layer(name), "gzip")])
         IMAGE_REFS[name] = "%s/shed/%s:v1" % (registry.host, name)
 
@@ -187,8 +188,20 @@ class CreateTest(CreateTestCase):
         cls.not_ext4 = os.path.join(WORK, "not-ext4.img")
         with open(cls.not_ext4, "wb") as f:
             f.write(b"this is not a file system\n" * 4096)
-        cls.images = {"sse": IMAGE_REFS["sse"], "broken": cls.not_ext4}
+        # "gone": a configured local image file that does not exist (any more).
+        cls.gone = os.path.join(WORK, "gone.ext4")
+        # "vanish": pulled through a proxy, so the test can act while the freshness check of
+        # a cached copy asks the registry, after the check saw the rootfs and before the
+        # clone reads it.
+        cls.proxy = fault_proxy.FaultProxy(REGISTRY.host).start()
+        cls.images = {"sse": IMAGE_REFS["sse"], "broken": cls.not_ext4, "gone": cls.gone,
+                      "vanish": "%s/shed/vanish:v1" % cls.proxy.host}
         super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.proxy.stop()
 
     def test_create_plain_is_201_and_the_shed_really_runs(self):
         status, shed = self.create("plain", cpus=1, memory_mb=128)
@@ -300,6 +313,29 @@ class CreateTest(CreateTestCase):
         # the name is free again: a good create of it works
         status, shed = self.create("broken")
         self.assertEqual(status, 201, shed)
+
+    def test_a_configured_local_image_that_is_gone_is_500_naming_the_file(self):
+        self.assertFalse(os.path.exists(self.gone))
+        response = self.create("nolocal", image="gone")
+        self.assert_error(response, 500, "BACKEND_ERROR")
+        self.assertIn(self.gone, response[1]["error"]["message"])
+        self.assert_nothing_left("nolocal")
+
+    def test_an_image_file_vanishing_before_the_clone_is_500_naming_the_file(self):
+        status, shed = self.create("cached", image="vanish")  # caches vanish-rootfs.ext4
+        self.assertEqual(status, 201, shed)
+        self.assertEqual(self.server.request("DELETE", "/api/sheds/cached")[0], 204)
+        self.names.remove("cached")
+        rootfs = os.path.join(self.images_dir, "vanish-rootfs.ext4")
+        self.assertTrue(os.path.isfile(rootfs))
+        # The next create finds the cache (rootfs and .source) and asks the registry whether
+        # the tag moved: that is when the file goes away.
+        self.proxy.add_fault("call", "/manifests/", fn=lambda: os.unlink(rootfs))
+        response = self.create("late", image="vanish")
+        self.assertFalse(os.path.exists(rootfs))
+        self.assert_error(response, 500, "BACKEND_ERROR")
+        self.assertIn(rootfs, response[1]["error"]["message"])
+        self.assert_nothing_left("late")
 
     def test_repo_clone_failure_warns_and_rolls_back(self):
         repo = "file://" + os.path.join(WORK, "no-such-repo.git")
