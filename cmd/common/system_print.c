@@ -48,7 +48,12 @@ static void print_details(FILE *out, const json_t *df)
     size_t i;
     const json_t *entry;
     json_array_foreach(json_object_get(df, "images"), i, entry)
-        print_item_row(out, "image", str_of(entry, "name"), json_object_get(entry, "total"));
+    {
+        char label[160];
+        snprintf(label, sizeof label, "%s%s", str_of(entry, "name"),
+                 json_is_true(json_object_get(entry, "is_base")) ? " (base_image)" : "");
+        print_item_row(out, "image", label, json_object_get(entry, "total"));
+    }
     json_array_foreach(json_object_get(df, "sheds"), i, entry)
     {
         char label[128];

@@ -11,12 +11,19 @@
 #include "imaged/cache.h"
 #include "runtime/instance.h"
 
+/* The REST API's image object (server/handlers_images.c), "is_base" included. */
 static json_t *image_to_json(const struct image_info *info)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path", info->path,
-                     "docker_ref", info->docker_ref, "digest", info->digest, "size_bytes",
-                     (json_int_t)info->size_bytes, "source",
-                     info->from_config ? "config" : "discovered", "cached", info->cached);
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path",
+                            info->path, "docker_ref", info->docker_ref, "digest", info->digest,
+                            "size_bytes", (json_int_t)info->size_bytes, "source",
+                            info->from_config ? "config" : "discovered", "cached", info->cached);
+    if (obj != NULL && strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0 &&
+        json_object_set_new(obj, "is_base", json_true()) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 /* {"<key>": [image objects], extra...} on stdout. */
@@ -64,8 +71,12 @@ static void print_table(const struct image_info_list *list)
     for (size_t i = 0; i < list->count; i++) {
         const struct image_info *info = &list->items[i];
         char size[32], digest[16];
+        bool base = strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0 && info->from_config;
         printf("%-20s %-10s %-6s %-10s %-12s %s\n", info->name,
-               info->from_config ? "config" : "discovered", info->cached ? "yes" : "no",
+               base                ? "base_image"
+               : info->from_config ? "config"
+                                   : "discovered",
+               info->cached ? "yes" : "no",
                info->cached ? format_size(info->size_bytes, size, sizeof size) : "-",
                short_digest(info->digest, digest, sizeof digest),
                info->docker_ref[0] != '\0' ? info->docker_ref : info->path);

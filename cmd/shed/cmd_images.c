@@ -18,7 +18,8 @@ static const struct cli_option prune_options[] = {
 /* The source column: where the variant comes from; _base is marked as the base image. */
 static const char *source_of(const json_t *image)
 {
-    if (json_is_true(json_object_get(image, "is_base")))
+    if (json_is_true(json_object_get(image, "is_base")) &&
+        strcmp(json_str(image, "source"), "config") == 0)
         return "base_image";
     return json_str(image, "source");
 }

@@ -59,8 +59,10 @@ class UserEnvironment:
 
 
 class ServerTestCase(unittest.TestCase):
-    """A real server (no image configured, so no registry is needed) per test class; the
-    user's environment per test."""
+    """A real server (no registry image configured, so no registry is needed) per test
+    class, its server.yaml extended by extra_config; the user's environment per test."""
+
+    extra_config = ""
 
     @classmethod
     def setUpClass(cls):
@@ -71,7 +73,8 @@ class ServerTestCase(unittest.TestCase):
         cls.data_dir = os.path.join(cls.work, "data")
         os.makedirs(cls.data_dir)
         cls.instance_dir = os.path.join(cls.data_dir, "instances")
-        cls.server = shedserver.ServerProcess(SHED_SERVER, cls.data_dir, "name: cli-test\n",
+        cls.server = shedserver.ServerProcess(SHED_SERVER, cls.data_dir,
+                                              "name: cli-test\n" + cls.extra_config,
                                               stop_timeout=60).start()
         cls.url = "http://127.0.0.1:%d" % cls.server.port
         cls.hostport = "127.0.0.1:%d" % cls.server.port

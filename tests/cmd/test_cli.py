@@ -246,6 +246,22 @@ class ClientYamlTest(clitest.ServerTestCase):
                          r"with -s HOST:PORT or 'shed server add NAME URL'\.\n$")
 
 
+class BaseImageTest(clitest.ServerTestCase):
+    """_base, the cache of base_image, is shown as the base image wherever it appears."""
+
+    extra_config = "base_image: /nonexistent/base.ext4\nimages:\n  dev: /nonexistent/dev.ext4\n"
+
+    def test_images_and_get_mark_the_base_image(self):
+        images = self.assertJsonOutput(self.shed_here("images", "--json"))["images"]
+        self.assertEqual([(i["name"], i.get("is_base", False)) for i in images],
+                         [("dev", False), ("_base", True)])
+        table = self.shed_here("images").stdout.splitlines()
+        self.assertRegex(table[2], r"^_base +no +- +base_image ")
+        write_shed(self.instance_dir, "plain", image="_base")
+        self.assertRegex(self.shed_here("get", "plain").stdout,
+                         r"(?m)^image +_base \(the server's base_image\)$")
+
+
 class PruneTest(clitest.ServerTestCase):
     def test_an_empty_prune_asks_nothing(self):
         result = self.shed_here("system", "prune", input_text="y\n")

@@ -391,19 +391,39 @@ class ImagesCommands(unittest.TestCase):
         with open(os.path.join(self.instance_dir, shed, "metadata.json"), "w") as f:
             json.dump({"name": shed, "image": image, "status": "stopped"}, f)
 
-    def test_ls_lists_config_variants_first_then_discovered_without_base(self):
+    def test_ls_lists_config_variants_first_then_discovered(self):
         make_cached(self.images_dir, "base", "reg.test/o/base:v1")
         make_cached(self.images_dir, "zz-old", "reg.test/o/old:v0")
         make_cached(self.images_dir, "aa-manual")
         make_cached(self.images_dir, "_base", "reg.test/o/base:v1")
         images = json.loads(self.images("ls", "--json").stdout)["images"]
+        # without base_image a cached _base is a leftover, listed as prune sees it (issue 12:
+        # it used to be hidden from ls but deleted by prune)
         self.assertEqual([(i["name"], i["source"], i["cached"]) for i in images],
                          [("base", "config", True), ("edited", "config", False),
-                          ("aa-manual", "discovered", True), ("zz-old", "discovered", True)])
+                          ("_base", "discovered", True), ("aa-manual", "discovered", True),
+                          ("zz-old", "discovered", True)])
+        self.assertEqual([i.get("is_base", False) for i in images],
+                         [False, False, True, False, False])
         self.assertEqual(images[0]["digest"], "sha256:" + "ab" * 32)
         self.assertEqual(images[0]["size_bytes"], 1 << 20)
         self.assertEqual(images[1]["path"], "")
-        self.assertEqual(images[3]["docker_ref"], "reg.test/o/old:v0")
+        self.assertEqual(images[4]["docker_ref"], "reg.test/o/old:v0")
+
+    def test_ls_lists_the_configured_base_image_after_the_variants(self):
+        with open(self.config, "a") as f:
+            f.write("base_image: reg.test/o/base:v1\n")
+        make_cached(self.images_dir, "_base", "reg.test/o/base:v1")
+        make_cached(self.images_dir, "aa-manual")
+        images = json.loads(self.images("ls", "--json").stdout)["images"]
+        self.assertEqual([(i["name"], i["source"], i.get("is_base", False)) for i in images],
+                         [("base", "config", False), ("edited", "config", False),
+                          ("_base", "config", True), ("aa-manual", "discovered", False)])
+        table = self.images("ls").stdout.splitlines()
+        self.assertRegex(table[3], r"^_base +base_image +yes ")
+        # configured, so neither pruned nor removable
+        self.assertEqual(self.images("prune").stdout.splitlines()[0], "removed aa-manual (1.0 MiB)")
+        self.assertTrue(os.path.exists(os.path.join(self.images_dir, "_base-rootfs.ext4")))
 
     def test_ls_prints_a_table_for_humans(self):
         make_cached(self.images_dir, "base", "reg.test/o/base:v1")
