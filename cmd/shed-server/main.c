@@ -5,6 +5,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "common/fsutil.h"
 #include "oci/oci.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
@@ -76,8 +77,10 @@ static void complete(const struct cli_call *call, int kind, const char *prefix)
     const char *data_dir = cli_value(call, OPT_DATA_DIR);
     struct instance_store *store = NULL;
     struct instance_list list = {0};
+    /* only a store that exists: completion never creates the data dir */
     if ((data_dir == NULL || shed_config_use_data_dir(&config, data_dir, &err) == 0) &&
-        kind == COMPLETE_SHED && instance_store_open(config.instance_dir, &store, &err) == 0 &&
+        kind == COMPLETE_SHED && fs_exists(config.instance_dir) &&
+        instance_store_open(config.instance_dir, &store, &err) == 0 &&
         instance_store_list(store, &list, &err) == 0) {
         for (size_t i = 0; i < list.count; i++)
             if (strncmp(list.items[i].name, prefix, strlen(prefix)) == 0)

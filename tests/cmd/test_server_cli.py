@@ -155,6 +155,21 @@ class WhereTheyLookedTest(ServerCliTestCase):
                          r"data dir %s;" % (re.escape(self.config), re.escape(self.data_dir)))
 
 
+class CompletionTest(ServerCliTestCase):
+    def test_shed_names_come_from_the_data_dir_without_creating_it(self):
+        write_shed(os.path.join(self.data_dir, "instances"), "mybox")
+        write_shed(os.path.join(self.data_dir, "instances"), "other")
+        result = self.server("__complete", "exec", "--data-dir", self.data_dir, "my")
+        self.assertEqual(result.stdout, "mybox\n")
+        result = self.server("__complete", "--config", self.config, "attach", "")
+        self.assertEqual(result.stdout.split(), ["mybox", "other"])
+        missing = os.path.join(self.tmp, "missing")
+        result = self.server("__complete", "exec", "--data-dir", missing, "")
+        self.assertEqual((result.returncode, result.stdout), (0, ""))
+        self.assertFalse(os.path.exists(missing))
+        self.assertEqual(self.server("__complete", "convert", "-o", "").stdout, ":files\n")
+
+
 class SurfaceTest(ServerCliTestCase):
     def test_a_port_in_use_is_one_error_line_without_library_noise(self):
         with socket.socket() as taken:
