@@ -184,6 +184,7 @@ struct parse {
     bool options_ended;                /* after "--" */
     bool passthrough;                  /* the rest of the line is operands */
     bool quiet;                        /* completion: no messages */
+    size_t option_capacity;            /* of call.options */
     const struct cli_option *awaiting; /* completion: the last word wants this option's value */
 };
 
@@ -253,6 +254,8 @@ static void scope_option_words(const struct parse *p, struct word_list *list)
 
 static void add_option(struct parse *p, const struct cli_option *option, const char *value)
 {
+    if (p->call.option_count >= p->option_capacity)
+        return; /* cannot happen: one option per byte of the line at most */
     p->call.options[p->call.option_count++] =
         (struct cli_value){.id = option->id, .value = value, .option = option};
 }
@@ -883,7 +886,10 @@ int cli_main(const struct cli_program *program, int argc, char **argv, void *ctx
     struct parse p = {.program = program, .argc = argc, .argv = argv};
     p.call.program = program;
     p.call.ctx = ctx;
-    p.call.options = calloc((size_t)argc + 1, sizeof *p.call.options);
+    /* -abc is three options in one word: at most one option per byte of the line */
+    for (int i = 0; i < argc; i++)
+        p.option_capacity += strlen(argv[i]) + 1;
+    p.call.options = calloc(p.option_capacity, sizeof *p.call.options);
     p.call.operands = calloc((size_t)argc + 1, sizeof *p.call.operands);
     if (p.call.options == NULL || p.call.operands == NULL) {
         free(p.call.options);

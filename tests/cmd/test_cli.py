@@ -44,6 +44,11 @@ class OptionPlacementTest(clitest.ServerTestCase):
             with self.subTest(args=args):
                 self.assertEqual(self.assertJsonOutput(self.shed_here(*args))["image"], "dev")
 
+    def test_bundled_short_options(self):
+        # a bundle is one option per letter, any number of them (was a heap overflow once)
+        body = self.assertJsonOutput(self.shed("-" + "j" * 64, "-s" + self.hostport, "info"))
+        self.assertEqual(body["name"], "cli-test")
+
     def test_host_port_without_a_scheme_is_http(self):
         result = self.shed("-s", self.hostport, "info")
         self.assertEqual(result.returncode, 0, result.stderr)
