@@ -102,11 +102,4 @@ bool cli_flag(const struct cli_call *call, int id);
 int cli_usage_error(const struct cli_call *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prints the help of the call's command (the same as `PROG help PATH`) on stdout. */
-void cli_print_command_help(const struct cli_call *call);
-
-/* The closest of the candidates (NULL-terminated) to word by edit distance, or NULL when
- * none is close enough to be what was meant. */
-const char *cli_closest(const char *word, const char *const *candidates);
-
 #endif
