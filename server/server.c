@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -43,6 +44,9 @@ struct server {
     int tcp_fd, unix_fd;
     ino_t unix_ino;
     const char *unix_path;
+    /* libmicrohttpd's messages while it starts: kept for our own error, never printed */
+    atomic_bool running;
+    char start_message[256];
 };
 
 /* Per-request state (libmicrohttpd's con_cls, made when the request line arrived): the raw
@@ -301,26 +305,32 @@ static int open_listeners(struct server *server, const struct shed_config *confi
                           struct shed_err *err)
 {
     if (listen_tcp(config->bind, config->http_port, &server->tcp_fd, &server->port, err) < 0)
-        return shed_err_prefix(err, "cannot serve (address in use or not local?)");
+        return -1; /* "cannot listen on ADDR:PORT: Address already in use" */
     if (config->unix_socket == NULL)
         return 0;
     server->unix_path = config->unix_socket;
     return listen_unix(config, &server->unix_fd, &server->unix_ino, err);
 }
 
-/* libmicrohttpd's own messages, one line each with a stamp. Uncorking a unix socket "fails"
- * on every connection (it is not TCP), which is only noise. */
-static void log_mhd(void *cls, const char *fmt, va_list ap)
+/* libmicrohttpd's error log: a log line like ours once the server runs; while it starts, the
+ * message is kept for server_start's one error (no stray library line before it). Uncorking
+ * a unix socket "fails" on every connection (it is not TCP): only noise, dropped. */
+static void log_library_message(void *opaque, const char *fmt, va_list ap)
 {
-    (void)cls;
-    char message[512], stamp[RFC3339_SIZE];
+    struct server *server = opaque;
+    char message[256];
     vsnprintf(message, sizeof message, fmt, ap);
+    message[strcspn(message, "\n")] = '\0';
     if (strstr(message, "Failed to push the data from buffers") != NULL)
         return;
-    message[strcspn(message, "\n")] = '\0';
+    if (!atomic_load(&server->running)) {
+        snprintf(server->start_message, sizeof server->start_message, "%s", message);
+        return;
+    }
+    char stamp[RFC3339_SIZE];
     if (format_rfc3339_now(stamp) < 0)
         snprintf(stamp, sizeof stamp, "-");
-    fprintf(stderr, "%s mhd %s\n", stamp, message);
+    fprintf(stderr, "%s http error=\"%s\"\n", stamp, message);
 }
 
 static struct MHD_Daemon *start_daemon(struct server *server, const struct shed_config *config)
@@ -331,13 +341,13 @@ static struct MHD_Daemon *start_daemon(struct server *server, const struct shed_
                      MHD_USE_NO_LISTEN_SOCKET;
     /* The logger first: libmicrohttpd logs what goes wrong with the options after it. */
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
-        conn_table_notify, server->connections, MHD_OPTION_URI_LOG_CALLBACK, on_request_line,
-        server, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)http->idle_timeout_seconds,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(http->max_connections + MHD_LIMIT_SLACK),
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(http->max_connections_per_client + 4),
-        MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_EXTERNAL_LOGGER, log_library_message,
+        server, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, conn_table_notify, server->connections,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, server, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)http->idle_timeout_seconds, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(http->max_connections + MHD_LIMIT_SLACK), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(http->max_connections_per_client + 4), MHD_OPTION_END);
 }
 
 int server_start(const struct shed_config *config, const struct backend_set *backends,
@@ -360,9 +370,13 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
     }
     server->daemon = start_daemon(server, config);
     if (server->daemon == NULL) {
+        shed_errf(err, SHED_E_IO, "cannot start the HTTP server on %s:%d: %s", config->bind,
+                  config->http_port,
+                  server->start_message[0] ? server->start_message : "libmicrohttpd failed");
         free_server(server);
-        return shed_errf(err, SHED_E_IO, "cannot start the HTTP server (libmicrohttpd)");
+        return -1;
     }
+    atomic_store(&server->running, true);
     listen_fds[listen_count++] = server->tcp_fd;
     if (server->unix_fd >= 0)
         listen_fds[listen_count++] = server->unix_fd;
