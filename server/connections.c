@@ -50,6 +50,7 @@ struct conn {
     uint64_t since_ms;    /* when the phase began */
     uint64_t deadline_ms; /* RECEIVING and IDLE */
     bool cut;             /* the watchdog shut it down already */
+    bool answered;        /* a response went out before the request arrived (early 413) */
 };
 
 struct lingering {
@@ -236,6 +237,17 @@ void conn_request_line(struct MHD_Connection *connection)
      * new one now that its next request began. */
     if (c->phase == CONN_IDLE)
         set_phase(c->table, c, CONN_RECEIVING);
+    c->answered = false;
+    pthread_mutex_unlock(&c->table->lock);
+}
+
+void conn_request_answered(struct MHD_Connection *connection)
+{
+    struct conn *c = conn_of(connection);
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->table->lock);
+    c->answered = true;
     pthread_mutex_unlock(&c->table->lock);
 }
 
@@ -309,7 +321,8 @@ static void cut_late_connections(struct conn_table *table, uint64_t now)
         bool timed = c->phase == CONN_RECEIVING || c->phase == CONN_IDLE;
         if (!timed || c->cut || now < c->deadline_ms)
             continue;
-        if (c->phase == CONN_RECEIVING) {
+        /* No 408 over a response libmicrohttpd may still be sending. */
+        if (c->phase == CONN_RECEIVING && !c->answered) {
             char message[128];
             snprintf(message, sizeof message,
                      "the request did not arrive within %d s (http_request_timeout_seconds)",

@@ -51,7 +51,9 @@ void conn_table_notify(void *cls, struct MHD_Connection *connection, void **sock
                        enum MHD_ConnectionNotificationCode code);
 
 /* The request phases of a connection (all no-ops for a connection the table does not know). */
-void conn_request_line(struct MHD_Connection *connection);     /* its request line arrived */
+void conn_request_line(struct MHD_Connection *connection); /* its request line arrived */
+/* Answered before its body arrived (413): the deadline still holds, but without a 408. */
+void conn_request_answered(struct MHD_Connection *connection);
 void conn_request_handling(struct MHD_Connection *connection); /* the handler runs */
 void conn_request_done(struct MHD_Connection *connection);     /* the response went out */
 /* The connection became a tunnel (101): tunnels have their own timeouts (tunnel.h). */

@@ -248,6 +248,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
             /* Answer before reading the body; libmicrohttpd then closes the connection. */
             state->too_large = true;
             state->responded = true;
+            conn_request_answered(connection);
             api_respond_errorf(&response, SHED_E_PAYLOAD_TOO_LARGE,
                                "request body larger than %d bytes", API_MAX_BODY_BYTES);
             return respond_now(connection, method, state, &response);
