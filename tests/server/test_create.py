@@ -555,6 +555,22 @@ class SigtermTest(RepoTestCase):
         self.server.start()  # for tearDownClass
 
 
+class CrashTest(RepoTestCase):
+    repo_timeout = 600
+
+    def test_git_dies_with_a_killed_server(self):
+        thread, _ = CancelTest.start_create_into_the_hole(self, "orphan")
+        marker = "127.0.0.1:%d" % self.hole.port
+        self.assertTrue(processes_mentioning(marker), "no git process to orphan")
+        self.server.proc.kill()  # no SIGTERM, no cleanup: a crash
+        self.server.proc.wait()
+        thread.join(shedserver.WAIT_SECONDS)
+        self.assert_no_git_left()  # PR_SET_PDEATHSIG: git and its children went with it
+        # What the crash left is the crash-consistency work's; a restarted server deletes it.
+        self.server.start()
+        force_cleanup(self.data_dir)
+
+
 class CliTest(CreateTestCase):
     """The shed CLI on the real pipeline: create draws progress from the SSE stream."""
 
