@@ -92,7 +92,7 @@ static int copy_inode_to(ext2_filsys fs, ext2_ino_t ino, const char *path, struc
     if (code != 0)
         return ext2_error(err, code, "cannot open inode in", fs->device_name);
     cleanup_atomic_file struct fs_atomic_file out = FS_ATOMIC_FILE_INIT;
-    int ret = fs_atomic_open(&out, path, 0644, err);
+    int ret = fs_atomic_open(&out, path, 0600, err);
     while (ret == 0) {
         unsigned int got = 0;
         code = ext2fs_file_read(file, buf, COPY_CHUNK, &got);

@@ -354,12 +354,12 @@ static void watch_store_open(struct instance_store *store);
 
 int instance_store_open(const char *dir, struct instance_store **out, struct shed_err *err)
 {
-    if (fs_mkdir_p(dir, 0755, err) < 0)
+    if (fs_mkdir_private(dir, err) < 0)
         return -1;
     cleanup_free char *locks = fs_path_join(dir, LOCKS_DIR);
     if (locks == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (fs_mkdir_p(locks, 0755, err) < 0)
+    if (fs_mkdir_private(locks, err) < 0)
         return -1;
     struct instance_store *store = calloc(1, sizeof *store);
     if (store == NULL)
@@ -460,7 +460,7 @@ int instance_store_create_dir(struct instance_store *store, const char *name, st
     cleanup_free char *path = instance_store_path(store, name);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (mkdir(path, 0755) < 0) {
+    if (mkdir(path, 0700) < 0) {
         if (errno == EEXIST)
             return shed_errf(err, SHED_E_SHED_ALREADY_EXISTS, "shed \"%s\" already exists", name);
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot create %s", path);
@@ -658,7 +658,7 @@ int instance_store_save(struct instance_store *store, const struct instance *ins
     cleanup_free char *with_newline = str_printf("%s\n", text);
     if (with_newline == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, with_newline, strlen(with_newline), 0644, err);
+    return fs_write_file_atomic(path, with_newline, strlen(with_newline), 0600, err);
 }
 
 /* nftw gives its callback no context pointer; the first failure's errno is returned
