@@ -32,6 +32,8 @@ int container_paths_init(const struct container_state *state, const char *name,
         paths->bundle = fs_path_join(paths->instance, "container");
         paths->console_log =
             fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_CONSOLE_LOG));
+        paths->rootfs_image =
+            fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_ROOTFS));
     }
     if (paths->bundle != NULL) {
         paths->mountpoint = fs_path_join(paths->bundle, "rootfs");
@@ -41,7 +43,8 @@ int container_paths_init(const struct container_state *state, const char *name,
     }
     paths->runc_state = fs_path_join(state->runc_root, paths->id);
     if (paths->mountpoint == NULL || paths->config_json == NULL || paths->pid_file == NULL ||
-        paths->netns == NULL || paths->console_log == NULL || paths->runc_state == NULL) {
+        paths->netns == NULL || paths->console_log == NULL || paths->rootfs_image == NULL ||
+        paths->runc_state == NULL) {
         container_paths_free(paths);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -57,6 +60,7 @@ void container_paths_free(struct container_paths *paths)
     free(paths->pid_file);
     free(paths->netns);
     free(paths->console_log);
+    free(paths->rootfs_image);
     free(paths->runc_state);
     memset(paths, 0, sizeof *paths);
 }
@@ -83,9 +87,19 @@ static uint64_t recorded_start_time(const struct instance *inst)
     return json_is_integer(value) ? (uint64_t)json_integer_value(value) : 0;
 }
 
-static bool init_is_running(const struct instance *inst)
+/* Whether the recorded pid is in this shed's cgroup: a pid (and start time) edited into
+ * metadata.json must never get a host process signalled, entered (dial, exec) or reported
+ * as the shed. */
+static bool init_in_shed_cgroup(const struct container_state *state, const struct instance *inst)
 {
-    if (inst->pid <= 0)
+    char cgroup[INSTANCE_NAME_MAX + 48];
+    snprintf(cgroup, sizeof cgroup, "%s/%s", state->cgroup_parent, inst->name);
+    return container_proc_in_cgroup(inst->pid, cgroup);
+}
+
+static bool init_is_running(const struct container_state *state, const struct instance *inst)
+{
+    if (inst->pid <= 0 || !init_in_shed_cgroup(state, inst))
         return false;
     uint64_t start_time = recorded_start_time(inst);
     if (start_time != 0)
@@ -119,7 +133,7 @@ static int record_running(struct instance *inst, const struct container_paths *p
 static int teardown(const struct container_state *state, const struct container_paths *paths,
                     const struct instance *inst, struct shed_err *err)
 {
-    if (inst->pid > 0 &&
+    if (inst->pid > 0 && init_in_shed_cgroup(state, inst) &&
         container_proc_terminate(inst->pid, recorded_start_time(inst), CONTAINER_STOP_GRACE_MS,
                                  CONTAINER_KILL_GRACE_MS, err) < 0)
         return -1;
@@ -132,6 +146,7 @@ static int teardown(const struct container_state *state, const struct container_
 static int write_spec(const struct container_state *state, const struct container_paths *paths,
                       const struct instance *inst, struct shed_err *err)
 {
+    /* The same path as init_in_shed_cgroup checks. */
     char cgroups_path[INSTANCE_NAME_MAX + 48];
     snprintf(cgroups_path, sizeof cgroups_path, "%s/%s", state->cgroup_parent, inst->name);
     struct container_spec_params params = {
@@ -154,6 +169,18 @@ static int make_bundle_dirs(const struct container_paths *paths, struct shed_err
     if (mkdir(paths->mountpoint, 0755) < 0 && errno != EEXIST)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->mountpoint);
     return 0;
+}
+
+/* The instance's own rootfs.ext4 (whatever rootfs_path metadata.json records) on a loop
+ * device at the mount point. */
+static int mount_rootfs(const struct container_paths *paths, char loop_device[64],
+                        struct shed_err *err)
+{
+    cleanup_close int image_fd = -1;
+    if (container_open_rootfs_image(paths->instance, &image_fd, err) < 0)
+        return -1;
+    return container_mount_rootfs(image_fd, paths->rootfs_image, paths->mountpoint, loop_device, 64,
+                                  err);
 }
 
 /* With egress configured: the shed's namespace, wired to the bridge before runc joins it;
@@ -227,9 +254,7 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     inst->pid = 0;
     char loop_device[64] = "";
     backend_report(progress, "rootfs", "Mounting the root filesystem", false);
-    if (make_bundle_dirs(&paths, err) < 0 ||
-        container_mount_rootfs(inst->rootfs_path, paths.mountpoint, loop_device, sizeof loop_device,
-                               err) < 0)
+    if (make_bundle_dirs(&paths, err) < 0 || mount_rootfs(&paths, loop_device, err) < 0)
         return -1;
     int rc = 0;
     if (clone_repo && inst->repo[0] != '\0') {
@@ -287,7 +312,7 @@ static int container_create(const struct shed_backend *self, struct instance *in
 static int container_start(const struct shed_backend *self, struct instance *inst,
                            const struct backend_progress *progress, struct shed_err *err)
 {
-    if (init_is_running(inst))
+    if (init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_ALREADY_RUNNING, "shed \"%s\" is already running",
                          inst->name);
     return launch(state_of(self), inst, false, progress, err);
@@ -323,7 +348,7 @@ static int container_status(const struct shed_backend *self, const struct instan
 {
     (void)self;
     (void)err;
-    *status = init_is_running(inst) ? INSTANCE_RUNNING : INSTANCE_STOPPED;
+    *status = init_is_running(state_of(self), inst) ? INSTANCE_RUNNING : INSTANCE_STOPPED;
     return 0;
 }
 
@@ -374,7 +399,7 @@ static int container_exec(const struct shed_backend *self, const struct instance
                           const struct backend_exec_request *request, int *exit_status,
                           struct shed_err *err)
 {
-    if (!init_is_running(inst))
+    if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     if (request->argv == NULL || request->argv[0] == NULL)
         return shed_errf(err, SHED_E_INVALID_REQUEST, "no command to run");
@@ -396,7 +421,7 @@ static int container_dial_port(const struct shed_backend *self, const struct ins
                                uint16_t port, int *fd, struct shed_err *err)
 {
     (void)self;
-    if (!init_is_running(inst))
+    if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     return container_dial(inst->pid, recorded_start_time(inst), port, fd, err);
 }

@@ -42,15 +42,16 @@ struct container_state {
 
 /* The paths of one shed (all malloc'd; container_paths_free releases them). */
 struct container_paths {
-    char *instance;    /* <instance_dir>/<name> */
-    char *bundle;      /* <instance>/container */
-    char *mountpoint;  /* <bundle>/rootfs */
-    char *config_json; /* <bundle>/config.json */
-    char *pid_file;    /* <bundle>/init.pid */
-    char *netns;       /* <bundle>/netns */
-    char *console_log; /* <instance>/console.log */
-    char *runc_state;  /* <runc_root>/<id> */
-    char id[80];       /* runc container id: "shed-<name>" */
+    char *instance;     /* <instance_dir>/<name> */
+    char *bundle;       /* <instance>/container */
+    char *mountpoint;   /* <bundle>/rootfs */
+    char *config_json;  /* <bundle>/config.json */
+    char *pid_file;     /* <bundle>/init.pid */
+    char *netns;        /* <bundle>/netns */
+    char *console_log;  /* <instance>/console.log */
+    char *rootfs_image; /* <instance>/rootfs.ext4 (for messages: opened by container_loop.c) */
+    char *runc_state;   /* <runc_root>/<id> */
+    char id[80];        /* runc container id: "shed-<name>" */
 };
 
 int container_paths_init(const struct container_state *state, const char *name,
@@ -59,10 +60,15 @@ void container_paths_free(struct container_paths *paths);
 
 /* ---- container_loop.c: the rootfs on a loop device --------------------------------- */
 
-/* Attaches image to a free loop device (autoclear, so the device goes away with the last
- * mount) and mounts it as ext4 at mountpoint. *device_out (may be NULL) gets "/dev/loopN". */
-int container_mount_rootfs(const char *image, const char *mountpoint, char *device_out,
-                           size_t device_len, struct shed_err *err);
+/* Opens <instance>/rootfs.ext4 read-write, the path derived from the instance directory
+ * (never taken from metadata.json) and resolved beneath it: not a symlink, not on another
+ * mount, a regular file with one link (not a hardlink to some other host file). */
+int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *err);
+/* Attaches the open image to a free loop device (autoclear, so the device goes away with the
+ * last mount) and mounts it as ext4 at mountpoint; image names it in messages. *device_out
+ * (may be NULL) gets "/dev/loopN". */
+int container_mount_rootfs(int image_fd, const char *image, const char *mountpoint,
+                           char *device_out, size_t device_len, struct shed_err *err);
 /* Unmounts mountpoint if something is mounted there; not mounted is not an error. */
 int container_unmount_rootfs(const char *mountpoint, struct shed_err *err);
 /* Whether mountpoint is a mount point (a different device than its parent). */
@@ -103,6 +109,8 @@ int container_run_capture(const char *const *argv, int *exit_status, char **outp
 /* The start time of pid (field 22 of /proc/<pid>/stat, clock ticks since boot) and whether
  * it is alive (not a zombie). -1 with errno ESRCH when it is gone. */
 int container_proc_start_time(pid_t pid, uint64_t *start_time, bool *alive);
+/* Whether one of pid's cgroups (any hierarchy of /proc/<pid>/cgroup) ends with /<cgroup>. */
+bool container_proc_in_cgroup(pid_t pid, const char *cgroup);
 /* True when pid is alive and still the process that started at start_time (pid reuse). */
 bool container_proc_is(pid_t pid, uint64_t start_time);
 /* Sends SIGTERM to the process, waits up to grace_ms for it to exit, then SIGKILL and waits

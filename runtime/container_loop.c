@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,13 +80,35 @@ static int loop_attach(int image_fd, const char *image, int *loop_fd, char *devi
                      LOOP_ATTACH_ATTEMPTS);
 }
 
-int container_mount_rootfs(const char *image, const char *mountpoint, char *device_out,
-                           size_t device_len, struct shed_err *err)
+int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *err)
+{
+    const char *name = instance_file_name(INSTANCE_FILE_ROOTFS);
+    cleanup_close int dir_fd = open(instance, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir_fd < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", instance);
+    /* No symlink, no magic link, no other mount: the file itself, in the shed's directory. */
+    struct open_how how = {
+        .flags = O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+    };
+    cleanup_close int image_fd = (int)syscall(SYS_openat2, dir_fd, name, &how, sizeof how);
+    if (image_fd < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s/%s", instance, name);
+    struct stat st;
+    if (fstat(image_fd, &st) < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "stat %s/%s", instance, name);
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+        return shed_errf(err, SHED_E_BACKEND_ERROR,
+                         "%s/%s is not the shed's own regular file (a link to another file?)",
+                         instance, name);
+    *fd = steal_fd(&image_fd);
+    return 0;
+}
+
+int container_mount_rootfs(int image_fd, const char *image, const char *mountpoint,
+                           char *device_out, size_t device_len, struct shed_err *err)
 {
     char device[64];
-    cleanup_close int image_fd = open(image, O_RDWR | O_CLOEXEC);
-    if (image_fd < 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", image);
     cleanup_close int loop_fd = -1;
     if (loop_attach(image_fd, image, &loop_fd, device, sizeof device, err) < 0)
         return -1;

@@ -576,6 +576,17 @@ static int parse_metadata_fd(int fd, const char *path, struct instance *inst, st
     return 0;
 }
 
+/* The recorded rootfs_path is never believed: the shed's disk is <dir>/<name>/rootfs.ext4,
+ * whatever an edited metadata.json says (the API shows the derived path). */
+static int derive_rootfs_path(const struct instance_store *store, struct instance *inst,
+                              struct shed_err *err)
+{
+    cleanup_free char *path = instance_store_file_path(store, inst->name, INSTANCE_FILE_ROOTFS);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return instance_set_string(&inst->rootfs_path, path, err);
+}
+
 /* Loads <dir>/<name>/metadata.json through the cache. A file that does not parse yields
  * a status ERROR instance (with only the name) when tolerate_bad is set. */
 static int load_metadata(struct instance_store *store, const char *name, bool tolerate_bad,
@@ -614,9 +625,13 @@ static int load_metadata(struct instance_store *store, const char *name, bool to
             return -1;
         snprintf(inst->name, sizeof inst->name, "%s", name);
         inst->status = INSTANCE_ERROR;
-    } else if (strcmp(inst->name, name) != 0) {
+    } else {
         /* A copied directory keeps its old metadata: the directory name is the truth. */
         snprintf(inst->name, sizeof inst->name, "%s", name);
+        if (derive_rootfs_path(store, inst, err) < 0) {
+            instance_clear(inst);
+            return -1;
+        }
     }
     struct instance cached;
     if (instance_copy(&cached, inst, err) < 0) {

@@ -46,7 +46,7 @@ struct instance {
     char *backend;
     char *image;
     char *ip_address;
-    char *rootfs_path;
+    char *rootfs_path; /* loaded: always <instance_dir>/<name>/rootfs.ext4 (never the file's) */
     char *local_dir;
     int cpus;
     int memory_mb;
