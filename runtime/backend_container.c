@@ -19,6 +19,7 @@
 #include "common/io.h"
 #include "container_internal.h"
 #include "container_runc.h"
+#include "runtime/local_dir.h"
 
 /* ---- paths --------------------------------------------------------------------------- */
 
@@ -40,11 +41,12 @@ int container_paths_init(const struct container_state *state, const char *name,
         paths->config_json = fs_path_join(paths->bundle, "config.json");
         paths->pid_file = fs_path_join(paths->bundle, "init.pid");
         paths->netns = fs_path_join(paths->bundle, "netns");
+        paths->workspace = fs_path_join(paths->bundle, "workspace");
     }
     paths->runc_state = fs_path_join(state->runc_root, paths->id);
     if (paths->mountpoint == NULL || paths->config_json == NULL || paths->pid_file == NULL ||
-        paths->netns == NULL || paths->console_log == NULL || paths->rootfs_image == NULL ||
-        paths->runc_state == NULL) {
+        paths->netns == NULL || paths->workspace == NULL || paths->console_log == NULL ||
+        paths->rootfs_image == NULL || paths->runc_state == NULL) {
         container_paths_free(paths);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -59,6 +61,7 @@ void container_paths_free(struct container_paths *paths)
     free(paths->config_json);
     free(paths->pid_file);
     free(paths->netns);
+    free(paths->workspace);
     free(paths->console_log);
     free(paths->rootfs_image);
     free(paths->runc_state);
@@ -138,13 +141,14 @@ static int teardown(const struct container_state *state, const struct container_
                                  CONTAINER_KILL_GRACE_MS, err) < 0)
         return -1;
     if (runc_delete_force(state, paths, err) < 0 ||
-        container_network_teardown(paths->netns, inst->ip_address, err) < 0)
+        container_network_teardown(paths->netns, inst->ip_address, err) < 0 ||
+        container_unbind_workspace(paths->workspace, err) < 0)
         return -1;
     return container_unmount_rootfs(paths->mountpoint, err);
 }
 
 static int write_spec(const struct container_state *state, const struct container_paths *paths,
-                      const struct instance *inst, struct shed_err *err)
+                      const struct instance *inst, bool workspace, struct shed_err *err)
 {
     /* The same path as init_in_shed_cgroup checks. */
     char cgroups_path[INSTANCE_NAME_MAX + 48];
@@ -153,7 +157,7 @@ static int write_spec(const struct container_state *state, const struct containe
         .hostname = inst->name,
         .rootfs = "rootfs",
         .init_path = state->init_path,
-        .local_dir = inst->local_dir,
+        .workspace = workspace ? paths->workspace : NULL,
         .cgroups_path = cgroups_path,
         .network_ns_path = state->network.enabled ? paths->netns : NULL,
         .cpus = inst->cpus,
@@ -222,10 +226,30 @@ static void release_new_lease(const struct container_state *state, struct instan
     inst->ip_address = NULL;
 }
 
-static int run_container(const struct container_state *state, const struct container_paths *paths,
-                         struct instance *inst, const char *loop_device, struct shed_err *err)
+/* local_dir's staging mount exists only while runc sets the shed up: runc binds it into the
+ * shed's own mount namespace, and the host's copy goes right after. */
+static int run_runc(const struct container_state *state, const struct container_paths *paths,
+                    const struct instance *inst, int workspace_fd, struct shed_err *err)
 {
-    if (write_spec(state, paths, inst, err) < 0 || runc_run_detached(state, paths, err) < 0)
+    if (workspace_fd >= 0 && container_bind_workspace(workspace_fd, paths->workspace, err) < 0)
+        return -1;
+    int rc = write_spec(state, paths, inst, workspace_fd >= 0, err);
+    if (rc == 0)
+        rc = runc_run_detached(state, paths, err);
+    struct shed_err unbind_err = {0};
+    if (workspace_fd >= 0 && container_unbind_workspace(paths->workspace, &unbind_err) < 0 &&
+        rc == 0) {
+        *err = unbind_err;
+        rc = -1;
+    }
+    return rc;
+}
+
+static int run_container(const struct container_state *state, const struct container_paths *paths,
+                         struct instance *inst, int workspace_fd, const char *loop_device,
+                         struct shed_err *err)
+{
+    if (run_runc(state, paths, inst, workspace_fd, err) < 0)
         return -1;
     pid_t pid = 0;
     uint64_t start_time = 0;
@@ -247,9 +271,13 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     cleanup_container_paths struct container_paths paths;
     if (container_paths_init(state, inst->name, &paths, err) < 0)
         return -1;
-    struct instance stale = {
-        .pid = inst->pid, .backend_state = inst->backend_state, .ip_address = inst->ip_address};
-    if (teardown(state, &paths, &stale, err) < 0)
+    /* Checked again at every start: the config (local_dir_roots) or the host may have changed
+     * since the create. */
+    cleanup_close int workspace_fd = -1;
+    if (inst->local_dir[0] != '\0' &&
+        local_dir_open(&state->local_dir, inst->local_dir, &workspace_fd, err) < 0)
+        return -1;
+    if (teardown(state, &paths, inst, err) < 0)
         return shed_err_prefix(err, "cannot clean up the previous run of shed \"%s\"", inst->name);
     inst->pid = 0;
     char loop_device[64] = "";
@@ -270,13 +298,11 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         rc = setup_network(state, &paths, inst, progress, err);
     if (rc == 0) {
         backend_report(progress, "container", "Starting the container", false);
-        rc = run_container(state, &paths, inst, loop_device, err);
+        rc = run_container(state, &paths, inst, workspace_fd, loop_device, err);
     }
     if (rc < 0) {
-        struct instance started = {
-            .pid = inst->pid, .backend_state = inst->backend_state, .ip_address = inst->ip_address};
         struct shed_err ignored = {0};
-        teardown(state, &paths, &started, &ignored);
+        teardown(state, &paths, inst, &ignored);
         release_new_lease(state, inst, had_address);
         inst->pid = 0;
         inst->status = INSTANCE_STOPPED;
@@ -467,6 +493,7 @@ static void state_free(struct container_state *state)
     free(state->init_path);
     free(state->instance_dir);
     container_network_free(&state->network);
+    local_dir_policy_free(&state->local_dir);
     free(state);
 }
 
@@ -502,6 +529,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->init_path = init_path_beside_program();
     state->instance_dir = strdup(config->instance_dir);
     int network_rc = container_network_init(&state->network, config, err);
+    if (network_rc == 0)
+        network_rc = local_dir_policy_init(&state->local_dir, config, err);
     *backend = (struct shed_backend){
         .name = "container",
         .state = state,

@@ -9,6 +9,7 @@
  *     init.pid             runc --pid-file: host pid of shed-init
  *     netns                with container_network mode bridge: the shed's network namespace
  *                          (nsfs bind mount) while running; see container_network.h
+ *     workspace/           with a local_dir: its staging bind mount while the shed starts
  * runc keeps its own state under <data_dir>/runc/<container id>/ (runc --root). */
 #ifndef SHED_CONTAINER_INTERNAL_H
 #define SHED_CONTAINER_INTERNAL_H
@@ -20,6 +21,7 @@
 #include "common/shed_err.h"
 #include "container_network.h"
 #include "runtime/instance.h"
+#include "runtime/local_dir.h"
 
 /* Where in the shed shed-init is bind-mounted (read-only) and run from as PID 1. */
 #define CONTAINER_INIT_DEST "/.shed/init"
@@ -38,6 +40,7 @@ struct container_state {
      * different data dirs on one host never share (or limit) each other's cgroups. */
     char cgroup_parent[32];
     struct container_network network;
+    struct local_dir_policy local_dir;
 };
 
 /* The paths of one shed (all malloc'd; container_paths_free releases them). */
@@ -48,6 +51,7 @@ struct container_paths {
     char *config_json;  /* <bundle>/config.json */
     char *pid_file;     /* <bundle>/init.pid */
     char *netns;        /* <bundle>/netns */
+    char *workspace;    /* <bundle>/workspace: local_dir's staging mount while starting */
     char *console_log;  /* <instance>/console.log */
     char *rootfs_image; /* <instance>/rootfs.ext4 (for messages: opened by container_loop.c) */
     char *runc_state;   /* <runc_root>/<id> */
@@ -71,8 +75,17 @@ int container_mount_rootfs(int image_fd, const char *image, const char *mountpoi
                            char *device_out, size_t device_len, struct shed_err *err);
 /* Unmounts mountpoint if something is mounted there; not mounted is not an error. */
 int container_unmount_rootfs(const char *mountpoint, struct shed_err *err);
-/* Whether mountpoint is a mount point (a different device than its parent). */
+/* Whether mountpoint is a mount point (statx STATX_ATTR_MOUNT_ROOT; on kernels without it, a
+ * different device than its parent). */
 bool container_is_mounted(const char *mountpoint);
+
+/* ---- container_workspace.c: local_dir at /workspace ---------------------------------- */
+
+/* Bind-mounts the directory of dir_fd (from local_dir_open) on staging (created 0700 when
+ * missing), private, nosuid, nodev, keeping the source mount's ro/noexec/atime flags. */
+int container_bind_workspace(int dir_fd, const char *staging, struct shed_err *err);
+/* Unmounts staging if something is mounted there; not mounted is not an error. */
+int container_unbind_workspace(const char *staging, struct shed_err *err);
 
 /* ---- container_spec.c: the OCI runtime spec ----------------------------------------- */
 
@@ -80,7 +93,7 @@ struct container_spec_params {
     const char *hostname;
     const char *rootfs;    /* root.path, relative to the bundle or absolute */
     const char *init_path; /* host path of shed-init */
-    const char *local_dir; /* bind-mounted at /workspace; NULL or "" for none */
+    const char *workspace; /* the staging mount of local_dir (bound at /workspace); NULL: none */
     const char *cgroups_path;
     const char *network_ns_path; /* join this network namespace; NULL: runc makes one */
     int cpus;                    /* 0: no limit */

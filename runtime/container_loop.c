@@ -127,6 +127,12 @@ int container_mount_rootfs(int image_fd, const char *image, const char *mountpoi
 
 bool container_is_mounted(const char *mountpoint)
 {
+    /* A bind mount from the same file system has the same device as its parent: only the
+     * kernel's mount-root attribute tells. */
+    struct statx stx;
+    if (statx(AT_FDCWD, mountpoint, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) == 0 &&
+        (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+        return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
     struct stat st, parent_st;
     if (stat(mountpoint, &st) < 0)
         return false;

@@ -87,10 +87,11 @@ static json_t *mounts_json(const struct container_spec_params *params)
         MOUNT("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
         MOUNT("/tmp", "tmpfs", "tmpfs", "nosuid", "nodev", "mode=1777"),
         MOUNT(CONTAINER_INIT_DEST, "bind", params->init_path, "bind", "ro", "nosuid", "nodev"));
-    if (mounts == NULL || params->local_dir == NULL || params->local_dir[0] == '\0')
+    if (mounts == NULL || params->workspace == NULL)
         return mounts;
-    if (json_array_append_new(mounts,
-                              MOUNT("/workspace", "bind", params->local_dir, "rbind", "rw")) < 0) {
+    /* "bind", not "rbind": mounts below local_dir (a /proc, another disk) stay on the host. */
+    if (json_array_append_new(mounts, MOUNT("/workspace", "bind", params->workspace, "bind",
+                                            "nosuid", "nodev", "private")) < 0) {
         json_decref(mounts);
         return NULL;
     }
