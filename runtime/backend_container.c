@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -147,6 +148,17 @@ static int teardown(const struct container_state *state, const struct container_
     return container_unmount_rootfs(paths->mountpoint, err);
 }
 
+/* RLIMIT_NOFILE as configured, but not above the server's own hard limit: raising that needs
+ * CAP_SYS_RESOURCE, which a server may run without (runc would then fail the start). */
+static int nofile_limit(int configured)
+{
+    struct rlimit own;
+    if (getrlimit(RLIMIT_NOFILE, &own) == 0 && own.rlim_max != RLIM_INFINITY &&
+        own.rlim_max < (rlim_t)configured)
+        return (int)own.rlim_max;
+    return configured;
+}
+
 static int write_spec(const struct container_state *state, const struct container_paths *paths,
                       const struct instance *inst, bool workspace, struct shed_err *err)
 {
@@ -162,6 +174,9 @@ static int write_spec(const struct container_state *state, const struct containe
         .network_ns_path = state->network.enabled ? paths->netns : NULL,
         .cpus = inst->cpus,
         .memory_mb = inst->memory_mb,
+        .pids_limit = state->limits.pids_limit,
+        .tmp_size = state->limits.tmp_size,
+        .nofile = nofile_limit(state->limits.nofile),
     };
     return container_spec_write(paths->config_json, &params, err);
 }
@@ -528,6 +543,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->runc_root = fs_path_join(config->data_dir, "runc");
     state->init_path = init_path_beside_program();
     state->instance_dir = strdup(config->instance_dir);
+    state->limits = config->container;
     int network_rc = container_network_init(&state->network, config, err);
     if (network_rc == 0)
         network_rc = local_dir_policy_init(&state->local_dir, config, err);

@@ -41,6 +41,7 @@ struct container_state {
     char cgroup_parent[32];
     struct container_network network;
     struct local_dir_policy local_dir;
+    struct shed_config_container limits; /* config container: (plain values, copied) */
 };
 
 /* The paths of one shed (all malloc'd; container_paths_free releases them). */
@@ -98,7 +99,13 @@ struct container_spec_params {
     const char *network_ns_path; /* join this network namespace; NULL: runc makes one */
     int cpus;                    /* 0: no limit */
     int memory_mb;               /* 0: no limit */
+    int pids_limit;              /* pids.max */
+    uint64_t tmp_size;           /* bytes of the /tmp tmpfs */
+    int nofile;                  /* RLIMIT_NOFILE, soft and hard */
 };
+
+/* container_seccomp.c: the linux.seccomp object (Docker's default policy, io_uring refused). */
+json_t *container_seccomp_json(void);
 
 /* Writes config.json atomically. */
 int container_spec_write(const char *path, const struct container_spec_params *params,

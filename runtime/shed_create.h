@@ -32,8 +32,8 @@ struct shed_create_request {
     const char *image; /* a variant name; NULL: the server's base image ("_base") */
     const char *repo;
     const char *local_dir;
-    int cpus;                           /* 0: config default_cpus */
-    int memory_mb;                      /* 0: config default_memory_mb */
+    int cpus;      /* 0: config default_cpus (at most container.max_cpus) */
+    int memory_mb; /* 0: config default_memory_mb (at most container.max_memory_mb) */
     const struct shed_backend *backend; /* already resolved (detect done by the caller) */
 };
 
@@ -57,6 +57,12 @@ struct shed_create_report {
     uint64_t image_bytes_fetched;
     enum clone_strategy clone_strategy;
 };
+
+/* The server's maximums (config container.max_cpus / max_memory_mb, by default the host's CPU
+ * count and RAM): a request above one fails with SHED_E_INVALID_REQUEST naming the maximum.
+ * 0 means "not given". Checked by the API before a create starts and by shed_create. */
+int shed_create_check_resources(const struct shed_config *config, int cpus, int memory_mb,
+                                struct shed_err *err);
 
 /* Creates and starts the shed. On success *created is the shed as saved (status RUNNING);
  * free it with instance_clear. Errors: SHED_E_INVALID_SHED_NAME, SHED_E_UNKNOWN_IMAGE (a

@@ -374,6 +374,8 @@ static int validate_create(const struct api_context *context, const struct creat
                          "invalid repo \"%.200s\": use owner/repo or a git URL", create->repo);
     if (create->local_dir != NULL && local_dir_check(context->config, create->local_dir, err) < 0)
         return -1;
+    if (shed_create_check_resources(context->config, create->cpus, create->memory_mb, err) < 0)
+        return -1;
     if (check_image(context, create->image, err) < 0)
         return -1;
     if (create->backend != NULL && !backend_name_is_known(create->backend))

@@ -516,7 +516,8 @@ class CreateTests(ServerTestCase):
     # run on even as root with runc (real creates: tests/server/test_create.py).
     extra_config = ("default_backend: firecracker\n"
                     "base_image: 127.0.0.1:5000/base:latest\nimages:\n  dev: 127.0.0.1:5000/dev:1\n"
-                    "local_dir_roots: [%s]\n" % os.path.realpath(tempfile.gettempdir()))
+                    "local_dir_roots: [%s]\n" % os.path.realpath(tempfile.gettempdir()) +
+                    "container:\n  max_cpus: 4\n  max_memory_mb: 2048\n")
 
     def setUp(self):
         super().setUp()
@@ -567,6 +568,21 @@ class CreateTests(ServerTestCase):
     def test_create_of_an_existing_name_is_409(self):
         write_shed(self.server.instance_dir, "taken")
         self.assertError(self.create({"name": "taken"}), 409, "SHED_ALREADY_EXISTS")
+
+    def test_resources_above_the_server_maximum_are_400_naming_it(self):
+        for body, maximum in [({"name": "big", "cpus": 5}, "cpus 5 is more than this server "
+                               "allows (at most 4)"),
+                              ({"name": "big", "memory_mb": 16777216}, "memory_mb 16777216 is "
+                               "more than this server allows (at most 2048)")]:
+            for headers in (None, {"Accept": "text/event-stream"}):
+                with self.subTest(body=body, headers=headers):
+                    result = self.create(body, headers=headers)
+                    self.assertError(result, 400, "INVALID_REQUEST")
+                    self.assertEqual(result[2]["error"]["message"], maximum)
+        # at the maximum: past validation (no backend here: 501)
+        self.assertError(self.create({"name": "big", "cpus": 4, "memory_mb": 2048}), 501,
+                         "NOT_SUPPORTED")
+        self.assertEqual(os.listdir(self.server.instance_dir), [".locks"])
 
     def test_valid_create_without_a_backend_is_501_and_leaves_nothing(self):
         for body in [{"name": "fresh"}, {"name": "fresh", "image": "dev", "repo": "o/r"},
