@@ -244,13 +244,14 @@ static void release_new_lease(const struct container_state *state, struct instan
 /* local_dir's staging mount exists only while runc sets the shed up: runc binds it into the
  * shed's own mount namespace, and the host's copy goes right after. */
 static int run_runc(const struct container_state *state, const struct container_paths *paths,
-                    const struct instance *inst, int workspace_fd, struct shed_err *err)
+                    const struct instance *inst, int workspace_fd,
+                    struct container_console *console, struct shed_err *err)
 {
     if (workspace_fd >= 0 && container_bind_workspace(workspace_fd, paths->workspace, err) < 0)
         return -1;
     int rc = write_spec(state, paths, inst, workspace_fd >= 0, err);
     if (rc == 0)
-        rc = runc_run_detached(state, paths, err);
+        rc = runc_run_detached(state, paths, console, err);
     struct shed_err unbind_err = {0};
     if (workspace_fd >= 0 && container_unbind_workspace(paths->workspace, &unbind_err) < 0 &&
         rc == 0) {
@@ -260,11 +261,19 @@ static int run_runc(const struct container_state *state, const struct container_
     return rc;
 }
 
+static void cleanup_console(struct container_console *console)
+{
+    container_console_close(console);
+}
+
 static int run_container(const struct container_state *state, const struct container_paths *paths,
                          struct instance *inst, int workspace_fd, const char *loop_device,
                          struct shed_err *err)
 {
-    if (run_runc(state, paths, inst, workspace_fd, err) < 0)
+    __attribute__((cleanup(cleanup_console))) struct container_console console;
+    if (container_console_open(&console, paths->console_log, state->console_log_max_bytes, err) < 0)
+        return -1;
+    if (run_runc(state, paths, inst, workspace_fd, &console, err) < 0)
         return -1;
     pid_t pid = 0;
     uint64_t start_time = 0;
@@ -275,6 +284,9 @@ static int run_container(const struct container_state *state, const struct conta
         return shed_errf(err, SHED_E_BACKEND_ERROR,
                          "shed init (pid %d) exited right after start: see %s", (int)pid,
                          paths->console_log);
+    if (container_console_hand_off(&console, state->logger_path, paths->console_log,
+                                   state->console_log_max_bytes, pid, err) < 0)
+        return -1;
     return record_running(inst, paths, pid, start_time, loop_device, err);
 }
 
@@ -341,6 +353,10 @@ static int container_probe(const struct shed_backend *self, struct shed_err *err
     if (access(state->init_path, X_OK) < 0)
         return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno,
                                "shed-init not found next to the program at %s", state->init_path);
+    if (access(state->logger_path, X_OK) < 0)
+        return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno,
+                               "shed-logger not found next to the program at %s",
+                               state->logger_path);
     return 0;
 }
 
@@ -488,15 +504,15 @@ static char *find_in_path(const char *name)
     return NULL;
 }
 
-/* shed-init is built next to shed-server (and installed next to it). */
-static char *init_path_beside_program(void)
+/* shed-init and shed-logger are built next to shed-server (and installed next to it). */
+static char *path_beside_program(const char *name)
 {
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0)
         return NULL;
     self[len] = '\0';
-    return fs_path_join(dirname(self), "shed-init");
+    return fs_path_join(dirname(self), name);
 }
 
 static void state_free(struct container_state *state)
@@ -506,6 +522,7 @@ static void state_free(struct container_state *state)
     free(state->runc_path);
     free(state->runc_root);
     free(state->init_path);
+    free(state->logger_path);
     free(state->instance_dir);
     container_network_free(&state->network);
     local_dir_policy_free(&state->local_dir);
@@ -541,7 +558,9 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     }
     state->runc_path = find_in_path("runc"); /* NULL: probe explains */
     state->runc_root = fs_path_join(config->data_dir, "runc");
-    state->init_path = init_path_beside_program();
+    state->init_path = path_beside_program("shed-init");
+    state->logger_path = path_beside_program("shed-logger");
+    state->console_log_max_bytes = config->console_log_max_bytes;
     state->instance_dir = strdup(config->instance_dir);
     state->limits = config->container;
     int network_rc = container_network_init(&state->network, config, err);
@@ -563,7 +582,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         container_backend_free(backend);
         return -1;
     }
-    if (state->runc_root == NULL || state->init_path == NULL || state->instance_dir == NULL ||
+    if (state->runc_root == NULL || state->init_path == NULL || state->logger_path == NULL ||
+        state->instance_dir == NULL ||
         derive_cgroup_parent(state->instance_dir, state->cgroup_parent) < 0) {
         container_backend_free(backend);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/rotating_log.h"
 #include "common/shed_err.h"
 #include "container_network.h"
 #include "runtime/instance.h"
@@ -32,9 +33,11 @@
 
 /* The backend's private state: fixed at construction, read-only afterwards. */
 struct container_state {
-    char *runc_path;    /* absolute path of the runc binary */
-    char *runc_root;    /* runc --root: <data_dir>/runc */
-    char *init_path;    /* host path of the static shed-init binary */
+    char *runc_path;   /* absolute path of the runc binary */
+    char *runc_root;   /* runc --root: <data_dir>/runc */
+    char *init_path;   /* host path of the static shed-init binary */
+    char *logger_path; /* host path of shed-logger, the console drainer */
+    uint64_t console_log_max_bytes;
     char *instance_dir; /* config instance_dir */
     /* Parent of every shed's cgroup: "shed-<12 hex of sha256(instance_dir)>", so servers with
      * different data dirs on one host never share (or limit) each other's cgroups. */
@@ -137,6 +140,37 @@ bool container_proc_is(pid_t pid, uint64_t start_time);
  * again. 0 when it is gone (or was gone already). */
 int container_proc_terminate(pid_t pid, uint64_t start_time, int grace_ms, int kill_grace_ms,
                              struct shed_err *err);
+
+/* ---- container_console.c: the console pipe and its logger ----------------------------- */
+
+/* Bytes of the console kept for an error message (runc's complaint). */
+#define CONTAINER_CONSOLE_TAIL 2048
+
+struct container_console {
+    int read_fd;  /* the pipe's read end: ours until container_console_hand_off */
+    int write_fd; /* the write end, for runc's stdout/stderr; ours until the wait */
+    struct rotating_log log;
+    char tail[CONTAINER_CONSOLE_TAIL + 1]; /* the last bytes drained, NUL-terminated */
+    size_t tail_len;
+};
+
+/* The pipe, and console_log opened for the server's own draining. */
+int container_console_open(struct container_console *console, const char *console_log,
+                           uint64_t max_bytes, struct shed_err *err);
+/* Closes our write end, then drains the pipe into console.log until child (runc) exits;
+ * *exit_status as container_wait. */
+int container_console_wait(struct container_console *console, pid_t child, int *exit_status,
+                           struct shed_err *err);
+/* Hands the read end to shed-logger (logger_path) and moves the logger into the cgroups of
+ * init_pid. The console is closed on our side afterwards. */
+int container_console_hand_off(struct container_console *console, const char *logger_path,
+                               const char *console_log, uint64_t max_bytes, pid_t init_pid,
+                               struct shed_err *err);
+void container_console_close(struct container_console *console);
+
+/* container_cgroup.c: moves pid into every cgroup of member (all hierarchies); 0, or -1 when
+ * one of them could not be joined. */
+int container_cgroup_join(pid_t member, pid_t pid);
 
 /* ---- container_dial.c: connecting inside the shed's network namespace --------------- */
 

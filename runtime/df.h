@@ -54,8 +54,8 @@ void df_size_add(struct df_size *total, const struct df_size *part);
 /* One file as found on disk. */
 struct df_file {
     char *path;
-    const char *kind;    /* "rootfs", "console_log", "kernel", "initrd", "lock", "tmp", "source",
-                            "blob", "metadata", "other" (static strings) */
+    const char *kind; /* "rootfs", "console_log", "console_log_rotated", "kernel", "initrd", "lock",
+                         "tmp", "source", "blob", "metadata", "other" (static strings) */
     struct df_size size; /* files = 1 */
     dev_t dev;
     ino_t ino;

@@ -22,6 +22,7 @@ static const char *shed_file_kind(const char *relative)
     switch (file) {
     case INSTANCE_FILE_ROOTFS: return "rootfs";
     case INSTANCE_FILE_CONSOLE_LOG: return "console_log";
+    case INSTANCE_FILE_CONSOLE_LOG_ROTATED: return "console_log_rotated";
     case INSTANCE_FILE_METADATA: return "metadata";
     }
     return "other";

@@ -26,6 +26,7 @@ static const char *const instance_file_names[] = {
     [INSTANCE_FILE_METADATA] = METADATA_FILE,
     [INSTANCE_FILE_ROOTFS] = "rootfs.ext4",
     [INSTANCE_FILE_CONSOLE_LOG] = "console.log",
+    [INSTANCE_FILE_CONSOLE_LOG_ROTATED] = "console.log.1",
 };
 
 const char *instance_file_name(enum instance_file file)

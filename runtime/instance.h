@@ -3,6 +3,7 @@
  *   <instance_dir>/<name>/metadata.json   the shed object (written atomically)
  *   <instance_dir>/<name>/rootfs.ext4     its root filesystem (a clone of the image)
  *   <instance_dir>/<name>/console.log     what the shed printed, where the backend keeps it
+ *   <instance_dir>/<name>/console.log.1   its older part, once console.log reached its cap
  *   <instance_dir>/.locks/<name>.lock     the shed's lifecycle lock (flock)
  *   <instance_dir>/.locks/.<purpose>.lock locks of the store itself (instance_store_lock_purpose)
  *
@@ -88,9 +89,10 @@ char *instance_store_path(const struct instance_store *store, const char *name);
 
 /* The files of a shed's directory that have a meaning; they are named here only. */
 enum instance_file {
-    INSTANCE_FILE_METADATA,    /* metadata.json */
-    INSTANCE_FILE_ROOTFS,      /* rootfs.ext4 */
-    INSTANCE_FILE_CONSOLE_LOG, /* console.log, where the backend writes one */
+    INSTANCE_FILE_METADATA,            /* metadata.json */
+    INSTANCE_FILE_ROOTFS,              /* rootfs.ext4 */
+    INSTANCE_FILE_CONSOLE_LOG,         /* console.log, where the backend writes one */
+    INSTANCE_FILE_CONSOLE_LOG_ROTATED, /* console.log.1: the one older part (log cap) */
 };
 
 const char *instance_file_name(enum instance_file file);
