@@ -18,6 +18,7 @@
 #include "common/digest.h"
 #include "common/fsutil.h"
 #include "common/io.h"
+#include "common/testhook.h"
 #include "container_internal.h"
 #include "container_runc.h"
 #include "runtime/local_dir.h"
@@ -143,9 +144,11 @@ static int teardown(const struct container_state *state, const struct container_
         return -1;
     if (runc_delete_force(state, paths, err) < 0 ||
         container_network_teardown(paths->netns, inst->ip_address, err) < 0 ||
-        container_unbind_workspace(paths->workspace, err) < 0)
+        container_unbind_workspace(paths->workspace, err) < 0 ||
+        container_unmount_rootfs(paths->mountpoint, err) < 0)
         return -1;
-    return container_unmount_rootfs(paths->mountpoint, err);
+    container_release_loops(paths->rootfs_image);
+    return 0;
 }
 
 /* RLIMIT_NOFILE as configured, but not above the server's own hard limit: raising that needs
@@ -311,6 +314,7 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     backend_report(progress, "rootfs", "Mounting the root filesystem", false);
     if (make_bundle_dirs(&paths, err) < 0 || mount_rootfs(&paths, loop_device, err) < 0)
         return -1;
+    shed_test_pause("container-mounted");
     int rc = 0;
     if (clone_repo && inst->repo[0] != '\0') {
         char message[256];
@@ -326,6 +330,8 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     if (rc == 0) {
         backend_report(progress, "container", "Starting the container", false);
         rc = run_container(state, &paths, inst, workspace_fd, loop_device, err);
+        if (rc == 0)
+            shed_test_pause("container-running");
     }
     if (rc < 0) {
         struct shed_err ignored = {0};

@@ -77,6 +77,9 @@ int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *
  * (may be NULL) gets "/dev/loopN". */
 int container_mount_rootfs(int image_fd, const char *image, const char *mountpoint,
                            char *device_out, size_t device_len, struct shed_err *err);
+/* Detaches every loop device still bound to image without a mount: what a process killed
+ * between attaching and mounting leaves (autoclear acts only on a device a mount held). */
+void container_release_loops(const char *image);
 /* Unmounts mountpoint if something is mounted there; not mounted is not an error. */
 int container_unmount_rootfs(const char *mountpoint, struct shed_err *err);
 /* Whether mountpoint is a mount point (statx STATX_ATTR_MOUNT_ROOT; on kernels without it, a

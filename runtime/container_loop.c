@@ -4,11 +4,14 @@
  * after the mount, so the mount holds the only reference: unmounting (ours, and the copy in
  * the container's mount namespace going away with its last process) releases the device.
  * Nothing has to remember which loop device a shed used. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/loop.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -123,6 +126,50 @@ int container_mount_rootfs(int image_fd, const char *image, const char *mountpoi
     if (device_out != NULL)
         snprintf(device_out, device_len, "%s", device);
     return 0; /* closing loop_fd leaves the mount as the device's only user */
+}
+
+/* Whether /sys/block/<device>/loop/backing_file names image. */
+static bool loop_backed_by(const char *device, const char *image)
+{
+    char path[300], backing[PATH_MAX + 16];
+    snprintf(path, sizeof path, "/sys/block/%s/loop/backing_file", device);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd >= 0 ? read(fd, backing, sizeof backing - 1) : -1;
+    if (len <= 0)
+        return false;
+    backing[len] = '\0';
+    backing[strcspn(backing, "\n")] = '\0';
+    return strcmp(backing, image) == 0;
+}
+
+/* Detaches device when it is still bound to the file image_st describes. A device in use (a
+ * mount, even one in a dying container's namespace) only gets autoclear: the kernel frees it
+ * with its last user. */
+static void detach_loop_of(const char *device, const struct stat *image_st)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/%s", device);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct loop_info64 info;
+    if (fd < 0 || ioctl(fd, LOOP_GET_STATUS64, &info) < 0 || info.lo_device != image_st->st_dev ||
+        info.lo_inode != image_st->st_ino)
+        return;
+    ioctl(fd, LOOP_CLR_FD, 0);
+}
+
+void container_release_loops(const char *image)
+{
+    /* sysfs shows the backing file's canonical path. */
+    char canonical[PATH_MAX];
+    struct stat st;
+    if (realpath(image, canonical) == NULL || lstat(canonical, &st) < 0)
+        return;
+    cleanup_closedir DIR *block = opendir("/sys/block");
+    if (block == NULL)
+        return;
+    for (struct dirent *entry; (entry = readdir(block)) != NULL;)
+        if (strncmp(entry->d_name, "loop", 4) == 0 && loop_backed_by(entry->d_name, canonical))
+            detach_loop_of(entry->d_name, &st);
 }
 
 bool container_is_mounted(const char *mountpoint)

@@ -96,7 +96,9 @@ struct df_report {
     struct df_file_list blobs;     /* referenced OCI blobs and content-addressed rootfs files */
     struct df_shed *sheds;
     size_t shed_count;
-    struct df_file_list orphans; /* kinds lock, tmp, source, blob */
+    /* kinds lock, tmp, source, blob; and instance: a shed directory without metadata.json
+     * (one entry, the directory's path, the sizes of everything in it) */
+    struct df_file_list orphans;
     struct {
         struct df_size images, sheds, orphans, all;
     } totals;

@@ -999,6 +999,28 @@ static int add_image_of_shed(struct instance_store *store, const char *name, str
     return rc;
 }
 
+bool instance_store_has_metadata(struct instance_store *store, const char *name)
+{
+    cleanup_free char *path = instance_store_file_path(store, name, INSTANCE_FILE_METADATA);
+    return path == NULL || fs_exists(path); /* cannot tell: not an orphan */
+}
+
+int instance_store_orphans(struct instance_store *store, char ***names, struct shed_err *err)
+{
+    *names = NULL;
+    struct name_list dirs = {0};
+    cleanup_strv struct strv orphans = STRV_INIT;
+    int rc = read_instance_names(store->dir, &dirs, err);
+    for (size_t i = 0; rc == 0 && i < dirs.count; i++)
+        if (!instance_store_has_metadata(store, dirs.names[i]))
+            rc = strv_add(&orphans, dirs.names[i], err);
+    name_list_clear(&dirs);
+    if (rc < 0)
+        return -1;
+    *names = orphans.count > 0 ? strv_steal(&orphans) : calloc(1, sizeof **names);
+    return *names != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+}
+
 int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err)
 {
     *names = NULL;

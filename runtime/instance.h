@@ -146,6 +146,14 @@ void instance_list_clear(struct instance_list *list);
  * an image a shed needs). */
 int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err);
 void instance_image_refs_free(char **names);
+/* Directories of instance_dir named like a shed but without metadata.json: what a create
+ * killed between its mkdir and its first metadata write leaves, or a stray directory. Not
+ * sheds (never listed, 404 everywhere); df reports them as orphans, prune (orphans scope) and
+ * server startup remove them, each under the name's lock. *names: malloc'd, NULL-terminated,
+ * sorted (free with instance_image_refs_free). */
+int instance_store_orphans(struct instance_store *store, char ***names, struct shed_err *err);
+/* Whether <instance_dir>/<name>/metadata.json exists (lstat). */
+bool instance_store_has_metadata(struct instance_store *store, const char *name);
 /* A number that changes whenever the listing may have changed (a shed created, deleted or
  * its metadata.json rewritten, by us or by hand), so callers can cache what they derive
  * from a listing. Without inotify it changes on every call. */

@@ -7,6 +7,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/testhook.h"
 #include "imaged/layout.h"
 
 /* Pull progress is reported in steps of at least 1/PROGRESS_STEPS of the total, so a pull
@@ -278,19 +279,29 @@ static int create_locked(struct create_run *run, struct instance *created,
         instance_store_file_path(run->store, run->request->name, INSTANCE_FILE_ROOTFS);
     if (rootfs == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (instance_store_create_dir(run->store, run->request->name, err) < 0)
-        return -1;
+    /* metadata.json ("starting") is the first thing in the directory: a create killed at any
+     * later point leaves a shed that reads "error" and can be deleted, never an invisible
+     * directory (one killed in between leaves an orphan that df, prune and startup see). */
     struct instance inst;
-    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0 ||
-        describe_instance(run, rootfs, &inst, err) < 0) {
-        roll_back(run, &(struct instance){0}, false, err);
+    if (describe_instance(run, rootfs, &inst, err) < 0)
+        return -1;
+    if (instance_store_create_dir(run->store, run->request->name, err) < 0) {
+        instance_clear(&inst);
         return -1;
     }
+    shed_test_pause("create-dir");
     if (instance_store_save(run->store, &inst, err) < 0) {
         roll_back(run, &inst, false, err);
         instance_clear(&inst);
         return -1;
     }
+    shed_test_pause("create-metadata");
+    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0) {
+        roll_back(run, &inst, false, err);
+        instance_clear(&inst);
+        return -1;
+    }
+    shed_test_pause("create-rootfs");
     if (start_on_backend(run, &inst, err) < 0) {
         instance_clear(&inst);
         return -1;

@@ -2,8 +2,15 @@
  *
  *   lock the name → 409 if it exists → make the image ready (image_cache_ensure: pull and
  *   convert at most once across processes and threads) → create the instance directory →
- *   clone the image into <instance_dir>/<name>/rootfs.ext4 (clone_file) → metadata.json
- *   (status starting) → backend->create → metadata.json (status running).
+ *   metadata.json (status starting) → clone the image into
+ *   <instance_dir>/<name>/rootfs.ext4 (clone_file) → backend->create → metadata.json (status
+ *   running).
+ *
+ * Crash consistency: metadata.json is written right after the directory, so a create killed
+ * at any later point leaves a shed that reads "error" (a "starting" shed whose lock is free)
+ * and can be deleted, and server startup releases whatever it held (instance_reap). Killed
+ * between the mkdir and that write, it leaves a directory without metadata: an orphan that
+ * df reports and prune and startup remove.
  *
  * Any failure rolls the shed back completely: the backend's delete (which must cope with a
  * half-created shed), then the instance directory. What is left is what was there before:
