@@ -188,7 +188,7 @@ static int make_bundle_dirs(const struct container_paths *paths, struct shed_err
 {
     if (mkdir(paths->bundle, 0700) < 0 && errno != EEXIST)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->bundle);
-    if (mkdir(paths->mountpoint, 0755) < 0 && errno != EEXIST)
+    if (mkdir(paths->mountpoint, 0700) < 0 && errno != EEXIST)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->mountpoint);
     return 0;
 }
