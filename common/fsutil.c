@@ -75,8 +75,9 @@ int fs_mkdir_private(const char *path, struct shed_err *err)
     struct stat st;
     if (lstat(path, &st) < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
-    /* Made by an older version (0755), or by hand: the server's data is nobody else's. */
-    if ((st.st_mode & 077) != 0 && S_ISDIR(st.st_mode) && chmod(path, 0700) < 0)
+    /* Made by an older version (0755), or by hand: the server's data is nobody else's. Group
+     * traverse alone (0710) is how user-namespace mode lets its one mapped root through. */
+    if ((st.st_mode & 067) != 0 && S_ISDIR(st.st_mode) && chmod(path, 0700) < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot make %s private (chmod 0700)", path);
     return 0;
 }

@@ -11,8 +11,8 @@
 
 /* mkdir -p with the given mode for directories it creates. */
 int fs_mkdir_p(const char *path, unsigned mode, struct shed_err *err);
-/* fs_mkdir_p with 0700, and path itself made 0700 when it exists with group or other bits
- * (the server's data directories are private to root). */
+/* fs_mkdir_p with 0700, and path itself made 0700 when it exists with more than group
+ * traverse (0710) allowed (the server's data directories are private to root). */
 int fs_mkdir_private(const char *path, struct shed_err *err);
 /* fsync the directory that contains path (or path itself when it is a directory). */
 int fs_fsync_dir_of(const char *path, struct shed_err *err);

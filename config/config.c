@@ -112,6 +112,7 @@ struct parse_ctx {
     const char *origin;
     struct shed_config *config;
     struct shed_err *err;
+    const yaml_node_t *userns_node; /* container.userns, for the check across keys */
 };
 
 /* "origin:line: key: message" with code SHED_E_CONFIG. */
@@ -647,7 +648,22 @@ static int parse_max_memory_mb(struct parse_ctx *ctx, const char *key, const yam
 
 static int parse_userns(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
+    ctx->userns_node = node;
     return get_bool(ctx, key, node, &ctx->config->container.userns);
+}
+
+/* runc mounts a fresh /sys in the shed, which the kernel allows only in a user namespace that
+ * owns the shed's network namespace; with egress the server makes that namespace itself,
+ * outside the shed's user namespace. */
+static int check_userns_network(struct parse_ctx *ctx)
+{
+    if (!ctx->config->container.userns ||
+        ctx->config->container_network.mode != SHED_NETWORK_BRIDGE)
+        return 0;
+    return config_error(ctx, ctx->userns_node, "container.userns",
+                        "cannot be combined with container_network mode bridge (the shed's "
+                        "/sys cannot be mounted in a user namespace that does not own its "
+                        "network namespace)");
 }
 
 static int parse_userns_base(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
@@ -910,6 +926,8 @@ static int parse_document(struct parse_ctx *ctx, yaml_parser_t *parser)
     int ret = 0;
     if (root != NULL && !node_is_null(root))
         ret = parse_top_level(ctx, root);
+    if (ret == 0)
+        ret = check_userns_network(ctx);
     if (ret == 0 && root != NULL) {
         /* A second document would be silently ignored: refuse it instead. */
         yaml_document_t next;

@@ -180,6 +180,7 @@ static int write_spec(const struct container_state *state, const struct containe
         .pids_limit = state->limits.pids_limit,
         .tmp_size = state->limits.tmp_size,
         .nofile = nofile_limit(state->limits.nofile),
+        .userns_base = state->limits.userns ? state->limits.userns_base : 0,
     };
     return container_spec_write(paths->config_json, &params, err);
 }
@@ -203,6 +204,23 @@ static int mount_rootfs(const struct container_paths *paths, char loop_device[64
         return -1;
     return container_mount_rootfs(image_fd, paths->rootfs_image, paths->mountpoint, loop_device, 64,
                                   err);
+}
+
+/* container.userns: the rootfs idmapped (after the repo clone, which runs as host root and
+ * could not write through the mapping), and the way to it open to the mapped root. */
+static int prepare_userns(const struct container_state *state, const struct container_paths *paths,
+                          struct shed_err *err)
+{
+    uint32_t base = state->limits.userns_base;
+    if (container_idmap_mount(paths->mountpoint, base, err) < 0)
+        return -1;
+    const char *dirs[] = {state->data_dir, state->instance_dir, paths->instance, paths->bundle};
+    size_t first = state->data_dir != NULL && strncmp(state->instance_dir, state->data_dir,
+                                                      strlen(state->data_dir)) == 0
+                       ? 0
+                       : 1;
+    return container_userns_open_path(dirs + first, sizeof dirs / sizeof dirs[0] - first, base,
+                                      err);
 }
 
 /* With egress configured: the shed's namespace, wired to the bridge before runc joins it;
@@ -324,6 +342,8 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         if (rc < 0)
             backend_report(progress, "repo", err->msg, true);
     }
+    if (rc == 0 && state->limits.userns)
+        rc = prepare_userns(state, &paths, err);
     bool had_address = inst->ip_address != NULL && inst->ip_address[0] != '\0';
     if (rc == 0)
         rc = setup_network(state, &paths, inst, progress, err);
@@ -530,6 +550,7 @@ static void state_free(struct container_state *state)
     free(state->init_path);
     free(state->logger_path);
     free(state->instance_dir);
+    free(state->data_dir);
     container_network_free(&state->network);
     local_dir_policy_free(&state->local_dir);
     free(state);
@@ -568,6 +589,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->logger_path = path_beside_program("shed-logger");
     state->console_log_max_bytes = config->console_log_max_bytes;
     state->instance_dir = strdup(config->instance_dir);
+    state->data_dir = strdup(config->data_dir);
     state->limits = config->container;
     int network_rc = container_network_init(&state->network, config, err);
     if (network_rc == 0)
@@ -589,7 +611,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         return -1;
     }
     if (state->runc_root == NULL || state->init_path == NULL || state->logger_path == NULL ||
-        state->instance_dir == NULL ||
+        state->instance_dir == NULL || state->data_dir == NULL ||
         derive_cgroup_parent(state->instance_dir, state->cgroup_parent) < 0) {
         container_backend_free(backend);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");

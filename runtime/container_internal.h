@@ -39,6 +39,7 @@ struct container_state {
     char *logger_path; /* host path of shed-logger, the console drainer */
     uint64_t console_log_max_bytes;
     char *instance_dir; /* config instance_dir */
+    char *data_dir;     /* config data_dir */
     /* Parent of every shed's cgroup: "shed-<12 hex of sha256(instance_dir)>", so servers with
      * different data dirs on one host never share (or limit) each other's cgroups. */
     char cgroup_parent[32];
@@ -108,6 +109,7 @@ struct container_spec_params {
     int pids_limit;              /* pids.max */
     uint64_t tmp_size;           /* bytes of the /tmp tmpfs */
     int nofile;                  /* RLIMIT_NOFILE, soft and hard */
+    uint32_t userns_base;        /* 0: no user namespace; else host id of the shed's 0 */
 };
 
 /* container_seccomp.c: the linux.seccomp object (Docker's default policy, io_uring refused). */
@@ -143,6 +145,17 @@ bool container_proc_is(pid_t pid, uint64_t start_time);
  * again. 0 when it is gone (or was gone already). */
 int container_proc_terminate(pid_t pid, uint64_t start_time, int grace_ms, int kill_grace_ms,
                              struct shed_err *err);
+
+/* ---- container_userns.c: user-namespace mode (config container.userns) --------------- */
+
+/* An fd of a new user namespace mapping 0..65535 to base..base+65535 (uids and gids). */
+int container_userns_fd(uint32_t base, int *fd, struct shed_err *err);
+/* Replaces the mount at mountpoint by an idmapped clone of it with that mapping. */
+int container_idmap_mount(const char *mountpoint, uint32_t base, struct shed_err *err);
+/* Gives dirs (outermost first) group base and mode 0710: the mapped root may traverse them,
+ * nothing more; the host's directories above the first must already have o+x. */
+int container_userns_open_path(const char *const *dirs, size_t count, uint32_t base,
+                               struct shed_err *err);
 
 /* ---- container_console.c: the console pipe and its logger ----------------------------- */
 

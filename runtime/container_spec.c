@@ -145,8 +145,30 @@ static json_t *namespaces_json(const struct container_spec_params *params)
     json_t *network = params->network_ns_path != NULL ? json_pack("{s:s, s:s}", "type", "network",
                                                                   "path", params->network_ns_path)
                                                       : json_pack("{s:s}", "type", "network");
-    return json_pack("[{s:s}, o, {s:s}, {s:s}, {s:s}]", "type", "pid", network, "type", "ipc",
-                     "type", "uts", "type", "mount");
+    json_t *namespaces = json_pack("[{s:s}, o, {s:s}, {s:s}, {s:s}]", "type", "pid", network,
+                                   "type", "ipc", "type", "uts", "type", "mount");
+    if (namespaces != NULL && params->userns_base != 0 &&
+        json_array_append_new(namespaces, json_pack("{s:s}", "type", "user")) < 0) {
+        json_decref(namespaces);
+        return NULL;
+    }
+    return namespaces;
+}
+
+/* The shed's ids 0..65535 are the host's userns_base.. (container.userns). */
+static int add_id_mappings(json_t *linux_obj, const struct container_spec_params *params)
+{
+    if (params->userns_base == 0)
+        return 0;
+    static const char *const keys[] = {"uidMappings", "gidMappings"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *mapping =
+            json_pack("[{s:I, s:I, s:I}]", "containerID", (json_int_t)0, "hostID",
+                      (json_int_t)params->userns_base, "size", (json_int_t)SHED_CONFIG_USERNS_SIZE);
+        if (mapping == NULL || json_object_set_new(linux_obj, keys[i], mapping) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static json_t *linux_json(const struct container_spec_params *params)
@@ -158,11 +180,17 @@ static json_t *linux_json(const struct container_spec_params *params)
     };
     static const char *const readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                            "/proc/sysrq-trigger"};
-    return json_pack("{s:o, s:s, s:o, s:o, s:o, s:o}", "resources", resources_json(params),
-                     "cgroupsPath", params->cgroups_path, "namespaces", namespaces_json(params),
-                     "maskedPaths", string_array(masked, sizeof masked / sizeof masked[0]),
-                     "readonlyPaths", string_array(readonly, sizeof readonly / sizeof readonly[0]),
-                     "seccomp", container_seccomp_json());
+    json_t *linux_obj =
+        json_pack("{s:o, s:s, s:o, s:o, s:o, s:o}", "resources", resources_json(params),
+                  "cgroupsPath", params->cgroups_path, "namespaces", namespaces_json(params),
+                  "maskedPaths", string_array(masked, sizeof masked / sizeof masked[0]),
+                  "readonlyPaths", string_array(readonly, sizeof readonly / sizeof readonly[0]),
+                  "seccomp", container_seccomp_json());
+    if (linux_obj != NULL && add_id_mappings(linux_obj, params) < 0) {
+        json_decref(linux_obj);
+        return NULL;
+    }
+    return linux_obj;
 }
 
 static json_t *spec_json(const struct container_spec_params *params)

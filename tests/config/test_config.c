@@ -336,6 +336,9 @@ static void test_bad_hardening_keys_are_named(void)
     check_refused("container:\n  seccomp: off\n", "server.yaml:2: container.seccomp: unknown key");
     check_refused("container:\n  nofile: 100\n  nofile: 200\n", "container.nofile: duplicate key");
     check_refused("container: []\n", "container: expected a mapping");
+    check_refused("container_network:\n  mode: bridge\ncontainer:\n  userns: true\n",
+                  "server.yaml:4: container.userns: cannot be combined with container_network "
+                  "mode bridge");
 }
 
 static void test_duplicate_key_is_refused(void)

@@ -16,6 +16,8 @@ Suites (one ctest each):
   CrashTest     kill -9 of the server at every crash point of a create, then a restart: no
                 invisible instance, the shed reads "error" and can be started or deleted, no
                 mount, loop device or container left
+  UsernsTest    container.userns: root in the shed is host uid 100000, the rootfs idmapped
+                (uid 0 inside and on disk), host files are nobody's, the repo still cloned
   ModesTest     the mode of every file and directory the server makes
 
   test_hardening.py SUITE --probe PATH_TO_SYSCALL_PROBE
@@ -546,6 +548,94 @@ class CrashTest(HardeningCase):
                                           capture_output=True, check=True).stdout)
         self.assertIn((name, "instance"), [(i.get("name"), i["kind"]) for i in prune["items"]])
         self.assertFalse(os.path.exists(os.path.join(self.instance_dir, name)))
+
+
+# ---- user-namespace mode ---------------------------------------------------------------------
+
+USERNS_BASE = 100000
+
+
+class UsernsTest(HardeningCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = os.path.join(WORK, "userns-root", "shared")
+        os.makedirs(cls.shared, exist_ok=True)
+        with open(os.path.join(cls.shared, "host-owned"), "w") as f:
+            f.write("host\n")
+        # The host's directories above the data dir must let the mapped root through (the
+        # server opens its own ones, 0710 to the mapped group, and says so about the others).
+        os.chmod(WORK, 0o711)
+        cls.extra_config = ("container:\n  userns: true\n  userns_base: %d\n"
+                            "local_dir_roots: [%s]\n" % (USERNS_BASE, os.path.dirname(cls.shared)))
+        super().setUpClass()
+
+    def host_ids(self, pid):
+        with open("/proc/%d/status" % pid) as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0])
+
+    def test_root_in_the_shed_is_an_unprivileged_host_uid(self):
+        shed = self.create("mapped")
+        with open("/proc/%d/uid_map" % shed["pid"]) as f:
+            self.assertEqual(f.read().split(), ["0", str(USERNS_BASE), "65536"])
+        self.assertEqual(self.host_ids(shed["pid"]), (USERNS_BASE, USERNS_BASE))
+        self.assertEqual(self.exec_("mapped", "id", "-u").stdout.strip(), b"0")
+        # the image's files are the shed's own (idmapped rootfs), and writable by its root
+        self.assertEqual(self.exec_("mapped", "stat", "-c", "%u:%g", "/etc/passwd").stdout.strip(),
+                         b"0:0")
+        self.assertEqual(self.exec_("mapped", "sh", "-c", "echo x > /root/made-inside").returncode,
+                         0)
+        self.assertEqual(self.exec_("mapped", "tmux", "new", "-d", "-s", "w").returncode, 0)
+        status, body = self.server.request("GET", "/api/sheds/mapped/sessions")
+        self.assertEqual([s["name"] for s in body["sessions"]], ["w"])
+        # the seccomp filter applies inside the user namespace too
+        self.assertIn(b"Seccomp:\t2", self.exec_("mapped", "cat", "/proc/self/status").stdout)
+        # on disk the files stay uid 0: the rootfs works in both modes
+        self.assertEqual(self.server.request("POST", "/api/sheds/mapped/stop")[0], 200)
+        rootfs = os.path.join(self.instance_dir, "mapped", "rootfs.ext4")
+        owner = subprocess.run(["debugfs", "-R", "stat /root/made-inside", rootfs],
+                               capture_output=True, text=True).stdout
+        self.assertRegex(owner, r"User:\s+0\s+Group:\s+0")
+        # the way to the bundle is open to the mapped group only, to traverse
+        inst = os.stat(os.path.join(self.instance_dir, "mapped"))
+        self.assertEqual((stat.S_IMODE(inst.st_mode), inst.st_gid), (0o710, USERNS_BASE))
+        status, body = self.server.request("POST", "/api/sheds/mapped/start")
+        self.assertEqual((status, body["status"]), (200, "running"), body)
+
+    def test_host_files_are_not_root_owned_for_the_shed(self):
+        self.create("guest", local_dir=self.shared)
+        self.assertEqual(self.exec_("guest", "cat", "/workspace/host-owned").stdout, b"host\n")
+        # host root's files are nobody's in the shed: its root cannot change them
+        self.assertEqual(self.exec_("guest", "stat", "-c", "%u", "/workspace/host-owned")
+                         .stdout.strip(), b"65534")
+        write = self.exec_("guest", "sh", "-c", "echo x >> /workspace/host-owned")
+        self.assertNotEqual(write.returncode, 0)
+        with open(os.path.join(self.shared, "host-owned")) as f:
+            self.assertEqual(f.read(), "host\n")
+
+    def test_a_closed_host_directory_above_the_data_dir_is_named(self):
+        os.chmod(WORK, 0o700)
+        try:
+            status, body = self.server.request("POST", "/api/sheds", {"name": "closed"})
+        finally:
+            os.chmod(WORK, 0o711)
+        self.assertEqual(status, 500, body)
+        self.assertIn("%s is not traversable by the shed's mapped root" % WORK,
+                      body["error"]["message"])
+        self.assert_no_leftovers("closed")
+
+    def test_repo_is_cloned_before_the_mapping(self):
+        repo = tempfile.mkdtemp(prefix="repo-", dir=WORK)
+        subprocess.run(["git", "init", "-q", repo], check=True)
+        with open(os.path.join(repo, "README"), "w") as f:
+            f.write("cloned\n")
+        subprocess.run(["git", "-C", repo, "add", "README"], check=True)
+        subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                        "-qm", "init"], check=True)
+        self.create("cloned", repo="file://" + repo)
+        self.assertEqual(self.exec_("cloned", "cat", "/workspace/README").stdout, b"cloned\n")
+        self.assertEqual(self.exec_("cloned", "stat", "-c", "%u", "/workspace/README")
+                         .stdout.strip(), b"0")
 
 
 # ---- file modes --------------------------------------------------------------------------------
