@@ -57,8 +57,7 @@ int main(void)
     errno = 0;
     /* refused */
     report("keyctl", syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0));
-    report("add_key", syscall(SYS_add_key, "user", "shed-probe", "x", 1,
-                              KEY_SPEC_SESSION_KEYRING));
+    report("add_key", syscall(SYS_add_key, "user", "shed-probe", "x", 1, KEY_SPEC_SESSION_KEYRING));
     report("request_key", syscall(SYS_request_key, "user", "shed-probe", NULL, 0));
     report("unshare_user", syscall(SYS_unshare, CLONE_NEWUSER));
     report("unshare_net", syscall(SYS_unshare, CLONE_NEWNET));
