@@ -64,9 +64,11 @@ int main(int argc, char **argv)
     pid_t child = fork();
     if (child < 0) {
         fprintf(stderr, "shed-logger: fork: %s\n", strerror(errno));
+        rotating_log_close(&log);
         return 1;
     }
     if (child > 0) {
+        rotating_log_close(&log); /* the child's copy is the one that writes */
         printf("%d\n", (int)child);
         return fflush(stdout) == 0 ? 0 : 1;
     }
