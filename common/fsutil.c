@@ -38,6 +38,28 @@ int fs_dir_next(DIR *dir, const char *path, struct dirent **entry, struct shed_e
     }
 }
 
+static bool entry_is_directory(DIR *dir, const struct dirent *entry)
+{
+    struct stat st;
+    if (entry->d_type != DT_UNKNOWN)
+        return entry->d_type == DT_DIR;
+    return fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_list_files(const char *path, struct strv *names, struct shed_err *err)
+{
+    cleanup_closedir DIR *dir = opendir(path);
+    if (dir == NULL)
+        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
+    int rc = 0;
+    struct dirent *entry;
+    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
+        if (!entry_is_directory(dir, entry) && (rc = strv_add(names, entry->d_name, err)) < 0)
+            break;
+    strv_sort(names);
+    return rc;
+}
+
 char *fs_path_join(const char *a, const char *b)
 {
     size_t la = strlen(a);

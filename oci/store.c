@@ -292,7 +292,7 @@ static int visit_ref_file(const struct oci_store *store, const char *name, oci_r
 int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit, void *ctx,
                           struct shed_err *err)
 {
-    DIR *dir = opendir(store->refs_dir);
+    cleanup_closedir DIR *dir = opendir(store->refs_dir);
     if (dir == NULL)
         return errno == ENOENT
                    ? 0
@@ -302,7 +302,6 @@ int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit,
     while ((rc = fs_dir_next(dir, store->refs_dir, &entry, err)) > 0)
         if ((rc = visit_ref_file(store, entry->d_name, visit, ctx, err)) < 0)
             break;
-    closedir(dir);
     return rc;
 }
 
@@ -314,30 +313,6 @@ static bool is_hex_digest_name(const char *name, size_t len)
         if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
             return false;
     return true;
-}
-
-static bool is_directory(DIR *dir, const struct dirent *entry)
-{
-    struct stat st;
-    if (entry->d_type != DT_UNKNOWN)
-        return entry->d_type == DT_DIR;
-    return fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The entries of dir that are not directories, sorted. A missing dir has none. */
-static int sorted_files(const char *path, struct strv *names, struct shed_err *err)
-{
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
-    int rc = 0;
-    struct dirent *entry;
-    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
-        if (!is_directory(dir, entry) && (rc = strv_add(names, entry->d_name, err)) < 0)
-            break;
-    closedir(dir);
-    strv_sort(names);
-    return rc;
 }
 
 static int visit_blob_file(const struct oci_store *store, const char *name, oci_blob_visit_fn visit,
@@ -366,7 +341,7 @@ int oci_store_blob_foreach(const struct oci_store *store, oci_blob_visit_fn visi
                            struct shed_err *err)
 {
     cleanup_strv struct strv names = STRV_INIT;
-    int rc = sorted_files(store->blobs_dir, &names, err);
+    int rc = fs_list_files(store->blobs_dir, &names, err);
     for (size_t i = 0; rc == 0 && i < names.count; i++)
         rc = visit_blob_file(store, names.items[i], visit, ctx, err);
     return rc;

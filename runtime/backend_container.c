@@ -595,7 +595,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     if (network_rc == 0)
         network_rc = local_dir_policy_init(&state->local_dir, config, err);
     *backend = (struct shed_backend){
-        .name = "container",
+        .name = CONTAINER_BACKEND_NAME,
         .state = state,
         .probe = container_probe,
         .create = container_create,

@@ -75,7 +75,7 @@ static int walk_entry(struct df_scan_ctx *ctx, struct df_shed *shed, int dir_fd,
 static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *path,
                     const char *relative, dev_t dev, unsigned depth, struct shed_err *err)
 {
-    DIR *dir = opendir(path);
+    cleanup_closedir DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
@@ -85,7 +85,6 @@ static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *p
         if (rc < 0)
             break;
     }
-    closedir(dir);
     return rc;
 }
 

@@ -17,6 +17,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/strv.h"
+#include "common/timeutil.h"
 
 #define METADATA_FILE "metadata.json"
 #define METADATA_MAX_BYTES (1 << 20)
@@ -124,15 +125,6 @@ int instance_set_string(char **field, const char *value, struct shed_err *err)
     return 0;
 }
 
-static int format_now_rfc3339(char *out, size_t outlen, struct shed_err *err)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return shed_errf(err, SHED_E_IO, "cannot format the current time");
-    return 0;
-}
-
 static int instance_init_empty(struct instance *inst, struct shed_err *err)
 {
     memset(inst, 0, sizeof *inst);
@@ -154,9 +146,9 @@ int instance_init(struct instance *inst, const char *name, struct shed_err *err)
     if (instance_init_empty(inst, err) < 0)
         return -1;
     snprintf(inst->name, sizeof inst->name, "%s", name);
-    if (format_now_rfc3339(inst->created_at, sizeof inst->created_at, err) < 0) {
+    if (format_rfc3339_now(inst->created_at) < 0) {
         instance_clear(inst);
-        return -1;
+        return shed_errf(err, SHED_E_IO, "cannot format the current time");
     }
     return 0;
 }
@@ -760,7 +752,7 @@ static bool entry_is_dir(int dirfd, const struct dirent *entry)
 /* Names of the directories that look like sheds (valid name), sorted. */
 static int read_instance_names(const char *dir, struct name_list *names, struct shed_err *err)
 {
-    DIR *d = opendir(dir);
+    cleanup_closedir DIR *d = opendir(dir);
     if (d == NULL)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir);
     int rc = 0;
@@ -775,7 +767,6 @@ static int read_instance_names(const char *dir, struct name_list *names, struct 
     }
     if (rc == 0 && errno != 0)
         rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", dir);
-    closedir(d);
     if (rc == 0 && names->count > 1)
         qsort(names->names, names->count, sizeof names->names[0], compare_names);
     return rc;

@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/timeutil.h"
 #include "handlers.h"
 #include "imaged/layout.h"
 #include "runtime/local_dir.h"
@@ -414,11 +415,8 @@ static void log_create(const struct shed_create_request *request,
                        const struct shed_create_report *report, const struct shed_err *err,
                        const struct timespec *start)
 {
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL ||
-        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
         snprintf(stamp, sizeof stamp, "-");
     fprintf(stderr,
             "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "
