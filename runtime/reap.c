@@ -180,9 +180,44 @@ static void kill_users(struct reaper *r, char *const *dirs)
             continue;
         if (kill_if_inside((pid_t)pid, dirs)) {
             r->report->processes_killed++;
-            say(r, "killed process %ld, left inside a shed's directory", pid);
+            say(r, "killed process %ld, left working inside a mount of a shed", pid);
         }
     }
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_mountinfo(char *text)
+{
+    char *out = text;
+    for (const char *in = text; *in != '\0'; out++) {
+        if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
+            in[3] >= '0' && in[3] <= '7') {
+            *out = (char)((in[1] - '0') << 6 | (in[2] - '0') << 3 | (in[3] - '0'));
+            in += 4;
+        } else {
+            *out = *in++;
+        }
+    }
+    *out = '\0';
+}
+
+/* The mount points at or below dir: what a process working inside them keeps busy. Only those
+ * are searched for processes (an admin's shell in a shed's directory is left alone). */
+static int add_mounts_below(const char *dir, struct strv *mounts, struct shed_err *err)
+{
+    cleanup_fclose FILE *mountinfo = fopen("/proc/self/mountinfo", "re");
+    if (mountinfo == NULL)
+        return 0;
+    char line[8192], point[PATH_MAX];
+    while (fgets(line, sizeof line, mountinfo) != NULL) {
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1)
+            continue;
+        unescape_mountinfo(point);
+        if (path_inside(point, (char *const[]){(char *)dir, NULL}) &&
+            !strv_contains(mounts, point) && strv_add(mounts, point, err) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 /* ---- the release -------------------------------------------------------------------------- */
@@ -232,7 +267,7 @@ static int collect(struct reaper *r, struct candidate **out, size_t *count, stru
         cleanup_free char *dir = instance_store_path(r->store, c->inst.name);
         char canonical[PATH_MAX];
         rc = dir == NULL ? shed_errf(err, SHED_E_NO_MEMORY, "out of memory")
-                         : strv_add(dirs, realpath(dir, canonical) ? canonical : dir, err);
+                         : add_mounts_below(realpath(dir, canonical) ? canonical : dir, dirs, err);
     }
     instance_list_clear(&list);
     return rc;

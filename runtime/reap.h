@@ -9,8 +9,9 @@
  * - A shed that is not running (stopped, error, or recorded running but its init is gone):
  *   the same release, so no mount, loop device, runc container or netns outlives it; one
  *   recorded running is saved as stopped.
- * Before the release, processes with a file or working directory inside such a shed's
- * directory (a git clone orphaned by the crash, holding the rootfs mount busy) are killed.
+ * Before the release, processes with a file or working directory inside a mount below such a
+ * shed's directory (a git clone orphaned by the crash, holding the rootfs mount busy) are
+ * killed.
  * A running shed is never touched. Each shed is handled under its lock, taken without
  * waiting: one another process is working on right now is left alone. */
 #ifndef SHED_RUNTIME_REAP_H

@@ -500,7 +500,8 @@ class CrashTest(HardeningCase):
         if squatter:
             self.assertTrue(wait_for(lambda: squatter.poll() is not None),
                             "the process inside the shed's directory was not killed")
-            self.assertIn("killed process %d" % squatter.pid, self.server.log())
+            self.assertIn("killed process %d, left working inside a mount of a shed"
+                          % squatter.pid, self.server.log())
         self.assert_nothing_invisible()
         inst = os.path.join(self.instance_dir, name)
         if point == "create-dir":
