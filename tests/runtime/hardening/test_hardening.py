@@ -438,6 +438,21 @@ class ConsoleTest(HardeningCase):
         self.assertEqual(self.server.request("GET", "/api/sheds/lasting")[1]["status"],
                          "running")
 
+    def test_runc_messages_still_reach_console_log(self):
+        self.create("broken")
+        self.assertEqual(self.server.request("POST", "/api/sheds/broken/stop")[0], 200)
+        # shed-init's mount point made a file: runc fails to start the shed
+        rootfs = os.path.join(self.instance_dir, "broken", "rootfs.ext4")
+        for request in ("rm /.shed/init", "rmdir /.shed", "write /etc/hostname .shed"):
+            subprocess.run(["debugfs", "-w", "-R", request, rootfs], capture_output=True,
+                           check=True)
+        status, body = self.server.request("POST", "/api/sheds/broken/start")
+        self.assertEqual(status, 500, body)
+        self.assertIn("runc run shed-broken failed", body["error"]["message"])
+        with open(self.console("broken"), "rb") as f:
+            self.assertIn(b"/.shed/init", f.read())
+        self.assert_nothing_held("broken")
+
     def test_prune_logs_while_the_logger_writes(self):
         self.create("pruned")
         self.flood("pruned", 2, "BEFORE-PRUNE")
