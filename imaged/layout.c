@@ -496,7 +496,7 @@ int image_source_write(const char *images_dir, const char *name, const char *ref
     free(text);
     if (line == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, line, strlen(line), 0644, err);
+    return fs_write_file_atomic(path, line, strlen(line), 0600, err);
 }
 
 bool image_source_matches(const struct image_source *record, const char *ref, uint64_t rootfs_size)

@@ -12,8 +12,8 @@ int api_context_open(struct api_context *context, const struct shed_config *conf
     memset(context, 0, sizeof *context);
     context->config = config;
     context->backends = backends;
-    if (fs_mkdir_p(config->data_dir, 0755, err) < 0 ||
-        fs_mkdir_p(config->images_dir, 0755, err) < 0)
+    if (fs_mkdir_private(config->data_dir, err) < 0 ||
+        fs_mkdir_private(config->images_dir, err) < 0)
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
