@@ -37,6 +37,8 @@ enum shed_code {
     SHED_E_CONNECT_FAILED,
     SHED_E_TMUX_NOT_AVAILABLE,
     SHED_E_PLUGINS_DISABLED,
+    SHED_E_SERVER_BUSY,     /* 503: the server's connection limits (docs/api.md) */
+    SHED_E_REQUEST_TIMEOUT, /* 408: the request did not arrive within its deadline */
     /* Internal codes: reported as BACKEND_ERROR over HTTP, by name on the CLI. */
     SHED_E_IO, /* a syscall on local files failed */
     SHED_E_NO_MEMORY,

@@ -83,7 +83,14 @@ void shed_config_free(struct shed_config *config)
     free(config->platform);
     strv_free_items(config->insecure_registries);
     free(config->api_token);
+    free(config->unix_socket);
+    free(config->unix_socket_group);
     free(config->container_network.bridge);
+    strv_free_items(config->repo.schemes);
+    strv_free_items(config->repo.allow_hosts);
+    free(config->repo.user);
+    free(config->repo.ssh_key);
+    free(config->repo.ssh_known_hosts);
     strv_free_items(config->local_dir_roots);
     memset(config, 0, sizeof *config);
 }
@@ -103,6 +110,14 @@ const char *shed_config_image_ref(const struct shed_config *config, const char *
         return config->base_image;
     const struct shed_config_image *image = shed_config_find_image(config, name);
     return image != NULL ? image->ref : NULL;
+}
+
+bool shed_config_bind_is_loopback(const char *bind)
+{
+    if (bind == NULL || bind[0] == '\0' || strcmp(bind, "localhost") == 0)
+        return true; /* the server's default is 127.0.0.1 */
+    struct in_addr addr;
+    return inet_pton(AF_INET, bind, &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }
 
 /* ---- parsing ------------------------------------------------------------------------- */
@@ -416,34 +431,205 @@ static int parse_default_memory_mb(struct parse_ctx *ctx, const char *key, const
     return get_int(ctx, key, node, 64, 16 * 1024 * 1024, &ctx->config->default_memory_mb);
 }
 
-static int parse_insecure_registries(struct parse_ctx *ctx, const char *key,
-                                     const yaml_node_t *node)
+/* A list of non-empty strings (null: empty), each checked by valid when given. */
+static int get_string_list(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                           const char *what, bool (*valid)(const char *item), char ***out)
 {
-    if (node_is_null(node))
-        return 0;
+    if (node_is_null(node)) {
+        strv_free_items(*out);
+        *out = calloc(1, sizeof **out);
+        return *out != NULL ? 0 : shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    }
     if (node->type != YAML_SEQUENCE_NODE)
-        return config_error(ctx, node, key, "expected a list of host[:port], got %s",
-                            node_kind(node));
+        return config_error(ctx, node, key, "expected a list of %s, got %s", what, node_kind(node));
     size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
     char **list = calloc(count + 1, sizeof *list);
     if (list == NULL)
         return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
-    strv_free_items(ctx->config->insecure_registries);
-    ctx->config->insecure_registries = list;
+    strv_free_items(*out);
+    *out = list;
     for (size_t i = 0; i < count; i++) {
         const yaml_node_t *item =
             yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
         if (get_string(ctx, key, item, &list[i]) < 0)
             return -1;
-        if (strchr(list[i], '/') != NULL || strchr(list[i], ' ') != NULL)
-            return config_error(ctx, item, key, "expected host[:port], got \"%s\"", list[i]);
+        if (valid != NULL && !valid(list[i]))
+            return config_error(ctx, item, key, "expected %s, got \"%s\"", what, list[i]);
     }
     return 0;
+}
+
+static bool is_host_port(const char *text)
+{
+    return strchr(text, '/') == NULL && strchr(text, ' ') == NULL;
+}
+
+static int parse_insecure_registries(struct parse_ctx *ctx, const char *key,
+                                     const yaml_node_t *node)
+{
+    return get_string_list(ctx, key, node, "host[:port]", is_host_port,
+                           &ctx->config->insecure_registries);
 }
 
 static int parse_api_token(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
     return get_optional_string(ctx, key, node, &ctx->config->api_token);
+}
+
+/* ---- exposure, limits, repo, pulls ---- */
+
+static int get_bool(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, bool *out)
+{
+    if (node->type == YAML_SCALAR_NODE) {
+        const char *text = scalar_text(node);
+        if (strcmp(text, "true") == 0 || strcmp(text, "True") == 0 || strcmp(text, "TRUE") == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(text, "false") == 0 || strcmp(text, "False") == 0 ||
+            strcmp(text, "FALSE") == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return config_error(ctx, node, key, "expected true or false");
+}
+
+/* A size (parse_size) of at least min bytes. */
+static int get_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, uint64_t min,
+                    const char *min_text, uint64_t *out)
+{
+    if (node->type != YAML_SCALAR_NODE)
+        return config_error(ctx, node, key, "expected a size such as 16M, got %s", node_kind(node));
+    struct shed_err size_err;
+    uint64_t bytes = 0;
+    if (parse_size(scalar_text(node), &bytes, &size_err) < 0)
+        return config_error(ctx, node, key, "%s", size_err.msg);
+    if (bytes < min)
+        return config_error(ctx, node, key, "size \"%s\" is too small (at least %s)",
+                            scalar_text(node), min_text);
+    *out = bytes;
+    return 0;
+}
+
+static int parse_allow_unauthenticated(struct parse_ctx *ctx, const char *key,
+                                       const yaml_node_t *node)
+{
+    return get_bool(ctx, key, node, &ctx->config->allow_unauthenticated);
+}
+
+static int parse_unix_socket(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node)) {
+        free(ctx->config->unix_socket);
+        ctx->config->unix_socket = NULL;
+        return 0;
+    }
+    if (get_path(ctx, key, node, &ctx->config->unix_socket) < 0)
+        return -1;
+    /* sun_path holds 108 bytes with its NUL. */
+    if (strlen(ctx->config->unix_socket) >= 108)
+        return config_error(ctx, node, key, "path longer than 107 bytes");
+    return 0;
+}
+
+/* Octal permission bits, as chmod takes them: "0660" or "660". */
+static int parse_unix_socket_mode(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    const char *text = node->type == YAML_SCALAR_NODE ? scalar_text(node) : "";
+    char *end = NULL;
+    errno = 0;
+    unsigned long mode = strtoul(text, &end, 8);
+    if (node->type != YAML_SCALAR_NODE || text[0] == '\0' || *end != '\0' || errno != 0 ||
+        mode > 0777 || text[strspn(text, "01234567")] != '\0')
+        return config_error(ctx, node, key, "expected octal permission bits such as 0660, got %s",
+                            node->type == YAML_SCALAR_NODE ? text : node_kind(node));
+    ctx->config->unix_socket_mode = (unsigned)mode;
+    return 0;
+}
+
+static int parse_unix_socket_group(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_optional_string(ctx, key, node, &ctx->config->unix_socket_group);
+}
+
+#define INT_KEY(function, field, min, max)                                                         \
+    static int function(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)           \
+    {                                                                                              \
+        return get_int(ctx, key, node, min, max, &ctx->config->field);                             \
+    }
+
+INT_KEY(parse_http_max_connections, http.max_connections, 8, 65536)
+INT_KEY(parse_http_max_per_client, http.max_connections_per_client, 1, 65536)
+INT_KEY(parse_http_request_timeout, http.request_timeout_seconds, 1, 3600)
+INT_KEY(parse_http_idle_timeout, http.idle_timeout_seconds, 1, 86400)
+INT_KEY(parse_tunnel_idle_timeout, http.tunnel_idle_timeout_seconds, 1, 7 * 86400)
+INT_KEY(parse_tunnel_max_per_client, http.tunnels_per_client, 1, 65536)
+INT_KEY(parse_repo_timeout, repo.timeout_seconds, 1, 86400)
+INT_KEY(parse_repo_low_speed_limit, repo.low_speed_limit, 1, INT_MAX)
+INT_KEY(parse_repo_low_speed_time, repo.low_speed_time, 1, 86400)
+INT_KEY(parse_pull_timeout, pull.timeout_seconds, 1, 7 * 86400)
+INT_KEY(parse_pull_low_speed_limit, pull.low_speed_limit, 1, INT_MAX)
+INT_KEY(parse_pull_low_speed_time, pull.low_speed_time, 1, 86400)
+
+static bool is_repo_scheme(const char *text)
+{
+    static const char *const known[] = {"https", "ssh", "http", "git", "file"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(text, known[i]) == 0)
+            return true;
+    return false;
+}
+
+static int parse_repo_schemes(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_string_list(ctx, key, node, "https, ssh, http, git or file", is_repo_scheme,
+                           &ctx->config->repo.schemes);
+}
+
+static int parse_repo_allow_hosts(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_string_list(ctx, key, node, "host[:port]", is_host_port,
+                           &ctx->config->repo.allow_hosts);
+}
+
+static int parse_repo_user(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (get_string(ctx, key, node, &ctx->config->repo.user) < 0)
+        return -1;
+    if (strcmp(ctx->config->repo.user, "root") == 0 || strcmp(ctx->config->repo.user, "0") == 0)
+        return config_error(ctx, node, key, "git must not run as root: name an unprivileged user");
+    return 0;
+}
+
+static int parse_repo_ssh_key(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return get_optional_string(ctx, key, node, &ctx->config->repo.ssh_key);
+    return get_path(ctx, key, node, &ctx->config->repo.ssh_key);
+}
+
+static int parse_repo_ssh_known_hosts(struct parse_ctx *ctx, const char *key,
+                                      const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return get_optional_string(ctx, key, node, &ctx->config->repo.ssh_known_hosts);
+    return get_path(ctx, key, node, &ctx->config->repo.ssh_known_hosts);
+}
+
+static int parse_pull_min_progress(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 1, "1 byte", &ctx->config->pull.min_progress_bytes);
+}
+
+static int parse_max_layer_bytes(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 1 << 20, "1M", &ctx->config->pull.max_layer_bytes);
+}
+
+static int parse_max_image_bytes(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 1 << 20, "1M", &ctx->config->pull.max_image_bytes);
 }
 
 /* ---- container_network: {mode, bridge, subnet} ---- */
@@ -584,40 +770,6 @@ static int parse_container_network(struct parse_ctx *ctx, const char *key, const
 }
 
 /* ---- container: {pids_limit, tmp_size, nofile, max_cpus, max_memory_mb, userns, ...} ---- */
-
-static int get_bool(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, bool *out)
-{
-    if (node->type == YAML_SCALAR_NODE) {
-        const char *text = scalar_text(node);
-        if (strcmp(text, "true") == 0 || strcmp(text, "True") == 0 || strcmp(text, "TRUE") == 0) {
-            *out = true;
-            return 0;
-        }
-        if (strcmp(text, "false") == 0 || strcmp(text, "False") == 0 ||
-            strcmp(text, "FALSE") == 0) {
-            *out = false;
-            return 0;
-        }
-    }
-    return config_error(ctx, node, key, "expected true or false");
-}
-
-/* A size (parse_size) of at least min bytes. */
-static int get_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, uint64_t min,
-                    const char *min_text, uint64_t *out)
-{
-    if (node->type != YAML_SCALAR_NODE)
-        return config_error(ctx, node, key, "expected a size such as 16M, got %s", node_kind(node));
-    struct shed_err size_err;
-    uint64_t bytes = 0;
-    if (parse_size(scalar_text(node), &bytes, &size_err) < 0)
-        return config_error(ctx, node, key, "%s", size_err.msg);
-    if (bytes < min)
-        return config_error(ctx, node, key, "size \"%s\" is too small (at least %s)",
-                            scalar_text(node), min_text);
-    *out = bytes;
-    return 0;
-}
 
 static int parse_pids_limit(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
@@ -768,7 +920,31 @@ static const struct key_handler key_handlers[] = {
     {"default_memory_mb", parse_default_memory_mb},
     {"insecure_registries", parse_insecure_registries},
     {"api_token", parse_api_token},
+    {"allow_unauthenticated", parse_allow_unauthenticated},
+    {"unix_socket", parse_unix_socket},
+    {"unix_socket_mode", parse_unix_socket_mode},
+    {"unix_socket_group", parse_unix_socket_group},
     {"container_network", parse_container_network},
+    {"http_max_connections", parse_http_max_connections},
+    {"http_max_connections_per_client", parse_http_max_per_client},
+    {"http_request_timeout_seconds", parse_http_request_timeout},
+    {"http_idle_timeout_seconds", parse_http_idle_timeout},
+    {"tunnel_idle_timeout_seconds", parse_tunnel_idle_timeout},
+    {"tunnel_max_per_client", parse_tunnel_max_per_client},
+    {"repo_schemes", parse_repo_schemes},
+    {"repo_allow_hosts", parse_repo_allow_hosts},
+    {"repo_user", parse_repo_user},
+    {"repo_ssh_key", parse_repo_ssh_key},
+    {"repo_ssh_known_hosts", parse_repo_ssh_known_hosts},
+    {"repo_timeout_seconds", parse_repo_timeout},
+    {"repo_low_speed_limit", parse_repo_low_speed_limit},
+    {"repo_low_speed_time", parse_repo_low_speed_time},
+    {"pull_timeout_seconds", parse_pull_timeout},
+    {"pull_low_speed_limit", parse_pull_low_speed_limit},
+    {"pull_low_speed_time", parse_pull_low_speed_time},
+    {"pull_min_progress", parse_pull_min_progress},
+    {"max_layer_bytes", parse_max_layer_bytes},
+    {"max_image_bytes", parse_max_image_bytes},
     {"container", parse_container},
     {"local_dir_roots", parse_local_dir_roots},
     {"console_log_max_bytes", parse_console_log_max_bytes},
@@ -822,6 +998,53 @@ static char *host_name(void)
         return strdup("shed");
     buf[sizeof buf - 1] = '\0';
     return strdup(buf);
+}
+
+static void default_int(int *field, int value)
+{
+    if (*field == 0)
+        *field = value;
+}
+
+static void fill_http_defaults(struct shed_config_http *http)
+{
+    default_int(&http->max_connections, SHED_CONFIG_DEFAULT_HTTP_MAX_CONNECTIONS);
+    default_int(&http->max_connections_per_client, SHED_CONFIG_DEFAULT_HTTP_MAX_PER_CLIENT);
+    default_int(&http->request_timeout_seconds, SHED_CONFIG_DEFAULT_HTTP_REQUEST_TIMEOUT);
+    default_int(&http->idle_timeout_seconds, SHED_CONFIG_DEFAULT_HTTP_IDLE_TIMEOUT);
+    default_int(&http->tunnel_idle_timeout_seconds, SHED_CONFIG_DEFAULT_TUNNEL_IDLE_TIMEOUT);
+    default_int(&http->tunnels_per_client, SHED_CONFIG_DEFAULT_TUNNEL_MAX_PER_CLIENT);
+}
+
+static void fill_pull_defaults(struct shed_config_pull *pull)
+{
+    default_int(&pull->timeout_seconds, SHED_CONFIG_DEFAULT_PULL_TIMEOUT);
+    default_int(&pull->low_speed_limit, SHED_CONFIG_DEFAULT_PULL_LOW_SPEED_LIMIT);
+    default_int(&pull->low_speed_time, SHED_CONFIG_DEFAULT_PULL_LOW_SPEED_TIME);
+    if (pull->min_progress_bytes == 0)
+        pull->min_progress_bytes = SHED_CONFIG_DEFAULT_PULL_MIN_PROGRESS;
+    if (pull->max_layer_bytes == 0)
+        pull->max_layer_bytes = SHED_CONFIG_DEFAULT_MAX_LAYER_BYTES;
+    if (pull->max_image_bytes == 0)
+        pull->max_image_bytes = SHED_CONFIG_DEFAULT_MAX_IMAGE_BYTES;
+}
+
+static int fill_repo_defaults(struct shed_config_repo *repo, struct shed_err *err)
+{
+    default_int(&repo->timeout_seconds, SHED_CONFIG_DEFAULT_REPO_TIMEOUT);
+    default_int(&repo->low_speed_limit, SHED_CONFIG_DEFAULT_REPO_LOW_SPEED_LIMIT);
+    default_int(&repo->low_speed_time, SHED_CONFIG_DEFAULT_REPO_LOW_SPEED_TIME);
+    if (set_string_default(&repo->user, strdup(SHED_CONFIG_DEFAULT_REPO_USER), err) < 0)
+        return -1;
+    if (repo->schemes == NULL) {
+        cleanup_strv struct strv schemes = STRV_INIT;
+        if (strv_add(&schemes, "https", err) < 0 || strv_add(&schemes, "ssh", err) < 0)
+            return -1;
+        repo->schemes = strv_steal(&schemes);
+    }
+    if (repo->allow_hosts == NULL && (repo->allow_hosts = calloc(1, sizeof(char *))) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return 0;
 }
 
 /* The host's online CPUs and RAM, within the ranges the keys accept. */
@@ -900,7 +1123,11 @@ static int fill_defaults(struct shed_config *config, struct shed_err *err)
     if (config->console_log_max_bytes == 0)
         config->console_log_max_bytes = SHED_CONFIG_DEFAULT_CONSOLE_LOG_MAX_BYTES;
     fill_container_defaults(&config->container);
-    return 0;
+    if (config->unix_socket_mode == 0)
+        config->unix_socket_mode = SHED_CONFIG_DEFAULT_UNIX_SOCKET_MODE;
+    fill_http_defaults(&config->http);
+    fill_pull_defaults(&config->pull);
+    return fill_repo_defaults(&config->repo, err);
 }
 
 int shed_config_defaults(struct shed_config *config, struct shed_err *err)
@@ -947,6 +1174,23 @@ static int parse_document(struct parse_ctx *ctx, yaml_parser_t *parser)
     return ret;
 }
 
+/* Limits that depend on each other (named without a line: two keys are involved). */
+static int check_limits(const struct shed_config *config, const char *origin, struct shed_err *err)
+{
+    const struct shed_config_http *http = &config->http;
+    if (http->max_connections_per_client > http->max_connections)
+        return shed_errf(err, SHED_E_CONFIG,
+                         "%s: http_max_connections_per_client (%d) is above "
+                         "http_max_connections (%d)",
+                         origin, http->max_connections_per_client, http->max_connections);
+    if (http->tunnels_per_client > http->max_connections_per_client)
+        return shed_errf(err, SHED_E_CONFIG,
+                         "%s: tunnel_max_per_client (%d) is above "
+                         "http_max_connections_per_client (%d): a tunnel is a connection",
+                         origin, http->tunnels_per_client, http->max_connections_per_client);
+    return 0;
+}
+
 int shed_config_parse(const char *text, size_t len, const char *origin, struct shed_config *config,
                       struct shed_err *err)
 {
@@ -960,6 +1204,8 @@ int shed_config_parse(const char *text, size_t len, const char *origin, struct s
     yaml_parser_delete(&parser);
     if (ret == 0)
         ret = fill_defaults(config, err);
+    if (ret == 0)
+        ret = check_limits(config, origin, err);
     if (ret < 0)
         shed_config_free(config);
     return ret;
@@ -999,17 +1245,54 @@ int shed_config_load(const char *explicit_path, struct shed_config *config, stru
 
 /* ---- printing ------------------------------------------------------------------------ */
 
-/* Scalars are printed double-quoted with JSON-style escapes, which YAML reads back as is. */
+/* The code point of the UTF-8 sequence at p and its length; 0 for a byte that starts no
+ * valid sequence (a value may come from the command line, not only from YAML). */
+static size_t utf8_decode(const unsigned char *p, uint32_t *code)
+{
+    size_t len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 0;
+    if (len == 0 || *p > 0xf4)
+        return 0;
+    uint32_t value = *p & (0x3f >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        value = value << 6 | (p[i] & 0x3f);
+    }
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (value < min[len] || value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff))
+        return 0;
+    *code = value;
+    return len;
+}
+
+/* What YAML would not read back as written inside double quotes: characters its reader
+ * refuses (C0 and C1 controls, DEL, U+FFFE/FFFF) and the ones its scanner takes for line
+ * breaks and folds (NEL, U+2028, U+2029), plus the BOM. */
+static bool needs_escape(uint32_t code)
+{
+    return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code == 0x2028 || code == 0x2029 ||
+           code == 0xfeff || code == 0xfffe || code == 0xffff;
+}
+
+/* Scalars are printed double-quoted with YAML escapes, which YAML reads back as the same
+ * string (a byte that is not UTF-8 is printed as \xNN, the nearest YAML can say). */
 static void print_quoted(FILE *out, const char *text)
 {
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(out, "\\x%02x", *p);
+    for (const unsigned char *p = (const unsigned char *)text; *p;) {
+        uint32_t code = *p;
+        size_t len = *p < 0x80 ? 1 : utf8_decode(p, &code);
+        if (len == 0) {
+            fprintf(out, "\\x%02x", *p++);
+            continue;
+        }
+        if (code == '"' || code == '\\')
+            fprintf(out, "\\%c", (char)code);
+        else if (needs_escape(code))
+            fprintf(out, code <= 0xff ? "\\x%02x" : "\\u%04x", (unsigned)code);
         else
-            fputc(*p, out);
+            fwrite(p, 1, len, out);
+        p += len;
     }
     fputc('"', out);
 }
@@ -1053,6 +1336,38 @@ static void print_string_list(FILE *out, const char *key, char *const *items)
         print_quoted(out, *p);
         fputc('\n', out);
     }
+}
+
+static void print_http(FILE *out, const struct shed_config_http *http)
+{
+    fprintf(out,
+            "http_max_connections: %d\nhttp_max_connections_per_client: %d\n"
+            "http_request_timeout_seconds: %d\nhttp_idle_timeout_seconds: %d\n"
+            "tunnel_idle_timeout_seconds: %d\ntunnel_max_per_client: %d\n",
+            http->max_connections, http->max_connections_per_client, http->request_timeout_seconds,
+            http->idle_timeout_seconds, http->tunnel_idle_timeout_seconds,
+            http->tunnels_per_client);
+}
+
+static void print_repo(FILE *out, const struct shed_config_repo *repo)
+{
+    print_string_list(out, "repo_schemes", repo->schemes);
+    print_string_list(out, "repo_allow_hosts", repo->allow_hosts);
+    print_string_key(out, "repo_user", repo->user);
+    print_string_key(out, "repo_ssh_key", repo->ssh_key);
+    print_string_key(out, "repo_ssh_known_hosts", repo->ssh_known_hosts);
+    fprintf(out, "repo_timeout_seconds: %d\nrepo_low_speed_limit: %d\nrepo_low_speed_time: %d\n",
+            repo->timeout_seconds, repo->low_speed_limit, repo->low_speed_time);
+}
+
+static void print_pull(FILE *out, const struct shed_config_pull *pull)
+{
+    fprintf(out,
+            "pull_timeout_seconds: %d\npull_low_speed_limit: %d\npull_low_speed_time: %d\n"
+            "pull_min_progress: %llu\nmax_layer_bytes: %llu\nmax_image_bytes: %llu\n",
+            pull->timeout_seconds, pull->low_speed_limit, pull->low_speed_time,
+            (unsigned long long)pull->min_progress_bytes, (unsigned long long)pull->max_layer_bytes,
+            (unsigned long long)pull->max_image_bytes);
 }
 
 int shed_config_use_data_dir(struct shed_config *config, const char *dir, struct shed_err *err)
@@ -1104,10 +1419,17 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_string_list(out, "insecure_registries", config->insecure_registries);
     /* Never echo the secret itself. */
     fprintf(out, "api_token: %s\n", config->api_token != NULL ? "\"<set>\"" : "null");
+    fprintf(out, "allow_unauthenticated: %s\n", config->allow_unauthenticated ? "true" : "false");
+    print_string_key(out, "unix_socket", config->unix_socket);
+    fprintf(out, "unix_socket_mode: \"%04o\"\n", config->unix_socket_mode);
+    print_string_key(out, "unix_socket_group", config->unix_socket_group);
     print_container_network(out, &config->container_network);
     print_container(out, &config->container);
     print_string_list(out, "local_dir_roots", config->local_dir_roots);
     fprintf(out, "console_log_max_bytes: %llu\n",
             (unsigned long long)config->console_log_max_bytes);
+    print_http(out, &config->http);
+    print_repo(out, &config->repo);
+    print_pull(out, &config->pull);
     return ferror(out) ? -1 : 0;
 }

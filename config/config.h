@@ -23,6 +23,26 @@
 #define SHED_CONFIG_DEFAULT_ROOTFS_SIZE (20ULL << 30)
 #define SHED_CONFIG_DEFAULT_CPUS 2
 #define SHED_CONFIG_DEFAULT_MEMORY_MB 4096
+/* Limits of the HTTP server and its tunnels (server/server.c, server/tunnel.c). */
+#define SHED_CONFIG_DEFAULT_HTTP_MAX_CONNECTIONS 512
+#define SHED_CONFIG_DEFAULT_HTTP_MAX_PER_CLIENT 64
+#define SHED_CONFIG_DEFAULT_HTTP_REQUEST_TIMEOUT 30
+#define SHED_CONFIG_DEFAULT_HTTP_IDLE_TIMEOUT 60
+#define SHED_CONFIG_DEFAULT_TUNNEL_IDLE_TIMEOUT 600
+#define SHED_CONFIG_DEFAULT_TUNNEL_MAX_PER_CLIENT 32
+#define SHED_CONFIG_DEFAULT_UNIX_SOCKET_MODE 0600
+/* `repo` clones (runtime/repo.c). */
+#define SHED_CONFIG_DEFAULT_REPO_USER "nobody"
+#define SHED_CONFIG_DEFAULT_REPO_TIMEOUT 600
+#define SHED_CONFIG_DEFAULT_REPO_LOW_SPEED_LIMIT 1000
+#define SHED_CONFIG_DEFAULT_REPO_LOW_SPEED_TIME 60
+/* Pulls (oci/). */
+#define SHED_CONFIG_DEFAULT_PULL_TIMEOUT 3600
+#define SHED_CONFIG_DEFAULT_PULL_LOW_SPEED_LIMIT 1024
+#define SHED_CONFIG_DEFAULT_PULL_LOW_SPEED_TIME 60
+#define SHED_CONFIG_DEFAULT_PULL_MIN_PROGRESS (64ULL << 10)
+#define SHED_CONFIG_DEFAULT_MAX_LAYER_BYTES (16ULL << 30)
+#define SHED_CONFIG_DEFAULT_MAX_IMAGE_BYTES (64ULL << 30)
 /* The variant name under which base_image is cached (not a valid user variant name). */
 #define SHED_BASE_IMAGE_NAME "_base"
 
@@ -37,6 +57,39 @@ struct shed_config_network {
     char *bridge;                /* bridge interface name; default "shed0" */
     uint32_t subnet;             /* network address, host byte order; default 10.88.0.0 */
     int prefix_len;              /* 16-30; default 24. The gateway is the first host. */
+};
+
+/* How many connections the API server holds, and how long a request may take to arrive. A
+ * "client" is an IPv4 address, or a uid on the unix socket. */
+struct shed_config_http {
+    int max_connections;             /* http_max_connections: beyond it new ones get 503 */
+    int max_connections_per_client;  /* http_max_connections_per_client: 503 beyond it */
+    int request_timeout_seconds;     /* http_request_timeout_seconds: headers + body */
+    int idle_timeout_seconds;        /* http_idle_timeout_seconds: keep-alive between requests */
+    int tunnel_idle_timeout_seconds; /* tunnel_idle_timeout_seconds: no byte either way */
+    int tunnels_per_client;          /* tunnel_max_per_client */
+};
+
+/* The repo a create clones (runtime/repo.c). */
+struct shed_config_repo {
+    char **schemes;        /* repo_schemes: NULL-terminated; default https, ssh */
+    char **allow_hosts;    /* repo_allow_hosts: host or host:port allowed although private */
+    char *user;            /* repo_user: the user git runs as */
+    char *ssh_key;         /* repo_ssh_key: private key for ssh clones; NULL: none */
+    char *ssh_known_hosts; /* repo_ssh_known_hosts: NULL: host keys accepted on first use */
+    int timeout_seconds;   /* repo_timeout_seconds: the whole clone */
+    int low_speed_limit;   /* repo_low_speed_limit: bytes/s ... */
+    int low_speed_time;    /* repo_low_speed_time: ... for this many seconds fails it */
+};
+
+/* Pulls from registries (oci/). */
+struct shed_config_pull {
+    int timeout_seconds;         /* pull_timeout_seconds: the whole pull */
+    int low_speed_limit;         /* pull_low_speed_limit: bytes/s ... */
+    int low_speed_time;          /* pull_low_speed_time: ... for this long ends an attempt */
+    uint64_t min_progress_bytes; /* pull_min_progress: an attempt moving less counts as failed */
+    uint64_t max_layer_bytes;    /* max_layer_bytes: a larger layer (or config) is refused */
+    uint64_t max_image_bytes;    /* max_image_bytes: the sum of an image's layers */
 };
 
 /* `container:` — limits and isolation of every container shed. */
@@ -84,7 +137,15 @@ struct shed_config {
     int default_memory_mb;
     char **insecure_registries; /* NULL-terminated, never NULL itself */
     char *api_token;            /* NULL: no authentication */
+    /* A non-loopback bind without api_token is refused unless this is set. */
+    bool allow_unauthenticated;
+    char *unix_socket;         /* an extra listener on this path; NULL: none */
+    unsigned unix_socket_mode; /* its file mode (default 0600) */
+    char *unix_socket_group;   /* its group; NULL: the server's own */
     struct shed_config_network container_network;
+    struct shed_config_http http;
+    struct shed_config_repo repo;
+    struct shed_config_pull pull;
     struct shed_config_container container;
     /* Directories under which a create's local_dir may lie (absolute, NULL-terminated, never
      * NULL itself); empty: local_dir is refused. */
@@ -122,5 +183,8 @@ char *shed_config_default_data_dir(void);
 char *shed_config_host_platform(void);
 /* Image variant names: ^[A-Za-z0-9][A-Za-z0-9._-]*$, at most 128 bytes, no "..". */
 bool shed_image_name_is_valid(const char *name);
+/* True when bind (the config's or an override) is a loopback address: 127.0.0.0/8 or
+ * "localhost". The API may only listen elsewhere with api_token or allow_unauthenticated. */
+bool shed_config_bind_is_loopback(const char *bind);
 
 #endif

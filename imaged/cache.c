@@ -128,11 +128,22 @@ static int check_cancel(const struct ensure_ctx *ctx, struct shed_err *err)
     return 0;
 }
 
+void image_pull_opts_from_config(const struct shed_config *config, struct oci_pull_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->platform = config->platform;
+    opts->insecure_registries = (const char *const *)config->insecure_registries;
+    opts->timeout_seconds = (unsigned)config->pull.timeout_seconds;
+    opts->low_speed_limit = config->pull.low_speed_limit;
+    opts->low_speed_time = config->pull.low_speed_time;
+    opts->min_progress_bytes = config->pull.min_progress_bytes;
+    opts->max_layer_bytes = config->pull.max_layer_bytes;
+    opts->max_image_bytes = config->pull.max_image_bytes;
+}
+
 static void pull_options(const struct ensure_ctx *ctx, struct oci_pull_opts *pull)
 {
-    memset(pull, 0, sizeof *pull);
-    pull->platform = ctx->config->platform;
-    pull->insecure_registries = (const char *const *)ctx->config->insecure_registries;
+    image_pull_opts_from_config(ctx->config, pull);
     pull->cancel = ctx->opts != NULL ? ctx->opts->cancel : NULL;
 }
 

@@ -27,6 +27,12 @@
 #include "common/shed_err.h"
 #include "config/config.h"
 #include "imaged/layout.h"
+#include "oci/oci.h"
+
+/* The pull options server.yaml implies: platform, insecure registries, the deadline, low
+ * speed and minimum progress of transfers, layer and image size caps. The caller adds
+ * progress, cancel and credentials. */
+void image_pull_opts_from_config(const struct shed_config *config, struct oci_pull_opts *opts);
 
 /* ---- ensuring a variant is ready ----------------------------------------------------- */
 

@@ -282,17 +282,61 @@ static int token_parse(const char *body, size_t len, struct bearer_token *token,
     return rc;
 }
 
+/* host[:port] of an http(s) URL as curl reads it ("[::1]:5000" for IPv6), or NULL. */
+static char *url_host_port(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *out = NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        out = curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK
+                  ? str_printf("%s:%s", host, port)
+                  : strdup(host);
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
+}
+
+static bool listed(const char *const *list, const char *host)
+{
+    for (const char *const *p = list; p != NULL && *p != NULL && host != NULL; p++)
+        if (strcmp(*p, host) == 0)
+            return true;
+    return false;
+}
+
+bool auth_realm_may_get_credentials(const char *realm, const struct auth_realm_policy *policy)
+{
+    if (strncasecmp(realm, "https://", 8) == 0)
+        return true;
+    if (http_same_origin(realm, policy->registry_base_url))
+        return true;
+    cleanup_free char *realm_host = url_host_port(realm);
+    return listed(policy->insecure_registries, policy->registry) ||
+           listed(policy->insecure_registries, realm_host);
+}
+
 int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const char *repository,
-                     const char *user, const char *password, volatile int *cancel,
-                     struct bearer_token *token, struct shed_err *err)
+                     const char *user, const char *password, const struct auth_realm_policy *policy,
+                     const struct http_limits *limits, struct bearer_token *token,
+                     struct shed_err *err)
 {
     memset(token, 0, sizeof *token);
+    if (user != NULL && !auth_realm_may_get_credentials(challenge->realm, policy))
+        return shed_errf(
+            err, SHED_E_AUTH,
+            "registry %s asks for the credentials to be sent to the token server %.200s "
+            "over plain HTTP on another origin: refused (list %s in "
+            "insecure_registries if that is intended)",
+            policy->registry, challenge->realm, policy->registry);
     cleanup_free char *url = token_url(easy, challenge, repository);
     cleanup_free char *basic = user != NULL ? auth_basic_header_value(user, password) : NULL;
     if (url == NULL || (user != NULL && basic == NULL))
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     struct http_request request = {
-        .url = url, .authorization = basic, .max_body = 1u << 20, .cancel = cancel};
+        .url = url, .authorization = basic, .max_body = 1u << 20, .limits = limits};
     struct http_response response = {.retry_after_seconds = -1};
     for (unsigned attempt = 1;; attempt++) {
         CURLcode curl_result = CURLE_OK;
@@ -301,10 +345,10 @@ int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const c
             attempt < HTTP_MAX_ATTEMPTS && (rc < 0 ? http_curl_code_is_retryable(curl_result, false)
                                                    : http_status_is_retryable(response.status));
         if (retry) {
-            if (http_sleep_ms(http_retry_delay_ms(attempt, response.retry_after_seconds), cancel) <
+            if (http_sleep_ms(http_retry_delay_ms(attempt, response.retry_after_seconds), limits) <
                 0) {
                 http_response_free(&response);
-                return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
+                return http_limits_error(limits, "token server", err);
             }
             continue;
         }

@@ -21,6 +21,7 @@
 #define FETCH_DEFAULT_PARALLEL 4
 #define FETCH_BUFFER_SIZE (512 * 1024)
 #define FETCH_LOCK_POLL_MS 100
+#define FETCH_MIN_PROGRESS (64u * 1024)
 #define FETCH_ERROR_BODY_MAX 1024
 /* curl hands the body over in 16 KiB pieces; writing 1 MiB at a time saves syscalls, and
  * starting writeback of every flushed MiB makes the final fsync overlap the download
@@ -158,7 +159,7 @@ static int hash_existing_prefix(struct transfer *t, struct shed_err *err)
 /* Takes the .tmp's lock. Returns 1 when another process holds it (try again later). */
 static int open_tmp_locked(struct transfer *t, struct shed_err *err)
 {
-    cleanup_close int fd = open(t->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    cleanup_close int fd = open(t->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", t->tmp_path);
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -354,7 +355,7 @@ static int start_request(struct transfer *t, struct shed_err *err)
     t->request_start = t->offset;
     t->attempt_bytes = 0;
     curl_easy_reset(t->easy);
-    CURLcode rc = http_easy_setup(t->easy, registry_cancel_flag(t->session->client)) == 0
+    CURLcode rc = http_easy_setup(t->easy, registry_limits(t->session->client)) == 0
                       ? CURLE_OK
                       : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(t->easy, CURLOPT_URL, t->url);
@@ -414,11 +415,24 @@ static int begin_transfer(struct transfer *t, struct shed_err *err)
     return start_request(t, err);
 }
 
+/* The bytes an attempt must move for it not to count as a failure: the configured minimum,
+ * or whatever was left of the blob. A registry that answers every request with a byte or
+ * two makes no progress in this sense, and runs out of attempts like one that fails. */
+static bool attempt_made_progress(const struct transfer *t, uint64_t remaining_before)
+{
+    const struct oci_pull_opts *opts = t->session->opts;
+    uint64_t wanted = opts != NULL && opts->min_progress_bytes > 0 ? opts->min_progress_bytes
+                                                                   : FETCH_MIN_PROGRESS;
+    if (wanted > remaining_before)
+        wanted = remaining_before;
+    return t->attempt_bytes > 0 && t->attempt_bytes >= wanted;
+}
+
 static int schedule_retry(struct transfer *t, long retry_after, const char *why,
                           struct shed_err *err)
 {
-    /* An attempt that moved the download forward does not count against the limit. */
-    if (t->attempt_bytes > 0)
+    /* An attempt that moved the download forward enough does not count against the limit. */
+    if (attempt_made_progress(t, t->blob->size - t->request_start))
         t->attempt = 0;
     if (++t->attempt >= HTTP_MAX_ATTEMPTS)
         return shed_errf(err, SHED_E_REGISTRY, "blob %s: giving up after %u attempts: %s",
@@ -485,9 +499,9 @@ static int on_done(struct transfer *t, CURLcode result, struct shed_err *err)
 {
     curl_multi_remove_handle(t->session->multi, t->easy);
     t->state = TRANSFER_PENDING;
-    volatile int *cancel = registry_cancel_flag(t->session->client);
-    if (cancel != NULL && *cancel)
-        return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
+    const struct http_limits *limits = registry_limits(t->session->client);
+    if (http_limits_reached(limits))
+        return http_limits_error(limits, t->blob->digest, err);
     if (t->local_failure)
         return -1; /* err was filled by the callback */
     if (result == CURLE_OK)
@@ -607,10 +621,10 @@ static int run_session(struct fetch_session *s, struct shed_err *err)
 {
     unsigned max_parallel =
         s->opts && s->opts->max_parallel ? s->opts->max_parallel : FETCH_DEFAULT_PARALLEL;
-    volatile int *cancel = registry_cancel_flag(s->client);
+    const struct http_limits *limits = registry_limits(s->client);
     while (!all_done(s)) {
-        if (cancel != NULL && *cancel)
-            return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
+        if (http_limits_reached(limits))
+            return http_limits_error(limits, "the blob downloads", err);
         size_t running;
         uint64_t next_due;
         if (start_due_transfers(s, max_parallel, &running, &next_due, err) < 0)
@@ -623,7 +637,7 @@ static int run_session(struct fetch_session *s, struct shed_err *err)
         if (all_done(s))
             break; /* polling now would only sleep out the timeout */
         /* Wake for network activity, a retry falling due, or at least every 100 ms so a
-         * signal's cancel flag is noticed. */
+         * signal's cancel flag (and the deadline) is noticed. */
         long timeout = 100;
         uint64_t now = monotonic_ms();
         if (next_due != UINT64_MAX)

@@ -26,29 +26,93 @@ void http_response_free(struct http_response *response)
     response->retry_after_seconds = -1;
 }
 
-static int progress_check_cancel(void *ctx, curl_off_t dltotal, curl_off_t dlnow,
+#define HTTP_DEFAULT_LOW_SPEED_LIMIT 1024L
+#define HTTP_DEFAULT_LOW_SPEED_TIME 60L
+/* One request never takes longer than this, deadline or not. */
+#define HTTP_REQUEST_TIMEOUT_MS (300L * 1000)
+
+void http_limits_init(struct http_limits *limits, const struct oci_pull_opts *opts)
+{
+    memset(limits, 0, sizeof *limits);
+    limits->low_speed_limit = HTTP_DEFAULT_LOW_SPEED_LIMIT;
+    limits->low_speed_time = HTTP_DEFAULT_LOW_SPEED_TIME;
+    if (opts == NULL)
+        return;
+    limits->cancel = opts->cancel;
+    if (opts->low_speed_limit > 0)
+        limits->low_speed_limit = opts->low_speed_limit;
+    if (opts->low_speed_time > 0)
+        limits->low_speed_time = opts->low_speed_time;
+    limits->timeout_seconds = opts->timeout_seconds;
+    if (opts->timeout_seconds > 0)
+        limits->deadline_ms = monotonic_ms() + (uint64_t)opts->timeout_seconds * 1000u;
+}
+
+static bool deadline_passed(const struct http_limits *limits)
+{
+    return limits != NULL && limits->deadline_ms != 0 && monotonic_ms() >= limits->deadline_ms;
+}
+
+static bool cancelled(const struct http_limits *limits)
+{
+    return limits != NULL && limits->cancel != NULL && *limits->cancel;
+}
+
+bool http_limits_reached(const struct http_limits *limits)
+{
+    return cancelled(limits) || deadline_passed(limits);
+}
+
+int http_limits_error(const struct http_limits *limits, const char *what, struct shed_err *err)
+{
+    if (cancelled(limits))
+        return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
+    return shed_errf(err, SHED_E_REGISTRY,
+                     "%s did not finish within %u s (pull_timeout_seconds): the registry is too "
+                     "slow or keeps failing",
+                     what, limits != NULL ? limits->timeout_seconds : 0);
+}
+
+/* Milliseconds one request may still take: the per-request ceiling, or less near the
+ * deadline (at least 1: 0 would mean "no timeout" to libcurl). */
+static long request_timeout_ms(const struct http_limits *limits)
+{
+    if (limits == NULL || limits->deadline_ms == 0)
+        return HTTP_REQUEST_TIMEOUT_MS;
+    uint64_t now = monotonic_ms();
+    if (now >= limits->deadline_ms)
+        return 1;
+    uint64_t left = limits->deadline_ms - now;
+    return left < (uint64_t)HTTP_REQUEST_TIMEOUT_MS ? (long)left : HTTP_REQUEST_TIMEOUT_MS;
+}
+
+static int progress_check_limits(void *ctx, curl_off_t dltotal, curl_off_t dlnow,
                                  curl_off_t ultotal, curl_off_t ulnow)
 {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    volatile int *cancel = ctx;
-    return cancel != NULL && *cancel ? 1 : 0;
+    return http_limits_reached(ctx) ? 1 : 0;
 }
 
-int http_easy_setup(CURL *easy, volatile int *cancel)
+int http_easy_setup(CURL *easy, const struct http_limits *limits)
 {
     CURLcode rc = CURLE_OK;
     /* Redirects are followed by hand so Authorization never reaches another host. */
     rc |= curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
     rc |= curl_easy_setopt(easy, CURLOPT_USERAGENT, HTTP_USER_AGENT);
     rc |= curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, 30L);
-    /* A stalled transfer (under 1 KiB/s for 60 s) is a transport error, hence retried. */
-    rc |= curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    rc |= curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 60L);
+    /* A stalled transfer (slower than the limit for its time) is a transport error, hence
+     * retried — but an attempt that moved too little counts against the retry limit (fetch.c
+     * and registry.c), and the deadline ends the whole pull. */
+    long limit = limits != NULL ? limits->low_speed_limit : HTTP_DEFAULT_LOW_SPEED_LIMIT;
+    long time = limits != NULL ? limits->low_speed_time : HTTP_DEFAULT_LOW_SPEED_TIME;
+    rc |= curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, limit);
+    rc |= curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, time);
+    rc |= curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, request_timeout_ms(limits));
     rc |= curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     rc |= curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
     rc |= curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
-    rc |= curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_check_cancel);
-    rc |= curl_easy_setopt(easy, CURLOPT_XFERINFODATA, (void *)cancel);
+    rc |= curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, progress_check_limits);
+    rc |= curl_easy_setopt(easy, CURLOPT_XFERINFODATA, (void *)limits);
     return rc == CURLE_OK ? 0 : -1;
 }
 
@@ -161,7 +225,7 @@ int http_perform(CURL *easy, const struct http_request *request, struct http_res
     struct collect_ctx ctx = {.response = response, .max_body = request->max_body};
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_reset(easy);
-    CURLcode rc = http_easy_setup(easy, request->cancel) == 0 ? CURLE_OK : CURLE_FAILED_INIT;
+    CURLcode rc = http_easy_setup(easy, request->limits) == 0 ? CURLE_OK : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(easy, CURLOPT_URL, request->url);
     rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     rc |= curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, collect_header);
@@ -169,7 +233,6 @@ int http_perform(CURL *easy, const struct http_request *request, struct http_res
     rc |= curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_body);
     rc |= curl_easy_setopt(easy, CURLOPT_WRITEDATA, &ctx);
     rc |= curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
-    rc |= curl_easy_setopt(easy, CURLOPT_TIMEOUT, 300L);
     if (rc != CURLE_OK) {
         curl_slist_free_all(headers);
         return shed_errf(err, SHED_E_REGISTRY, "cannot set up HTTP request to %s", request->url);
@@ -181,8 +244,9 @@ int http_perform(CURL *easy, const struct http_request *request, struct http_res
     if (ctx.too_large)
         return shed_errf(err, SHED_E_REGISTRY, "response from %s is larger than %zu bytes",
                          request->url, request->max_body);
-    if (*curl_result == CURLE_ABORTED_BY_CALLBACK && request->cancel && *request->cancel)
-        return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
+    if ((*curl_result == CURLE_ABORTED_BY_CALLBACK || *curl_result == CURLE_OPERATION_TIMEDOUT) &&
+        http_limits_reached(request->limits))
+        return http_limits_error(request->limits, request->url, err);
     if (*curl_result != CURLE_OK)
         return http_curl_error(err, *curl_result, request->url, errbuf);
     return 0;
@@ -267,17 +331,17 @@ long http_retry_delay_ms(unsigned attempt, long retry_after_seconds)
     return delay > 8000 ? 8000 : delay;
 }
 
-int http_sleep_ms(long ms, volatile int *cancel)
+int http_sleep_ms(long ms, const struct http_limits *limits)
 {
     while (ms > 0) {
-        if (cancel != NULL && *cancel)
+        if (http_limits_reached(limits))
             return -1;
         long step = ms > 50 ? 50 : ms;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000L};
         nanosleep(&ts, NULL);
         ms -= step;
     }
-    return cancel != NULL && *cancel ? -1 : 0;
+    return http_limits_reached(limits) ? -1 : 0;
 }
 
 char *http_resolve_url(const char *base, const char *location)

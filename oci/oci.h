@@ -49,6 +49,17 @@ int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const 
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
                       struct shed_err *err);
 
+/* The store-wide blob lock, <images_dir>/blobs/store.lock (created 0600 when missing). A pull
+ * holds it shared from its first request until its ref index entry is written, so a blob it
+ * downloaded or found present cannot vanish before its manifest makes it reachable; whoever
+ * deletes blobs (prune) holds it exclusive and decides what is garbage under it. With wait
+ * false and the lock taken the other way, *fd is -1 (not an error). */
+int oci_store_lock_blobs(const struct oci_store *store, bool exclusive, bool wait, int *fd,
+                         struct shed_err *err);
+void oci_store_unlock_blobs(int fd);
+/* Whether someone holds the blob lock now (a pull in progress); creates nothing. */
+int oci_store_blobs_busy(const struct oci_store *store, bool *busy, struct shed_err *err);
+
 /* ---- walking the store (disk accounting and pruning) ------------------------------------ */
 
 /* Calls visit for every entry of the ref index (in no particular order). digest is NULL when
@@ -155,6 +166,14 @@ struct oci_pull_opts {
     oci_progress_fn progress;
     void *progress_ctx;
     volatile int *cancel; /* when non-NULL and set non-zero: stop with SHED_E_INTERRUPTED */
+    /* Limits of a hostile or broken registry; 0 = the default in parentheses. */
+    unsigned timeout_seconds;    /* the whole pull or resolve, retries included (none) */
+    long low_speed_limit;        /* bytes/s under which, for ... (1024) */
+    long low_speed_time;         /* ... this many seconds, an attempt is abandoned (60) */
+    uint64_t min_progress_bytes; /* an attempt that moved fewer bytes of a blob (and did not
+                                  * finish it) counts against the retry limit (64 KiB) */
+    uint64_t max_layer_bytes;    /* a manifest declaring a larger layer is refused (no cap) */
+    uint64_t max_image_bytes;    /* ... or more bytes of layers in all (no cap) */
 };
 
 struct oci_pull_result {
@@ -163,7 +182,10 @@ struct oci_pull_result {
 };
 
 /* Resolves ref, fetches manifest, config and every missing layer into the store, records
- * ref → manifest digest in the ref index. */
+ * ref → manifest digest in the ref index. Holds the store's blob lock shared throughout (see
+ * oci_store_lock_blobs). Before any blob is fetched the declared sizes are checked against
+ * max_layer_bytes/max_image_bytes and the free space of the store (SHED_E_NO_SPACE); a blob
+ * is never written past its declared size. */
 int oci_pull(struct oci_store *store, const char *ref, const struct oci_pull_opts *opts,
              struct oci_pull_result *result, struct shed_err *err);
 void oci_pull_result_free(struct oci_pull_result *result);

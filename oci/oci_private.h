@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "oci.h"
+#include "parse.h"
 
 #define OCI_DOCKER_HUB_REGISTRY "registry-1.docker.io"
 
@@ -33,23 +34,15 @@ const char *store_blobs_dir(const struct oci_store *store);
  * client accepts), digest verified. */
 int store_read_manifest(const struct oci_store *store, const char *digest, char **data, size_t *len,
                         struct shed_err *err);
+/* Free bytes of the filesystem holding the blobs. */
+int store_free_bytes(const struct oci_store *store, uint64_t *free_bytes, struct shed_err *err);
+/* Bytes a resumable partial download of digest already holds (0 when none). */
+uint64_t store_partial_bytes(const struct oci_store *store, const char *digest);
 /* Writes a small blob whose bytes we hold (manifest, index) after checking its digest. */
 int store_put_blob(struct oci_store *store, const char *digest, const void *data, size_t len,
                    struct shed_err *err);
 
-/* ---- manifest.c ---- */
-enum manifest_kind { MANIFEST_KIND_IMAGE, MANIFEST_KIND_INDEX };
-
-int manifest_kind_of(const char *content_type, const char *body, size_t len,
-                     enum manifest_kind *kind, struct shed_err *err);
-int manifest_parse_image(const char *body, size_t len, const char *digest, struct oci_image *image,
-                         struct shed_err *err);
-/* The digests of every manifest an index lists, in order; *digests is malloc'd. */
-int index_list_manifests(const char *body, size_t len, char (**digests)[DIGEST_STRING_LEN + 1],
-                         size_t *count, struct shed_err *err);
-/* Chooses the manifest for platform ("os/arch[/variant]", NULL = host) from an index. */
-int index_select_platform(const char *body, size_t len, const char *platform,
-                          char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);
+/* ---- manifest.c (the parsers themselves: parse.h) ---- */
 /* "linux/amd64", "linux/arm64/v8", … for the machine we run on. */
 void platform_of_host(char *buf, size_t len);
 
@@ -66,17 +59,34 @@ struct http_response {
     long retry_after_seconds; /* -1 when absent */
 };
 
+/* What bounds every request of one pull: the caller's cancel flag, the pull's deadline and
+ * the speed under which an attempt is abandoned. */
+struct http_limits {
+    volatile int *cancel;
+    uint64_t deadline_ms; /* monotonic_ms() value; 0: none */
+    unsigned timeout_seconds;
+    long low_speed_limit, low_speed_time;
+};
+
+/* From the pull options (timeouts counted from now). */
+void http_limits_init(struct http_limits *limits, const struct oci_pull_opts *opts);
+/* Cancelled, or past the deadline. */
+bool http_limits_reached(const struct http_limits *limits);
+/* The error for http_limits_reached: SHED_E_INTERRUPTED, or the deadline (SHED_E_REGISTRY). */
+int http_limits_error(const struct http_limits *limits, const char *what, struct shed_err *err);
+
 struct http_request {
     const char *url;
     const char *authorization; /* full header value ("Bearer …"), NULL for none */
     const char *accept;        /* Accept header value, NULL for none */
     size_t max_body;
-    volatile int *cancel;
+    const struct http_limits *limits;
 };
 
 void http_response_free(struct http_response *response);
-/* Common options: user agent, timeouts, no automatic redirects, cancel via progress. */
-int http_easy_setup(CURL *easy, volatile int *cancel);
+/* Common options: user agent, timeouts, no automatic redirects, the limits (cancel and
+ * deadline via the progress callback). */
+int http_easy_setup(CURL *easy, const struct http_limits *limits);
 /* Fills *curl_result; returns -1 only for local failures (memory, curl setup). */
 int http_perform(CURL *easy, const struct http_request *request, struct http_response *response,
                  CURLcode *curl_result, struct shed_err *err);
@@ -87,8 +97,8 @@ bool http_status_is_retryable(long status);
 bool http_curl_code_is_retryable(CURLcode code, bool connect_refused_retryable);
 /* Backoff before attempt number `attempt` (1 = first retry), honouring Retry-After. */
 long http_retry_delay_ms(unsigned attempt, long retry_after_seconds);
-/* Sleeps, waking early when *cancel becomes set; returns -1 when cancelled. */
-int http_sleep_ms(long ms, volatile int *cancel);
+/* Sleeps, waking early when a limit is reached; returns -1 then. */
+int http_sleep_ms(long ms, const struct http_limits *limits);
 /* Resolves a (possibly relative) Location against base; malloc'd. */
 char *http_resolve_url(const char *base, const char *location);
 /* True when a and b have the same scheme, host and port. */
@@ -99,16 +109,6 @@ int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const 
 #define HTTP_MAX_REDIRECTS 5
 
 /* ---- auth.c ---- */
-enum auth_scheme { AUTH_NONE, AUTH_BASIC, AUTH_BEARER };
-
-struct auth_challenge {
-    enum auth_scheme scheme;
-    char *realm, *service, *scope;
-};
-
-int auth_challenge_parse(const char *header, struct auth_challenge *challenge,
-                         struct shed_err *err);
-void auth_challenge_free(struct auth_challenge *challenge);
 /* Credentials for registry: --creds, else docker config.json auths. Both NULL when none. */
 int auth_lookup_credentials(const char *registry, const struct oci_pull_opts *opts, char **user,
                             char **password, struct shed_err *err);
@@ -117,9 +117,19 @@ struct bearer_token {
     char *token;
     uint64_t expires_at_ms; /* monotonic clock */
 };
+/* Where a token request may carry Basic credentials: over https, to the registry's own
+ * origin, or when the registry or the realm's host is listed in insecure_registries. A
+ * registry cannot make shed send them in clear text to a server of its choosing. */
+struct auth_realm_policy {
+    const char *registry;                   /* host[:port] as in the reference */
+    const char *registry_base_url;          /* scheme://host[:port] */
+    const char *const *insecure_registries; /* NULL-terminated, may be NULL */
+};
+bool auth_realm_may_get_credentials(const char *realm, const struct auth_realm_policy *policy);
 int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const char *repository,
-                     const char *user, const char *password, volatile int *cancel,
-                     struct bearer_token *token, struct shed_err *err);
+                     const char *user, const char *password, const struct auth_realm_policy *policy,
+                     const struct http_limits *limits, struct bearer_token *token,
+                     struct shed_err *err);
 uint64_t monotonic_ms(void);
 
 /* ---- registry.c: the client of one repository on one registry ---- */
@@ -143,7 +153,8 @@ int registry_authenticate(struct registry_client *client, const char *www_authen
 /* Drops a cached token that is close to expiry so the next request renews it. */
 int registry_refresh_token_if_expired(struct registry_client *client, struct shed_err *err);
 const char *registry_name(const struct registry_client *client);
-volatile int *registry_cancel_flag(const struct registry_client *client);
+const struct http_limits *registry_limits(const struct registry_client *client);
+const struct oci_pull_opts *registry_opts(const struct registry_client *client);
 
 /* ---- fetch.c: parallel, resumable, verified blob downloads ---- */
 struct blob_fetch {

@@ -159,6 +159,58 @@ static void report_manifest(const struct oci_pull_opts *opts, const struct oci_i
     opts->progress(&info, opts->progress_ctx);
 }
 
+/* The manifest's sizes are the registry's word: checked against the configured caps before
+ * anything is fetched (the download itself then stops at the declared size). */
+static int check_declared_sizes(const struct oci_image *image, const struct oci_pull_opts *opts,
+                                struct shed_err *err)
+{
+    uint64_t max_layer = opts != NULL ? opts->max_layer_bytes : 0;
+    uint64_t max_image = opts != NULL ? opts->max_image_bytes : 0;
+    uint64_t total = 0;
+    char size[32], limit[32];
+    for (size_t i = 0; i < image->layer_count; i++) {
+        uint64_t layer = image->layers[i].size;
+        if (max_layer != 0 && layer > max_layer)
+            return shed_errf(err, SHED_E_UNSUPPORTED,
+                             "layer %s declares %s, more than max_layer_bytes (%s)",
+                             image->layers[i].digest, format_size(layer, size, sizeof size),
+                             format_size(max_layer, limit, sizeof limit));
+        if (total + layer < total)
+            return shed_errf(err, SHED_E_INVALID_IMAGE, "layer sizes overflow");
+        total += layer;
+    }
+    if (max_image != 0 && total > max_image)
+        return shed_errf(err, SHED_E_UNSUPPORTED,
+                         "the image's layers declare %s in all, more than max_image_bytes (%s)",
+                         format_size(total, size, sizeof size),
+                         format_size(max_image, limit, sizeof limit));
+    return 0;
+}
+
+/* What still has to come over the network must fit on the store's filesystem. */
+static int check_free_space(const struct oci_store *store, const struct oci_image *image,
+                            struct shed_err *err)
+{
+    uint64_t needed = 0;
+    for (size_t i = 0; i <= image->layer_count; i++) {
+        const char *digest = i == 0 ? image->config_digest : image->layers[i - 1].digest;
+        uint64_t size = i == 0 ? image->config_size : image->layers[i - 1].size;
+        if (oci_store_has_blob(store, digest))
+            continue;
+        uint64_t partial = store_partial_bytes(store, digest);
+        needed += partial < size ? size - partial : 0;
+    }
+    uint64_t free_bytes = 0;
+    if (store_free_bytes(store, &free_bytes, err) < 0)
+        return -1;
+    if (needed <= free_bytes)
+        return 0;
+    char need_text[32], free_text[32];
+    return shed_errf(err, SHED_E_NO_SPACE, "the image needs %s more in %s, which has %s free",
+                     format_size(needed, need_text, sizeof need_text), oci_store_images_dir(store),
+                     format_size(free_bytes, free_text, sizeof free_text));
+}
+
 /* Config and layers into the store, in parallel. */
 static int fetch_image_blobs(struct registry_client *client, struct oci_store *store,
                              const struct oci_image *image, const struct oci_pull_opts *opts,
@@ -211,6 +263,10 @@ static int pull_with_client(struct oci_store *store, struct registry_client *cli
         rc = shed_errf(err, SHED_E_UNSUPPORTED, "image config of %llu bytes is too large",
                        (unsigned long long)result->image.config_size);
     if (rc == 0)
+        rc = check_declared_sizes(&result->image, opts, err);
+    if (rc == 0)
+        rc = check_free_space(store, &result->image, err);
+    if (rc == 0)
         rc = fetch_image_blobs(client, store, &result->image, opts, &result->bytes_fetched, err);
     if (rc == 0)
         rc = record_image(store, ref, &r, err);
@@ -226,7 +282,12 @@ int oci_pull(struct oci_store *store, const char *text, const struct oci_pull_op
     struct registry_client *client;
     if (open_client(text, opts, &ref, &client, err) < 0)
         return -1;
-    int rc = pull_with_client(store, client, &ref, opts, result, err);
+    /* Shared: pulls run side by side; prune's blob deletion waits for all of them. */
+    int lock = -1;
+    int rc = oci_store_lock_blobs(store, false, true, &lock, err);
+    if (rc == 0)
+        rc = pull_with_client(store, client, &ref, opts, result, err);
+    oci_store_unlock_blobs(lock);
     if (rc < 0)
         oci_pull_result_free(result);
     registry_client_free(client);

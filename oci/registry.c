@@ -15,9 +15,9 @@
 struct registry_client {
     char *registry; /* host[:port] as in the reference */
     char *repository;
-    char *base_url; /* scheme://host[:port] */
-    CURL *easy;     /* manifests and tokens, one at a time */
-    volatile int *cancel;
+    char *base_url;            /* scheme://host[:port] */
+    CURL *easy;                /* manifests and tokens, one at a time */
+    struct http_limits limits; /* of the whole pull: cancel flag, deadline, low speed */
     const struct oci_pull_opts *opts;
     bool credentials_loaded;
     char *user, *password;
@@ -53,7 +53,7 @@ int registry_client_new(const struct oci_ref *ref, const struct oci_pull_opts *o
     if (c == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     c->opts = opts;
-    c->cancel = opts != NULL ? opts->cancel : NULL;
+    http_limits_init(&c->limits, opts);
     c->registry = strdup(ref->registry);
     c->repository = strdup(ref->repository);
     c->base_url = str_printf(
@@ -88,9 +88,14 @@ const char *registry_name(const struct registry_client *c)
     return c->registry;
 }
 
-volatile int *registry_cancel_flag(const struct registry_client *c)
+const struct http_limits *registry_limits(const struct registry_client *c)
 {
-    return c->cancel;
+    return &c->limits;
+}
+
+const struct oci_pull_opts *registry_opts(const struct registry_client *c)
+{
+    return c->opts;
 }
 
 const char *registry_authorization(const struct registry_client *c)
@@ -145,8 +150,13 @@ static int authenticate_basic(struct registry_client *c, struct shed_err *err)
 static int fetch_bearer_token(struct registry_client *c, struct shed_err *err)
 {
     struct bearer_token token;
+    struct auth_realm_policy policy = {
+        .registry = c->registry,
+        .registry_base_url = c->base_url,
+        .insecure_registries = c->opts != NULL ? c->opts->insecure_registries : NULL,
+    };
     if (auth_fetch_token(c->easy, &c->bearer_challenge, c->repository, c->user, c->password,
-                         c->cancel, &token, err) < 0)
+                         &policy, &c->limits, &token, err) < 0)
         return -1;
     c->scheme = AUTH_BEARER;
     c->token_expires_at_ms = token.expires_at_ms;
@@ -213,12 +223,12 @@ static int registry_get(struct registry_client *c, const char *url, const char *
         struct http_request request = {.url = current,
                                        .accept = accept,
                                        .max_body = max_body,
-                                       .cancel = c->cancel,
+                                       .limits = &c->limits,
                                        .authorization = own_origin ? c->authorization : NULL};
         CURLcode curl_result = CURLE_OK;
         int rc = http_perform(c->easy, &request, response, &curl_result, err);
-        if (rc < 0 &&
-            !(attempt < HTTP_MAX_ATTEMPTS && http_curl_code_is_retryable(curl_result, false)))
+        if (rc < 0 && (http_limits_reached(&c->limits) || attempt >= HTTP_MAX_ATTEMPTS ||
+                       !http_curl_code_is_retryable(curl_result, false)))
             return -1;
         if (rc == 0 && response->status >= 300 && response->status < 400 && response->location) {
             if (++redirects > HTTP_MAX_REDIRECTS)
@@ -238,8 +248,8 @@ static int registry_get(struct registry_client *c, const char *url, const char *
         if (rc < 0 || (http_status_is_retryable(response->status) && attempt < HTTP_MAX_ATTEMPTS)) {
             if (http_sleep_ms(
                     http_retry_delay_ms(attempt, rc < 0 ? -1 : response->retry_after_seconds),
-                    c->cancel) < 0)
-                return shed_errf(err, SHED_E_INTERRUPTED, "interrupted");
+                    &c->limits) < 0)
+                return http_limits_error(&c->limits, url, err);
             attempt++;
             continue;
         }

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
@@ -20,6 +23,7 @@ struct oci_store {
     char *images_dir;
     char *blobs_dir; /* <images_dir>/blobs/sha256 */
     char *refs_dir;  /* <images_dir>/refs */
+    char *lock_path; /* <images_dir>/blobs/store.lock */
 };
 
 static int store_new(const char *images_dir, struct oci_store **out, struct shed_err *err)
@@ -31,7 +35,9 @@ static int store_new(const char *images_dir, struct oci_store **out, struct shed
     store->images_dir = strdup(images_dir);
     store->blobs_dir = fs_path_join(images_dir, "blobs/sha256");
     store->refs_dir = fs_path_join(images_dir, "refs");
-    if (store->images_dir == NULL || store->blobs_dir == NULL || store->refs_dir == NULL) {
+    store->lock_path = fs_path_join(images_dir, "blobs/store.lock");
+    if (store->images_dir == NULL || store->blobs_dir == NULL || store->refs_dir == NULL ||
+        store->lock_path == NULL) {
         oci_store_close(store);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -64,7 +70,73 @@ void oci_store_close(struct oci_store *store)
     free(store->images_dir);
     free(store->blobs_dir);
     free(store->refs_dir);
+    free(store->lock_path);
     free(store);
+}
+
+int oci_store_lock_blobs(const struct oci_store *store, bool exclusive, bool wait, int *fd,
+                         struct shed_err *err)
+{
+    *fd = -1;
+    cleanup_free char *dir = fs_path_join(store->images_dir, "blobs");
+    if (dir == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (fs_mkdir_p(dir, 0755, err) < 0)
+        return -1;
+    cleanup_close int lock_fd =
+        open(store->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (lock_fd < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", store->lock_path);
+    int operation = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
+    while (flock(lock_fd, operation) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK && !wait)
+            return 0;
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot lock %s", store->lock_path);
+    }
+    *fd = steal_fd(&lock_fd);
+    return 0;
+}
+
+int oci_store_blobs_busy(const struct oci_store *store, bool *busy, struct shed_err *err)
+{
+    *busy = false;
+    cleanup_close int fd = open(store->lock_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT
+                   ? 0
+                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", store->lock_path);
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return 0; /* released by the close */
+    if (errno != EWOULDBLOCK)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot lock %s", store->lock_path);
+    *busy = true;
+    return 0;
+}
+
+void oci_store_unlock_blobs(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
+int store_free_bytes(const struct oci_store *store, uint64_t *free_bytes, struct shed_err *err)
+{
+    struct statvfs st;
+    if (statvfs(store->blobs_dir, &st) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot statvfs %s", store->blobs_dir);
+    *free_bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+    return 0;
+}
+
+uint64_t store_partial_bytes(const struct oci_store *store, const char *digest)
+{
+    cleanup_free char *path = store_blob_tmp_path(store, digest);
+    struct stat st;
+    if (path == NULL || lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_size;
 }
 
 const char *oci_store_images_dir(const struct oci_store *store)

@@ -32,6 +32,9 @@
 struct backend_progress {
     void (*report)(const char *phase, const char *message, bool warning, void *ctx);
     void *ctx;
+    /* Set non-zero when the create is cancelled (DELETE of the starting shed, SIGTERM): a
+     * long step (the repo clone) stops with SHED_E_INTERRUPTED. May be NULL. */
+    volatile int *cancel;
 };
 
 static inline void backend_report(const struct backend_progress *progress, const char *phase,

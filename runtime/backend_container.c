@@ -206,8 +206,9 @@ static int mount_rootfs(const struct container_paths *paths, char loop_device[64
                                   err);
 }
 
-/* container.userns: the rootfs idmapped (after the repo clone, which runs as host root and
- * could not write through the mapping), and the way to it open to the mapped root. */
+/* container.userns: the rootfs idmapped (after the repo clone, which writes on the plain
+ * mount and leaves the tree owned by 0 on disk, the mapped root inside), and the way to it
+ * open to the mapped root. */
 static int prepare_userns(const struct container_state *state, const struct container_paths *paths,
                           struct shed_err *err)
 {
@@ -338,7 +339,8 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         char message[256];
         snprintf(message, sizeof message, "Cloning %.200s into /workspace", inst->repo);
         backend_report(progress, "repo", message, false);
-        rc = container_clone_repo(paths.mountpoint, inst->repo, err);
+        rc = container_clone_repo(state, paths.mountpoint, inst->repo,
+                                  progress != NULL ? progress->cancel : NULL, err);
         if (rc < 0)
             backend_report(progress, "repo", err->msg, true);
     }
@@ -591,6 +593,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->instance_dir = strdup(config->instance_dir);
     state->data_dir = strdup(config->data_dir);
     state->limits = config->container;
+    state->config = config;
     int network_rc = container_network_init(&state->network, config, err);
     if (network_rc == 0)
         network_rc = local_dir_policy_init(&state->local_dir, config, err);

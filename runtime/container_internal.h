@@ -46,6 +46,7 @@ struct container_state {
     struct container_network network;
     struct local_dir_policy local_dir;
     struct shed_config_container limits; /* config container: (plain values, copied) */
+    const struct shed_config *config;    /* outlives the backend (backend_set_new) */
 };
 
 /* The paths of one shed (all malloc'd; container_paths_free releases them). */
@@ -195,9 +196,9 @@ int container_dial(pid_t init_pid, uint64_t init_start_time, uint16_t port, int 
 
 /* ---- container_repo.c: the repo cloned into /workspace ------------------------------- */
 
-/* "owner/repo" → https://github.com/owner/repo.git; anything else is passed to git as is. */
-char *container_repo_url(const char *repo);
-/* git clone into <rootfs>/workspace (which must not be a symlink or a non-empty dir). */
-int container_clone_repo(const char *rootfs, const char *repo, struct shed_err *err);
+/* repo_clone (runtime/repo.h) into <rootfs>/workspace, the tree then owned by the shed's
+ * root; cancel (may be NULL) kills git. */
+int container_clone_repo(const struct container_state *state, const char *rootfs, const char *repo,
+                         volatile int *cancel, struct shed_err *err);
 
 #endif

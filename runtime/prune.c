@@ -16,6 +16,7 @@
 #include "df_private.h"
 #include "imaged/cache.h"
 #include "imaged/layout.h"
+#include "oci/oci.h"
 #include "prune_private.h"
 
 /* ---- lists and notes ------------------------------------------------------------------ */
@@ -397,6 +398,18 @@ int prune_orphan_lock_state(const struct shed_config *config, const char *lock_p
     return prune_any_variant_lock_held(config, held, err);
 }
 
+/* Whether a pull holds the OCI store's blob lock right now (probed, not kept: execute takes
+ * it for real). */
+static int blob_store_busy(const struct shed_config *config, bool *busy, struct shed_err *err)
+{
+    struct oci_store *store = NULL;
+    int rc = oci_store_open_existing(config->images_dir, &store, err);
+    if (rc == 0)
+        rc = oci_store_blobs_busy(store, busy, err);
+    oci_store_close(store);
+    return rc;
+}
+
 /* A shed directory without metadata: guarded by the name's lock (a create holds it from its
  * mkdir until metadata.json is written), so no minimum age. */
 static int plan_orphan_instance(struct prune_plan *plan, const struct df_file *orphan,
@@ -452,7 +465,13 @@ static int plan_orphan(struct prune_plan *plan, const struct df_file *orphan, st
         }
         if (fd >= 0)
             close(fd);
-        reason = held ? PRUNE_REASON_LOCK_HELD : NULL;
+        bool pulling = false;
+        if (!held && item.lock_path == NULL &&
+            blob_store_busy(plan->opts.config, &pulling, err) < 0) {
+            prune_item_clear(&item);
+            return -1;
+        }
+        reason = held ? PRUNE_REASON_LOCK_HELD : pulling ? PRUNE_REASON_PULL_RUNNING : NULL;
     }
     if (reason == NULL)
         return prune_list_add(&plan->items, &item, err);

@@ -43,6 +43,8 @@ enum prune_scope {
 /* Skip reasons (api.md, verbatim). */
 #define PRUNE_REASON_RUNNING "cannot prune running shed"
 #define PRUNE_REASON_LOCK_HELD "lock held (conversion in progress)"
+/* A file of the OCI blob store while a pull holds the store's blob lock (oci_store_lock_blobs). */
+#define PRUNE_REASON_PULL_RUNNING "lock held (a pull is using the blob store)"
 #define PRUNE_REASON_LOCK_RETAINED "lock file retained"
 /* "too recent (3h < 72h)" is built by prune_reason_too_recent. */
 

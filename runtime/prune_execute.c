@@ -12,6 +12,7 @@
 #include "common/fsutil.h"
 #include "imaged/cache.h"
 #include "imaged/layout.h"
+#include "oci/oci.h"
 #include "prune_private.h"
 
 #define COPY_CHUNK (1u << 20)
@@ -24,11 +25,18 @@
 #define REASON_NOW_IN_USE "now referenced by a shed or by the config"
 #define REASON_CHANGED "changed since the plan"
 #define REASON_ROOTFS_BACK "its rootfs exists again"
+#define REASON_REACHABLE "now reachable from the ref index or a cached image"
 
 struct run_state {
     struct prune_plan *plan;
     char **in_use; /* images of the sheds left after the instance phase; loaded lazily */
     bool in_use_loaded;
+    /* The blob store, held exclusive from the first store file deleted to the end of the
+     * run (oci_store_lock_blobs), and what its manifests reach while it is held. */
+    struct oci_store *store;
+    int store_lock;
+    bool store_lock_tried;
+    struct oci_blob_set *reachable;
 };
 
 /* ---- instances ------------------------------------------------------------------------ */
@@ -166,9 +174,82 @@ static int orphan_still_orphan(const struct shed_config *config, const struct pr
     return 0;
 }
 
+/* ---- the OCI blob store ---------------------------------------------------------------- */
+
+/* What the ref index and every cached variant's .source reach now. */
+static int compute_reachable(struct run_state *run, struct shed_err *err)
+{
+    const char *images_dir = run->plan->opts.config->images_dir;
+    if (oci_blob_set_new(&run->reachable, err) < 0 ||
+        oci_blob_set_add_ref_index(run->reachable, run->store, err) < 0)
+        return -1;
+    char **variants = NULL;
+    int rc = image_layout_cached_variants(images_dir, &variants, err);
+    for (char **name = variants; rc == 0 && name != NULL && *name != NULL; name++) {
+        struct image_source record;
+        rc = image_source_read(images_dir, *name, &record, err);
+        if (rc == 0 && record.present)
+            rc = oci_blob_set_add_reachable(run->reachable, run->store, record.digest, err);
+        if (rc == 0)
+            image_source_clear(&record);
+    }
+    image_names_free(variants);
+    return rc;
+}
+
+/* Takes the store's blob lock exclusive (once per run, never waiting: a pull in progress
+ * makes the store's files skipped) and computes what is reachable under it. A blob the
+ * plan saw unreferenced may have been made reachable by a pull that finished since. */
+static int hold_blob_store(struct run_state *run, bool *held, struct shed_err *err)
+{
+    if (!run->store_lock_tried) {
+        run->store_lock_tried = true;
+        const char *images_dir = run->plan->opts.config->images_dir;
+        if (oci_store_open_existing(images_dir, &run->store, err) < 0 ||
+            oci_store_lock_blobs(run->store, true, false, &run->store_lock, err) < 0)
+            return -1;
+        if (run->store_lock >= 0 && compute_reachable(run, err) < 0)
+            return -1;
+    }
+    *held = run->store_lock >= 0;
+    return 0;
+}
+
+/* "sha256:<hex>" of a blob store file (its name, or the name before .tmp), or false. */
+static bool blob_digest_of(const char *path, char digest[DIGEST_STRING_LEN + 1])
+{
+    const char *name = strrchr(path, '/');
+    name = name != NULL ? name + 1 : path;
+    snprintf(digest, DIGEST_STRING_LEN + 1, "sha256:%.64s", name);
+    return digest_is_valid(digest);
+}
+
+/* A blob store file goes only with the store held exclusive, and a blob only while nothing
+ * reaches it (or nobody can tell: then it stays). */
+static int blob_store_check(struct run_state *run, const struct prune_item *item, const char **skip,
+                            struct shed_err *err)
+{
+    bool held = false;
+    if (hold_blob_store(run, &held, err) < 0)
+        return -1;
+    if (!held) {
+        *skip = PRUNE_REASON_PULL_RUNNING;
+        return 0;
+    }
+    char digest[DIGEST_STRING_LEN + 1];
+    if (item->kind == PRUNE_KIND_BLOB &&
+        (oci_blob_set_unknown_reason(run->reachable) != NULL ||
+         (blob_digest_of(item->path, digest) && oci_blob_set_has(run->reachable, digest))))
+        *skip = REASON_REACHABLE;
+    return 0;
+}
+
 static int execute_orphan(struct run_state *run, struct prune_item *item, const char **skip,
                           struct shed_err *err)
 {
+    /* The OCI store's files have no lock of their own (lock_path NULL): the store's. */
+    if (item->lock_path == NULL && (blob_store_check(run, item, skip, err) < 0 || *skip != NULL))
+        return *skip != NULL ? 0 : -1;
     cleanup_close int lock = -1;
     bool held = false;
     if (prune_orphan_lock_state(run->plan->opts.config, item->lock_path, &lock, &held, err) < 0)
@@ -353,8 +434,11 @@ int prune_execute(struct prune_plan *plan, struct shed_err *err)
         return 0;
     struct prune_list pending = plan->items; /* re-filled with what actually ran */
     memset(&plan->items, 0, sizeof plan->items);
-    struct run_state run = {.plan = plan};
+    struct run_state run = {.plan = plan, .store_lock = -1};
     int rc = run_items(&run, &pending, err);
+    oci_store_unlock_blobs(run.store_lock);
+    oci_blob_set_free(run.reachable);
+    oci_store_close(run.store);
     /* Items that ran or were skipped moved out of pending (leaving zeroed slots); after a
      * failure of the first action the rest are dropped with it. */
     for (size_t i = 0; i < pending.count; i++)

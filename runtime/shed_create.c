@@ -121,8 +121,10 @@ static int ensure_image(struct create_run *run, char **rootfs_path, struct shed_
     struct image_cache *cache = NULL;
     if (image_cache_open(run->config, &cache, err) < 0)
         return -1;
-    struct image_ensure_opts opts = {
-        .log = on_image_log, .progress = on_image_progress, .ctx = run};
+    struct image_ensure_opts opts = {.log = on_image_log,
+                                     .progress = on_image_progress,
+                                     .ctx = run,
+                                     .cancel = run->request->cancel};
     struct image_ensure_result result;
     int rc = image_cache_ensure(cache, run->image, &opts, &result, err);
     image_cache_close(cache);
@@ -141,6 +143,15 @@ static int ensure_image(struct create_run *run, char **rootfs_path, struct shed_
 }
 
 /* ---- instance ------------------------------------------------------------------------ */
+
+static int check_cancel(const struct create_run *run, struct shed_err *err)
+{
+    volatile int *cancel = run->request->cancel;
+    if (cancel != NULL && *cancel)
+        return shed_errf(err, SHED_E_INTERRUPTED, "the create of shed \"%s\" was cancelled",
+                         run->request->name);
+    return 0;
+}
 
 static int check_absent(const struct create_run *run, struct shed_err *err)
 {
@@ -250,12 +261,15 @@ static int start_on_backend(const struct create_run *run, struct instance *inst,
                             struct shed_err *err)
 {
     const struct shed_backend *backend = run->request->backend;
-    if (backend->create == NULL) {
-        shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot create sheds", backend->name);
+    if (backend->create == NULL || check_cancel(run, err) < 0) {
+        if (backend->create == NULL)
+            shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot create sheds",
+                      backend->name);
         roll_back(run, inst, false, err);
         return -1;
     }
-    struct backend_progress progress = {.report = on_backend_progress, .ctx = (void *)run};
+    struct backend_progress progress = {
+        .report = on_backend_progress, .ctx = (void *)run, .cancel = run->request->cancel};
     if (backend->create(backend, inst, &progress, err) < 0) {
         roll_back(run, inst, true, err);
         return -1;
@@ -296,7 +310,7 @@ static int create_locked(struct create_run *run, struct instance *created,
         return -1;
     }
     shed_test_pause("create-metadata");
-    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0) {
+    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0 || check_cancel(run, err) < 0) {
         roll_back(run, &inst, false, err);
         instance_clear(&inst);
         return -1;

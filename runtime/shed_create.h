@@ -42,6 +42,9 @@ struct shed_create_request {
     int cpus;      /* 0: config default_cpus (at most container.max_cpus) */
     int memory_mb; /* 0: config default_memory_mb (at most container.max_memory_mb) */
     const struct shed_backend *backend; /* already resolved (detect done by the caller) */
+    /* Set non-zero (from another thread) to cancel: the step running stops — a pull, a
+     * conversion, the repo clone — and the shed is rolled back; SHED_E_INTERRUPTED. */
+    volatile int *cancel;
 };
 
 /* One progress report. bytes_total is 0 when no byte counts go with the message. */

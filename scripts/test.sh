@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs dependencies, builds the Release and the Asan
-# (AddressSanitizer + UndefinedBehaviorSanitizer) build types, runs ctest on both.
+# (AddressSanitizer + UndefinedBehaviorSanitizer) build types, runs ctest on both, then runs
+# every fuzz target for a bounded time in a third build (build-fuzz: clang + libFuzzer).
 #
 # A test that cannot run on this machine (no root, no runc, no loop devices...) is skipped
 # with its reason, and the reasons are listed after each ctest run. SHED_TEST_STRICT=1 (set
@@ -22,6 +23,19 @@ list_skips() {
 }
 
 status=0
+# The fuzz targets under libFuzzer, each for a bounded time (SHED_FUZZ_SECONDS, default 30) with
+# ASan+UBSan: ctest entries fuzz.<target> of the Fuzz build (clang) in build-fuzz. Only the
+# fuzz targets and the modules they link are built there.
+fuzz() {
+  echo "=== Fuzz: configure and build in build-fuzz (clang, libFuzzer, ASan+UBSan)"
+  cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Fuzz -DCMAKE_C_COMPILER=clang >/dev/null
+  cmake --build build-fuzz -j"$(nproc)" --target fuzz_targets
+  echo "=== Fuzz: ctest -R '^fuzz\.' (${SHED_FUZZ_SECONDS:-30} s per target)"
+  (cd build-fuzz && ctest --output-on-failure -R '^fuzz\.' -j2) || status=1
+  grep -h "stat::number_of_executed_units\|^fuzz [a-z_]*:" build-fuzz/Testing/Temporary/LastTest.log |
+    sed 's/^/  /' || true
+}
+
 for type in Release Asan; do
   dir=build-${type,,}
   echo "=== ${type}: configure and build in ${dir}"
@@ -34,4 +48,5 @@ for type in Release Asan; do
   echo "=== ${type}: skipped tests and tests with skipped parts"
   list_skips "$dir"
 done
+fuzz
 exit $status

@@ -8,9 +8,11 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "creates.h"
 #include "http_util.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
+#include "tunnel.h"
 
 /* GET /api/sheds's rendered body, reused while the store's generation is unchanged and
  * every shed it showed running is still alive (handlers_sheds.c). */
@@ -30,7 +32,17 @@ struct api_context {
     uint16_t http_port;                 /* the port actually bound (http_port 0 picks a free one) */
     char *host_public_key;              /* "ssh-ed25519 AAAA... shed@<name>" */
     struct shed_list_cache *list_cache; /* synchronises itself */
+    struct create_registry *creates;    /* creates in flight, to cancel (creates.h) */
+    struct tunnel_registry *tunnels;    /* connect tunnels (tunnel.h) */
 };
+
+/* context.c: the context server_start and server_route (route.h) run on: the data and
+ * instance dirs (created when missing), the instance store, the SSH host key, the list
+ * cache and the registries. *discovered (may be NULL): the sheds found on disk. */
+int api_context_open(struct api_context *context, const struct shed_config *config,
+                     const struct backend_set *backends, size_t *discovered, struct shed_err *err);
+/* After every request ended (the registries must be stopped first: server.c). */
+void api_context_close(struct api_context *context);
 
 typedef void (*api_handler)(const struct api_request *request, const struct api_context *context,
                             struct api_response *response);

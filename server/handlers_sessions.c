@@ -6,17 +6,11 @@
  * - sessions run `tmux list-sessions -F …` / `tmux kill-session -t =NAME` in the shed
  *   through backend->exec, output captured in memory files; exit status 127 (the command
  *   does not exist in the shed) is 503 TMUX_NOT_AVAILABLE;
- * - connect dials first (502 CONNECT_FAILED when nothing listens), then answers 101 and
- *   copies bytes both ways from a detached thread until both directions have ended.
- *   libmicrohttpd facts: the upgraded socket is non-blocking, bytes the client sent after
- *   the headers arrive in extra_in, and the socket is released with MHD_upgrade_action
- *   (CLOSE), never close(). Known limit: if the client disconnects after the handler ran but
- *   before libmicrohttpd performed the upgrade, the upgrade callback never runs and the
- *   dialed socket is not closed (libmicrohttpd has no hook for an unused upgrade response). */
+ * - connect reserves a tunnel for its client (503 SERVER_BUSY over tunnel_max_per_client),
+ *   dials (502 CONNECT_FAILED when nothing listens), then answers 101; the tunnel itself —
+ *   its thread, idle timeout and stop — is tunnel.c's. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +22,6 @@
 
 #include "common/cleanup.h"
 #include "common/io.h"
-#include "common/sockutil.h"
 #include "common/timeutil.h"
 #include "handlers.h"
 
@@ -326,132 +319,15 @@ static bool wants_tunnel_upgrade(const struct api_request *request)
            strcasestr(connection, "upgrade") != NULL;
 }
 
-/* One direction of the tunnel: bytes read from `from`, not yet written to `to`. */
-struct tunnel_direction {
-    int from, to;
-    char buf[64 * 1024];
-    size_t len, off;
-    bool eof;  /* `from` ended */
-    bool done; /* eof seen, buffer flushed, `to` shut down for writing */
-};
-
-struct tunnel {
-    int client;  /* the upgraded HTTP socket (libmicrohttpd's) */
-    int shed_fd; /* the dialed socket (ours) */
-    struct MHD_UpgradeResponseHandle *urh;
-    struct tunnel_direction up;   /* client → shed */
-    struct tunnel_direction down; /* shed → client */
-};
-
-/* Moves bytes for one direction as far as possible without blocking; -1 on a hard error. */
-static int tunnel_pump(struct tunnel_direction *dir)
+/* A tunnel place for the request's client (tunnel.h); a request without a connection (the
+ * router driven directly, route.h) has no client to tunnel for. */
+static int reserve_tunnel(const struct api_request *request, const struct api_context *context,
+                          struct tunnel **tunnel, struct shed_err *err)
 {
-    if (dir->len == dir->off && !dir->eof) {
-        ssize_t n = recv(dir->from, dir->buf, sizeof dir->buf, MSG_DONTWAIT);
-        if (n > 0) {
-            dir->len = (size_t)n;
-            dir->off = 0;
-        } else if (n == 0) {
-            dir->eof = true;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            return -1;
-        }
-    }
-    while (dir->off < dir->len) {
-        ssize_t n =
-            send(dir->to, dir->buf + dir->off, dir->len - dir->off, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0)
-            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
-        dir->off += (size_t)n;
-    }
-    if (dir->eof && !dir->done) {
-        shutdown(dir->to, SHUT_WR); /* pass the half-close on */
-        dir->done = true;
-    }
-    return 0;
-}
-
-/* What to wait for in one direction: readable source or writable destination. */
-static void tunnel_interest(const struct tunnel_direction *dir, struct pollfd *from_fd,
-                            struct pollfd *to_fd)
-{
-    if (dir->done)
-        return;
-    if (dir->off < dir->len)
-        to_fd->events |= POLLOUT;
-    else if (!dir->eof)
-        from_fd->events |= POLLIN;
-}
-
-static void *tunnel_run(void *arg)
-{
-    struct tunnel *tunnel = arg;
-    while (!(tunnel->up.done && tunnel->down.done)) {
-        if (tunnel_pump(&tunnel->up) < 0 || tunnel_pump(&tunnel->down) < 0)
-            break;
-        struct pollfd fds[2] = {{.fd = tunnel->client}, {.fd = tunnel->shed_fd}};
-        tunnel_interest(&tunnel->up, &fds[0], &fds[1]);
-        tunnel_interest(&tunnel->down, &fds[1], &fds[0]);
-        if (fds[0].events == 0 && fds[1].events == 0)
-            continue; /* something to flush or finish right away */
-        if (poll(fds, 2, -1) < 0 && errno != EINTR)
-            break;
-        if ((fds[0].revents | fds[1].revents) & POLLNVAL)
-            break;
-    }
-    close(tunnel->shed_fd);
-    MHD_upgrade_action(tunnel->urh, MHD_UPGRADE_ACTION_CLOSE);
-    free(tunnel);
-    return NULL;
-}
-
-static void tunnel_upgraded(void *cls, struct MHD_Connection *connection, void *con_cls,
-                            const char *extra_in, size_t extra_in_size, MHD_socket sock,
-                            struct MHD_UpgradeResponseHandle *urh)
-{
-    (void)connection;
-    (void)con_cls;
-    struct tunnel *tunnel = cls;
-    tunnel->client = sock;
-    tunnel->urh = urh;
-    tunnel->up = (struct tunnel_direction){.from = sock, .to = tunnel->shed_fd};
-    tunnel->down = (struct tunnel_direction){.from = tunnel->shed_fd, .to = sock};
-    pthread_attr_t attr;
-    pthread_t thread;
-    /* Bytes the client sent right after its request headers go to the shed first. */
-    bool started = sock_send_all(tunnel->shed_fd, extra_in, extra_in_size) == 0 &&
-                   pthread_attr_init(&attr) == 0;
-    if (started) {
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        started = pthread_create(&thread, &attr, tunnel_run, tunnel) == 0;
-        pthread_attr_destroy(&attr);
-    }
-    if (!started) {
-        close(tunnel->shed_fd);
-        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-        free(tunnel);
-    }
-}
-
-/* 101 with the upgrade callback owning the dialed socket from now on. */
-static void respond_upgrade(struct api_response *response, int shed_fd)
-{
-    struct tunnel *tunnel = calloc(1, sizeof *tunnel);
-    struct MHD_Response *mhd =
-        tunnel != NULL ? MHD_create_response_for_upgrade(tunnel_upgraded, tunnel) : NULL;
-    /* libmicrohttpd adds "Connection: Upgrade" itself; "Upgrade" is ours to set. */
-    if (mhd == NULL ||
-        MHD_add_response_header(mhd, MHD_HTTP_HEADER_UPGRADE, "shed-tcp") != MHD_YES) {
-        if (mhd != NULL)
-            MHD_destroy_response(mhd);
-        free(tunnel);
-        close(shed_fd);
-        api_respond_errorf(response, SHED_E_NO_MEMORY, "cannot prepare the upgrade response");
-        return;
-    }
-    tunnel->shed_fd = shed_fd;
-    response->status = MHD_HTTP_SWITCHING_PROTOCOLS;
-    response->mhd = mhd;
+    struct conn_client client;
+    if (request->connection == NULL || conn_client_of(request->connection, &client) < 0)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "connect needs an HTTP connection");
+    return tunnel_reserve(context->tunnels, &client, tunnel, err);
 }
 
 void handle_shed_connect(const struct api_request *request, const struct api_context *context,
@@ -476,17 +352,21 @@ void handle_shed_connect(const struct api_request *request, const struct api_con
         return;
     }
     int shed_fd = -1;
+    struct tunnel *tunnel = NULL;
     if (!wants_tunnel_upgrade(request)) {
         api_respond_errorf(response, SHED_E_INVALID_REQUEST,
                            "connect needs the headers \"Connection: Upgrade\" and "
                            "\"Upgrade: shed-tcp\"");
+    } else if (reserve_tunnel(request, context, &tunnel, &err) < 0) {
+        api_respond_error(response, &err); /* 503 SERVER_BUSY: this client has too many */
     } else if (backend->dial(backend, &inst, port, &shed_fd, &err) < 0) {
+        tunnel_release(tunnel);
         if (err.code == SHED_E_SHED_NOT_RUNNING) /* stopped between the check and the dial */
             api_respond_json(response, 503, api_error_json(err.code, err.msg));
         else
             api_respond_error(response, &err);
     } else {
-        respond_upgrade(response, shed_fd);
+        tunnel_respond_upgrade(tunnel, shed_fd, response);
     }
     instance_clear(&inst);
 }

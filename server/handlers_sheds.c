@@ -18,6 +18,7 @@
 #include "handlers.h"
 #include "imaged/layout.h"
 #include "runtime/local_dir.h"
+#include "runtime/repo.h"
 #include "runtime/shed_create.h"
 #include "sse.h"
 
@@ -290,33 +291,6 @@ struct create_request {
     int memory_mb;
 };
 
-/* owner/repo, or a git URL (scheme://host/path or scp-like user@host:path). Never anything
- * starting with '-' (git would take it for an option) or holding spaces/control bytes. */
-static bool repo_is_valid(const char *repo)
-{
-    size_t len = strlen(repo);
-    if (len == 0 || len > 2048 || repo[0] == '-')
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)repo[i] <= ' ' || repo[i] == 0x7f)
-            return false;
-    static const char *const schemes[] = {"https://", "http://", "ssh://", "git://", "file://"};
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
-        size_t scheme_len = strlen(schemes[i]);
-        if (strncmp(repo, schemes[i], scheme_len) == 0)
-            return len > scheme_len + 1 && strchr(repo + scheme_len, '/') != NULL;
-    }
-    const char *at = strchr(repo, '@'), *colon = strchr(repo, ':');
-    if (at != NULL && colon != NULL && at < colon)
-        return colon[1] != '\0' && at > repo;
-    /* owner/repo: exactly one slash between two non-empty GitHub-style names */
-    const char *slash = strchr(repo, '/');
-    if (slash == NULL || slash == repo || slash[1] == '\0' || strchr(slash + 1, '/') != NULL)
-        return false;
-    return strspn(repo, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./") ==
-           len;
-}
-
 /* An image is known when the config names it or a cached <name>-rootfs.ext4 exists. */
 static int check_image(const struct api_context *context, const char *image, struct shed_err *err)
 {
@@ -370,9 +344,9 @@ static int validate_create(const struct api_context *context, const struct creat
         return -1;
     if (create->repo != NULL && create->local_dir != NULL)
         return shed_errf(err, SHED_E_INVALID_REQUEST, "repo and local_dir are mutually exclusive");
-    if (create->repo != NULL && !repo_is_valid(create->repo))
-        return shed_errf(err, SHED_E_INVALID_REPO_URL,
-                         "invalid repo \"%.200s\": use owner/repo or a git URL", create->repo);
+    cleanup_free char *repo_url = NULL;
+    if (create->repo != NULL && repo_check(context->config, create->repo, &repo_url, err) < 0)
+        return -1;
     if (create->local_dir != NULL && local_dir_check(context->config, create->local_dir, err) < 0)
         return -1;
     if (shed_create_check_resources(context->config, create->cpus, create->memory_mb, err) < 0)
@@ -449,12 +423,14 @@ struct create_job {
     const struct api_context *context;
     json_t *body; /* owns the strings request points into */
     struct shed_create_request request;
+    struct create_ticket *ticket; /* request.cancel is its flag */
     struct sse_stream *stream;
 };
 
 static void create_job_free(void *arg)
 {
     struct create_job *job = arg;
+    create_end(job->context->creates, job->ticket);
     json_decref(job->body);
     free(job);
 }
@@ -485,7 +461,11 @@ static void produce_create_events(struct sse_stream *stream, void *arg)
     struct shed_create_observer observer = {.progress = stream_progress, .ctx = job};
     struct instance inst;
     struct shed_err err = {0};
-    if (run_create(job->context, &job->request, &observer, &inst, &err) < 0) {
+    int rc = run_create(job->context, &job->request, &observer, &inst, &err);
+    create_end(job->context->creates, job->ticket);
+    job->ticket = NULL;
+    job->request.cancel = NULL;
+    if (rc < 0) {
         enum shed_code code = err.code == SHED_OK ? SHED_E_BACKEND_ERROR : err.code;
         sse_stream_send(stream, "error",
                         json_pack("{s:s, s:s}", "code", shed_code_api_name(code), "message",
@@ -496,18 +476,22 @@ static void produce_create_events(struct sse_stream *stream, void *arg)
     instance_clear(&inst);
 }
 
+/* Takes body and ticket. */
 static void respond_create_stream(const struct api_context *context, json_t *body,
+                                  struct create_ticket *ticket,
                                   const struct shed_create_request *request,
                                   struct api_response *response)
 {
     struct shed_err err = {0};
     struct create_job *job = calloc(1, sizeof *job);
     if (job == NULL) {
+        create_end(context->creates, ticket);
         json_decref(body);
         api_respond_errorf(response, SHED_E_NO_MEMORY, "out of memory");
         return;
     }
-    *job = (struct create_job){.context = context, .body = body, .request = *request};
+    *job = (struct create_job){
+        .context = context, .body = body, .request = *request, .ticket = ticket};
     struct MHD_Response *mhd = NULL;
     if (sse_stream_start(produce_create_events, job, create_job_free, &mhd, &err) < 0) {
         create_job_free(job);
@@ -540,6 +524,13 @@ void handle_shed_create(const struct api_request *request, const struct api_cont
         json_decref(body);
         return;
     }
+    /* Registered, so that DELETE of the shed (or SIGTERM) can cancel it. */
+    struct create_ticket *ticket = NULL;
+    if (create_begin(context->creates, create.name, &ticket, &err) < 0) {
+        api_respond_error(response, &err);
+        json_decref(body);
+        return;
+    }
     struct shed_create_request pipeline = {
         .name = create.name,
         .image = create.image,
@@ -548,9 +539,10 @@ void handle_shed_create(const struct api_request *request, const struct api_cont
         .cpus = create.cpus,
         .memory_mb = create.memory_mb,
         .backend = backend,
+        .cancel = create_cancel_flag(ticket),
     };
     if (api_wants_event_stream(request)) {
-        respond_create_stream(context, body, &pipeline, response); /* takes body */
+        respond_create_stream(context, body, ticket, &pipeline, response); /* takes both */
         return;
     }
     struct instance inst;
@@ -560,6 +552,7 @@ void handle_shed_create(const struct api_request *request, const struct api_cont
         api_respond_json(response, 201, api_shed_json(&inst));
         instance_clear(&inst);
     }
+    create_end(context->creates, ticket);
     json_decref(body);
 }
 
@@ -653,10 +646,29 @@ static void respond_locked(const struct api_request *request, const struct api_c
     instance_clear(&inst);
 }
 
+/* A shed still "starting" is a create in flight: it is cancelled first, then the shed's lock
+ * (which the create holds) is waited for — the create has rolled the shed back by then, and
+ * the shed being gone is what the DELETE asked for. */
 void handle_shed_delete(const struct api_request *request, const struct api_context *context,
                         struct api_response *response)
 {
-    respond_locked(request, context, response, delete_locked, 204);
+    const char *name = request->params[0];
+    struct shed_err err = {0};
+    if (instance_check_name(name, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    bool cancelled = create_cancel(context->creates, name);
+    struct instance inst;
+    if (with_shed_locked(context, name, delete_locked, &inst, &err) < 0) {
+        if (cancelled && err.code == SHED_E_SHED_NOT_FOUND)
+            api_respond_empty(response, 204);
+        else
+            api_respond_error(response, &err);
+        return;
+    }
+    api_respond_empty(response, 204);
+    instance_clear(&inst);
 }
 
 void handle_shed_start(const struct api_request *request, const struct api_context *context,

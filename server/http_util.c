@@ -72,14 +72,55 @@ void api_respond_errorf(struct api_response *response, enum shed_code code, cons
     api_respond_error(response, &err);
 }
 
+/* A request without a connection: the entry of list whose name (up to sep) is key; *value
+ * is what follows sep (NULL when the entry has no sep). */
+static bool list_lookup(const char *const *list, const char *key, char sep, bool case_blind,
+                        const char **value)
+{
+    size_t key_len = strlen(key);
+    for (const char *const *p = list; p != NULL && *p != NULL; p++) {
+        const char *end = strchr(*p, sep);
+        size_t name_len = end != NULL ? (size_t)(end - *p) : strlen(*p);
+        if (name_len != key_len ||
+            (case_blind ? strncasecmp(*p, key, key_len) : strncmp(*p, key, key_len)) != 0)
+            continue;
+        *value = end;
+        if (end != NULL) {
+            *value = end + 1;
+            while (sep == ':' && **value == ' ')
+                (*value)++;
+        }
+        return true;
+    }
+    return false;
+}
+
 const char *api_query(const struct api_request *request, const char *key)
 {
+    if (request->connection == NULL) {
+        const char *value = NULL;
+        return list_lookup(request->query, key, '=', false, &value) && value != NULL ? value : NULL;
+    }
     return MHD_lookup_connection_value(request->connection, MHD_GET_ARGUMENT_KIND, key);
 }
 
 const char *api_header(const struct api_request *request, const char *name)
 {
+    if (request->connection == NULL) {
+        const char *value = NULL;
+        return list_lookup(request->headers, name, ':', true, &value) ? value : NULL;
+    }
     return MHD_lookup_connection_value(request->connection, MHD_HEADER_KIND, name);
+}
+
+/* Whether the query has key, and its value (NULL for "?key" without '='). */
+static bool query_present(const struct api_request *request, const char *key, const char **text)
+{
+    *text = NULL;
+    if (request->connection == NULL)
+        return list_lookup(request->query, key, '=', false, text);
+    return MHD_lookup_connection_value_n(request->connection, MHD_GET_ARGUMENT_KIND, key,
+                                         strlen(key), text, NULL) == MHD_YES;
 }
 
 int api_query_bool(const struct api_request *request, const char *key, bool fallback, bool *value,
@@ -87,9 +128,7 @@ int api_query_bool(const struct api_request *request, const char *key, bool fall
 {
     /* MHD reports "?dry_run" (no '=') with a NULL value; tell it apart from absence. */
     const char *text = NULL;
-    enum MHD_Result present = MHD_lookup_connection_value_n(
-        request->connection, MHD_GET_ARGUMENT_KIND, key, strlen(key), &text, NULL);
-    if (present != MHD_YES) {
+    if (!query_present(request, key, &text)) {
         *value = fallback;
         return 0;
     }
@@ -108,6 +147,8 @@ int api_query_bool(const struct api_request *request, const char *key, bool fall
 
 bool api_wants_event_stream(const struct api_request *request)
 {
+    if (request->connection == NULL)
+        return false; /* nothing to stream to (route.h) */
     const char *accept = api_header(request, MHD_HTTP_HEADER_ACCEPT);
     return accept != NULL && strcasestr(accept, "text/event-stream") != NULL;
 }
@@ -179,6 +220,83 @@ int api_field_int(const json_t *object, const char *key, long long min, long lon
     if (*value < min || *value > max)
         return shed_errf(err, SHED_E_INVALID_REQUEST, "field \"%s\" must be in %lld..%lld", key,
                          min, max);
+    return 0;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool byte_is_control(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+/* "." and "..": never a name, and a router must not resolve them. */
+static bool segment_is_dots(const char *start, size_t len)
+{
+    return (len == 1 && start[0] == '.') || (len == 2 && start[0] == '.' && start[1] == '.');
+}
+
+int api_decode_path(const char *target, char **path, struct shed_err *err)
+{
+    *path = NULL;
+    size_t len = strcspn(target, "?");
+    if (len == 0 || target[0] != '/' || len > API_MAX_TARGET)
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "the request path must start with '/' and "
+                         "be at most %d bytes",
+                         API_MAX_TARGET);
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    size_t n = 0, segment = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)target[i];
+        if (c == '%') {
+            int high = i + 2 < len ? hex_digit(target[i + 1]) : -1;
+            int low = high >= 0 ? hex_digit(target[i + 2]) : -1;
+            if (low < 0) {
+                free(out);
+                return shed_errf(err, SHED_E_INVALID_REQUEST,
+                                 "malformed percent-escape in the request path");
+            }
+            c = (unsigned char)(high * 16 + low);
+            i += 2;
+            if (c == '\0' || c == '/' || c == '\\' || byte_is_control(c)) {
+                free(out);
+                return shed_errf(err, SHED_E_INVALID_REQUEST,
+                                 "the request path holds an escaped NUL, '/', '\\' or control "
+                                 "byte (%%%02X)",
+                                 c);
+            }
+        } else if (byte_is_control(c)) {
+            free(out);
+            return shed_errf(err, SHED_E_INVALID_REQUEST, "the request path holds a control byte");
+        } else if (c == '/') {
+            if (segment_is_dots(out + segment, n - segment)) {
+                free(out);
+                return shed_errf(err, SHED_E_INVALID_REQUEST,
+                                 "\".\" and \"..\" are not path segments of the API");
+            }
+            segment = n + 1;
+        }
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    if (segment_is_dots(out + segment, n - segment)) {
+        free(out);
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "\".\" and \"..\" are not path segments of the API");
+    }
+    *path = out;
     return 0;
 }
 

@@ -18,9 +18,13 @@
 #define API_MAX_PATH_PARAMS 4
 
 struct api_request {
+    /* NULL for a request that did not come over HTTP (server_route, route.h): headers and
+     * query then come from the two lists below. */
     struct MHD_Connection *connection;
+    const char *const *headers; /* "Name: value", NULL-terminated */
+    const char *const *query;   /* "key=value" or "key", decoded, NULL-terminated */
     const char *method;
-    const char *path;
+    const char *path; /* decoded and checked (api_decode_path) */
     /* Values of the {placeholders} of the matched route, in pattern order, URL-decoded. */
     const char *params[API_MAX_PATH_PARAMS];
     size_t param_count;
@@ -28,8 +32,13 @@ struct api_request {
     size_t body_len;
 };
 
+struct tunnel;
+
 struct api_response {
     unsigned status;
+    /* A connect tunnel waiting for its upgrade (tunnel.h): not owned, the server keeps it
+     * until the request completes. */
+    struct tunnel *tunnel;
     /* Exactly one of: a JSON body (owned), a prepared libmicrohttpd response (owned; used
      * for streams and upgrades), or neither (an empty body, e.g. 204). */
     json_t *json;
@@ -70,6 +79,14 @@ int api_field_string(const json_t *object, const char *key, const char **value,
                      struct shed_err *err);
 int api_field_int(const json_t *object, const char *key, long long min, long long max,
                   long long *value, bool *present, struct shed_err *err);
+
+/* The path of a request target (the part before '?'), percent-decoded. Refused with
+ * SHED_E_INVALID_REQUEST, so that no handler ever sees a name other than the one the client
+ * wrote: a target not starting with '/', longer than API_MAX_TARGET, a raw control byte, a
+ * '%' not followed by two hex digits, an escape decoding to NUL, '/', '\\', a control byte
+ * or DEL, and a "." or ".." segment (raw or decoded). *path is malloc'd. */
+#define API_MAX_TARGET 8192
+int api_decode_path(const char *target, char **path, struct shed_err *err);
 
 /* "ms" since start, for the request log. */
 double api_elapsed_ms(const struct timespec *start);

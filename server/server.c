@@ -18,7 +18,9 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/timeutil.h"
+#include "connections.h"
 #include "handlers.h"
+#include "listen.h"
 
 /* A body announced larger than this is refused before it is read (the connection is then
  * closed, and a client still sending may see a reset instead of the 413). Bodies between
@@ -28,54 +30,57 @@
 /* How long server_stop waits for requests in flight (a create drives a backend for seconds;
  * this is a ceiling, not an expected duration). */
 #define SHUTDOWN_GRACE_SECONDS 120
+/* libmicrohttpd's own caps sit just above ours (connections.c answers 503 first): they only
+ * back ours up, e.g. while a closing connection is still counted by one and not the other. */
+#define MHD_LIMIT_SLACK 64
 
 struct server {
     struct MHD_Daemon *daemon;
     struct api_context context;
+    struct conn_table *connections;
     atomic_size_t in_flight;
     uint16_t port;
     size_t discovered;
+    int tcp_fd, unix_fd;
+    ino_t unix_ino;
+    const char *unix_path;
     /* libmicrohttpd's messages while it starts: kept for our own error, never printed */
     atomic_bool running;
     char start_message[256];
 };
 
-/* Per-request state (libmicrohttpd's con_cls): the time it started and the body so far. */
+/* Per-request state (libmicrohttpd's con_cls, made when the request line arrived): the raw
+ * target, the time it started and the body so far. */
 struct request_state {
     struct timespec start;
+    char *target; /* as the client sent it: not decoded */
     char *body;
     size_t body_len;
     size_t body_capacity;
+    bool headers_seen;
     bool too_large;
-    bool responded; /* a response was queued early (413 before the body was read) */
+    bool responded;        /* a response was queued early (413 before the body was read) */
+    struct tunnel *tunnel; /* a connect answered 101 whose upgrade has not happened yet */
 };
 
-static void log_request(const char *method, const char *path, unsigned status, double ms)
+/* The target for the log: control bytes and quotes shown as '?', at most 200 bytes. */
+static void loggable(const char *target, char *out, size_t len)
 {
-    char stamp[RFC3339_SIZE];
+    size_t n = 0;
+    for (const char *c = target != NULL ? target : "-"; *c != '\0' && n + 1 < len && n < 200; c++)
+        out[n++] = (unsigned char)*c < 0x21 || *c == 0x7f || *c == '"' ? '?' : *c;
+    out[n] = '\0';
+}
+
+static void log_request(const char *method, const char *target, unsigned status, double ms)
+{
+    char stamp[RFC3339_SIZE], path[256];
     if (format_rfc3339_now(stamp) < 0)
         snprintf(stamp, sizeof stamp, "-");
+    loggable(target, path, sizeof path);
     /* One fprintf per line: stdio locks the stream, so lines never interleave. */
     fprintf(stderr, "%s http method=%s path=%s status=%u ms=%.2f\n", stamp, method, path, status,
             ms);
-}
-
-/* libmicrohttpd's error log: a log line like ours once the server runs; while it starts, the
- * message is kept for server_start's one error (no stray library line before it). */
-static void log_library_message(void *opaque, const char *fmt, va_list ap)
-{
-    struct server *server = opaque;
-    char message[256];
-    vsnprintf(message, sizeof message, fmt, ap);
-    message[strcspn(message, "\n")] = '\0';
-    if (!atomic_load(&server->running)) {
-        snprintf(server->start_message, sizeof server->start_message, "%s", message);
-        return;
-    }
-    char stamp[RFC3339_SIZE];
-    if (format_rfc3339_now(stamp) < 0)
-        snprintf(stamp, sizeof stamp, "-");
-    fprintf(stderr, "%s http error=\"%s\"\n", stamp, message);
 }
 
 static enum MHD_Result queue_response(struct MHD_Connection *connection,
@@ -106,13 +111,18 @@ static enum MHD_Result queue_response(struct MHD_Connection *connection,
 }
 
 static enum MHD_Result respond_now(struct MHD_Connection *connection, const char *method,
-                                   const char *path, struct request_state *state,
-                                   struct api_response *response)
+                                   struct request_state *state, struct api_response *response)
 {
     unsigned status = response->status;
+    if (response->tunnel != NULL) {
+        /* Kept until the request completes: the upgrade takes it over, or it is abandoned. */
+        state->tunnel = response->tunnel;
+        tunnel_set_owner_slot(state->tunnel, &state->tunnel);
+        response->tunnel = NULL;
+    }
     enum MHD_Result result = queue_response(connection, response);
     api_response_clear(response);
-    log_request(method, path, status, api_elapsed_ms(&state->start));
+    log_request(method, state->target, status, api_elapsed_ms(&state->start));
     return result;
 }
 
@@ -126,9 +136,13 @@ static bool token_matches(const char *given, const char *expected)
     return diff == 0;
 }
 
+/* The unix socket's file permissions are its access control: no token there. */
 static bool request_authorized(struct MHD_Connection *connection, const char *token)
 {
     if (token == NULL || token[0] == '\0')
+        return true;
+    struct conn_client client;
+    if (conn_client_of(connection, &client) == 0 && client.is_unix)
         return true;
     const char *header =
         MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -168,7 +182,7 @@ static bool append_body(struct request_state *state, const char *data, size_t si
 }
 
 static void dispatch(struct server *server, struct MHD_Connection *connection, const char *method,
-                     const char *url, struct request_state *state, struct api_response *response)
+                     struct request_state *state, struct api_response *response)
 {
     if (!request_authorized(connection, server->context.config->api_token)) {
         api_respond_errorf(response, SHED_E_UNAUTHORIZED,
@@ -180,14 +194,42 @@ static void dispatch(struct server *server, struct MHD_Connection *connection, c
                            API_MAX_BODY_BYTES);
         return;
     }
+    /* Routed on the target as the client sent it, decoded here: libmicrohttpd's decoding
+     * keeps whatever follows a %00 out of sight ("/api/sheds/a%00x" would name shed "a"). */
+    cleanup_free char *path = NULL;
+    struct shed_err err = {0};
+    if (api_decode_path(state->target != NULL ? state->target : "", &path, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
     struct api_request request = {
         .connection = connection,
         .method = method,
-        .path = url,
+        .path = path,
         .body = state->body != NULL ? state->body : "",
         .body_len = state->body_len,
     };
     api_route(&request, &server->context, response);
+}
+
+static struct request_state *request_state_new(struct server *server, const char *target)
+{
+    struct request_state *state = calloc(1, sizeof *state);
+    if (state == NULL)
+        return NULL;
+    clock_gettime(CLOCK_MONOTONIC, &state->start);
+    /* One byte more than api_decode_path takes, so that a longer target is refused there. */
+    state->target = target != NULL ? strndup(target, API_MAX_TARGET + 1) : NULL;
+    atomic_fetch_add(&server->in_flight, 1);
+    return state;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the request line arrived (its target not decoded yet); what
+ * this returns is the request's con_cls. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+    conn_request_line(connection);
+    return request_state_new(cls, uri);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
@@ -198,20 +240,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     struct server *server = cls;
     struct request_state *state = *con_cls;
     struct api_response response = {0};
-    if (state == NULL) {
-        state = calloc(1, sizeof *state);
-        if (state == NULL)
-            return MHD_NO;
-        clock_gettime(CLOCK_MONOTONIC, &state->start);
-        *con_cls = state;
-        atomic_fetch_add(&server->in_flight, 1);
+    if (state == NULL && (state = *con_cls = request_state_new(server, url)) == NULL)
+        return MHD_NO;
+    if (!state->headers_seen) {
+        state->headers_seen = true;
         if (content_length_above(connection, EARLY_REJECT_BODY_BYTES)) {
             /* Answer before reading the body; libmicrohttpd then closes the connection. */
             state->too_large = true;
             state->responded = true;
+            conn_request_answered(connection);
             api_respond_errorf(&response, SHED_E_PAYLOAD_TOO_LARGE,
                                "request body larger than %d bytes", API_MAX_BODY_BYTES);
-            return respond_now(connection, method, url, state, &response);
+            return respond_now(connection, method, state, &response);
         }
         return MHD_YES;
     }
@@ -225,132 +265,112 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    dispatch(server, connection, method, url, state, &response);
-    return respond_now(connection, method, url, state, &response);
+    conn_request_handling(connection); /* the request is in: no deadline while it runs */
+    dispatch(server, connection, method, state, &response);
+    return respond_now(connection, method, state, &response);
 }
 
 static void on_request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                                  enum MHD_RequestTerminationCode code)
 {
-    (void)connection;
     (void)code;
     struct server *server = cls;
     struct request_state *state = *con_cls;
+    conn_request_done(connection);
     if (state == NULL)
         return;
+    tunnel_abandon(state->tunnel); /* answered 101, but the upgrade never happened */
+    free(state->target);
     free(state->body);
     free(state);
     *con_cls = NULL;
     atomic_fetch_sub(&server->in_flight, 1);
 }
 
-static int parse_bind_address(const char *bind, int port, struct sockaddr_in *addr,
-                              struct shed_err *err)
-{
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    const char *host = bind != NULL && bind[0] != '\0' ? bind : "127.0.0.1";
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    if (inet_pton(AF_INET, host, &addr->sin_addr) != 1)
-        return shed_errf(err, SHED_E_CONFIG, "bind: \"%s\" is not an IPv4 address", host);
-    return 0;
-}
-
-/* The listening socket, bound here so a failure says why (EADDRINUSE, EADDRNOTAVAIL). */
-static int listen_on(const struct sockaddr_in *addr, const char *bind_text, int port, int *fd_out,
-                     struct shed_err *err)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return shed_errf_errno(err, SHED_E_IO, errno, "socket");
-    int one = 1; /* as libmicrohttpd does: a restart need not wait out TIME_WAIT */
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 || listen(fd, 128) < 0) {
-        int saved = errno;
-        close(fd);
-        return shed_errf_errno(err, SHED_E_IO, saved, "cannot listen on %s:%d", bind_text, port);
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-static int prepare_context(struct server *server, const struct shed_config *config,
-                           const struct backend_set *backends, struct shed_err *err)
-{
-    struct api_context *context = &server->context;
-    context->config = config;
-    context->backends = backends;
-    if (fs_mkdir_private(config->data_dir, err) < 0 ||
-        fs_mkdir_private(config->images_dir, err) < 0)
-        return -1;
-    if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
-        return -1;
-    context->list_cache = shed_list_cache_new();
-    if (context->list_cache == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    cleanup_free char *comment = str_printf("shed@%s", config->name);
-    if (comment == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (api_host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
-        return -1;
-    backend_set_describe_default(backends, config->default_backend, context->info_backend,
-                                 sizeof context->info_backend);
-    /* Re-discover the sheds that exist on disk (and warm the metadata cache). */
-    struct instance_list list;
-    if (instance_store_list(context->instances, &list, err) < 0)
-        return shed_err_prefix(err, "cannot read the instance directory");
-    server->discovered = list.count;
-    instance_list_clear(&list);
-    return 0;
-}
-
 static void free_server(struct server *server)
 {
     if (server == NULL)
         return;
-    instance_store_close(server->context.instances);
-    shed_list_cache_free(server->context.list_cache);
-    free(server->context.host_public_key);
+    conn_table_free(server->connections);
+    api_context_close(&server->context);
+    if (server->unix_fd >= 0) {
+        listen_unix_remove(server->unix_path, server->unix_ino);
+        close(server->unix_fd);
+    }
+    if (server->tcp_fd >= 0)
+        close(server->tcp_fd);
     free(server);
 }
 
-static uint16_t bound_port(struct MHD_Daemon *daemon, uint16_t fallback)
+static int open_listeners(struct server *server, const struct shed_config *config,
+                          struct shed_err *err)
 {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    return info != NULL && info->port != 0 ? info->port : fallback;
+    if (listen_tcp(config->bind, config->http_port, &server->tcp_fd, &server->port, err) < 0)
+        return -1; /* "cannot listen on ADDR:PORT: Address already in use" */
+    if (config->unix_socket == NULL)
+        return 0;
+    server->unix_path = config->unix_socket;
+    return listen_unix(config, &server->unix_fd, &server->unix_ino, err);
+}
+
+/* libmicrohttpd's error log: a log line like ours once the server runs; while it starts, the
+ * message is kept for server_start's one error (no stray library line before it). Uncorking
+ * a unix socket "fails" on every connection (it is not TCP): only noise, dropped. */
+static void log_library_message(void *opaque, const char *fmt, va_list ap)
+{
+    struct server *server = opaque;
+    char message[256];
+    vsnprintf(message, sizeof message, fmt, ap);
+    message[strcspn(message, "\n")] = '\0';
+    if (strstr(message, "Failed to push the data from buffers") != NULL)
+        return;
+    if (!atomic_load(&server->running)) {
+        snprintf(server->start_message, sizeof server->start_message, "%s", message);
+        return;
+    }
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
+        snprintf(stamp, sizeof stamp, "-");
+    fprintf(stderr, "%s http error=\"%s\"\n", stamp, message);
+}
+
+static struct MHD_Daemon *start_daemon(struct server *server, const struct shed_config *config)
+{
+    const struct shed_config_http *http = &config->http;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET;
+    /* The logger first: libmicrohttpd logs what goes wrong with the options after it. */
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_EXTERNAL_LOGGER, log_library_message,
+        server, MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, conn_table_notify, server->connections,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, server, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)http->idle_timeout_seconds, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(http->max_connections + MHD_LIMIT_SLACK), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(http->max_connections_per_client + 4), MHD_OPTION_END);
 }
 
 int server_start(const struct shed_config *config, const struct backend_set *backends,
                  struct server **out, struct shed_err *err)
 {
-    struct sockaddr_in addr;
-    if (parse_bind_address(config->bind, config->http_port, &addr, err) < 0)
+    if (listen_check_exposure(config, err) < 0)
         return -1;
     struct server *server = calloc(1, sizeof *server);
     if (server == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    server->tcp_fd = server->unix_fd = -1;
     atomic_init(&server->in_flight, 0);
-    if (prepare_context(server, config, backends, err) < 0) {
+    int listen_fds[2];
+    size_t listen_count = 0;
+    if (api_context_open(&server->context, config, backends, &server->discovered, err) < 0 ||
+        conn_table_new(&config->http, &server->connections, err) < 0 ||
+        open_listeners(server, config, err) < 0) {
         free_server(server);
         return -1;
     }
-    int listen_fd = -1;
-    if (listen_on(&addr, config->bind, config->http_port, &listen_fd, err) < 0) {
-        free_server(server);
-        return -1;
-    }
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
-    server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        MHD_OPTION_EXTERNAL_LOGGER, log_library_message, server, MHD_OPTION_NOTIFY_COMPLETED,
-        on_request_completed, server, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+    server->daemon = start_daemon(server, config);
     if (server->daemon == NULL) {
-        if (fcntl(listen_fd, F_GETFD) >= 0) /* still ours: libmicrohttpd did not take it */
-            close(listen_fd);
         shed_errf(err, SHED_E_IO, "cannot start the HTTP server on %s:%d: %s", config->bind,
                   config->http_port,
                   server->start_message[0] ? server->start_message : "libmicrohttpd failed");
@@ -358,7 +378,15 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
         return -1;
     }
     atomic_store(&server->running, true);
-    server->port = bound_port(server->daemon, (uint16_t)config->http_port);
+    listen_fds[listen_count++] = server->tcp_fd;
+    if (server->unix_fd >= 0)
+        listen_fds[listen_count++] = server->unix_fd;
+    if (conn_acceptor_start(server->connections, server->daemon, listen_fds, listen_count, err) <
+        0) {
+        MHD_stop_daemon(server->daemon);
+        free_server(server);
+        return -1;
+    }
     server->context.http_port = server->port;
     *out = server;
     return 0;
@@ -374,13 +402,15 @@ size_t server_discovered_sheds(const struct server *server)
     return server->discovered;
 }
 
+/* Stop accepting; cancel the creates in flight (they roll back) and close the tunnels; let
+ * the other requests finish (at most SHUTDOWN_GRACE_SECONDS); then close what is left. */
 void server_stop(struct server *server)
 {
     if (server == NULL)
         return;
-    MHD_socket listen_fd = MHD_quiesce_daemon(server->daemon);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
+    conn_acceptor_stop(server->connections);
+    create_cancel_all(server->context.creates);
+    tunnel_registry_stop(server->context.tunnels);
     for (int waited = 0; waited < SHUTDOWN_GRACE_SECONDS * 100; waited++) {
         if (atomic_load(&server->in_flight) == 0)
             break;

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "imaged/cache.h"
 #include "imaged/imaged.h"
 #include "oci/oci.h"
 
@@ -131,14 +132,15 @@ static int pull_image(struct oci_store *store, const struct shed_config *config,
     cleanup_free const char **insecure = insecure_registries(config, args);
     if (insecure == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    struct oci_pull_opts pull_opts = {
-        .platform = args->platform != NULL ? args->platform : config->platform,
-        .creds = args->creds,
-        .insecure_registries = insecure,
-        .progress = on_pull_progress,
-        .progress_ctx = bar,
-        .cancel = &cancel_requested,
-    };
+    struct oci_pull_opts pull_opts;
+    image_pull_opts_from_config(config, &pull_opts);
+    if (args->platform != NULL)
+        pull_opts.platform = args->platform;
+    pull_opts.creds = args->creds;
+    pull_opts.insecure_registries = insecure;
+    pull_opts.progress = on_pull_progress;
+    pull_opts.progress_ctx = bar;
+    pull_opts.cancel = &cancel_requested;
     struct oci_pull_result result;
     memset(&result, 0, sizeof result);
     int ret = oci_pull(store, args->ref, &pull_opts, &result, err);

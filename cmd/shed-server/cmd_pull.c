@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "imaged/cache.h"
 #include "oci/oci.h"
 
 /* Set from the signal handler: the one piece of state a handler may touch. The pull stops,
@@ -134,15 +135,15 @@ static int run_pull(const struct pull_args *a, const struct shed_config *config,
 {
     struct progress display;
     progress_init(&display, stderr);
-    struct oci_pull_opts opts = {
-        .platform = a->platform != NULL ? a->platform : config->platform,
-        .insecure_registries = (const char *const *)config->insecure_registries,
-        .creds = a->creds,
-        .max_parallel = a->parallel,
-        .progress = on_progress,
-        .progress_ctx = &display,
-        .cancel = (volatile int *)&interrupted,
-    };
+    struct oci_pull_opts opts;
+    image_pull_opts_from_config(config, &opts);
+    if (a->platform != NULL)
+        opts.platform = a->platform;
+    opts.creds = a->creds;
+    opts.max_parallel = a->parallel;
+    opts.progress = on_progress;
+    opts.progress_ctx = &display;
+    opts.cancel = (volatile int *)&interrupted;
     struct oci_pull_result result;
     struct shed_err err = {0};
     int rc = oci_pull(store, a->ref, &opts, &result, &err);

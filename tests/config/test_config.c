@@ -440,6 +440,148 @@ static void test_lookup_order(void)
     rmdir(dir);
 }
 
+static void test_limits_and_policies_are_parsed(void)
+{
+    const char *text = "allow_unauthenticated: true\n"
+                       "unix_socket: /run/shed/api.sock\n"
+                       "unix_socket_mode: \"0660\"\n"
+                       "unix_socket_group: shed\n"
+                       "http_max_connections: 100\n"
+                       "http_max_connections_per_client: 10\n"
+                       "http_request_timeout_seconds: 5\n"
+                       "http_idle_timeout_seconds: 20\n"
+                       "tunnel_idle_timeout_seconds: 90\n"
+                       "tunnel_max_per_client: 4\n"
+                       "repo_schemes: [https, file]\n"
+                       "repo_allow_hosts: [git.lan, \"10.0.0.5:8443\"]\n"
+                       "repo_user: gitclone\n"
+                       "repo_ssh_key: /etc/shed/deploy_key\n"
+                       "repo_ssh_known_hosts: /etc/shed/known_hosts\n"
+                       "repo_timeout_seconds: 120\n"
+                       "repo_low_speed_limit: 2000\n"
+                       "repo_low_speed_time: 15\n"
+                       "pull_timeout_seconds: 900\n"
+                       "pull_low_speed_limit: 4096\n"
+                       "pull_low_speed_time: 30\n"
+                       "pull_min_progress: 256K\n"
+                       "max_layer_bytes: 4G\n"
+                       "max_image_bytes: 16G\n";
+    struct shed_config config;
+    CHECK(parse(text, &config) == 0);
+    CHECK(config.allow_unauthenticated);
+    CHECK_STR_EQ(config.unix_socket, "/run/shed/api.sock");
+    CHECK_EQ(config.unix_socket_mode, 0660);
+    CHECK_STR_EQ(config.unix_socket_group, "shed");
+    CHECK_EQ(config.http.max_connections, 100);
+    CHECK_EQ(config.http.max_connections_per_client, 10);
+    CHECK_EQ(config.http.request_timeout_seconds, 5);
+    CHECK_EQ(config.http.idle_timeout_seconds, 20);
+    CHECK_EQ(config.http.tunnel_idle_timeout_seconds, 90);
+    CHECK_EQ(config.http.tunnels_per_client, 4);
+    CHECK_STR_EQ(config.repo.schemes[1], "file");
+    CHECK(config.repo.schemes[2] == NULL);
+    CHECK_STR_EQ(config.repo.allow_hosts[1], "10.0.0.5:8443");
+    CHECK_STR_EQ(config.repo.user, "gitclone");
+    CHECK_STR_EQ(config.repo.ssh_key, "/etc/shed/deploy_key");
+    CHECK_STR_EQ(config.repo.ssh_known_hosts, "/etc/shed/known_hosts");
+    CHECK_EQ(config.repo.timeout_seconds, 120);
+    CHECK_EQ(config.repo.low_speed_limit, 2000);
+    CHECK_EQ(config.repo.low_speed_time, 15);
+    CHECK_EQ(config.pull.timeout_seconds, 900);
+    CHECK_EQ(config.pull.low_speed_limit, 4096);
+    CHECK_EQ(config.pull.low_speed_time, 30);
+    CHECK_EQ(config.pull.min_progress_bytes, 256 << 10);
+    CHECK_EQ(config.pull.max_layer_bytes, 4ULL << 30);
+    CHECK_EQ(config.pull.max_image_bytes, 16ULL << 30);
+    shed_config_free(&config);
+}
+
+static void test_limits_and_policies_have_defaults(void)
+{
+    struct shed_config config;
+    CHECK(parse("", &config) == 0);
+    CHECK(!config.allow_unauthenticated);
+    CHECK(config.unix_socket == NULL);
+    CHECK_EQ(config.unix_socket_mode, 0600);
+    CHECK_EQ(config.http.max_connections, 512);
+    CHECK_EQ(config.http.max_connections_per_client, 64);
+    CHECK_EQ(config.http.request_timeout_seconds, 30);
+    CHECK_EQ(config.http.tunnels_per_client, 32);
+    CHECK_STR_EQ(config.repo.schemes[0], "https");
+    CHECK_STR_EQ(config.repo.schemes[1], "ssh");
+    CHECK(config.repo.schemes[2] == NULL);
+    CHECK(config.repo.allow_hosts != NULL && config.repo.allow_hosts[0] == NULL);
+    CHECK_STR_EQ(config.repo.user, "nobody");
+    CHECK(config.repo.ssh_key == NULL);
+    CHECK_EQ(config.repo.timeout_seconds, 600);
+    CHECK_EQ(config.pull.timeout_seconds, 3600);
+    CHECK_EQ(config.pull.min_progress_bytes, 64 << 10);
+    CHECK_EQ(config.pull.max_layer_bytes, 16ULL << 30);
+    shed_config_free(&config);
+}
+
+static void test_bad_limits_and_policies_are_named(void)
+{
+    check_refused("allow_unauthenticated: maybe\n",
+                  "server.yaml:1: allow_unauthenticated: expected true or false");
+    check_refused("unix_socket: relative.sock\n", "unix_socket: expected an absolute path");
+    check_refused("unix_socket_mode: \"0999\"\n", "unix_socket_mode: expected octal permission");
+    check_refused("unix_socket_mode: \"01777\"\n", "unix_socket_mode: expected octal permission");
+    check_refused("http_max_connections: 2\n", "http_max_connections: expected an integer 8-");
+    check_refused("http_request_timeout_seconds: 0\n", "http_request_timeout_seconds:");
+    check_refused("http_max_connections: 16\nhttp_max_connections_per_client: 17\n",
+                  "http_max_connections_per_client (17) is above http_max_connections (16)");
+    check_refused("http_max_connections_per_client: 4\ntunnel_max_per_client: 5\n",
+                  "tunnel_max_per_client (5) is above http_max_connections_per_client (4)");
+    check_refused("repo_schemes: [https, ext]\n",
+                  "server.yaml:1: repo_schemes: expected https, ssh, http, git or file");
+    check_refused("repo_allow_hosts: [\"http://x\"]\n", "repo_allow_hosts: expected host[:port]");
+    check_refused("repo_user: root\n", "repo_user: git must not run as root");
+    check_refused("repo_ssh_key: key\n", "repo_ssh_key: expected an absolute path");
+    check_refused("pull_min_progress: 0\n", "pull_min_progress: size \"0\" is too small");
+    check_refused("max_layer_bytes: 1K\n", "max_layer_bytes: size \"1K\" is too small");
+}
+
+/* config check's output reads back as the same strings, whatever bytes they hold. */
+static void test_printed_strings_are_escaped_so_they_read_back(void)
+{
+    static const char *const names[] = {
+        "tab\there", "c1 \xc2\x86 control", "nel \xc2\x85 line",      "ls \xe2\x80\xa8 sep",
+        "del \x7f",  "bom \xef\xbb\xbf",    "emoji \xf0\x9f\x99\x82", "quote \" back \\",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        struct shed_config config;
+        CHECK(parse("", &config) == 0);
+        free(config.name);
+        config.name = strdup(names[i]);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&text, &len);
+        CHECK(out != NULL && shed_config_print(&config, out) == 0);
+        fclose(out);
+        struct shed_config again;
+        if (parse(text, &again) == 0) {
+            CHECK_STR_EQ(again.name, names[i]);
+            shed_config_free(&again);
+        } else {
+            CHECK_FAIL("printed name %zu does not parse back: %s", i, err.msg);
+        }
+        shed_config_free(&config);
+        free(text);
+    }
+}
+
+static void test_bind_loopback_rule(void)
+{
+    CHECK(shed_config_bind_is_loopback("127.0.0.1"));
+    CHECK(shed_config_bind_is_loopback("127.1.2.3"));
+    CHECK(shed_config_bind_is_loopback("localhost"));
+    CHECK(shed_config_bind_is_loopback(NULL));
+    CHECK(!shed_config_bind_is_loopback("0.0.0.0"));
+    CHECK(!shed_config_bind_is_loopback("10.88.0.1"));
+    CHECK(!shed_config_bind_is_loopback("128.0.0.1"));
+}
+
 static void test_image_name_rules(void)
 {
     CHECK(shed_image_name_is_valid("base"));
@@ -482,6 +624,11 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_printed_config_parses_back),
     CHECK_TEST(test_lookup_order),
     CHECK_TEST(test_image_name_rules),
+    CHECK_TEST(test_limits_and_policies_are_parsed),
+    CHECK_TEST(test_limits_and_policies_have_defaults),
+    CHECK_TEST(test_bad_limits_and_policies_are_named),
+    CHECK_TEST(test_printed_strings_are_escaped_so_they_read_back),
+    CHECK_TEST(test_bind_loopback_rule),
 };
 
 int main(int argc, char **argv)

@@ -18,3 +18,6 @@ foreach(suite LayerSemanticsTest FilesystemTest BadInputTest RootlessTest Debian
 endforeach()
 
 shed_python_test(imaged.cache ${CMAKE_CURRENT_LIST_DIR}/test_pull_images.py TIMEOUT 900)
+# The layer reader and flattener (imaged_convert on tar/gzip/zstd bytes), under libFuzzer or
+# over its corpus.
+shed_fuzz_target(layer ${CMAKE_CURRENT_LIST_DIR}/fuzz_layer.c LIBS shed_imaged)

@@ -1,6 +1,8 @@
 """Registry authentication: Basic (htpasswd, bcrypt), bearer tokens from a token server on
-loopback (distribution's auth.token), credentials from --creds or ~/.docker/config.json, and
-no Authorization for a redirect target on another host."""
+loopback (distribution's auth.token), credentials from --creds or ~/.docker/config.json, no
+Authorization for a redirect target on another host, and no credentials for a token realm
+on another origin over plain HTTP unless the registry is listed in insecure_registries (the
+token server of these tests is such a realm: another port, plain HTTP)."""
 
 import base64
 import json
@@ -89,7 +91,21 @@ class BasicAuthTest(ocitest.PullTestCase):
                                               if e["status"] == 307))
 
 
-class TokenAuthTest(ocitest.PullTestCase):
+class TokenRealmTestCase(ocitest.PullTestCase):
+    """Pulls whose credentials may go to the test's plain-HTTP token server: the registry is
+    listed in insecure_registries of the config given with --config."""
+
+    def trusting_config(self):
+        path = os.path.join(self.make_data_dir(), "server.yaml")
+        with open(path, "w") as f:
+            f.write("insecure_registries: [\"%s\"]\n" % self.registry.host)
+        return ["--config", path]
+
+    def pull_with_creds(self, creds, **kwargs):
+        return self.pull(self.ref, "--creds", creds, *self.trusting_config(), **kwargs)
+
+
+class TokenAuthTest(TokenRealmTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tokens = TokenServer(users={USER: PASSWORD}, allow_anonymous=True).start()
@@ -115,21 +131,32 @@ class TokenAuthTest(ocitest.PullTestCase):
         self.assertEqual(self.tokens.requests, [(None, "repository:tok/img:pull", True)])
 
     def test_token_is_reused_for_every_blob_of_a_pull(self):
-        out = self.pull_json(self.ref, "--creds", "%s:%s" % (USER, PASSWORD))
+        out = self.pull_json(self.ref, "--creds", "%s:%s" % (USER, PASSWORD),
+                             *self.trusting_config())
         self.assertEqual(len(out["layers"]), 3)
         self.assertEqual(len(self.tokens.requests), 1, self.tokens.requests)
 
     def test_bearer_token_with_right_creds(self):
-        self.pull_ok(self.ref, "--creds", "%s:%s" % (USER, PASSWORD))
+        result = self.pull_with_creds("%s:%s" % (USER, PASSWORD))
+        self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(self.tokens.requests, [(USER, "repository:tok/img:pull", True)])
 
     def test_bearer_token_with_wrong_creds_is_refused(self):
-        line = self.assert_one_line_error(self.pull(self.ref, "--creds", USER + ":nope"), "AUTH")
+        line = self.assert_one_line_error(self.pull_with_creds(USER + ":nope"), "AUTH")
         self.assertIn("token server", line)
         self.assertEqual(self.store_files(), [])
 
+    def test_credentials_never_go_to_a_plain_http_realm_on_another_origin(self):
+        line = self.assert_one_line_error(
+            self.pull(self.ref, "--creds", "%s:%s" % (USER, PASSWORD)), "AUTH")
+        self.assertIn("over plain HTTP on another origin: refused", line)
+        self.assertIn("insecure_registries", line)
+        self.assertNotIn(PASSWORD, line)
+        self.assertEqual(self.tokens.requests, [], "the token server was asked")
+        self.assertEqual(self.store_files(), [])
 
-class TokenAuthPrivateTest(ocitest.PullTestCase):
+
+class TokenAuthPrivateTest(TokenRealmTestCase):
     """A token server that refuses anonymous access."""
 
     @classmethod
@@ -148,7 +175,8 @@ class TokenAuthPrivateTest(ocitest.PullTestCase):
 
     def test_private_repository_needs_credentials(self):
         self.assert_one_line_error(self.pull(self.ref, env={"HOME": self.make_data_dir()}), "AUTH")
-        result = self.pull_ok(self.ref, "--creds", "%s:%s" % (USER, PASSWORD))
+        result = self.pull_with_creds("%s:%s" % (USER, PASSWORD))
+        self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stdout.strip(), self.digest)
 
 

@@ -1,7 +1,10 @@
 """Interrupted and failing transfers, through a fault-injecting proxy in front of a real
 registry: Range resume, Retry-After, 5xx retries, servers that ignore Range, partial files
-left by an earlier pull, SIGINT, and the request count of a re-pull."""
+left by an earlier pull, SIGINT, the request count of a re-pull, and registries that never
+give up: one byte per connection (minimum progress per attempt), a byte at a time (the
+pull's deadline), sizes a manifest declares but cannot back (caps, free space)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +17,9 @@ from fault_proxy import FaultProxy
 BIG = 2_000_000
 
 
-class ResumeTest(ocitest.PullTestCase):
+class ProxiedImageTest(ocitest.PullTestCase):
+    """A registry with a 2 MB uncompressed layer and a small gzip one, behind a fault proxy."""
+
     @classmethod
     def setUpClass(cls):
         cls.registry = shedtest.Registry().start()
@@ -48,6 +53,8 @@ class ResumeTest(ocitest.PullTestCase):
         with open(self.blob_path(self.big_digest) + ".tmp", "wb") as f:
             f.write(data)
 
+
+class ResumeTest(ProxiedImageTest):
     def test_cut_connection_resumes_with_range_from_where_it_stopped(self):
         self.proxy.add_fault("cut", self.big_digest, after=700_000)
         result = self.pull_ok(self.ref)
@@ -163,6 +170,89 @@ class ResumeTest(ocitest.PullTestCase):
         self.assertEqual([(r["range"], r["bytes"]) for r in self.big_requests()],
                          [("bytes=%d-" % partial, self.big_size - partial)])
         self.assert_big_blob_stored()
+
+
+class HostileRegistryTest(ProxiedImageTest):
+    """Registries that would keep a pull going forever, or fill the disk."""
+
+    def config(self, text):
+        path = os.path.join(self.data_dir, "server.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return ["--config", path]
+
+    def timed_pull(self, *args):
+        start = time.monotonic()
+        result = self.pull(self.ref, *args)
+        return result, time.monotonic() - start
+
+    def test_one_byte_per_connection_runs_out_of_attempts(self):
+        self.proxy.add_fault("cut", self.big_digest, after=1, times=None)
+        result, seconds = self.timed_pull()
+        line = self.assert_one_line_error(result, "REGISTRY")
+        self.assertIn("giving up after 6 attempts", line)
+        print("failed after %.1f s" % seconds)
+        self.assertEqual([r["bytes"] for r in self.big_requests()], [1] * 6)
+        self.assertEqual(self.ref_entries(), {})
+
+    def test_a_registry_dripping_one_byte_at_a_time_fails_at_the_pull_deadline(self):
+        # The low speed limit would end the attempt after a minute: the deadline comes first.
+        args = self.config("pull_timeout_seconds: 5\npull_low_speed_time: 600\n")
+        self.proxy.add_fault("drip", self.big_digest, delay=0.05, times=None)
+        result, seconds = self.timed_pull(*args)
+        line = self.assert_one_line_error(result, "REGISTRY")
+        self.assertIn("did not finish within 5 s (pull_timeout_seconds)", line)
+        print("failed after %.1f s (deadline 5 s)" % seconds)
+        self.assertGreaterEqual(seconds, 4.5)
+        self.assertEqual(self.ref_entries(), {})
+
+    def test_attempts_under_the_low_speed_limit_count_against_the_retries(self):
+        args = self.config("pull_low_speed_limit: 100000\npull_low_speed_time: 1\n")
+        self.proxy.add_fault("drip", self.big_digest, delay=0.05, times=None)
+        result, _ = self.timed_pull(*args)
+        line = self.assert_one_line_error(result, "REGISTRY")
+        self.assertIn("giving up after 6 attempts", line)
+        self.assertEqual(len(self.big_requests()), 6)
+
+    def declared(self, size):
+        """An image whose manifest declares size bytes for a small layer."""
+        repo = "declared/img%d" % size
+        pusher = shedtest.Pusher(self.registry.url)
+        small = layer({"f": "small\n"})
+        blob = shedtest.compress(small, "gzip")
+        digest = pusher.push_blob(repo, blob)
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [sha256_of(small)]}}).encode()
+        config_digest = pusher.push_blob(repo, config)
+        manifest = {"schemaVersion": 2, "mediaType": shedtest.OCI_MANIFEST,
+                    "config": {"mediaType": shedtest.OCI_CONFIG, "digest": config_digest,
+                               "size": len(config)},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                "digest": digest, "size": size}]}
+        pusher.push_manifest(repo, "v1", json.dumps(manifest).encode(), shedtest.OCI_MANIFEST)
+        return "%s/%s:v1" % (self.proxy.host, repo), digest, len(blob)
+
+    def test_a_layer_larger_than_max_layer_bytes_is_refused_before_it_is_fetched(self):
+        ref, digest, _ = self.declared(1 << 40)
+        result = self.pull(ref)
+        line = self.assert_one_line_error(result, "UNSUPPORTED")
+        self.assertIn("more than max_layer_bytes", line)
+        self.assertEqual(self.proxy.requests(digest), [])
+        self.assertEqual(self.store_files(), [])
+
+    def test_a_layer_larger_than_the_free_space_is_refused_before_it_is_fetched(self):
+        ref, digest, _ = self.declared(1 << 55)
+        args = self.config("max_layer_bytes: 65536T\nmax_image_bytes: 65536T\n")
+        line = self.assert_one_line_error(self.pull(ref, *args), "NO_SPACE")
+        self.assertIn("free", line)
+        self.assertEqual(self.proxy.requests(digest), [])
+
+    def test_a_blob_larger_than_declared_is_cut_off_at_the_declared_size(self):
+        ref, digest, real = self.declared(10)
+        line = self.assert_one_line_error(self.pull(ref), "INTEGRITY")
+        self.assertIn("larger than the 10 bytes the manifest says", line)
+        self.assertNotIn(digest.split(":")[1], self.store_files())
+        self.assertNotIn(digest.split(":")[1] + ".tmp", self.store_files())
 
 
 if __name__ == "__main__":

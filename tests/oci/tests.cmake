@@ -15,3 +15,6 @@ foreach(area pull auth resume)
   shed_python_test(oci.${area} ${CMAKE_CURRENT_LIST_DIR}/test_${area}.py
                    ARGS --shed-server $<TARGET_FILE:shed-server>)
 endforeach()
+# The parsers of what a registry sends, under libFuzzer or over their corpora.
+shed_fuzz_target(manifest ${CMAKE_CURRENT_LIST_DIR}/fuzz_manifest.c LIBS shed_oci)
+shed_fuzz_target(www_authenticate ${CMAKE_CURRENT_LIST_DIR}/fuzz_www_authenticate.c LIBS shed_oci)

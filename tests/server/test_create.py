@@ -2,7 +2,9 @@
 the real container backend (runc over a loop-mounted rootfs): a static busybox image pushed to
 a loopback registry, creates plain and streamed (SSE), their 4xx, failed creates that must
 leave nothing behind (no instance dir, no mount, no loop device, no runc container), 20
-concurrent creates from one uncached image (one conversion), and image list/delete/prune.
+concurrent creates from one uncached image (one conversion), image list/delete/prune, and
+the repo: its URL policy, the unprivileged clone, a git host that never answers (the clone's
+deadline), and creates cancelled by DELETE and by SIGTERM.
 
 Needs root, runc, loop devices and docker-registry; otherwise prints why and skips (exit 77).
 
@@ -13,11 +15,15 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
@@ -86,10 +92,10 @@ def proc_alive(pid):
 # ---- the server -----------------------------------------------------------------------------
 
 class Server(shedserver.ServerProcess):
-    def __init__(self, data_dir, images):
+    def __init__(self, data_dir, images, extra_config=""):
         config = ("name: create-test\nbase_image: %s\nrootfs_size: 256M\ndefault_cpus: 1\n"
                   "default_memory_mb: 256\ndefault_backend: detect\nlocal_dir_roots: [%s]\n"
-                  "images:\n" % (IMAGE_REFS["base"], WORK))
+                  "%simages:\n" % (IMAGE_REFS["base"], WORK, extra_config))
         for name, ref in images.items():
             config += "  %s: %s\n" % (name, ref)
         super().__init__(SHED_SERVER, data_dir, config, stop_timeout=300)
@@ -123,6 +129,7 @@ class Server(shedserver.ServerProcess):
 
 class CreateTestCase(unittest.TestCase):
     images = {}
+    extra_config = ""
 
     @classmethod
     def setUpClass(cls):
@@ -130,7 +137,7 @@ class CreateTestCase(unittest.TestCase):
         cls.runc_root = os.path.join(cls.data_dir, "runc")
         cls.instance_dir = os.path.join(cls.data_dir, "instances")
         cls.images_dir = os.path.join(cls.data_dir, "images")
-        cls.server = Server(cls.data_dir, cls.images).start()
+        cls.server = Server(cls.data_dir, cls.images, cls.extra_config).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -270,11 +277,14 @@ class CreateTest(CreateTestCase):
             self.assertTrue(chunk, received)
             received += chunk
         sock.close()
-        # The first frame comes from inside the pipeline, with the shed's lock held: this
-        # DELETE waits for the create to end. 204 (not 404) shows the create ran to its end.
+        # The create goes on without its client and ends running. (A DELETE now would cancel
+        # it: the shed is still "starting".)
+        ended = shedserver.wait_for(lambda: re.search(r"create shed=dropped .* result=(\w+)",
+                                                      self.server.log()))
+        self.assertIsNotNone(ended, self.server.log())
+        self.assertEqual(ended.group(1), "ok", self.server.log())
+        self.assertEqual(self.assert_running("dropped")["name"], "dropped")
         self.assertEqual(self.server.request("DELETE", "/api/sheds/dropped")[0], 204)
-        self.assertIn("create shed=dropped image=_base backend=container", self.server.log())
-        self.assertRegex(self.server.log(), r"create shed=dropped .* result=ok")
         self.assert_nothing_left("dropped")
 
     def test_unknown_image_is_400_before_anything_or_any_stream(self):
@@ -337,17 +347,19 @@ class CreateTest(CreateTestCase):
         self.assertIn(rootfs, response[1]["error"]["message"])
         self.assert_nothing_left("late")
 
-    def test_repo_clone_failure_warns_and_rolls_back(self):
-        repo = "file://" + os.path.join(WORK, "no-such-repo.git")
-        response = self.create("norepo", repo=repo)
-        self.assertEqual(response[0], 500, response)
-        self.assert_nothing_left("norepo")
-        status, _, events = self.server.create_sse({"name": "norepo", "repo": repo})
-        self.assertEqual(status, 200, events)
-        warnings = [d for kind, d in events if kind == "progress" and d["warning"]]
-        self.assertTrue(warnings and warnings[0]["phase"] == "repo", events)
-        self.assertEqual([kind for kind, _ in events][-1], "error", events)
-        self.assert_nothing_left("norepo")
+    def test_file_urls_and_private_hosts_are_refused_before_anything(self):
+        for repo, why in [("file://" + os.path.join(WORK, "repo.git"), "file is not in repo_schemes"),
+                          ("http://example.com/o/r.git", "http is not in repo_schemes"),
+                          ("https://127.0.0.1:1/o/r.git", "loopback"),
+                          ("git@169.254.169.254:o/r.git", "link-local"),
+                          ("ext::sh -c id", "whitespace")]:
+            for headers in ({}, {"Accept": "text/event-stream"}):
+                with self.subTest(repo=repo, headers=headers):
+                    response = self.server.request("POST", "/api/sheds",
+                                                   {"name": "badrepo", "repo": repo}, headers)
+                    self.assert_error(response, 400, "INVALID_REPO_URL")
+                    self.assertIn(why, response[1]["error"]["message"])
+                    self.assertFalse(os.path.exists(os.path.join(self.instance_dir, "badrepo")))
 
     def test_local_dir_is_bind_mounted_and_released_on_delete(self):
         shared = tempfile.mkdtemp(prefix="shared-", dir=WORK)
@@ -359,6 +371,204 @@ class CreateTest(CreateTestCase):
         self.names.remove("withdir")
         self.assert_nothing_left("withdir")
         self.assertTrue(os.path.isdir(shared))
+
+
+# ---- the repo ---------------------------------------------------------------------------------
+
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a git host that
+    hangs); counts the connections it holds."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.held = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        self.stopping = True
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+def processes_mentioning(text):
+    """pids whose command line contains text (git and its helpers carry the URL)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def make_repo(parent, mode):
+    """A git repo with one file, in a fresh directory of mode under parent (outside /tmp:
+    git sees a private /tmp of its own)."""
+    top = tempfile.mkdtemp(prefix="shed-repo-", dir=parent)
+    repo = os.path.join(top, "r.git")
+    env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", HOME=top)
+    subprocess.run(["git", "init", "-q", repo], check=True, env=env)
+    with open(os.path.join(repo, "README"), "w") as f:
+        f.write("cloned\n")
+    subprocess.run(["git", "-C", repo, "add", "README"], check=True, env=env)
+    subprocess.run(["git", "-C", repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit",
+                    "-qm", "one"], check=True, env=env)
+    subprocess.run(["chmod", "-R", "a+rX", top], check=True)
+    os.chmod(top, mode)
+    return top, repo
+
+
+class RepoTestCase(CreateTestCase):
+    repo_timeout = 4
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hole = BlackHole()
+        cls.extra_config = ("repo_schemes: [https, ssh, file]\nrepo_allow_hosts: [127.0.0.1]\n"
+                            "repo_timeout_seconds: %d\n" % cls.repo_timeout)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.hole.close()
+
+    def hole_url(self):
+        return "https://127.0.0.1:%d/o/r.git" % self.hole.port
+
+    def assert_no_git_left(self):
+        marker = "127.0.0.1:%d" % self.hole.port
+        self.assertEqual(shedserver.wait_for(lambda: processes_mentioning(marker) == []), True,
+                         processes_mentioning(marker))
+
+
+class RepoTest(RepoTestCase):
+    def test_repo_clone_failure_warns_and_rolls_back(self):
+        repo = "file:///var/empty/no-such-repo.git"
+        response = self.create("norepo", repo=repo)
+        self.assert_error(response, 500, "BACKEND_ERROR")
+        self.assertIn("the repository could not be fetched", response[1]["error"]["message"])
+        self.assert_nothing_left("norepo")
+        status, _, events = self.server.create_sse({"name": "norepo", "repo": repo})
+        self.assertEqual(status, 200, events)
+        warnings = [d for kind, d in events if kind == "progress" and d["warning"]]
+        self.assertTrue(warnings and warnings[0]["phase"] == "repo", events)
+        self.assertEqual([kind for kind, _ in events][-1], "error", events)
+        self.assert_nothing_left("norepo")
+
+    def test_a_git_host_that_never_answers_fails_the_create_at_the_deadline(self):
+        start = time.monotonic()
+        response = self.create("hole", repo=self.hole_url())
+        seconds = time.monotonic() - start
+        print("create failed after %.1f s (repo_timeout_seconds %d)" % (seconds, self.repo_timeout))
+        self.assert_error(response, 500, "BACKEND_ERROR")
+        self.assertIn("did not finish within 4 s (repo_timeout_seconds)",
+                      response[1]["error"]["message"])
+        self.assertGreaterEqual(len(self.hole.held), 1, "git never reached the host")
+        self.assert_nothing_left("hole")
+        self.assert_no_git_left()
+
+    def test_the_clone_runs_unprivileged_and_the_tree_belongs_to_the_shed(self):
+        readable, readable_repo = make_repo("/var/tmp", 0o755)
+        private, private_repo = make_repo("/var/tmp", 0o700)
+        self.addCleanup(shutil.rmtree, readable, True)
+        self.addCleanup(shutil.rmtree, private, True)
+        status, shed = self.create("cloned", repo="file://" + readable_repo)
+        self.assertEqual(status, 201, shed)
+        workspace = os.path.join(self.instance_dir, "cloned", "container", "rootfs", "workspace")
+        readme = os.path.join(workspace, "README")
+        with open(readme) as f:
+            self.assertEqual(f.read(), "cloned\n")
+        for path in (workspace, readme, os.path.join(workspace, ".git", "HEAD")):
+            st = os.lstat(path)
+            self.assertEqual((st.st_uid, st.st_gid), (0, 0), path)  # the shed's root
+        # As host root git could read a 0700 repo of root's; as nobody it cannot.
+        response = self.create("private", repo="file://" + private_repo)
+        self.assert_error(response, 500, "BACKEND_ERROR")
+        self.assertIn("the repository could not be fetched", response[1]["error"]["message"])
+        self.assert_nothing_left("private")
+
+
+class CancelTest(RepoTestCase):
+    repo_timeout = 600  # never reached: the create is cancelled long before
+
+    def start_create_into_the_hole(self, name):
+        """A create hanging in its clone; returns (thread, result list)."""
+        self.names.append(name)
+        result = []
+        thread = threading.Thread(target=lambda: result.append(self.server.request(
+            "POST", "/api/sheds", {"name": name, "repo": self.hole_url()})), daemon=True)
+        connected = len(self.hole.held)
+        thread.start()
+        self.assertTrue(shedserver.wait_for(lambda: len(self.hole.held) > connected),
+                        "git never reached the host")
+        status, shed = self.server.request("GET", "/api/sheds/" + name)
+        self.assertEqual((status, shed["status"]), (200, "starting"), shed)
+        return thread, result
+
+    def test_delete_of_a_starting_shed_cancels_its_create(self):
+        thread, result = self.start_create_into_the_hole("doomed")
+        start = time.monotonic()
+        status, _ = self.server.request("DELETE", "/api/sheds/doomed")
+        print("DELETE answered after %.1f s" % (time.monotonic() - start))
+        self.assertEqual(status, 204)
+        thread.join(shedserver.WAIT_SECONDS)
+        self.assertEqual(len(result), 1)
+        self.assert_error(result[0], 500, "BACKEND_ERROR")
+        self.assertIn("cancelled", result[0][1]["error"]["message"])
+        self.assert_nothing_left("doomed")
+        self.assert_no_git_left()
+        self.assertRegex(self.server.log(), r"create shed=doomed .* result=BACKEND_ERROR")
+
+
+class SigtermTest(RepoTestCase):
+    repo_timeout = 600
+
+    def test_sigterm_cancels_a_create_in_flight_and_the_server_stops(self):
+        thread, result = CancelTest.start_create_into_the_hole(self, "interrupted")
+        start = time.monotonic()
+        code = self.server.stop()
+        print("server stopped %.1f s after SIGTERM" % (time.monotonic() - start))
+        self.assertEqual(code, 0, self.server.log()[-2000:])
+        thread.join(shedserver.WAIT_SECONDS)
+        self.assertIn("cancelled", result[0][1]["error"]["message"])
+        self.assertFalse(os.path.exists(os.path.join(self.instance_dir, "interrupted")))
+        self.assertEqual(mounts_under(self.data_dir), [])
+        self.assert_no_git_left()
+        self.names.remove("interrupted")
+        self.server.start()  # for tearDownClass
+
+
+class CrashTest(RepoTestCase):
+    repo_timeout = 600
+
+    def test_git_dies_with_a_killed_server(self):
+        thread, _ = CancelTest.start_create_into_the_hole(self, "orphan")
+        marker = "127.0.0.1:%d" % self.hole.port
+        self.assertTrue(processes_mentioning(marker), "no git process to orphan")
+        self.server.proc.kill()  # no SIGTERM, no cleanup: a crash
+        self.server.proc.wait()
+        thread.join(shedserver.WAIT_SECONDS)
+        self.assert_no_git_left()  # PR_SET_PDEATHSIG: git and its children went with it
+        # What the crash left is the crash-consistency work's; a restarted server deletes it.
+        self.server.start()
+        force_cleanup(self.data_dir)
 
 
 class CliTest(CreateTestCase):

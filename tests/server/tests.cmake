@@ -6,3 +6,13 @@ shed_python_test(server.api ${CMAKE_CURRENT_LIST_DIR}/test_api.py
 shed_python_test(server.create ${CMAKE_CURRENT_LIST_DIR}/test_create.py
                  ARGS --shed-server $<TARGET_FILE:shed-server> --shed $<TARGET_FILE:shed>
                  TIMEOUT 1200 SERIAL)
+# The router and the handlers' request parsing, under libFuzzer or over its corpus.
+shed_fuzz_target(router ${CMAKE_CURRENT_LIST_DIR}/fuzz_router.c LIBS shed_server)
+# The router without HTTP (server/route.h): what the target decoding refuses.
+add_executable(test_route ${CMAKE_CURRENT_LIST_DIR}/test_route.c)
+target_link_libraries(test_route PRIVATE shed_server)
+shed_c_test(server.route test_route)
+# Hostile clients against a real server: slow and too many connections, request deadlines,
+# exposure without a token, the unix socket, paths that would change a name.
+shed_python_test(server.limits ${CMAKE_CURRENT_LIST_DIR}/test_limits.py
+                 ARGS --shed-server $<TARGET_FILE:shed-server>)

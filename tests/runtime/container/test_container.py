@@ -186,10 +186,11 @@ class BackendTest(unittest.TestCase, LeftoverChecks):
 # ---- through the HTTP API ------------------------------------------------------------------
 
 class Server(shedserver.ServerProcess):
-    def __init__(self, data_dir, images):
+    def __init__(self, data_dir, images, extra_config=""):
+        # file:// repos are refused by default; these tests clone local ones.
         config = ("name: ctr-test\nbase_image: %s\nrootfs_size: 2G\ndefault_cpus: 1\n"
-                  "default_memory_mb: 512\nlocal_dir_roots: [%s]\nimages:\n"
-                  % (images["tmux"], WORK))
+                  "default_memory_mb: 512\nlocal_dir_roots: [%s]\nrepo_schemes: [https, ssh, file]\n"
+                  "%simages:\n" % (images["tmux"], WORK, extra_config))
         for name, ref in images.items():
             config += "  %s: %s\n" % (name, ref)
         super().__init__(SHED_SERVER, data_dir, config, stop_timeout=120, log_tail=4000)
@@ -221,12 +222,14 @@ def shed_server(*args, **kw):
 
 class ServerTestCase(unittest.TestCase, LeftoverChecks):
     images = None
+    extra_config = ""
 
     @classmethod
     def setUpClass(cls):
         cls.data_dir = tempfile.mkdtemp(prefix="shed-ctr-server-", dir=WORK)
         cls.server = Server(cls.data_dir, cls.images or {"tmux": FIXTURE.ref("shed/tmux"),
-                                                         "notmux": FIXTURE.ref("shed/notmux")})
+                                                         "notmux": FIXTURE.ref("shed/notmux")},
+                            cls.extra_config)
         cls.server.start()
         status, body = cls.server.request("POST", "/api/sheds", {"name": "probe-create"})
         if status == 501:
@@ -267,6 +270,21 @@ class ServerTestCase(unittest.TestCase, LeftoverChecks):
     def start_echo_listener(self, name, port):
         self.exec_(name, "sh", "-c", "socat TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr "
                    "EXEC:cat >/dev/null 2>&1 &" % port)
+
+    def open_tunnel(self, name, port, source="127.0.0.1"):
+        """An upgraded connect tunnel left open: (socket, status line)."""
+        s = socket.socket()
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", self.server.port))
+        s.sendall(("GET /api/sheds/%s/connect/%d HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                   "Upgrade: shed-tcp\r\n\r\n" % (name, port)).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return s, buf.split(b"\r\n", 1)[0].decode()
 
     def tunnel(self, name, port, payload):
         """Opens the connect upgrade, sends payload, half-closes, returns (head, received)."""
@@ -423,6 +441,7 @@ class ServerTest(ServerTestCase):
         except OSError:
             return None
 
+
     def test_stop_start_delete_and_conflicts(self):
         shed = self.create("cycle")
         status, body = self.server.request("POST", "/api/sheds", {"name": "cycle"})
@@ -493,16 +512,22 @@ class ServerTest(ServerTestCase):
         self.assertEqual(status, 404)
 
     def test_repo_cloned_into_workspace(self):
-        repo = tempfile.mkdtemp(prefix="repo-", dir=WORK)
+        # Outside /tmp: git runs with a private /tmp of its own, as nobody.
+        repo = tempfile.mkdtemp(prefix="shed-repo-", dir="/var/tmp")
+        self.addCleanup(shutil.rmtree, repo, True)
         subprocess.run(["git", "init", "-q", repo], check=True)
         with open(os.path.join(repo, "README"), "w") as f:
             f.write("from the repo\n")
         subprocess.run(["git", "-C", repo, "add", "README"], check=True)
         subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit",
                         "-qm", "init"], check=True)
+        subprocess.run(["chmod", "-R", "a+rX", repo], check=True)
         self.create("withrepo", repo="file://" + repo)
         self.assertEqual(self.exec_("withrepo", "cat", "/workspace/README").stdout,
                          "from the repo\n")
+        # The shed's root owns the tree, not the user git ran as.
+        self.assertEqual(self.exec_("withrepo", "stat", "-c", "%u:%g", "/workspace/README",
+                                    "/workspace/.git").stdout, "0:0\n0:0\n")
 
     def test_local_dir_bind_mounted_at_workspace(self):
         local = tempfile.mkdtemp(prefix="local-", dir=WORK)
@@ -640,6 +665,56 @@ class ConcurrencyTest(ServerTestCase):
         rootfs_dir = os.path.join(self.data_dir, "images", "rootfs", "sha256")
         converted = [f for f in os.listdir(rootfs_dir) if f.endswith(".ext4")]
         self.assertEqual(len(converted), 1, converted)
+
+
+class TunnelLimitsTest(ServerTestCase):
+    """Connect tunnels are bounded: per client (tunnel_max_per_client), by an idle timeout
+    (tunnel_idle_timeout_seconds), and SIGTERM closes them and joins their threads."""
+    extra_config = "tunnel_max_per_client: 2\ntunnel_idle_timeout_seconds: 3\n"
+
+    def test_a_client_gets_at_most_its_tunnels_and_idle_ones_are_closed(self):
+        self.create("lim")
+        self.start_echo_listener("lim", 7100)
+        first, status = wait_for(lambda: (lambda r: r if r[1].startswith("HTTP/1.1 101")
+                                          else r[0].close())(self.open_tunnel("lim", 7100)))
+        self.addCleanup(first.close)
+        second, status = self.open_tunnel("lim", 7100)
+        self.addCleanup(second.close)
+        self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+        third, status = self.open_tunnel("lim", 7100)
+        third.close()
+        self.assertTrue(status.startswith("HTTP/1.1 503"), status)
+        # Another client has its own tunnels.
+        other, status = self.open_tunnel("lim", 7100, source="127.0.0.3")
+        self.addCleanup(other.close)
+        self.assertTrue(status.startswith("HTTP/1.1 101"), status)
+        # A tunnel in use stays; an idle one is closed after 3 s, and its place is free again.
+        start = time.monotonic()
+        first.sendall(b"ping")
+        self.assertEqual(first.recv(4), b"ping")
+        second.settimeout(shedserver.WAIT_SECONDS)
+        self.assertEqual(second.recv(1), b"", "the idle tunnel was not closed")
+        print("idle tunnel closed after %.1f s (tunnel_idle_timeout_seconds 3)"
+              % (time.monotonic() - start))
+        self.assertRegex(self.server.log(), r"tunnel closed client=127\.0\.0\.1 reason=idle")
+        again, status = wait_for(lambda: (lambda r: r if r[1].startswith("HTTP/1.1 101")
+                                          else r[0].close())(self.open_tunnel("lim", 7100)))
+        again.close()
+
+    def test_sigterm_closes_open_tunnels_and_the_server_stops(self):
+        self.create("term")
+        self.start_echo_listener("term", 7101)
+        tunnel, status = wait_for(lambda: (lambda r: r if r[1].startswith("HTTP/1.1 101")
+                                           else r[0].close())(self.open_tunnel("term", 7101)))
+        self.addCleanup(tunnel.close)
+        tunnel.sendall(b"x")
+        self.assertEqual(tunnel.recv(1), b"x")
+        start = time.monotonic()
+        self.assertEqual(self.server.stop(), 0, self.server.log())
+        print("server stopped %.1f s after SIGTERM with a tunnel open" % (time.monotonic() - start))
+        tunnel.settimeout(shedserver.WAIT_SECONDS)
+        self.assertEqual(tunnel.recv(1), b"", "the tunnel outlived the server")
+        self.server.start()  # the shed runs on; the next test and tearDown need the server
 
 
 def main():

@@ -8,7 +8,7 @@
 add_executable(backend_driver ${CMAKE_CURRENT_LIST_DIR}/backend_driver.c)
 target_link_libraries(backend_driver PRIVATE shed_runtime Threads::Threads)
 
-foreach(suite BackendTest ServerTest ConcurrencyTest)
+foreach(suite BackendTest ServerTest ConcurrencyTest TunnelLimitsTest)
   shed_python_test(runtime.container.${suite} ${CMAKE_CURRENT_LIST_DIR}/test_container.py
                    ARGS ${suite} TIMEOUT 1200 SERIAL)
 endforeach()

@@ -582,7 +582,8 @@ class UsernsTest(HardeningCase):
         # server opens its own ones, 0710 to the mapped group, and says so about the others).
         os.chmod(WORK, 0o711)
         cls.extra_config = ("container:\n  userns: true\n  userns_base: %d\n"
-                            "local_dir_roots: [%s]\n" % (USERNS_BASE, os.path.dirname(cls.shared)))
+                            "local_dir_roots: [%s]\nrepo_schemes: [https, ssh, file]\n"
+                            % (USERNS_BASE, os.path.dirname(cls.shared)))
         super().setUpClass()
 
     def host_ids(self, pid):
@@ -641,13 +642,16 @@ class UsernsTest(HardeningCase):
         self.assert_no_leftovers("closed")
 
     def test_repo_is_cloned_before_the_mapping(self):
-        repo = tempfile.mkdtemp(prefix="repo-", dir=WORK)
+        # Outside /tmp, readable by all: git runs as nobody with a private /tmp of its own.
+        repo = tempfile.mkdtemp(prefix="shed-repo-", dir="/var/tmp")
+        self.addCleanup(shutil.rmtree, repo, True)
         subprocess.run(["git", "init", "-q", repo], check=True)
         with open(os.path.join(repo, "README"), "w") as f:
             f.write("cloned\n")
         subprocess.run(["git", "-C", repo, "add", "README"], check=True)
         subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit",
                         "-qm", "init"], check=True)
+        subprocess.run(["chmod", "-R", "a+rX", repo], check=True)
         self.create("cloned", repo="file://" + repo)
         self.assertEqual(self.exec_("cloned", "cat", "/workspace/README").stdout, b"cloned\n")
         self.assertEqual(self.exec_("cloned", "stat", "-c", "%u", "/workspace/README")

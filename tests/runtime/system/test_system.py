@@ -17,11 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 import shedtest
 import testrun
+from fault_proxy import FaultProxy
 
 SHED_SERVER = os.environ.get("SHED_SERVER", "shed-server")
 SHED_CLI = os.environ.get("SHED_CLI", "shed")
@@ -46,6 +48,11 @@ def set_age(path, seconds):
 def layer(hostname, size):
     return (shedtest.LayerBuilder().dir("etc").file("etc/hostname", hostname + "\n")
             .file("data.bin", os.urandom(size)).tar_bytes())
+
+
+def shedtest_wait():
+    """How long to wait for something that must happen: generous, the CI machine is slow."""
+    return 120
 
 
 def free_port():
@@ -414,6 +421,50 @@ class PruneTest(SystemTestCase):
                             for n in result["notes"]), result["notes"])
         self.assertTrue(any(digest in n and "counts as referenced" in n for n in df["notes"]),
                         df["notes"])
+
+    def test_prune_during_a_pull_keeps_the_blobs_the_pull_relies_on(self):
+        # A pull of a whose manifest and ref entry are gone since: its layers are old,
+        # unreferenced blobs, prune's prey, and exactly what a new pull of a finds present
+        # and builds its image on.
+        ref_file = self.pull_ref("a")
+        with open(ref_file) as f:
+            digest = f.read().strip()
+        with open(self.blob(digest), "rb") as f:
+            manifest = json.load(f)
+        config_digest = manifest["config"]["digest"]
+        layers = [self.blob(layer["digest"]) for layer in manifest["layers"]]
+        for path in (ref_file, self.blob(digest), self.blob(config_digest)):
+            os.unlink(path)
+        self.age_blob_store()
+        requested, release = threading.Event(), threading.Event()
+
+        def hold_config():  # the pull waits for its config; its layers are checked present
+            requested.set()
+            release.wait(shedtest_wait())
+
+        with FaultProxy(self.registry.host) as proxy:
+            proxy.add_fault("call", config_digest, fn=hold_config)
+            pull = subprocess.Popen([SHED_SERVER, "pull", "--config", self.config,
+                                     "%s/sys/a:v1" % proxy.host], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                self.assertTrue(requested.wait(shedtest_wait()), "the pull never asked")
+                during = self.prune("--scope", "orphans")
+            finally:
+                release.set()
+            _, stderr = pull.communicate(timeout=shedtest_wait())
+        self.assertEqual(pull.returncode, 0, stderr)
+        self.assertEqual([i for i in during["items"] if i["kind"] == "blob"], [])
+        for path in layers:
+            self.assertEqual(self.skipped_reason(during, path),
+                             "lock held (a pull is using the blob store)")
+            self.assertTrue(os.path.exists(path), path)
+        # Manifest in the store: the whole image is there, and nothing of it is an orphan now.
+        self.assertEqual([o for o in self.df()["orphans"] if o["kind"] == "blob"], [])
+        self.assertEqual([i for i in self.prune("--scope", "orphans")["items"]
+                          if i["kind"] == "blob"], [])
+        for path in layers:
+            self.assertTrue(os.path.exists(path), path)
 
     def test_dry_run_changes_nothing_and_lists_exactly_what_the_real_run_does(self):
         self.pull({"a": "a", "b": "b"})
