@@ -336,8 +336,9 @@ static int check_image(const struct api_context *context, const char *image, str
     const struct shed_config *config = context->config;
     if (image == NULL) {
         if (config->base_image == NULL)
-            return shed_errf(err, SHED_E_UNKNOWN_IMAGE,
-                             "no image given and the server has no base_image configured");
+            return shed_errf(
+                err, SHED_E_UNKNOWN_IMAGE,
+                "no image given and base_image is disabled (base_image: null in server.yaml)");
         return 0;
     }
     if (!shed_image_name_is_valid(image))

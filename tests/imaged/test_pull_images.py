@@ -82,8 +82,8 @@ class CacheTestCase(unittest.TestCase):
 
     def write_config(self, images, base_image=None, extra=""):
         lines = ["data_dir: %s" % self.data_dir, "rootfs_size: %s" % ROOTFS_SIZE]
-        if base_image:
-            lines.append("base_image: %s" % base_image)
+        # No base image unless asked (the built-in default is Docker Hub's Debian).
+        lines.append("base_image: %s" % (base_image or "null"))
         lines.append("images:" if images else "images: {}")
         lines += ["  %s: %s" % (name, ref) for name, ref in images.items()]
         with open(self.config, "w") as f:
@@ -377,7 +377,8 @@ class ImagesCommands(unittest.TestCase):
         self.instance_dir = os.path.join(self.data_dir, "instances")
         self.config = os.path.join(self.dir, "server.yaml")
         with open(self.config, "w") as f:
-            f.write("data_dir: %s\nrootfs_size: 64M\nimages:\n  base: reg.test/o/base:v1\n"
+            f.write("data_dir: %s\nrootfs_size: 64M\nbase_image: null\n"
+                    "images:\n  base: reg.test/o/base:v1\n"
                     "  edited: reg.test/o/edited:v2\n" % self.data_dir)
 
     def images(self, *args):

@@ -47,6 +47,8 @@ class Server:
         self.config = os.path.join(data_dir, "..", "server.yaml")
         with open(self.config, "w") as f:
             f.write("name: test-server\nssh_port: 2299\n" + extra_config)
+            if "base_image:" not in extra_config:
+                f.write("base_image: null\n")  # the built-in default is Docker Hub's
         self.proc = None
         self.port = None
         self.log_path = os.path.join(data_dir, "..", "server.log")

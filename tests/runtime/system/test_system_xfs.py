@@ -69,7 +69,7 @@ class XfsReflinkTest(unittest.TestCase):
         os.makedirs(self.instance_dir)
         self.config = os.path.join(self.xfs.dir, "server.yaml")
         with open(self.config, "w") as f:
-            f.write("name: xfs-test\ndata_dir: %s\n" % self.data_dir)
+            f.write("name: xfs-test\ndata_dir: %s\nbase_image: null\n" % self.data_dir)
         self.image = os.path.join(self.images_dir, "big-rootfs.ext4")
         chunk = os.urandom(MIB)
         with open(self.image, "wb") as f:
