@@ -525,6 +525,11 @@ const char *shed_config_registry_ca(const struct shed_config *config, const char
     return NULL;
 }
 
+const char *shed_config_registry_ca_of(const char *registry, const void *config)
+{
+    return shed_config_registry_ca(config, registry);
+}
+
 static int parse_api_token(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
     return get_optional_string(ctx, key, node, &ctx->config->api_token);

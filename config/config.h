@@ -105,6 +105,8 @@ int shed_config_keep_restart_keys(struct shed_config *next, const struct shed_co
 
 /* The CA file configured for registry (host[:port], matched exactly), or NULL. */
 const char *shed_config_registry_ca(const struct shed_config *config, const char *registry);
+/* The same as a callback (ctx: the config), the form oci's pull options take. */
+const char *shed_config_registry_ca_of(const char *registry, const void *config);
 
 /* Writes the resolved config as YAML (every key, defaults included). */
 int shed_config_print(const struct shed_config *config, FILE *out);

@@ -133,6 +133,8 @@ static void pull_options(const struct ensure_ctx *ctx, struct oci_pull_opts *pul
     memset(pull, 0, sizeof *pull);
     pull->platform = ctx->config->platform;
     pull->insecure_registries = (const char *const *)ctx->config->insecure_registries;
+    pull->registry_ca = shed_config_registry_ca_of;
+    pull->registry_ca_ctx = ctx->config;
     pull->cancel = ctx->opts != NULL ? ctx->opts->cancel : NULL;
 }
 

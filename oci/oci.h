@@ -146,12 +146,20 @@ struct oci_progress {
 
 typedef void (*oci_progress_fn)(const struct oci_progress *progress, void *ctx);
 
+/* The CA file the certificate of the server at authority ("host" or "host:port", as in a
+ * reference or URL) must chain to, or NULL for the system's CAs alone. */
+typedef const char *(*oci_registry_ca_fn)(const char *authority, const void *ctx);
+
 struct oci_pull_opts {
     const char *platform;                   /* "os/arch[/variant]"; NULL = the host's */
     const char *creds;                      /* "user:pass" or NULL */
     const char *docker_config;              /* path of config.json; NULL = ~/.docker/config.json */
     const char *const *insecure_registries; /* NULL-terminated list of hosts[:port] using HTTP */
-    unsigned max_parallel;                  /* parallel layer downloads; 0 = default */
+    /* Extra CAs per server (server.yaml registry_ca): a registry with one is spoken to over
+     * HTTPS even on loopback. NULL: none. */
+    oci_registry_ca_fn registry_ca;
+    const void *registry_ca_ctx;
+    unsigned max_parallel; /* parallel layer downloads; 0 = default */
     oci_progress_fn progress;
     void *progress_ctx;
     volatile int *cancel; /* when non-NULL and set non-zero: stop with SHED_E_INTERRUPTED */

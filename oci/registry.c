@@ -35,8 +35,13 @@ static bool host_is_loopback(const char *registry)
            strncmp(registry, "127.", 4) == 0 || strncmp(registry, "[::1]", 5) == 0;
 }
 
+/* Plain HTTP for loopback and insecure_registries, unless a CA is configured for the
+ * registry: then it is HTTPS, wherever it runs. */
 static bool registry_is_insecure(const char *registry, const struct oci_pull_opts *opts)
 {
+    if (opts != NULL && opts->registry_ca != NULL &&
+        opts->registry_ca(registry, opts->registry_ca_ctx) != NULL)
+        return false;
     if (host_is_loopback(registry))
         return true;
     for (const char *const *p = opts ? opts->insecure_registries : NULL; p != NULL && *p; p++)
@@ -86,6 +91,11 @@ void registry_client_free(struct registry_client *c)
 const char *registry_name(const struct registry_client *c)
 {
     return c->registry;
+}
+
+const struct oci_pull_opts *registry_pull_opts(const struct registry_client *c)
+{
+    return c->opts;
 }
 
 volatile int *registry_cancel_flag(const struct registry_client *c)
@@ -146,7 +156,7 @@ static int fetch_bearer_token(struct registry_client *c, struct shed_err *err)
 {
     struct bearer_token token;
     if (auth_fetch_token(c->easy, &c->bearer_challenge, c->repository, c->user, c->password,
-                         c->cancel, &token, err) < 0)
+                         c->opts, &token, err) < 0)
         return -1;
     c->scheme = AUTH_BEARER;
     c->token_expires_at_ms = token.expires_at_ms;
@@ -211,6 +221,7 @@ static int registry_get(struct registry_client *c, const char *url, const char *
             return -1;
         bool own_origin = http_same_origin(current, c->base_url);
         struct http_request request = {.url = current,
+                                       .opts = c->opts,
                                        .accept = accept,
                                        .max_body = max_body,
                                        .cancel = c->cancel,

@@ -213,6 +213,8 @@ static int run_pull(const struct pull_args *a, const struct shed_config *config,
     struct oci_pull_opts opts = {
         .platform = a->platform != NULL ? a->platform : config->platform,
         .insecure_registries = (const char *const *)config->insecure_registries,
+        .registry_ca = shed_config_registry_ca_of,
+        .registry_ca_ctx = config,
         .creds = a->creds,
         .max_parallel = a->parallel,
         .progress = on_progress,
