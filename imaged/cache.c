@@ -407,6 +407,50 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
     return ret;
 }
 
+/* ---- installing an imported image ------------------------------------------------------ */
+
+static int install_locked(struct ensure_ctx *ctx, const char *manifest_digest, struct shed_err *err)
+{
+    unsigned removed = 0;
+    if (check_cancel(ctx, err) < 0 || open_store(ctx, err) < 0 ||
+        remove_stale_tmp_files(ctx->config->images_dir, ctx->name, &removed, err) < 0)
+        return -1;
+    if (build_from_digest(ctx, manifest_digest, err) < 0)
+        return -1;
+    if (check_cancel(ctx, err) < 0 || extract_kernel(ctx, err) < 0)
+        return -1;
+    snprintf(ctx->result->digest, sizeof ctx->result->digest, "%s", manifest_digest);
+    /* Last, as for a pull: until then a crash leaves no record claiming the rootfs. */
+    return image_source_write_imported(ctx->config->images_dir, ctx->name, ctx->ref,
+                                       manifest_digest, ctx->config->rootfs_size, err);
+}
+
+int image_cache_install(struct image_cache *cache, const char *name, const char *source,
+                        const char *manifest_digest, const struct image_ensure_opts *opts,
+                        struct image_ensure_result *result, struct shed_err *err)
+{
+    memset(result, 0, sizeof *result);
+    struct ensure_ctx ctx = {.cache = cache,
+                             .config = cache->config,
+                             .name = name,
+                             .ref = source,
+                             .opts = opts,
+                             .result = result};
+    if (fs_mkdir_p(cache->config->images_dir, 0755, err) < 0 ||
+        image_layout_variant_paths(cache->config->images_dir, name, &ctx.paths, err) < 0)
+        return -1;
+    int lock_fd = -1;
+    int ret = lock_variant(&ctx, &lock_fd, err);
+    if (ret == 0)
+        ret = install_locked(&ctx, manifest_digest, err);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    if (ret == 0)
+        result->rootfs_path = steal_pointer(&ctx.paths.rootfs);
+    image_variant_paths_free(&ctx.paths);
+    return ret;
+}
+
 /* ---- names ---------------------------------------------------------------------------- */
 
 static int compare_names(const void *a, const void *b)

@@ -73,6 +73,13 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
                        struct shed_err *err);
 void image_ensure_result_free(struct image_ensure_result *result);
 
+/* Makes name the conversion of a manifest already in the store (shed-server import): under
+ * the variant's lock, linked from the content store or converted exactly as for a pull,
+ * kernel files extracted, and .source written last as an import of source. */
+int image_cache_install(struct image_cache *cache, const char *name, const char *source,
+                        const char *manifest_digest, const struct image_ensure_opts *opts,
+                        struct image_ensure_result *result, struct shed_err *err);
+
 /* Every name pull-images ensures: the `images:` entries plus "_base" when base_image is set,
  * sorted (strcmp). *names is malloc'd and NULL-terminated (free with image_names_free). */
 int image_cache_variant_names(const struct shed_config *config, char ***names,
@@ -87,7 +94,8 @@ struct image_info {
     char *docker_ref; /* "" for local-only images */
     char *digest;     /* "" when unknown */
     uint64_t size_bytes;
-    bool from_config; /* source: "config" (else "discovered") */
+    bool from_config; /* source: "config" (else "imported" or "discovered") */
+    bool imported;    /* its .source says shed-server import made it */
     bool cached;
 };
 
@@ -110,7 +118,8 @@ int image_cache_remove(const struct shed_config *config, const char *name,
                        const char *const *in_use, struct shed_err *err);
 
 /* Cached variants that neither the config (with a matching .source: a config entry whose
- * cache was built from another ref or size does not protect it) nor a shed references.
+ * cache was built from another ref or size does not protect it) nor a shed references, and
+ * that were not imported (an import has no registry to come back from).
  * dry_run: only lists them. A variant whose lock is held is left out of both. Content-
  * addressed rootfs files no variant links to any more are deleted too (not listed). */
 int image_cache_prune(const struct shed_config *config, const char *const *in_use, bool dry_run,

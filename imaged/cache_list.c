@@ -135,6 +135,7 @@ static int describe_cached(const char *images_dir, const char *name, const char 
                                cached && record.present ? record.digest : "", err);
     }
     info->cached = cached;
+    info->imported = record.present && record.imported;
     info->size_bytes = cached ? (uint64_t)st.st_size : 0;
     image_source_clear(&record);
     image_variant_paths_free(&paths);
@@ -324,17 +325,21 @@ int image_cache_remove(const struct shed_config *config, const char *name,
 
 /* ---- pruning ------------------------------------------------------------------------------ */
 
-/* Kept when a shed uses it, or the config names it and its .source matches the config. */
+/* Kept when a shed uses it, the config names it and its .source matches the config, or it
+ * was imported (and the config does not name it for something else). */
 static int is_referenced(const struct shed_config *config, const char *name,
                          const char *const *in_use, bool *referenced, struct shed_err *err)
 {
     *referenced = name_in_list(name, in_use);
     const char *ref = shed_config_image_ref(config, name);
-    if (*referenced || ref == NULL || ref[0] == '/')
+    if (*referenced || (ref != NULL && ref[0] == '/'))
         return 0;
     struct image_source record;
     int ret = image_source_read(config->images_dir, name, &record, err);
-    *referenced = ret == 0 && image_source_matches(&record, ref, config->rootfs_size);
+    if (ret == 0 && ref != NULL)
+        *referenced = image_source_matches(&record, ref, config->rootfs_size);
+    else if (ret == 0)
+        *referenced = record.present && record.imported;
     image_source_clear(&record);
     return ret;
 }

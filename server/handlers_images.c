@@ -8,13 +8,19 @@
 #include "imaged/cache.h"
 #include "runtime/instance.h"
 
+/* Where a variant comes from: server.yaml, shed-server import, or a file found in images_dir. */
+static const char *image_source_name(const struct image_info *image)
+{
+    return image->from_config ? "config" : image->imported ? "imported" : "discovered";
+}
+
 /* The API's image object (api.md). */
 static json_t *image_json(const struct image_info *image)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", image->name, "path",
                      image->path, "docker_ref", image->docker_ref, "digest", image->digest,
                      "size_bytes", (json_int_t)image->size_bytes, "source",
-                     image->from_config ? "config" : "discovered", "cached", image->cached);
+                     image_source_name(image), "cached", image->cached);
 }
 
 /* {"<key>":[image objects]} */

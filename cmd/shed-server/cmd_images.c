@@ -33,12 +33,17 @@ static void print_help(FILE *out)
           out);
 }
 
+static const char *source_name(const struct image_info *info)
+{
+    return info->from_config ? "config" : info->imported ? "imported" : "discovered";
+}
+
 static json_t *image_to_json(const struct image_info *info)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path", info->path,
                      "docker_ref", info->docker_ref, "digest", info->digest, "size_bytes",
-                     (json_int_t)info->size_bytes, "source",
-                     info->from_config ? "config" : "discovered", "cached", info->cached);
+                     (json_int_t)info->size_bytes, "source", source_name(info), "cached",
+                     info->cached);
 }
 
 /* {"<key>": [image objects], extra...} on stdout. */
@@ -86,8 +91,8 @@ static void print_table(const struct image_info_list *list)
     for (size_t i = 0; i < list->count; i++) {
         const struct image_info *info = &list->items[i];
         char size[32], digest[16];
-        printf("%-20s %-10s %-6s %-10s %-12s %s\n", info->name,
-               info->from_config ? "config" : "discovered", info->cached ? "yes" : "no",
+        printf("%-20s %-10s %-6s %-10s %-12s %s\n", info->name, source_name(info),
+               info->cached ? "yes" : "no",
                info->cached ? format_size(info->size_bytes, size, sizeof size) : "-",
                short_digest(info->digest, digest, sizeof digest),
                info->docker_ref[0] != '\0' ? info->docker_ref : info->path);

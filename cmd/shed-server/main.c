@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"config", cmd_config, "validate server.yaml and print the resolved configuration"},
     {"pull-images", cmd_pull_images, "make every configured image variant ready (cached ext4)"},
     {"images", cmd_images, "list, remove or prune cached image variants"},
+    {"import", cmd_import, "make an image archive, OCI layout or rootfs tar an image variant"},
     {"clone", cmd_clone, "clone a file the way instance rootfs clones are made"},
     {"system", cmd_system, "disk usage (df) and cleanup (prune) of the data dir"},
     {"exec", cmd_exec, "run a command in a running shed (like docker exec)"},
