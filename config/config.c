@@ -859,17 +859,25 @@ int shed_config_load_file(const char *path, struct shed_config *config, struct s
     return 0;
 }
 
-int shed_config_load(const char *explicit_path, struct shed_config *config, struct shed_err *err)
+char *shed_config_lookup_path(const char *explicit_path)
 {
     if (explicit_path != NULL)
-        return shed_config_load_file(explicit_path, config, err);
+        return strdup(explicit_path);
     const char *home = getenv("HOME");
     cleanup_free char *user_config =
         home != NULL && home[0] == '/' ? fs_path_join(home, ".config/shed/server.yaml") : NULL;
     const char *candidates[] = {"server.yaml", user_config, "/etc/shed/server.yaml"};
     for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
         if (candidates[i] != NULL && fs_exists(candidates[i]))
-            return shed_config_load_file(candidates[i], config, err);
+            return strdup(candidates[i]);
+    return NULL;
+}
+
+int shed_config_load(const char *explicit_path, struct shed_config *config, struct shed_err *err)
+{
+    cleanup_free char *path = shed_config_lookup_path(explicit_path);
+    if (path != NULL)
+        return shed_config_load_file(path, config, err);
     return shed_config_defaults(config, err);
 }
 

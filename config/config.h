@@ -84,6 +84,9 @@ struct shed_config {
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */
 int shed_config_load(const char *explicit_path, struct shed_config *config, struct shed_err *err);
+/* The file shed_config_load would read (explicit_path itself when given), or NULL when no
+ * file is found (built-in defaults) or memory runs out; malloc'd. */
+char *shed_config_lookup_path(const char *explicit_path);
 /* Parses one file; a missing file is an error. */
 int shed_config_load_file(const char *path, struct shed_config *config, struct shed_err *err);
 /* Parses YAML text; origin names it in error messages (e.g. the file name). */

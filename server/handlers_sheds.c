@@ -15,6 +15,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/timeutil.h"
+#include "config_snapshot.h"
 #include "handlers.h"
 #include "imaged/layout.h"
 #include "runtime/shed_create.h"
@@ -456,9 +457,10 @@ static int run_create(const struct api_context *context, const struct shed_creat
 
 /* ---- create streamed as server-sent events ---------------------------------------------- */
 
-/* What the stream's producer thread needs; outlives the request handler. */
+/* What the stream's producer thread needs; outlives the request handler, so it holds its
+ * own copy of the context and its own reference to the config snapshot. */
 struct create_job {
-    const struct api_context *context;
+    struct api_context context;
     json_t *body; /* owns the strings request points into */
     struct shed_create_request request;
     struct sse_stream *stream;
@@ -468,6 +470,7 @@ static void create_job_free(void *arg)
 {
     struct create_job *job = arg;
     json_decref(job->body);
+    config_snapshot_release(job->context.snapshot);
     free(job);
 }
 
@@ -497,7 +500,7 @@ static void produce_create_events(struct sse_stream *stream, void *arg)
     struct shed_create_observer observer = {.progress = stream_progress, .ctx = job};
     struct instance inst;
     struct shed_err err = {0};
-    if (run_create(job->context, &job->request, &observer, &inst, &err) < 0) {
+    if (run_create(&job->context, &job->request, &observer, &inst, &err) < 0) {
         enum shed_code code = err.code == SHED_OK ? SHED_E_BACKEND_ERROR : err.code;
         sse_stream_send(stream, "error",
                         json_pack("{s:s, s:s}", "code", shed_code_api_name(code), "message",
@@ -519,7 +522,8 @@ static void respond_create_stream(const struct api_context *context, json_t *bod
         api_respond_errorf(response, SHED_E_NO_MEMORY, "out of memory");
         return;
     }
-    *job = (struct create_job){.context = context, .body = body, .request = *request};
+    *job = (struct create_job){.context = *context, .body = body, .request = *request};
+    config_snapshot_retain(job->context.snapshot);
     struct MHD_Response *mhd = NULL;
     if (sse_stream_start(produce_create_events, job, create_job_free, &mhd, &err) < 0) {
         create_job_free(job);

@@ -4,19 +4,25 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/array.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 #include "common/timeutil.h"
+#include "config_snapshot.h"
 #include "handlers.h"
+#include "run_files.h"
 
 /* A body announced larger than this is refused before it is read (the connection is then
  * closed, and a client still sending may see a reset instead of the 413). Bodies between
@@ -27,9 +33,23 @@
  * this is a ceiling, not an expected duration). */
 #define SHUTDOWN_GRACE_SECONDS 120
 
+/* What a reload compares: the file last read (NULL: built-in defaults) and its identity. */
+struct config_file_identity {
+    char *path;
+    struct stat st;
+    bool exists;
+};
+
 struct server {
     struct MHD_Daemon *daemon;
-    struct api_context context;
+    struct api_context context; /* the parts made at start; config comes from config_slot */
+    struct config_slot config_slot;
+    struct server_config_source source;
+    pthread_mutex_t reload_lock; /* one reload at a time (SIGHUP and stale-file checks) */
+    struct config_file_identity loaded_file;
+    unsigned reload_generation;
+    char *data_dir; /* the running one (a restart-only key) */
+    int pid_lock_fd;
     atomic_size_t in_flight;
     uint16_t port;
     size_t discovered;
@@ -144,10 +164,25 @@ static bool append_body(struct request_state *state, const char *data, size_t si
     return true;
 }
 
-static void dispatch(struct server *server, struct MHD_Connection *connection, const char *method,
-                     const char *url, struct request_state *state, struct api_response *response)
+static void server_reload_if_changed(struct server *server);
+static void note_loaded_file(struct server *server);
+static int record_reload(struct server *server, bool ok, const char *message);
+
+/* The requests that delete images: they must not decide with a stale list of configured
+ * variants (server_reload). */
+static bool deletes_images(const char *method, const char *url)
 {
-    if (!request_authorized(connection, server->context.config->api_token)) {
+    if (strcmp(method, "DELETE") == 0)
+        return strncmp(url, "/api/images/", 12) == 0;
+    return strcmp(method, "POST") == 0 &&
+           (strcmp(url, "/api/images/prune") == 0 || strcmp(url, "/api/system/prune") == 0);
+}
+
+static void route_with(struct server *server, struct MHD_Connection *connection, const char *method,
+                       const char *url, struct request_state *state,
+                       const struct api_context *context, struct api_response *response)
+{
+    if (!request_authorized(connection, context->config->api_token)) {
         api_respond_errorf(response, SHED_E_UNAUTHORIZED,
                            "missing or wrong \"Authorization: Bearer <token>\" header");
         return;
@@ -164,7 +199,22 @@ static void dispatch(struct server *server, struct MHD_Connection *connection, c
         .body = state->body != NULL ? state->body : "",
         .body_len = state->body_len,
     };
-    api_route(&request, &server->context, response);
+    (void)server;
+    api_route(&request, context, response);
+}
+
+/* Each request runs with the snapshot current when it arrives, to its end. */
+static void dispatch(struct server *server, struct MHD_Connection *connection, const char *method,
+                     const char *url, struct request_state *state, struct api_response *response)
+{
+    if (deletes_images(method, url))
+        server_reload_if_changed(server);
+    struct api_context context = server->context;
+    context.snapshot = config_slot_acquire(&server->config_slot);
+    context.config = &context.snapshot->config;
+    context.info_backend = context.snapshot->info_backend;
+    route_with(server, connection, method, url, state, &context, response);
+    config_snapshot_release(context.snapshot);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
@@ -239,10 +289,13 @@ static int prepare_context(struct server *server, const struct shed_config *conf
                            const struct backend_set *backends, struct shed_err *err)
 {
     struct api_context *context = &server->context;
-    context->config = config;
     context->backends = backends;
     if (fs_mkdir_p(config->data_dir, 0755, err) < 0 ||
         fs_mkdir_p(config->images_dir, 0755, err) < 0)
+        return -1;
+    if ((server->data_dir = strdup(config->data_dir)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (run_files_claim(config->data_dir, &server->pid_lock_fd, err) < 0)
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
@@ -254,8 +307,6 @@ static int prepare_context(struct server *server, const struct shed_config *conf
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (api_host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
         return -1;
-    backend_set_describe_default(backends, config->default_backend, context->info_backend,
-                                 sizeof context->info_backend);
     /* Re-discover the sheds that exist on disk (and warm the metadata cache). */
     struct instance_list list;
     if (instance_store_list(context->instances, &list, err) < 0)
@@ -269,6 +320,13 @@ static void free_server(struct server *server)
 {
     if (server == NULL)
         return;
+    if (server->data_dir != NULL)
+        run_files_release(server->data_dir, server->pid_lock_fd);
+    free(server->data_dir);
+    free(server->loaded_file.path);
+    if (server->config_slot.current != NULL)
+        config_slot_destroy(&server->config_slot);
+    pthread_mutex_destroy(&server->reload_lock);
     instance_store_close(server->context.instances);
     shed_list_cache_free(server->context.list_cache);
     free(server->context.host_public_key);
@@ -281,8 +339,20 @@ static uint16_t bound_port(struct MHD_Daemon *daemon, uint16_t fallback)
     return info != NULL && info->port != 0 ? info->port : fallback;
 }
 
-int server_start(const struct shed_config *config, const struct backend_set *backends,
-                 struct server **out, struct shed_err *err)
+/* The configuration becomes the first snapshot; the file it came from is remembered. */
+static int install_first_config(struct server *server, struct shed_config *config,
+                                const struct backend_set *backends, struct shed_err *err)
+{
+    note_loaded_file(server);
+    struct config_snapshot *first = NULL;
+    if (config_snapshot_new(config, backends, &first, err) < 0)
+        return -1;
+    config_slot_init(&server->config_slot, first);
+    return record_reload(server, true, "serving");
+}
+
+int server_start(struct shed_config *config, const struct server_config_source *source,
+                 const struct backend_set *backends, struct server **out, struct shed_err *err)
 {
     struct sockaddr_in addr;
     if (parse_bind_address(config->bind, config->http_port, &addr, err) < 0)
@@ -291,7 +361,14 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
     if (server == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     atomic_init(&server->in_flight, 0);
-    if (prepare_context(server, config, backends, err) < 0) {
+    server->source = *source;
+    server->pid_lock_fd = -1;
+    pthread_mutex_init(&server->reload_lock, NULL);
+    char bind_text[64];
+    snprintf(bind_text, sizeof bind_text, "%s", config->bind);
+    int http_port = config->http_port;
+    if (prepare_context(server, config, backends, err) < 0 ||
+        install_first_config(server, config, backends, err) < 0) {
         free_server(server);
         return -1;
     }
@@ -304,12 +381,136 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
     if (server->daemon == NULL) {
         free_server(server);
         return shed_errf(err, SHED_E_IO, "cannot listen on %s:%d (address in use or not local?)",
-                         config->bind, config->http_port);
+                         bind_text, http_port);
     }
-    server->port = bound_port(server->daemon, (uint16_t)config->http_port);
+    server->port = bound_port(server->daemon, (uint16_t)http_port);
     server->context.http_port = server->port;
     *out = server;
     return 0;
+}
+
+/* ---- the configuration: snapshots and reloads --------------------------------------------- */
+
+const struct shed_config *server_config_acquire(struct server *server)
+{
+    return &config_slot_acquire(&server->config_slot)->config;
+}
+
+void server_config_release(const struct shed_config *config)
+{
+    if (config != NULL)
+        config_snapshot_release(
+            (struct config_snapshot *)((char *)config - offsetof(struct config_snapshot, config)));
+}
+
+/* Remembers which file the source reads now, and its identity, as the one last read. */
+static void note_loaded_file(struct server *server)
+{
+    struct config_file_identity *file = &server->loaded_file;
+    free(file->path);
+    file->path = server->source.file != NULL ? server->source.file(server->source.ctx) : NULL;
+    file->exists = file->path != NULL && stat(file->path, &file->st) == 0;
+}
+
+static bool same_file(const struct config_file_identity *file, const char *path)
+{
+    if ((file->path == NULL) != (path == NULL))
+        return false;
+    if (path == NULL)
+        return true;
+    struct stat st;
+    bool exists = stat(path, &st) == 0;
+    if (strcmp(file->path, path) != 0 || exists != file->exists)
+        return false;
+    return !exists ||
+           (st.st_dev == file->st.st_dev && st.st_ino == file->st.st_ino &&
+            st.st_size == file->st.st_size && st.st_mtim.tv_sec == file->st.st_mtim.tv_sec &&
+            st.st_mtim.tv_nsec == file->st.st_mtim.tv_nsec &&
+            st.st_ctim.tv_sec == file->st.st_ctim.tv_sec &&
+            st.st_ctim.tv_nsec == file->st.st_ctim.tv_nsec);
+}
+
+static void log_reload(bool ok, const char *message)
+{
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
+        snprintf(stamp, sizeof stamp, "-");
+    fprintf(stderr, "%s reload result=%s %s\n", stamp, ok ? "ok" : "refused", message);
+}
+
+static int record_reload(struct server *server, bool ok, const char *message)
+{
+    struct shed_err err = {0};
+    if (run_files_record_reload(server->data_dir, server->reload_generation, ok, message, &err) < 0)
+        fprintf(stderr, "shed-server: cannot record the reload: %s\n", err.msg);
+    return 0;
+}
+
+/* "config=<file> images=N base_image=<ref>[; needs a restart: k1, k2 (running values kept)]" */
+static void describe_reload(const struct shed_config *config, const struct strv *restart, char *out,
+                            size_t len)
+{
+    int used = snprintf(out, len, "config=%s images=%zu base_image=%s",
+                        config->path != NULL ? config->path : "(built-in defaults)",
+                        config->image_count, config->base_image ? config->base_image : "null");
+    for (size_t i = 0; i < restart->count && used > 0 && (size_t)used < len; i++)
+        used += snprintf(out + used, len - (size_t)used, "%s%s",
+                         i == 0 ? "; needs a restart: " : ", ", restart->items[i]);
+    if (restart->count > 0 && used > 0 && (size_t)used < len)
+        snprintf(out + used, len - (size_t)used, " (running values kept)");
+}
+
+static int reload_locked(struct server *server, struct shed_err *err)
+{
+    server->reload_generation++;
+    struct shed_config next;
+    note_loaded_file(server);
+    if (server->source.load(server->source.ctx, &next, err) < 0) {
+        char message[700];
+        snprintf(message, sizeof message, "%s: %s; the running configuration stays",
+                 shed_code_name(err->code), err->msg);
+        log_reload(false, message);
+        record_reload(server, false, message);
+        return -1;
+    }
+    struct strv restart = STRV_INIT;
+    const struct shed_config *running = server_config_acquire(server);
+    int rc = shed_config_keep_restart_keys(&next, running, &restart, err);
+    server_config_release(running);
+    struct config_snapshot *snapshot = NULL;
+    char message[900];
+    if (rc == 0)
+        describe_reload(&next, &restart, message, sizeof message);
+    if (rc == 0 && (rc = config_snapshot_new(&next, server->context.backends, &snapshot, err)) == 0)
+        config_slot_swap(&server->config_slot, snapshot);
+    if (rc < 0) {
+        shed_config_free(&next);
+        snprintf(message, sizeof message, "%s: %s", shed_code_name(err->code), err->msg);
+    }
+    strv_free(&restart);
+    log_reload(rc == 0, message);
+    record_reload(server, rc == 0, message);
+    return rc;
+}
+
+int server_reload(struct server *server, struct shed_err *err)
+{
+    pthread_mutex_lock(&server->reload_lock);
+    int rc = reload_locked(server, err);
+    pthread_mutex_unlock(&server->reload_lock);
+    return rc;
+}
+
+static void server_reload_if_changed(struct server *server)
+{
+    pthread_mutex_lock(&server->reload_lock);
+    char *path = server->source.file != NULL ? server->source.file(server->source.ctx) : NULL;
+    if (!same_file(&server->loaded_file, path)) {
+        struct shed_err err = {0};
+        (void)reload_locked(server, &err); /* logged and recorded either way */
+    }
+    free(path);
+    pthread_mutex_unlock(&server->reload_lock);
 }
 
 uint16_t server_port(const struct server *server)

@@ -81,6 +81,8 @@ static int parse_args(int argc, char **argv, struct serve_args *args)
 static int apply_overrides(const struct serve_args *args, struct shed_config *config,
                            struct shed_err *err)
 {
+    if (args->data_dir != NULL && shed_config_use_data_dir(config, args->data_dir, err) < 0)
+        return -1;
     if (args->port >= 0)
         config->http_port = args->port;
     if (args->bind == NULL)
@@ -93,34 +95,77 @@ static int apply_overrides(const struct serve_args *args, struct shed_config *co
     return 0;
 }
 
-/* SIGTERM/SIGINT are blocked in every thread (libmicrohttpd's threads inherit the mask) and
- * taken synchronously by sigwait in the main thread: no handler, no global flag. */
+/* What a restart would read: server.yaml by the lookup (or --config), then the command line.
+ * The server calls this again for every reload. */
+static int load_config(void *ctx, struct shed_config *config, struct shed_err *err)
+{
+    const struct serve_args *args = ctx;
+    if (shed_config_load(args->config_path, config, err) < 0)
+        return -1;
+    if (apply_overrides(args, config, err) < 0) {
+        shed_config_free(config);
+        return -1;
+    }
+    return 0;
+}
+
+static char *config_file(void *ctx)
+{
+    const struct serve_args *args = ctx;
+    return shed_config_lookup_path(args->config_path);
+}
+
+/* SIGTERM/SIGINT (stop) and SIGHUP (reload) are blocked in every thread (libmicrohttpd's
+ * threads inherit the mask) and taken synchronously by sigwait in the main thread: no
+ * handler, no global flag. */
 static int block_stop_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
-static int serve(const struct shed_config *config, const sigset_t *stop_signals)
+static void print_serving(struct server *server)
+{
+    const struct shed_config *config = server_config_acquire(server);
+    fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
+            config->bind, (unsigned)server_port(server), config->name, config->data_dir,
+            server_discovered_sheds(server));
+    server_config_release(config);
+}
+
+/* SIGHUP reloads (the server logs the outcome); SIGTERM/SIGINT end the loop. */
+static int wait_for_stop(struct server *server, const sigset_t *signals)
+{
+    for (;;) {
+        int signo = 0;
+        if (sigwait(signals, &signo) != 0)
+            continue;
+        if (signo != SIGHUP)
+            return signo;
+        struct shed_err err = {0};
+        (void)server_reload(server, &err);
+    }
+}
+
+/* config is moved into the server. */
+static int serve(struct shed_config *config, const struct server_config_source *source,
+                 const sigset_t *stop_signals)
 {
     struct server *server = NULL;
     struct shed_err err = {0};
     struct backend_set *backends = NULL;
     if (backend_set_new(config, &backends, &err) < 0)
         return cli_fail(&err);
-    if (server_start(config, backends, &server, &err) < 0) {
+    if (server_start(config, source, backends, &server, &err) < 0) {
         backend_set_free(backends);
         return cli_fail(&err);
     }
-    fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
-            config->bind, (unsigned)server_port(server), config->name, config->data_dir,
-            server_discovered_sheds(server));
-    int signo = 0;
-    while (sigwait(stop_signals, &signo) != 0) {
-    }
+    print_serving(server);
+    int signo = wait_for_stop(server, stop_signals);
     fprintf(stderr, "shed-server: %s received, finishing requests in flight\n",
             signo == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(server);
@@ -142,13 +187,10 @@ int cmd_serve(int argc, char **argv)
     }
     struct shed_config config;
     struct shed_err err = {0};
-    if (cli_load_config(args.config_path, args.data_dir, &config) != 0)
-        return EXIT_FAILURE_RUN;
-    if (apply_overrides(&args, &config, &err) < 0) {
-        shed_config_free(&config);
+    if (load_config(&args, &config, &err) < 0)
         return cli_fail(&err);
-    }
-    rc = serve(&config, &stop_signals);
-    shed_config_free(&config);
+    struct server_config_source source = {.load = load_config, .file = config_file, .ctx = &args};
+    rc = serve(&config, &source, &stop_signals);
+    shed_config_free(&config); /* empty when the server took it */
     return rc;
 }

@@ -13,6 +13,7 @@ int cmd_system(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 
 /* cmd_exec.c, shared with attach: runs command in a running shed with our stdio; returns
  * the command's exit status (125 when shed-server itself failed). */

@@ -13,7 +13,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"serve", cmd_serve, "serve the REST API until SIGTERM/SIGINT"},
+    {"serve", cmd_serve, "serve the REST API until SIGTERM/SIGINT (SIGHUP: reload)"},
+    {"reload", cmd_reload, "make the running server re-read server.yaml"},
     {"pull", cmd_pull, "pull an image from a registry into the blob store"},
     {"convert", cmd_convert, "pull an image and write it as an ext4 root filesystem"},
     {"config", cmd_config, "validate server.yaml and print the resolved configuration"},

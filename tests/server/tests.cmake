@@ -6,3 +6,8 @@ shed_python_test(server.api ${CMAKE_CURRENT_LIST_DIR}/test_api.py
 shed_python_test(server.create ${CMAKE_CURRENT_LIST_DIR}/test_create.py
                  ARGS --shed-server $<TARGET_FILE:shed-server> --shed $<TARGET_FILE:shed>
                  TIMEOUT 1200 SERIAL)
+shed_python_test(server.reload ${CMAKE_CURRENT_LIST_DIR}/test_reload.py
+                 ARGS --shed-server $<TARGET_FILE:shed-server> ReloadTest
+                      PullImagesTellsTheServerTest)
+shed_python_test(server.reload.create ${CMAKE_CURRENT_LIST_DIR}/test_reload.py
+                 ARGS --shed-server $<TARGET_FILE:shed-server> ReloadCreateTest SERIAL)
