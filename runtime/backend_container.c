@@ -478,7 +478,7 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->instance_dir = strdup(config->instance_dir);
     int network_rc = container_network_init(&state->network, config, err);
     *backend = (struct shed_backend){
-        .name = "container",
+        .name = CONTAINER_BACKEND_NAME,
         .state = state,
         .probe = container_probe,
         .create = container_create,

@@ -2,7 +2,6 @@
  * through its pid file) and prints the outcome it records: what took effect, what needs a
  * restart, or why the file was refused (exit 1; the server keeps its configuration). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,54 +11,25 @@
 
 #define DEFAULT_TIMEOUT_SECONDS 60
 
-static void print_help(FILE *out)
-{
-    fputs("Usage: shed-server reload [OPTIONS]\n"
-          "\n"
-          "Makes the running `shed-server serve` of this data dir re-read its configuration,\n"
-          "as SIGHUP (and `systemctl reload`) do, and prints what it did. Keys that only take\n"
-          "effect at start (bind, http_port, ssh_port, data_dir, images_dir, instance_dir,\n"
-          "container_network) keep their running values and are named as needing a restart.\n"
-          "An invalid file is refused with its error (exit 1): the server keeps running with\n"
-          "the configuration it had. The server is found by <data_dir>/shed-server.pid.\n"
-          "\n"
-          "Options:\n" CLI_CONFIG_OPTIONS_HELP
-          "      --timeout=S        how long to wait for the server's answer (default 60)\n"
-          "  -h, --help             show this help and exit\n",
-          out);
-}
+const struct cli_option reload_options[] = {
+    SERVER_CONFIG_OPTIONS,
+    {"timeout", 0, "S", "how long to wait for the server's answer (default 60)", OPT_TIMEOUT},
+    SERVER_OPTIONS_END,
+};
 
-int cmd_reload(int argc, char **argv)
+int cmd_reload(const struct cli_call *call)
 {
-    enum { OPT_DATA_DIR = 256, OPT_TIMEOUT };
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config_path = NULL, *data_dir = NULL;
+    const char *config_path = cli_value(call, OPT_CONFIG);
+    const char *data_dir = cli_value(call, OPT_DATA_DIR);
+    const char *timeout_text = cli_value(call, OPT_TIMEOUT);
     unsigned long timeout = DEFAULT_TIMEOUT_SECONDS;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+    if (timeout_text != NULL) {
         char *end = NULL;
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case OPT_DATA_DIR: data_dir = optarg; break;
-        case OPT_TIMEOUT:
-            errno = 0;
-            timeout = strtoul(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || timeout == 0 || timeout > 3600)
-                return cli_usage_error("reload", "invalid timeout '%s' (1-3600 seconds)", optarg);
-            break;
-        case 'h': print_help(stdout); return EXIT_OK;
-        default: return cli_usage_error("reload", "invalid option");
-        }
+        errno = 0;
+        timeout = strtoul(timeout_text, &end, 10);
+        if (errno != 0 || end == timeout_text || *end != '\0' || timeout == 0 || timeout > 3600)
+            return cli_usage_error(call, "invalid timeout '%s' (1-3600 seconds)", timeout_text);
     }
-    if (optind < argc)
-        return cli_usage_error("reload", "unexpected argument '%s'", argv[optind]);
     /* The data dir comes from the file the server would read, unless --data-dir names it: a
      * file the server will refuse still tells where the server is. */
     struct shed_config config = {0};

@@ -1,6 +1,5 @@
-/* shed-server serve: runs the REST API until SIGTERM/SIGINT. */
+/* shed-server serve: runs the REST API until SIGTERM/SIGINT; SIGHUP reloads server.yaml. */
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,25 +13,18 @@
 #include "server/server.h"
 
 struct serve_args {
-    const char *config_path;
+    const char *config_path; /* --config, or NULL: the lookup */
+    const char *data_dir;    /* --data-dir, or NULL */
     const char *bind;
-    const char *data_dir;
     int port; /* -1: from the config */
 };
 
-static void print_help(void)
-{
-    printf("Usage: shed-server serve [OPTIONS]\n"
-           "\n"
-           "Serve the shed REST API (default 127.0.0.1:8080) until SIGTERM or SIGINT, which\n"
-           "stop accepting, let requests in flight finish, and exit 0. Running sheds keep\n"
-           "running. Existing sheds are re-discovered from <instance_dir>/*/metadata.json.\n"
-           "\n"
-           "Options:\n" CLI_CONFIG_OPTIONS_HELP
-           "  -p, --port=N           HTTP port (overrides http_port)\n"
-           "  -b, --bind=ADDR        IPv4 address to listen on (overrides bind)\n"
-           "  -h, --help             show this help and exit\n");
-}
+const struct cli_option serve_options[] = {
+    SERVER_CONFIG_OPTIONS,
+    {"port", 'p', "N", "HTTP port (overrides http_port; 0: a free port)", OPT_PORT},
+    {"bind", 'b', "ADDR", "IPv4 address to listen on (overrides bind)", OPT_BIND},
+    SERVER_OPTIONS_END,
+};
 
 static int parse_port(const char *text, int *port)
 {
@@ -45,36 +37,15 @@ static int parse_port(const char *text, int *port)
     return 0;
 }
 
-/* Returns 0 to run, 1 after --help, or EXIT_USAGE. */
-static int parse_args(int argc, char **argv, struct serve_args *args)
+static int parse_args(const struct cli_call *call, struct serve_args *args)
 {
-    enum { OPT_DATA_DIR = 256 };
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"port", required_argument, NULL, 'p'},
-        {"bind", required_argument, NULL, 'b'},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     args->port = -1;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:p:b:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c': args->config_path = optarg; break;
-        case 'b': args->bind = optarg; break;
-        case OPT_DATA_DIR: args->data_dir = optarg; break;
-        case 'p':
-            if (parse_port(optarg, &args->port) < 0)
-                return cli_usage_error("serve", "invalid port '%s' (0-65535)", optarg);
-            break;
-        case 'h': print_help(); return 1;
-        default: return cli_usage_error("serve", "invalid option");
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    args->config_path = cli_value(call, OPT_CONFIG);
+    args->data_dir = cli_value(call, OPT_DATA_DIR);
+    args->bind = cli_value(call, OPT_BIND);
+    const char *port = cli_value(call, OPT_PORT);
+    if (port != NULL && parse_port(port, &args->port) < 0)
+        return cli_usage_error(call, "invalid port '%s' (0-65535)", port);
     return 0;
 }
 
@@ -174,12 +145,12 @@ static int serve(struct shed_config *config, const struct server_config_source *
     return EXIT_OK;
 }
 
-int cmd_serve(int argc, char **argv)
+int cmd_serve(const struct cli_call *call)
 {
     struct serve_args args = {0};
-    int rc = parse_args(argc, argv, &args);
+    int rc = parse_args(call, &args);
     if (rc != 0)
-        return rc == 1 ? EXIT_OK : rc;
+        return rc;
     sigset_t stop_signals;
     if (block_stop_signals(&stop_signals) != 0) {
         fprintf(stderr, "shed-server serve: cannot block signals\n");

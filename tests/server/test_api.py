@@ -175,13 +175,16 @@ class InfoTests(ServerTestCase):
         status, headers, body, _ = self.server.request("GET", "/api/info")
         self.assertEqual(status, 200)
         self.assertEqual(headers["Content-Type"], "application/json")
-        self.assertEqual(set(body), {"name", "version", "ssh_port", "http_port", "backend"})
+        self.assertEqual(set(body), {"name", "version", "ssh_port", "http_port", "backend",
+                                     "backends"})
         self.assertEqual(body["name"], "test-server")
         self.assertEqual(body["ssh_port"], 2299)
         self.assertEqual(body["http_port"], self.server.port)
         self.assertRegex(body["version"], r"^\d+\.\d+\.\d+$")
         # default_backend is detect: the first usable backend, or honestly "none"
         self.assertIn(body["backend"], {"none", "container", "qemu", "firecracker"})
+        # the backends this build runs (only the container backend is built in)
+        self.assertEqual(body["backends"], ["container"])
 
     def test_info_reports_the_port_actually_bound_with_port_0(self):
         proc = subprocess.Popen([SHED_SERVER, "serve", "--config", self.server.config, "--port",
