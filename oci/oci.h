@@ -25,6 +25,8 @@ int oci_ref_parse(const char *text, struct oci_ref *ref, struct shed_err *err);
 void oci_ref_free(struct oci_ref *ref);
 /* Canonical form "registry/repository[:tag][@digest]", malloc'd. */
 char *oci_ref_format(const struct oci_ref *ref);
+/* The canonical form of a reference as written (the ref index's key for it); malloc'd. */
+int oci_ref_canonical(const char *text, char **canonical, struct shed_err *err);
 
 /* ---- blob store ---------------------------------------------------------------------- */
 
@@ -71,6 +73,14 @@ int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const 
 /* SHED_E_IMAGE_NOT_FOUND when the ref was never pulled. *digest is malloc'd. */
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
                       struct shed_err *err);
+/* Removes the ref index entry when it still names digest (a pull that moved it meanwhile
+ * wins); *removed says whether it did. */
+int oci_store_ref_remove_if(struct oci_store *store, const char *canonical_ref, const char *digest,
+                            bool *removed, struct shed_err *err);
+/* Removes a stored blob (not a partial download); a missing one is not an error. *bytes:
+ * what the file held on disk (st_blocks), 0 when there was none. */
+int oci_store_blob_remove(struct oci_store *store, const char *digest, uint64_t *bytes,
+                          struct shed_err *err);
 
 /* ---- walking the store (disk accounting and pruning) ------------------------------------ */
 

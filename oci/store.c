@@ -339,6 +339,44 @@ int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, 
     return 0;
 }
 
+int oci_store_ref_remove_if(struct oci_store *store, const char *canonical_ref, const char *digest,
+                            bool *removed, struct shed_err *err)
+{
+    *removed = false;
+    cleanup_free char *current = NULL;
+    struct shed_err why = {0};
+    if (oci_store_ref_get(store, canonical_ref, &current, &why) < 0)
+        return why.code == SHED_E_IMAGE_NOT_FOUND ? 0 : (*err = why, -1);
+    if (strcmp(current, digest) != 0)
+        return 0;
+    cleanup_free char *path = ref_path(store, canonical_ref);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (unlink(path) < 0 && errno != ENOENT)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", path);
+    *removed = true;
+    return fs_fsync_dir(store->refs_dir, err);
+}
+
+int oci_store_blob_remove(struct oci_store *store, const char *digest, uint64_t *bytes,
+                          struct shed_err *err)
+{
+    *bytes = 0;
+    cleanup_free char *path = oci_store_blob_path(store, digest);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid digest \"%.80s\"", digest);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
+    if (!S_ISREG(st.st_mode))
+        return 0;
+    if (unlink(path) < 0)
+        return errno == ENOENT ? 0
+                               : shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", path);
+    *bytes = (uint64_t)st.st_blocks * 512;
+    return 0;
+}
+
 /* ---- walking the store ------------------------------------------------------------------- */
 
 static int hex_value(char c)

@@ -563,7 +563,7 @@ class CliTest(SystemTestCase):
 
     def test_df_prints_the_rollup_table_and_verbose_items(self):
         out = self.shed("df").stdout
-        self.assertRegex(out.splitlines()[0], r"^CATEGORY\s+FILES\s+LOGICAL\s+PHYSICAL\s+EXCLUSIVE$")
+        self.assertRegex(out.splitlines()[0], r"^CATEGORY\s+FILES\s+ON DISK\s+LOGICAL$")
         for row in ("images", "sheds", "orphans", "total"):
             self.assertRegex(out, r"(?m)^%s\s+\d+" % row)
         verbose = self.shed("df", "-v").stdout
