@@ -90,6 +90,20 @@ int fs_mkdir_p(const char *path, unsigned mode, struct shed_err *err)
     return 0;
 }
 
+int fs_mkdir_private(const char *path, struct shed_err *err)
+{
+    if (fs_mkdir_p(path, 0700, err) < 0)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
+    /* Made by an older version (0755), or by hand: the server's data is nobody else's. Group
+     * traverse alone (0710) is how user-namespace mode lets its one mapped root through. */
+    if ((st.st_mode & 067) != 0 && S_ISDIR(st.st_mode) && chmod(path, 0700) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot make %s private (chmod 0700)", path);
+    return 0;
+}
+
 int fs_fsync_dir(const char *dir, struct shed_err *err)
 {
     cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -355,7 +369,7 @@ bool fs_exists(const char *path)
 int fs_lock_file(const char *path, bool blocking, int *fd_out, struct shed_err *err)
 {
     *fd_out = -1;
-    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open lock %s", path);
     if (TEMP_FAILURE_RETRY(flock(fd, LOCK_EX | (blocking ? 0 : LOCK_NB))) < 0) {

@@ -90,6 +90,7 @@ void shed_config_free(struct shed_config *config)
     free(config->registry_ca);
     free(config->api_token);
     free(config->container_network.bridge);
+    strv_free_items(config->local_dir_roots);
     memset(config, 0, sizeof *config);
 }
 
@@ -117,7 +118,8 @@ struct parse_ctx {
     const char *origin;
     struct shed_config *config;
     struct shed_err *err;
-    bool base_image_seen; /* even as null: then the built-in default does not apply */
+    bool base_image_seen;           /* even as null: then the built-in default does not apply */
+    const yaml_node_t *userns_node; /* container.userns, for the check across keys */
 };
 
 /* "origin:line: key: message" with code SHED_E_CONFIG. */
@@ -623,20 +625,24 @@ static int parse_network_subnet(struct parse_ctx *ctx, const char *key, const ya
     return 0;
 }
 
-static int parse_container_network(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+/* A nested mapping whose keys are parsed by fields (each at most once); names lists them for
+ * the unknown-key message. */
+struct field_handler {
+    const char *name;
+    int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
+};
+
+static int parse_mapping_fields(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                                const struct field_handler *fields, size_t count, const char *names)
 {
-    static const struct {
-        const char *name;
-        int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
-    } fields[] = {{"mode", parse_network_mode},
-                  {"bridge", parse_network_bridge},
-                  {"subnet", parse_network_subnet}};
     if (node_is_null(node))
         return 0;
     if (node->type != YAML_MAPPING_NODE)
-        return config_error(ctx, node, key, "expected a mapping {mode, bridge, subnet}, got %s",
+        return config_error(ctx, node, key, "expected a mapping {%s}, got %s", names,
                             node_kind(node));
-    bool seen[sizeof fields / sizeof fields[0]] = {false};
+    bool seen[16] = {false};
+    if (count > sizeof seen / sizeof seen[0])
+        return shed_errf(ctx->err, SHED_E_CONFIG, "%s: too many keys to check", key);
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
         const yaml_node_t *name = yaml_document_get_node(ctx->doc, pair->key);
@@ -646,10 +652,10 @@ static int parse_container_network(struct parse_ctx *ctx, const char *key, const
         char full_key[64];
         snprintf(full_key, sizeof full_key, "%s.%.32s", key, scalar_text(name));
         size_t i = 0;
-        while (i < sizeof fields / sizeof fields[0] && strcmp(fields[i].name, scalar_text(name)))
+        while (i < count && strcmp(fields[i].name, scalar_text(name)) != 0)
             i++;
-        if (i == sizeof fields / sizeof fields[0])
-            return config_error(ctx, name, full_key, "unknown key (mode, bridge or subnet)");
+        if (i == count)
+            return config_error(ctx, name, full_key, "unknown key (%s)", names);
         if (seen[i])
             return config_error(ctx, name, full_key, "duplicate key");
         seen[i] = true;
@@ -657,6 +663,178 @@ static int parse_container_network(struct parse_ctx *ctx, const char *key, const
             return -1;
     }
     return 0;
+}
+
+static int parse_container_network(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct field_handler fields[] = {{"mode", parse_network_mode},
+                                                  {"bridge", parse_network_bridge},
+                                                  {"subnet", parse_network_subnet}};
+    return parse_mapping_fields(ctx, key, node, fields, sizeof fields / sizeof fields[0],
+                                "mode, bridge or subnet");
+}
+
+/* ---- container: {pids_limit, tmp_size, nofile, max_cpus, max_memory_mb, userns, ...} ---- */
+
+static int get_bool(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, bool *out)
+{
+    if (node->type == YAML_SCALAR_NODE) {
+        const char *text = scalar_text(node);
+        if (strcmp(text, "true") == 0 || strcmp(text, "True") == 0 || strcmp(text, "TRUE") == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(text, "false") == 0 || strcmp(text, "False") == 0 ||
+            strcmp(text, "FALSE") == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return config_error(ctx, node, key, "expected true or false");
+}
+
+/* A size (parse_size) of at least min bytes. */
+static int get_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, uint64_t min,
+                    const char *min_text, uint64_t *out)
+{
+    if (node->type != YAML_SCALAR_NODE)
+        return config_error(ctx, node, key, "expected a size such as 16M, got %s", node_kind(node));
+    struct shed_err size_err;
+    uint64_t bytes = 0;
+    if (parse_size(scalar_text(node), &bytes, &size_err) < 0)
+        return config_error(ctx, node, key, "%s", size_err.msg);
+    if (bytes < min)
+        return config_error(ctx, node, key, "size \"%s\" is too small (at least %s)",
+                            scalar_text(node), min_text);
+    *out = bytes;
+    return 0;
+}
+
+static int parse_pids_limit(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    /* Below a few dozen a shell, tmux and a package manager cannot run at all. */
+    return get_int(ctx, key, node, 32, 4194304, &ctx->config->container.pids_limit);
+}
+
+static int parse_tmp_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 1ULL << 20, "1M", &ctx->config->container.tmp_size);
+}
+
+static int parse_nofile(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    /* The hard limit cannot exceed the kernel's fs.nr_open (1048576 by default). */
+    return get_int(ctx, key, node, 64, 1048576, &ctx->config->container.nofile);
+}
+
+static int parse_max_cpus(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 1024, &ctx->config->container.max_cpus);
+}
+
+static int parse_max_memory_mb(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 64, 16 * 1024 * 1024, &ctx->config->container.max_memory_mb);
+}
+
+static int parse_userns(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    ctx->userns_node = node;
+    return get_bool(ctx, key, node, &ctx->config->container.userns);
+}
+
+/* runc mounts a fresh /sys in the shed, which the kernel allows only in a user namespace that
+ * owns the shed's network namespace; with egress the server makes that namespace itself,
+ * outside the shed's user namespace. */
+static int check_userns_network(struct parse_ctx *ctx)
+{
+    if (!ctx->config->container.userns ||
+        ctx->config->container_network.mode != SHED_NETWORK_BRIDGE)
+        return 0;
+    return config_error(ctx, ctx->userns_node, "container.userns",
+                        "cannot be combined with container_network mode bridge (the shed's "
+                        "/sys cannot be mounted in a user namespace that does not own its "
+                        "network namespace)");
+}
+
+static int parse_userns_base(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    int base = 0;
+    /* Host uid 0 must never be in the range; the top keeps base + 65536 below 2^31. */
+    if (get_int(ctx, key, node, 1, INT32_MAX - SHED_CONFIG_USERNS_SIZE, &base) < 0)
+        return -1;
+    ctx->config->container.userns_base = (uint32_t)base;
+    return 0;
+}
+
+static int parse_container(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct field_handler fields[] = {
+        {"pids_limit", parse_pids_limit},
+        {"tmp_size", parse_tmp_size},
+        {"nofile", parse_nofile},
+        {"max_cpus", parse_max_cpus},
+        {"max_memory_mb", parse_max_memory_mb},
+        {"userns", parse_userns},
+        {"userns_base", parse_userns_base},
+    };
+    return parse_mapping_fields(
+        ctx, key, node, fields, sizeof fields / sizeof fields[0],
+        "pids_limit, tmp_size, nofile, max_cpus, max_memory_mb, userns or userns_base");
+}
+
+/* ---- local_dir_roots, console_log_max_bytes ---- */
+
+/* An absolute path made of plain components ("a/./b", "a/../b", "a//b" are refused, so a
+ * root can be compared by prefix), without the trailing slash; never "/" (every host path). */
+static int check_local_dir_root(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                                char *root)
+{
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/')
+        root[--len] = '\0';
+    if (strcmp(root, "/") == 0)
+        return config_error(ctx, node, key, "\"/\" would allow every host directory");
+    for (const char *part = root + 1; *part != '\0';) {
+        size_t part_len = strcspn(part, "/");
+        if (part_len == 0 || (part_len == 1 && part[0] == '.') ||
+            (part_len == 2 && part[0] == '.' && part[1] == '.'))
+            return config_error(ctx, node, key,
+                                "\"%s\": use a plain absolute path (no \".\", \"..\" or "
+                                "\"//\")",
+                                root);
+        part += part_len + (part[part_len] == '/');
+    }
+    return 0;
+}
+
+static int parse_local_dir_roots(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_error(ctx, node, key, "expected a list of absolute paths, got %s",
+                            node_kind(node));
+    size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    char **list = calloc(count + 1, sizeof *list);
+    if (list == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    strv_free_items(ctx->config->local_dir_roots);
+    ctx->config->local_dir_roots = list;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *item =
+            yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
+        if (get_path(ctx, key, item, &list[i]) < 0 ||
+            check_local_dir_root(ctx, key, item, list[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_console_log_max_bytes(struct parse_ctx *ctx, const char *key,
+                                       const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 64ULL << 10, "64K", &ctx->config->console_log_max_bytes);
 }
 
 struct key_handler {
@@ -683,6 +861,9 @@ static const struct key_handler key_handlers[] = {
     {"registry_ca", parse_registry_ca},
     {"api_token", parse_api_token},
     {"container_network", parse_container_network},
+    {"container", parse_container},
+    {"local_dir_roots", parse_local_dir_roots},
+    {"console_log_max_bytes", parse_console_log_max_bytes},
 };
 #define KEY_HANDLER_COUNT (sizeof key_handlers / sizeof key_handlers[0])
 
@@ -735,6 +916,38 @@ static char *host_name(void)
     return strdup(buf);
 }
 
+/* The host's online CPUs and RAM, within the ranges the keys accept. */
+static int host_cpu_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
+}
+
+static int host_memory_mb(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page_size <= 0)
+        return 16 * 1024 * 1024;
+    uint64_t mb = (uint64_t)pages * (uint64_t)page_size >> 20;
+    return mb < 64 ? 64 : mb > 16 * 1024 * 1024 ? 16 * 1024 * 1024 : (int)mb;
+}
+
+static void fill_container_defaults(struct shed_config_container *container)
+{
+    if (container->pids_limit == 0)
+        container->pids_limit = SHED_CONFIG_DEFAULT_PIDS_LIMIT;
+    if (container->tmp_size == 0)
+        container->tmp_size = SHED_CONFIG_DEFAULT_TMP_SIZE;
+    if (container->nofile == 0)
+        container->nofile = SHED_CONFIG_DEFAULT_NOFILE;
+    if (container->max_cpus == 0)
+        container->max_cpus = host_cpu_count();
+    if (container->max_memory_mb == 0)
+        container->max_memory_mb = host_memory_mb();
+    if (container->userns_base == 0)
+        container->userns_base = SHED_CONFIG_DEFAULT_USERNS_BASE;
+}
+
 /* Fills every key the file left unset; derived directories follow data_dir. base_image_seen:
  * the file named base_image (a null there disables the built-in default). */
 static int fill_defaults(struct shed_config *config, bool base_image_seen, struct shed_err *err)
@@ -778,6 +991,14 @@ static int fill_defaults(struct shed_config *config, bool base_image_seen, struc
         if (config->insecure_registries == NULL)
             return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
+    if (config->local_dir_roots == NULL) {
+        config->local_dir_roots = calloc(1, sizeof(char *));
+        if (config->local_dir_roots == NULL)
+            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    if (config->console_log_max_bytes == 0)
+        config->console_log_max_bytes = SHED_CONFIG_DEFAULT_CONSOLE_LOG_MAX_BYTES;
+    fill_container_defaults(&config->container);
     return 0;
 }
 
@@ -804,6 +1025,8 @@ static int parse_document(struct parse_ctx *ctx, yaml_parser_t *parser)
     int ret = 0;
     if (root != NULL && !node_is_null(root))
         ret = parse_top_level(ctx, root);
+    if (ret == 0)
+        ret = check_userns_network(ctx);
     if (ret == 0 && root != NULL) {
         /* A second document would be silently ignored: refuse it instead. */
         yaml_document_t next;
@@ -919,6 +1142,26 @@ static void print_container_network(FILE *out, const struct shed_config_network 
             (subnet >> 8) & 255, subnet & 255, network->prefix_len);
 }
 
+static void print_container(FILE *out, const struct shed_config_container *container)
+{
+    fprintf(out,
+            "container:\n  pids_limit: %d\n  tmp_size: %llu\n  nofile: %d\n  max_cpus: %d\n"
+            "  max_memory_mb: %d\n  userns: %s\n  userns_base: %u\n",
+            container->pids_limit, (unsigned long long)container->tmp_size, container->nofile,
+            container->max_cpus, container->max_memory_mb, container->userns ? "true" : "false",
+            (unsigned)container->userns_base);
+}
+
+static void print_string_list(FILE *out, const char *key, char *const *items)
+{
+    fprintf(out, items[0] == NULL ? "%s: []\n" : "%s:\n", key);
+    for (char *const *p = items; *p != NULL; p++) {
+        fputs("  - ", out);
+        print_quoted(out, *p);
+        fputc('\n', out);
+    }
+}
+
 int shed_config_use_data_dir(struct shed_config *config, const char *dir, struct shed_err *err)
 {
     char *data_dir = strdup(dir);
@@ -967,14 +1210,7 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_string_key(out, "platform", config->platform);
     fprintf(out, "default_cpus: %d\ndefault_memory_mb: %d\n", config->default_cpus,
             config->default_memory_mb);
-    fputs(config->insecure_registries[0] == NULL ? "insecure_registries: []\n"
-                                                 : "insecure_registries:\n",
-          out);
-    for (char **p = config->insecure_registries; *p != NULL; p++) {
-        fputs("  - ", out);
-        print_quoted(out, *p);
-        fputc('\n', out);
-    }
+    print_string_list(out, "insecure_registries", config->insecure_registries);
     fputs(config->registry_ca_count == 0 ? "registry_ca: {}\n" : "registry_ca:\n", out);
     for (size_t i = 0; i < config->registry_ca_count; i++) {
         fputs("  ", out);
@@ -986,6 +1222,10 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     /* Never echo the secret itself. */
     fprintf(out, "api_token: %s\n", config->api_token != NULL ? "\"<set>\"" : "null");
     print_container_network(out, &config->container_network);
+    print_container(out, &config->container);
+    print_string_list(out, "local_dir_roots", config->local_dir_roots);
+    fprintf(out, "console_log_max_bytes: %llu\n",
+            (unsigned long long)config->console_log_max_bytes);
     return ferror(out) ? -1 : 0;
 }
 
@@ -1036,8 +1276,56 @@ static int keep_network(struct shed_config_network *next, const struct shed_conf
     return strv_add(changed, "container_network", err);
 }
 
+static bool string_lists_differ(char *const *a, char *const *b)
+{
+    for (; a != NULL && b != NULL && *a != NULL && *b != NULL; a++, b++)
+        if (strcmp(*a, *b) != 0)
+            return true;
+    return (a != NULL && *a != NULL) != (b != NULL && *b != NULL);
+}
+
+static int keep_string_list(char ***field, char *const *running, const char *key,
+                            struct strv *changed, struct shed_err *err)
+{
+    if (!string_lists_differ(*field, running))
+        return 0;
+    struct strv copy = STRV_INIT;
+    for (char *const *item = running; item != NULL && *item != NULL; item++)
+        if (strv_add(&copy, *item, err) < 0) {
+            strv_free(&copy);
+            return -1;
+        }
+    char **items = strv_steal(&copy);
+    if (items == NULL && (items = calloc(1, sizeof *items)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    strv_free_items(*field);
+    *field = items;
+    return strv_add(changed, key, err);
+}
+
+/* What the container backend was built with (limits, console size, local_dir policy). */
+static int keep_container(struct shed_config *next, const struct shed_config *running,
+                          struct strv *changed, struct shed_err *err)
+{
+    const struct shed_config_container *a = &next->container, *b = &running->container;
+    if (a->pids_limit != b->pids_limit || a->tmp_size != b->tmp_size || a->nofile != b->nofile ||
+        a->max_cpus != b->max_cpus || a->max_memory_mb != b->max_memory_mb ||
+        a->userns != b->userns || a->userns_base != b->userns_base) {
+        next->container = running->container;
+        if (strv_add(changed, "container", err) < 0)
+            return -1;
+    }
+    if (next->console_log_max_bytes != running->console_log_max_bytes) {
+        next->console_log_max_bytes = running->console_log_max_bytes;
+        if (strv_add(changed, "console_log_max_bytes", err) < 0)
+            return -1;
+    }
+    return keep_string_list(&next->local_dir_roots, running->local_dir_roots, "local_dir_roots",
+                            changed, err);
+}
+
 /* The listening socket, the directories every open handle points into and the backends'
- * network state are set up once at start. */
+ * state (network, limits, local_dir policy) are set up once at start. */
 int shed_config_keep_restart_keys(struct shed_config *next, const struct shed_config *running,
                                   struct strv *changed, struct shed_err *err)
 {
@@ -1048,5 +1336,7 @@ int shed_config_keep_restart_keys(struct shed_config *next, const struct shed_co
         keep_string(&next->images_dir, running->images_dir, "images_dir", changed, err) < 0 ||
         keep_string(&next->instance_dir, running->instance_dir, "instance_dir", changed, err) < 0)
         return -1;
-    return keep_network(&next->container_network, &running->container_network, changed, err);
+    if (keep_network(&next->container_network, &running->container_network, changed, err) < 0)
+        return -1;
+    return keep_container(next, running, changed, err);
 }

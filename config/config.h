@@ -43,6 +43,25 @@ struct shed_config_network {
     int prefix_len;              /* 16-30; default 24. The gateway is the first host. */
 };
 
+/* `container:` — limits and isolation of every container shed. */
+#define SHED_CONFIG_DEFAULT_PIDS_LIMIT 4096
+#define SHED_CONFIG_DEFAULT_TMP_SIZE (1ULL << 30)
+#define SHED_CONFIG_DEFAULT_NOFILE 65536
+#define SHED_CONFIG_DEFAULT_USERNS_BASE 100000
+#define SHED_CONFIG_USERNS_SIZE 65536
+/* console.log's cap (and console.log.1's: one rotation). */
+#define SHED_CONFIG_DEFAULT_CONSOLE_LOG_MAX_BYTES (16ULL << 20)
+
+struct shed_config_container {
+    int pids_limit;       /* pids.max of each shed's cgroup; default 4096 */
+    uint64_t tmp_size;    /* size of the /tmp tmpfs in bytes; default 1 GiB */
+    int nofile;           /* RLIMIT_NOFILE (soft and hard) of the shed's processes; default 65536 */
+    int max_cpus;         /* the most cpus a create may ask for; default the host's CPU count */
+    int max_memory_mb;    /* the most memory_mb a create may ask for; default the host's RAM */
+    bool userns;          /* run sheds in a user namespace (root inside = an unprivileged uid) */
+    uint32_t userns_base; /* first host uid/gid of the range mapped to 0..65535 inside */
+};
+
 /* One entry of `images:`: a registry reference or an absolute path to a ready ext4. */
 struct shed_config_image {
     char *name;
@@ -80,6 +99,11 @@ struct shed_config {
     size_t registry_ca_count;
     char *api_token; /* NULL: no authentication */
     struct shed_config_network container_network;
+    struct shed_config_container container;
+    /* Directories under which a create's local_dir may lie (absolute, NULL-terminated, never
+     * NULL itself); empty: local_dir is refused. */
+    char **local_dir_roots;
+    uint64_t console_log_max_bytes;
 };
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */
@@ -100,9 +124,10 @@ void shed_config_free(struct shed_config *config);
 int shed_config_use_data_dir(struct shed_config *config, const char *dir, struct shed_err *err);
 
 /* What a running server does with a re-read config (SIGHUP): the keys it can only apply at
- * start (bind, http_port, ssh_port, data_dir, images_dir, instance_dir, container_network)
- * keep their running values in next, and each one that differed is added to changed (by key
- * name, in the order above). Everything else of next takes effect. */
+ * start (bind, http_port, ssh_port, data_dir, images_dir, instance_dir, container_network,
+ * container, console_log_max_bytes, local_dir_roots) keep their running values in next, and
+ * each one that differed is added to changed (by key name, in the order above). Everything
+ * else of next takes effect. */
 int shed_config_keep_restart_keys(struct shed_config *next, const struct shed_config *running,
                                   struct strv *changed, struct shed_err *err);
 

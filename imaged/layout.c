@@ -502,7 +502,7 @@ static int write_source(const char *images_dir, const char *name, const char *re
     free(text);
     if (line == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, line, strlen(line), 0644, err);
+    return fs_write_file_atomic(path, line, strlen(line), 0600, err);
 }
 
 int image_source_write(const char *images_dir, const char *name, const char *ref,

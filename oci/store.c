@@ -46,7 +46,7 @@ int oci_store_open(const char *images_dir, struct oci_store **out, struct shed_e
     struct oci_store *store;
     if (store_new(images_dir, &store, err) < 0)
         return -1;
-    if (fs_mkdir_p(store->blobs_dir, 0755, err) < 0 || fs_mkdir_p(store->refs_dir, 0755, err) < 0) {
+    if (fs_mkdir_p(store->blobs_dir, 0700, err) < 0 || fs_mkdir_p(store->refs_dir, 0700, err) < 0) {
         oci_store_close(store);
         return shed_err_prefix(err, "cannot open image store %s", images_dir);
     }
@@ -152,7 +152,7 @@ int store_put_blob(struct oci_store *store, const char *digest, const void *data
     cleanup_free char *path = oci_store_blob_path(store, digest);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, data, len, 0644, err);
+    return fs_write_file_atomic(path, data, len, 0600, err);
 }
 
 int oci_store_add_blob(struct oci_store *store, const void *data, size_t len,
@@ -315,7 +315,7 @@ int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const 
         return shed_errf(err, SHED_E_INVALID_REF, "cannot record reference \"%s\"", canonical_ref);
     char line[DIGEST_STRING_LEN + 2];
     snprintf(line, sizeof line, "%s\n", digest);
-    return fs_write_file_atomic(path, line, strlen(line), 0644, err);
+    return fs_write_file_atomic(path, line, strlen(line), 0600, err);
 }
 
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,

@@ -34,7 +34,7 @@ int run_files_claim(const char *data_dir, int *lock_fd, struct shed_err *err)
     cleanup_free char *path = run_file(data_dir, PID_FILE);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -77,9 +77,41 @@ int run_files_record_reload(const char *data_dir, unsigned generation, bool ok, 
         free(text);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
-    int rc = fs_write_file_atomic(path, text, strlen(text), 0644, err);
+    int rc = fs_write_file_atomic(path, text, strlen(text), 0600, err);
     free(text);
     return rc;
+}
+
+struct server_claim {
+    char *data_dir;
+    int lock_fd;
+};
+
+int server_claim_data_dir(const char *data_dir, struct server_claim **out, struct shed_err *err)
+{
+    *out = NULL;
+    struct server_claim *claim = calloc(1, sizeof *claim);
+    if (claim == NULL || (claim->data_dir = strdup(data_dir)) == NULL) {
+        free(claim);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    claim->lock_fd = -1;
+    if (fs_mkdir_private(data_dir, err) < 0 ||
+        run_files_claim(data_dir, &claim->lock_fd, err) < 0) {
+        server_claim_release(claim);
+        return -1;
+    }
+    *out = claim;
+    return 0;
+}
+
+void server_claim_release(struct server_claim *claim)
+{
+    if (claim == NULL)
+        return;
+    run_files_release(claim->data_dir, claim->lock_fd);
+    free(claim->data_dir);
+    free(claim);
 }
 
 /* ---- the other side: shed-server reload ------------------------------------------------ */

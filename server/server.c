@@ -50,8 +50,8 @@ struct server {
     pthread_mutex_t reload_lock; /* one reload at a time (SIGHUP and stale-file checks) */
     struct config_file_identity loaded_file;
     unsigned reload_generation;
-    char *data_dir; /* the running one (a restart-only key) */
-    int pid_lock_fd;
+    char *data_dir;             /* the running one (a restart-only key) */
+    struct server_claim *claim; /* the data dir's pid file, held */
     atomic_size_t in_flight;
     uint16_t port;
     size_t discovered;
@@ -331,13 +331,11 @@ static int prepare_context(struct server *server, const struct shed_config *conf
 {
     struct api_context *context = &server->context;
     context->backends = backends;
-    if (fs_mkdir_p(config->data_dir, 0755, err) < 0 ||
-        fs_mkdir_p(config->images_dir, 0755, err) < 0)
+    if (fs_mkdir_private(config->data_dir, err) < 0 ||
+        fs_mkdir_private(config->images_dir, err) < 0)
         return -1;
     if ((server->data_dir = strdup(config->data_dir)) == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (run_files_claim(config->data_dir, &server->pid_lock_fd, err) < 0)
-        return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
     context->list_cache = shed_list_cache_new();
@@ -361,8 +359,7 @@ static void free_server(struct server *server)
 {
     if (server == NULL)
         return;
-    if (server->data_dir != NULL)
-        run_files_release(server->data_dir, server->pid_lock_fd);
+    server_claim_release(server->claim);
     free(server->data_dir);
     free(server->loaded_file.path);
     if (server->config_slot.current != NULL)
@@ -392,18 +389,23 @@ static int install_first_config(struct server *server, struct shed_config *confi
     return record_reload(server, true, "serving");
 }
 
-int server_start(struct shed_config *config, const struct server_config_source *source,
-                 const struct backend_set *backends, struct server **out, struct shed_err *err)
+int server_start(struct shed_config *config, struct server_claim *claim,
+                 const struct server_config_source *source, const struct backend_set *backends,
+                 struct server **out, struct shed_err *err)
 {
     struct sockaddr_in addr;
-    if (parse_bind_address(config->bind, config->http_port, &addr, err) < 0)
+    if (parse_bind_address(config->bind, config->http_port, &addr, err) < 0) {
+        server_claim_release(claim);
         return -1;
+    }
     struct server *server = calloc(1, sizeof *server);
-    if (server == NULL)
+    if (server == NULL) {
+        server_claim_release(claim);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
     atomic_init(&server->in_flight, 0);
     server->source = *source;
-    server->pid_lock_fd = -1;
+    server->claim = claim;
     pthread_mutex_init(&server->reload_lock, NULL);
     char bind_text[64];
     snprintf(bind_text, sizeof bind_text, "%s", config->bind);

@@ -30,13 +30,22 @@ struct server_config_source {
     void *ctx; /* must outlive the server */
 };
 
-/* Starts serving config->bind:config->http_port. config is moved in (left empty); source
- * loads later ones (server_reload). The backend set must outlive the server. Creates
- * data/instance dirs and the SSH host key when missing, re-discovers existing sheds from
- * their metadata.json, and holds <data_dir>/shed-server.pid (SHED_E_CONFIG when another
- * server holds it). */
-int server_start(struct shed_config *config, const struct server_config_source *source,
-                 const struct backend_set *backends, struct server **server, struct shed_err *err);
+/* One server per data dir: <data_dir>/shed-server.pid, flocked for the server's life. Taken
+ * before anything that assumes no other server works on the data dir (the cleanup after an
+ * interrupted server, then server_start). SHED_E_CONFIG when another server holds it;
+ * creates data_dir when missing. */
+struct server_claim;
+int server_claim_data_dir(const char *data_dir, struct server_claim **claim, struct shed_err *err);
+void server_claim_release(struct server_claim *claim);
+
+/* Starts serving config->bind:config->http_port. config and claim (of config->data_dir) are
+ * moved in (config left empty, claim released with the server, also on failure); source
+ * loads later configurations (server_reload). The backend set must outlive the server.
+ * Creates data/instance dirs and the SSH host key when missing and re-discovers existing
+ * sheds from their metadata.json. */
+int server_start(struct shed_config *config, struct server_claim *claim,
+                 const struct server_config_source *source, const struct backend_set *backends,
+                 struct server **server, struct shed_err *err);
 /* The port actually bound (useful with http_port 0). */
 uint16_t server_port(const struct server *server);
 /* How many sheds were found at start. */

@@ -10,6 +10,8 @@
 #include "commands.h"
 #include "config/config.h"
 #include "runtime/backend.h"
+#include "runtime/instance.h"
+#include "runtime/reap.h"
 #include "server/server.h"
 
 struct serve_args {
@@ -99,6 +101,32 @@ static int block_stop_signals(sigset_t *set)
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
+static void print_reap_line(const char *line, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "shed-server: %s\n", line);
+}
+
+/* What a killed server left (runtime/reap.h) is released before the API answers. */
+static int reap_leftovers(const struct shed_config *config, const struct backend_set *backends,
+                          struct shed_err *err)
+{
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, err) < 0)
+        return -1;
+    struct reap_report report;
+    int rc = instance_reap(store, backends, print_reap_line, NULL, &report, err);
+    instance_store_close(store);
+    if (rc == 0 && report.orphans_removed + report.interrupted + report.processes_killed > 0)
+        fprintf(stderr,
+                "shed-server: cleaned up after an interrupted server: %zu orphan director%s, "
+                "%zu interrupted shed%s, %zu process%s\n",
+                report.orphans_removed, report.orphans_removed == 1 ? "y" : "ies",
+                report.interrupted, report.interrupted == 1 ? "" : "s", report.processes_killed,
+                report.processes_killed == 1 ? "" : "es");
+    return rc;
+}
+
 static void print_serving(struct server *server)
 {
     const struct shed_config *config = server_config_acquire(server);
@@ -131,7 +159,18 @@ static int serve(struct shed_config *config, const struct server_config_source *
     struct backend_set *backends = NULL;
     if (backend_set_new(config, &backends, &err) < 0)
         return cli_fail(&err);
-    if (server_start(config, source, backends, &server, &err) < 0) {
+    /* Before the cleanup: it assumes no other server works on this data dir. */
+    struct server_claim *claim = NULL;
+    if (server_claim_data_dir(config->data_dir, &claim, &err) < 0) {
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
+    if (reap_leftovers(config, backends, &err) < 0) {
+        server_claim_release(claim);
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
+    if (server_start(config, claim, source, backends, &server, &err) < 0) {
         backend_set_free(backends);
         return cli_fail(&err);
     }

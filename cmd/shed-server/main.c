@@ -22,9 +22,10 @@ static const struct cli_command commands[] = {
     {"reload", NULL, "[OPTIONS]", "Make the running server re-read server.yaml.",
      "As SIGHUP and `systemctl reload` do: the server of this data dir (its pid file) loads\n"
      "what a restart would read and prints what took effect. bind, http_port, ssh_port,\n"
-     "data_dir, images_dir, instance_dir and container_network keep their running values\n"
-     "and are named as needing a restart. An invalid file is refused with its error (exit\n"
-     "1) and the server keeps the configuration it had.\n",
+     "data_dir, images_dir, instance_dir, container_network, container,\n"
+     "console_log_max_bytes and local_dir_roots keep their running values and are named as\n"
+     "needing a restart. An invalid file is refused with its error (exit 1) and the server\n"
+     "keeps the configuration it had.\n",
      reload_options, .run = cmd_reload, .max_operands = 0},
     {"pull", NULL, "[OPTIONS] REF", "Pull an image from a registry into the blob store.",
      "REF: [registry[:port]/]repository[:tag][@sha256:digest]; Docker Hub names may be\n"

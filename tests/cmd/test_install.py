@@ -58,7 +58,7 @@ def commands_in_help(program):
 
 class LayoutTest(unittest.TestCase):
     def test_the_files_land_where_they_find_each_other(self):
-        for program in ("shed-server", "shed", "shed-init"):
+        for program in ("shed-server", "shed", "shed-init", "shed-logger"):
             path = installed("bin", program)
             self.assertTrue(os.access(path, os.X_OK), path)
         for page in ("man1/shed.1", "man5/server.yaml.5", "man8/shed-server.8"):

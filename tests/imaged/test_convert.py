@@ -480,6 +480,12 @@ class BadInputTest(ConvertTestCase):
         os.unlink(self.registry.blob_data_path(blob_digest))
         self.assert_fails_cleanly(ref)
 
+    def test_device_number_out_of_range_is_refused(self):
+        # ext4 stores 12 bits of major: 4096 would silently become another device.
+        top = layer(lambda b: b.dir("dev").device("dev/odd", "char", 4096, 1))
+        ref = self.push("bad-device", [top])
+        self.assert_fails_cleanly(ref, pattern=r"INVALID_IMAGE.*device number 4096:1 out of range")
+
     def test_image_larger_than_size_names_needed_size(self):
         def build(b):
             for i in range(6):

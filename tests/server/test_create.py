@@ -89,8 +89,8 @@ def proc_alive(pid):
 class Server(shedserver.ServerProcess):
     def __init__(self, data_dir, images):
         config = ("name: create-test\nbase_image: %s\nrootfs_size: 256M\ndefault_cpus: 1\n"
-                  "default_memory_mb: 256\ndefault_backend: detect\nimages:\n"
-                  % IMAGE_REFS["base"])
+                  "default_memory_mb: 256\ndefault_backend: detect\nlocal_dir_roots: [%s]\n"
+                  "images:\n" % (IMAGE_REFS["base"], WORK))
         for name, ref in images.items():
             config += "  %s: %s\n" % (name, ref)
         super().__init__(SHED_SERVER, data_dir, config, stop_timeout=300)
