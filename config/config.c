@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -82,6 +83,11 @@ void shed_config_free(struct shed_config *config)
     free(config->images);
     free(config->platform);
     strv_free_items(config->insecure_registries);
+    for (size_t i = 0; i < config->registry_ca_count; i++) {
+        free(config->registry_ca[i].registry);
+        free(config->registry_ca[i].ca_file);
+    }
+    free(config->registry_ca);
     free(config->api_token);
     free(config->unix_socket);
     free(config->unix_socket_group);
@@ -127,6 +133,7 @@ struct parse_ctx {
     const char *origin;
     struct shed_config *config;
     struct shed_err *err;
+    bool base_image_seen;           /* even as null: then the built-in default does not apply */
     const yaml_node_t *userns_node; /* container.userns, for the check across keys */
 };
 
@@ -314,6 +321,7 @@ static int check_image_ref(struct parse_ctx *ctx, const char *key, const yaml_no
 
 static int parse_base_image(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
+    ctx->base_image_seen = true;
     if (get_optional_string(ctx, key, node, &ctx->config->base_image) < 0)
         return -1;
     if (ctx->config->base_image == NULL)
@@ -469,6 +477,83 @@ static int parse_insecure_registries(struct parse_ctx *ctx, const char *key,
 {
     return get_string_list(ctx, key, node, "host[:port]", is_host_port,
                            &ctx->config->insecure_registries);
+}
+
+/* A CA file is checked here, where the error can name the line: a missing one would
+ * otherwise surface as an obscure TLS failure at the first pull. */
+static int check_ca_file(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                         const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return config_error(ctx, node, key, "cannot read CA file %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return config_error(ctx, node, key, "CA file %s is not a regular file", path);
+    if (access(path, R_OK) < 0)
+        return config_error(ctx, node, key, "cannot read CA file %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int add_registry_ca(struct parse_ctx *ctx, const yaml_node_t *key_node,
+                           const yaml_node_t *value_node)
+{
+    struct shed_config *config = ctx->config;
+    if (key_node->type != YAML_SCALAR_NODE)
+        return config_error(ctx, key_node, "registry_ca", "expected host[:port] keys, got %s",
+                            node_kind(key_node));
+    const char *registry = scalar_text(key_node);
+    cleanup_free char *key = str_printf("registry_ca.%.200s", registry);
+    if (key == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    if (registry[0] == '\0' || !is_host_port(registry))
+        return config_error(ctx, key_node, key, "expected host[:port], got \"%s\"", registry);
+    if (shed_config_registry_ca(config, registry) != NULL)
+        return config_error(ctx, key_node, key, "duplicate registry");
+    cleanup_free char *ca_file = NULL;
+    if (get_path(ctx, key, value_node, &ca_file) < 0 ||
+        check_ca_file(ctx, key, value_node, ca_file) < 0)
+        return -1;
+    struct shed_config_registry_ca *grown =
+        realloc(config->registry_ca, (config->registry_ca_count + 1) * sizeof *grown);
+    if (grown == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    config->registry_ca = grown;
+    char *registry_copy = strdup(registry);
+    if (registry_copy == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    config->registry_ca[config->registry_ca_count++] = (struct shed_config_registry_ca){
+        .registry = registry_copy, .ca_file = steal_pointer(&ca_file)};
+    return 0;
+}
+
+static int parse_registry_ca(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return config_error(ctx, node, key, "expected a mapping of host[:port]: CA file, got %s",
+                            node_kind(node));
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *name = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
+        if (add_registry_ca(ctx, name, value) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+const char *shed_config_registry_ca(const struct shed_config *config, const char *registry)
+{
+    for (size_t i = 0; i < config->registry_ca_count; i++)
+        if (strcmp(config->registry_ca[i].registry, registry) == 0)
+            return config->registry_ca[i].ca_file;
+    return NULL;
+}
+
+const char *shed_config_registry_ca_of(const char *registry, const void *config)
+{
+    return shed_config_registry_ca(config, registry);
 }
 
 static int parse_api_token(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
@@ -919,6 +1004,7 @@ static const struct key_handler key_handlers[] = {
     {"default_cpus", parse_default_cpus},
     {"default_memory_mb", parse_default_memory_mb},
     {"insecure_registries", parse_insecure_registries},
+    {"registry_ca", parse_registry_ca},
     {"api_token", parse_api_token},
     {"allow_unauthenticated", parse_allow_unauthenticated},
     {"unix_socket", parse_unix_socket},
@@ -1079,9 +1165,16 @@ static void fill_container_defaults(struct shed_config_container *container)
         container->userns_base = SHED_CONFIG_DEFAULT_USERNS_BASE;
 }
 
-/* Fills every key the file left unset; derived directories follow data_dir. */
-static int fill_defaults(struct shed_config *config, struct shed_err *err)
+/* Fills every key the file left unset; derived directories follow data_dir. base_image_seen:
+ * the file named base_image (a null there disables the built-in default). */
+static int fill_defaults(struct shed_config *config, bool base_image_seen, struct shed_err *err)
 {
+    if (!base_image_seen && config->base_image == NULL) {
+        config->base_image = strdup(SHED_CONFIG_DEFAULT_BASE_IMAGE);
+        if (config->base_image == NULL)
+            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+        config->base_image_is_default = true;
+    }
     if (config->http_port == 0)
         config->http_port = SHED_CONFIG_DEFAULT_HTTP_PORT;
     if (config->ssh_port == 0)
@@ -1133,7 +1226,7 @@ static int fill_defaults(struct shed_config *config, struct shed_err *err)
 int shed_config_defaults(struct shed_config *config, struct shed_err *err)
 {
     memset(config, 0, sizeof *config);
-    if (fill_defaults(config, err) < 0) {
+    if (fill_defaults(config, false, err) < 0) {
         shed_config_free(config);
         return -1;
     }
@@ -1203,7 +1296,7 @@ int shed_config_parse(const char *text, size_t len, const char *origin, struct s
     int ret = parse_document(&ctx, &parser);
     yaml_parser_delete(&parser);
     if (ret == 0)
-        ret = fill_defaults(config, err);
+        ret = fill_defaults(config, ctx.base_image_seen, err);
     if (ret == 0)
         ret = check_limits(config, origin, err);
     if (ret < 0)
@@ -1229,17 +1322,25 @@ int shed_config_load_file(const char *path, struct shed_config *config, struct s
     return 0;
 }
 
-int shed_config_load(const char *explicit_path, struct shed_config *config, struct shed_err *err)
+char *shed_config_lookup_path(const char *explicit_path)
 {
     if (explicit_path != NULL)
-        return shed_config_load_file(explicit_path, config, err);
+        return strdup(explicit_path);
     const char *home = getenv("HOME");
     cleanup_free char *user_config =
         home != NULL && home[0] == '/' ? fs_path_join(home, ".config/shed/server.yaml") : NULL;
     const char *candidates[] = {"server.yaml", user_config, "/etc/shed/server.yaml"};
     for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
         if (candidates[i] != NULL && fs_exists(candidates[i]))
-            return shed_config_load_file(candidates[i], config, err);
+            return strdup(candidates[i]);
+    return NULL;
+}
+
+int shed_config_load(const char *explicit_path, struct shed_config *config, struct shed_err *err)
+{
+    cleanup_free char *path = shed_config_lookup_path(explicit_path);
+    if (path != NULL)
+        return shed_config_load_file(path, config, err);
     return shed_config_defaults(config, err);
 }
 
@@ -1404,6 +1505,8 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_string_key(out, "images_dir", config->images_dir);
     print_string_key(out, "instance_dir", config->instance_dir);
     print_string_key(out, "base_image", config->base_image);
+    if (config->base_image_is_default)
+        fputs("# base_image is the built-in default; `base_image: null` disables it\n", out);
     fputs(config->image_count == 0 ? "images: {}\n" : "images:\n", out);
     for (size_t i = 0; i < config->image_count; i++) {
         fputs("  ", out);
@@ -1417,6 +1520,14 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     fprintf(out, "default_cpus: %d\ndefault_memory_mb: %d\n", config->default_cpus,
             config->default_memory_mb);
     print_string_list(out, "insecure_registries", config->insecure_registries);
+    fputs(config->registry_ca_count == 0 ? "registry_ca: {}\n" : "registry_ca:\n", out);
+    for (size_t i = 0; i < config->registry_ca_count; i++) {
+        fputs("  ", out);
+        print_quoted(out, config->registry_ca[i].registry);
+        fputs(": ", out);
+        print_quoted(out, config->registry_ca[i].ca_file);
+        fputc('\n', out);
+    }
     /* Never echo the secret itself. */
     fprintf(out, "api_token: %s\n", config->api_token != NULL ? "\"<set>\"" : "null");
     fprintf(out, "allow_unauthenticated: %s\n", config->allow_unauthenticated ? "true" : "false");
@@ -1432,4 +1543,137 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_repo(out, &config->repo);
     print_pull(out, &config->pull);
     return ferror(out) ? -1 : 0;
+}
+
+/* ---- reload -------------------------------------------------------------------------- */
+
+static bool strings_differ(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/* next's *field becomes a copy of running's when they differ; the key is noted. */
+static int keep_string(char **field, const char *running, const char *key, struct strv *changed,
+                       struct shed_err *err)
+{
+    if (!strings_differ(*field, running))
+        return 0;
+    char *copy = NULL;
+    if (running != NULL && (copy = strdup(running)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    free(*field);
+    *field = copy;
+    return strv_add(changed, key, err);
+}
+
+static int keep_int(int *field, int running, const char *key, struct strv *changed,
+                    struct shed_err *err)
+{
+    if (*field == running)
+        return 0;
+    *field = running;
+    return strv_add(changed, key, err);
+}
+
+static int keep_network(struct shed_config_network *next, const struct shed_config_network *running,
+                        struct strv *changed, struct shed_err *err)
+{
+    bool differ = next->mode != running->mode || next->subnet != running->subnet ||
+                  next->prefix_len != running->prefix_len ||
+                  strings_differ(next->bridge, running->bridge);
+    if (!differ)
+        return 0;
+    char *bridge = strdup(running->bridge);
+    if (bridge == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    free(next->bridge);
+    *next = *running;
+    next->bridge = bridge;
+    return strv_add(changed, "container_network", err);
+}
+
+static bool string_lists_differ(char *const *a, char *const *b)
+{
+    for (; a != NULL && b != NULL && *a != NULL && *b != NULL; a++, b++)
+        if (strcmp(*a, *b) != 0)
+            return true;
+    return (a != NULL && *a != NULL) != (b != NULL && *b != NULL);
+}
+
+static int keep_string_list(char ***field, char *const *running, const char *key,
+                            struct strv *changed, struct shed_err *err)
+{
+    if (!string_lists_differ(*field, running))
+        return 0;
+    struct strv copy = STRV_INIT;
+    for (char *const *item = running; item != NULL && *item != NULL; item++)
+        if (strv_add(&copy, *item, err) < 0) {
+            strv_free(&copy);
+            return -1;
+        }
+    char **items = strv_steal(&copy);
+    if (items == NULL && (items = calloc(1, sizeof *items)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    strv_free_items(*field);
+    *field = items;
+    return strv_add(changed, key, err);
+}
+
+/* What the container backend was built with (limits, console size, local_dir policy). */
+static int keep_container(struct shed_config *next, const struct shed_config *running,
+                          struct strv *changed, struct shed_err *err)
+{
+    const struct shed_config_container *a = &next->container, *b = &running->container;
+    if (a->pids_limit != b->pids_limit || a->tmp_size != b->tmp_size || a->nofile != b->nofile ||
+        a->max_cpus != b->max_cpus || a->max_memory_mb != b->max_memory_mb ||
+        a->userns != b->userns || a->userns_base != b->userns_base) {
+        next->container = running->container;
+        if (strv_add(changed, "container", err) < 0)
+            return -1;
+    }
+    if (next->console_log_max_bytes != running->console_log_max_bytes) {
+        next->console_log_max_bytes = running->console_log_max_bytes;
+        if (strv_add(changed, "console_log_max_bytes", err) < 0)
+            return -1;
+    }
+    return keep_string_list(&next->local_dir_roots, running->local_dir_roots, "local_dir_roots",
+                            changed, err);
+}
+
+/* The HTTP server's connection table, tunnel registry and extra unix listener. */
+static int keep_listeners(struct shed_config *next, const struct shed_config *running,
+                          struct strv *changed, struct shed_err *err)
+{
+    if (memcmp(&next->http, &running->http, sizeof next->http) != 0) {
+        next->http = running->http;
+        if (strv_add(changed, "http limits", err) < 0)
+            return -1;
+    }
+    if (next->unix_socket_mode != running->unix_socket_mode) {
+        next->unix_socket_mode = running->unix_socket_mode;
+        if (strv_add(changed, "unix_socket_mode", err) < 0)
+            return -1;
+    }
+    if (keep_string(&next->unix_socket, running->unix_socket, "unix_socket", changed, err) < 0)
+        return -1;
+    return keep_string(&next->unix_socket_group, running->unix_socket_group, "unix_socket_group",
+                       changed, err);
+}
+
+/* The listening socket, the directories every open handle points into and the backends'
+ * state (network, limits, local_dir policy) are set up once at start. */
+int shed_config_keep_restart_keys(struct shed_config *next, const struct shed_config *running,
+                                  struct strv *changed, struct shed_err *err)
+{
+    if (keep_string(&next->bind, running->bind, "bind", changed, err) < 0 ||
+        keep_int(&next->http_port, running->http_port, "http_port", changed, err) < 0 ||
+        keep_int(&next->ssh_port, running->ssh_port, "ssh_port", changed, err) < 0 ||
+        keep_string(&next->data_dir, running->data_dir, "data_dir", changed, err) < 0 ||
+        keep_string(&next->images_dir, running->images_dir, "images_dir", changed, err) < 0 ||
+        keep_string(&next->instance_dir, running->instance_dir, "instance_dir", changed, err) < 0)
+        return -1;
+    if (keep_network(&next->container_network, &running->container_network, changed, err) < 0 ||
+        keep_listeners(next, running, changed, err) < 0)
+        return -1;
+    return keep_container(next, running, changed, err);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "common/shed_err.h"
+#include "common/strv.h"
 
 #define SHED_CONFIG_DEFAULT_HTTP_PORT 8080
 #define SHED_CONFIG_DEFAULT_SSH_PORT 2222
@@ -45,6 +46,9 @@
 #define SHED_CONFIG_DEFAULT_MAX_IMAGE_BYTES (64ULL << 30)
 /* The variant name under which base_image is cached (not a valid user variant name). */
 #define SHED_BASE_IMAGE_NAME "_base"
+/* base_image when server.yaml does not set it (`base_image: null` disables it): Debian's
+ * official image, small, maintained, glibc and apt; shed-init is PID 1, so it needs no init. */
+#define SHED_CONFIG_DEFAULT_BASE_IMAGE "docker.io/library/debian:bookworm"
 
 /* `container_network:` — egress for container sheds (bridge + veth + NAT), off by default. */
 enum shed_network_mode { SHED_NETWORK_NONE, SHED_NETWORK_BRIDGE };
@@ -118,6 +122,13 @@ struct shed_config_image {
     bool is_path; /* ref is an absolute path to a local ext4, not a registry reference */
 };
 
+/* One entry of `registry_ca:`: the CA bundle that registry's certificate must chain to
+ * (like /etc/docker/certs.d/<registry>/ca.crt). */
+struct shed_config_registry_ca {
+    char *registry; /* host[:port] as in image references */
+    char *ca_file;  /* absolute path of a PEM file */
+};
+
 struct shed_config {
     char *path; /* file the config came from; NULL for built-in defaults */
     char *name; /* server name; default: the host name */
@@ -126,9 +137,10 @@ struct shed_config {
     char *bind;
     char *default_backend; /* detect | container | qemu | firecracker | vz */
     char *data_dir;
-    char *images_dir;                 /* default: <data_dir>/images */
-    char *instance_dir;               /* default: <data_dir>/instances */
-    char *base_image;                 /* registry ref or absolute path; NULL when not configured */
+    char *images_dir;   /* default: <data_dir>/images */
+    char *instance_dir; /* default: <data_dir>/instances */
+    char *base_image;   /* registry ref or absolute path; NULL when disabled (`base_image: null`) */
+    bool base_image_is_default;       /* the file did not set it: SHED_CONFIG_DEFAULT_BASE_IMAGE */
     struct shed_config_image *images; /* in file order */
     size_t image_count;
     uint64_t rootfs_size;
@@ -136,6 +148,8 @@ struct shed_config {
     int default_cpus;
     int default_memory_mb;
     char **insecure_registries; /* NULL-terminated, never NULL itself */
+    struct shed_config_registry_ca *registry_ca; /* in file order */
+    size_t registry_ca_count;
     char *api_token;            /* NULL: no authentication */
     /* A non-loopback bind without api_token is refused unless this is set. */
     bool allow_unauthenticated;
@@ -155,6 +169,9 @@ struct shed_config {
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */
 int shed_config_load(const char *explicit_path, struct shed_config *config, struct shed_err *err);
+/* The file shed_config_load would read (explicit_path itself when given), or NULL when no
+ * file is found (built-in defaults) or memory runs out; malloc'd. */
+char *shed_config_lookup_path(const char *explicit_path);
 /* Parses one file; a missing file is an error. */
 int shed_config_load_file(const char *path, struct shed_config *config, struct shed_err *err);
 /* Parses YAML text; origin names it in error messages (e.g. the file name). */
@@ -166,6 +183,19 @@ void shed_config_free(struct shed_config *config);
 /* What --data-dir does: data_dir becomes dir, images_dir and instance_dir dir/images and
  * dir/instances (whatever the file said). */
 int shed_config_use_data_dir(struct shed_config *config, const char *dir, struct shed_err *err);
+
+/* What a running server does with a re-read config (SIGHUP): the keys it can only apply at
+ * start (bind, http_port, ssh_port, data_dir, images_dir, instance_dir, container_network,
+ * container, console_log_max_bytes, local_dir_roots) keep their running values in next, and
+ * each one that differed is added to changed (by key name, in the order above). Everything
+ * else of next takes effect. */
+int shed_config_keep_restart_keys(struct shed_config *next, const struct shed_config *running,
+                                  struct strv *changed, struct shed_err *err);
+
+/* The CA file configured for registry (host[:port], matched exactly), or NULL. */
+const char *shed_config_registry_ca(const struct shed_config *config, const char *registry);
+/* The same as a callback (ctx: the config), the form oci's pull options take. */
+const char *shed_config_registry_ca_of(const char *registry, const void *config);
 
 /* Writes the resolved config as YAML (every key, defaults included). */
 int shed_config_print(const struct shed_config *config, FILE *out);

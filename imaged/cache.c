@@ -133,6 +133,8 @@ void image_pull_opts_from_config(const struct shed_config *config, struct oci_pu
     memset(opts, 0, sizeof *opts);
     opts->platform = config->platform;
     opts->insecure_registries = (const char *const *)config->insecure_registries;
+    opts->registry_ca = shed_config_registry_ca_of;
+    opts->registry_ca_ctx = config;
     opts->timeout_seconds = (unsigned)config->pull.timeout_seconds;
     opts->low_speed_limit = config->pull.low_speed_limit;
     opts->low_speed_time = config->pull.low_speed_time;
@@ -412,6 +414,50 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
     if (ret == 0) {
         result->rootfs_path = steal_pointer(&ctx.paths.rootfs);
     }
+    image_variant_paths_free(&ctx.paths);
+    return ret;
+}
+
+/* ---- installing an imported image ------------------------------------------------------ */
+
+static int install_locked(struct ensure_ctx *ctx, const char *manifest_digest, struct shed_err *err)
+{
+    unsigned removed = 0;
+    if (check_cancel(ctx, err) < 0 || open_store(ctx, err) < 0 ||
+        remove_stale_tmp_files(ctx->config->images_dir, ctx->name, &removed, err) < 0)
+        return -1;
+    if (build_from_digest(ctx, manifest_digest, err) < 0)
+        return -1;
+    if (check_cancel(ctx, err) < 0 || extract_kernel(ctx, err) < 0)
+        return -1;
+    snprintf(ctx->result->digest, sizeof ctx->result->digest, "%s", manifest_digest);
+    /* Last, as for a pull: until then a crash leaves no record claiming the rootfs. */
+    return image_source_write_imported(ctx->config->images_dir, ctx->name, ctx->ref,
+                                       manifest_digest, ctx->config->rootfs_size, err);
+}
+
+int image_cache_install(struct image_cache *cache, const char *name, const char *source,
+                        const char *manifest_digest, const struct image_ensure_opts *opts,
+                        struct image_ensure_result *result, struct shed_err *err)
+{
+    memset(result, 0, sizeof *result);
+    struct ensure_ctx ctx = {.cache = cache,
+                             .config = cache->config,
+                             .name = name,
+                             .ref = source,
+                             .opts = opts,
+                             .result = result};
+    if (fs_mkdir_private(cache->config->images_dir, err) < 0 ||
+        image_layout_variant_paths(cache->config->images_dir, name, &ctx.paths, err) < 0)
+        return -1;
+    int lock_fd = -1;
+    int ret = lock_variant(&ctx, &lock_fd, err);
+    if (ret == 0)
+        ret = install_locked(&ctx, manifest_digest, err);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    if (ret == 0)
+        result->rootfs_path = steal_pointer(&ctx.paths.rootfs);
     image_variant_paths_free(&ctx.paths);
     return ret;
 }

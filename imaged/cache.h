@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "common/digest.h"
 #include "common/shed_err.h"
 #include "config/config.h"
@@ -79,22 +81,69 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
                        struct shed_err *err);
 void image_ensure_result_free(struct image_ensure_result *result);
 
+/* Makes name the conversion of a manifest already in the store (shed-server import): under
+ * the variant's lock, linked from the content store or converted exactly as for a pull,
+ * kernel files extracted, and .source written last as an import of source. */
+int image_cache_install(struct image_cache *cache, const char *name, const char *source,
+                        const char *manifest_digest, const struct image_ensure_opts *opts,
+                        struct image_ensure_result *result, struct shed_err *err);
+
 /* Every name pull-images ensures: the `images:` entries plus "_base" when base_image is set,
  * sorted (strcmp). *names is malloc'd and NULL-terminated (free with image_names_free). */
 int image_cache_variant_names(const struct shed_config *config, char ***names,
                               struct shed_err *err);
+
+/* ---- what deleted variants leave unneeded in the OCI store ------------------------------- */
+
+/* The blobs and ref index entries that deleting the variants gone (names, NULL-terminated)
+ * makes unneeded: a ref entry goes when it names a gone variant's ref (canonical form) and
+ * digest and no variant that stays was built from that ref; a blob goes when a gone variant
+ * reaches it and nothing that stays does (the other ref entries, the other .source digests,
+ * by oci/'s reachability walk). Computed before the variants' files are deleted. When a
+ * manifest or ref entry cannot be read, the answer is unknown and nothing goes. */
+struct image_reclaim;
+
+int image_reclaim_new(const struct shed_config *config, const char *const *gone,
+                      struct image_reclaim **reclaim, struct shed_err *err);
+void image_reclaim_free(struct image_reclaim *reclaim);
+/* NULL when the walks were complete, else why nothing can be reclaimed. */
+const char *image_reclaim_unknown(const struct image_reclaim *reclaim);
+bool image_reclaim_blob(const struct image_reclaim *reclaim, const char *digest);
+size_t image_reclaim_ref_count(const struct image_reclaim *reclaim);
+/* The canonical ref of entry i and the digest it names. */
+const char *image_reclaim_ref(const struct image_reclaim *reclaim, size_t i, const char **digest);
+
+struct image_reclaimed {
+    unsigned refs, blobs;
+    uint64_t bytes;         /* on disk (st_blocks) of the blobs removed */
+    char kept_because[640]; /* "" when reclaimed; else why nothing was */
+};
+
+/* After the gone variants' files are deleted (and their locks released): removes the ref
+ * entries and the unneeded blobs (only those listed in only, when non-NULL), unless a pull or
+ * conversion holds a lock of the image cache right now (it may be about to use a blob it
+ * found in the store): then nothing is removed and kept_because says why. */
+int image_reclaim_apply(const struct shed_config *config, struct image_reclaim *reclaim,
+                        const char *const *only, struct image_reclaimed *done,
+                        struct shed_err *err);
 
 /* ---- listing, removal, pruning ------------------------------------------------------- */
 
 /* The API's image object. */
 struct image_info {
     char *name;
-    char *path;       /* "" when not cached */
-    char *docker_ref; /* "" for local-only images */
-    char *digest;     /* "" when unknown */
-    uint64_t size_bytes;
-    bool from_config; /* source: "config" (else "discovered") */
+    char *path;          /* "" when not cached */
+    char *docker_ref;    /* "" for local-only images */
+    char *digest;        /* "" when unknown */
+    uint64_t size_bytes; /* logical: the rootfs' st_size */
+    bool from_config;    /* source: "config" (else "imported" or "discovered") */
+    bool imported;       /* its .source says shed-server import made it */
     bool cached;
+    /* As system df counts the image (runtime/df.h; filled by runtime/image_tables.h, 0 and
+     * NULL until then): its files' physical bytes, its disk bytes, and the earlier listed
+     * item whose blocks it shares (malloc'd), if any. */
+    uint64_t physical_bytes, disk_bytes, logical_bytes; /* logical: of all its files */
+    char *shared_with;
 };
 
 struct image_info_list {
@@ -104,30 +153,34 @@ struct image_info_list {
 
 void image_info_list_free(struct image_info_list *list);
 
+/* The API's image object (api.md): name, path, docker_ref, digest, size_bytes, source,
+ * cached, is_base for _base, physical_bytes, disk_bytes, logical_bytes, shared_with when
+ * set. */
+json_t *image_info_to_json(const struct image_info *info);
+
 /* Config variants first (in file order), then _base when base_image is set, then the other
  * <name>-rootfs.ext4 files found (sorted; a _base cached for an earlier base_image among
  * them, as prune sees it). */
 int image_cache_list(const struct shed_config *config, struct image_info_list *list,
                      struct shed_err *err);
 
-/* Removes <name>-rootfs.ext4, its .source, .tmp and kernel files; keeps the .lock.
- * SHED_E_IMAGE_IN_USE when the name is in the config or in in_use (NULL-terminated names
- * used by sheds) or a conversion holds the lock; SHED_E_IMAGE_NOT_FOUND when not cached. */
+/* Removes <name>-rootfs.ext4, its .source, .tmp and kernel files (the .lock stays), the
+ * content-addressed rootfs when nothing links it any more, and what the OCI store kept only
+ * for this variant: its ref index entry and the blobs nothing else reaches (image_reclaim_*;
+ * *reclaimed says what went, may be NULL). SHED_E_IMAGE_IN_USE when the name is in the
+ * config or in in_use (NULL-terminated names used by sheds) or a conversion holds the lock;
+ * SHED_E_IMAGE_NOT_FOUND when not cached. */
 int image_cache_remove(const struct shed_config *config, const char *name,
-                       const char *const *in_use, struct shed_err *err);
+                       const char *const *in_use, struct image_reclaimed *reclaimed,
+                       struct shed_err *err);
 
-/* Cached variants that neither the config (with a matching .source: a config entry whose
- * cache was built from another ref or size does not protect it) nor a shed references.
- * dry_run: only lists them. A variant whose lock is held is left out of both. Content-
- * addressed rootfs files no variant links to any more are deleted too (not listed). */
-int image_cache_prune(const struct shed_config *config, const char *const *in_use, bool dry_run,
-                      struct image_info_list *pruned, struct shed_err *err);
-
-/* image_cache_prune's decision for one cached variant, for callers that list everything
- * before deleting anything (system prune). KEEP: the config or a shed references it;
- * LOCKED: unreferenced but a conversion holds its lock; REMOVE: it goes. With remove set, a
- * REMOVE variant's files are deleted under its lock exactly as image_cache_prune deletes them
- * (the .lock stays). Content-addressed rootfs files are never touched here. */
+/* The prune decision for one cached variant (images prune and system prune: runtime/prune.h
+ * lists everything before deleting anything). KEEP: a shed uses it, the config names it and
+ * its .source matches the config (a config entry whose cache was built from another ref or
+ * size does not protect it), or it was imported (an import has no registry to come back
+ * from); LOCKED: unreferenced but a conversion holds its lock; REMOVE: it goes. With remove
+ * set, a REMOVE variant's files are deleted under its lock (the .lock stays). Content-addressed
+ * rootfs files are never touched here. */
 enum image_prune_decision { IMAGE_PRUNE_KEEP, IMAGE_PRUNE_LOCKED, IMAGE_PRUNE_REMOVE };
 int image_cache_prune_variant(const struct shed_config *config, const char *name,
                               const char *const *in_use, bool remove,

@@ -80,6 +80,7 @@ static void image_info_clear(struct image_info *info)
     free(info->path);
     free(info->docker_ref);
     free(info->digest);
+    free(info->shared_with);
     memset(info, 0, sizeof *info);
 }
 
@@ -90,6 +91,29 @@ void image_info_list_free(struct image_info_list *list)
     free(list->items);
     list->items = NULL;
     list->count = 0;
+}
+
+static const char *source_name(const struct image_info *info)
+{
+    return info->from_config ? "config" : info->imported ? "imported" : "discovered";
+}
+
+json_t *image_info_to_json(const struct image_info *info)
+{
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:I, s:I, s:I}", "name", info->name, "path",
+                  info->path, "docker_ref", info->docker_ref, "digest", info->digest, "size_bytes",
+                  (json_int_t)info->size_bytes, "source", source_name(info), "cached", info->cached,
+                  "physical_bytes", (json_int_t)info->physical_bytes, "disk_bytes",
+                  (json_int_t)info->disk_bytes, "logical_bytes", (json_int_t)info->logical_bytes);
+    bool base = obj != NULL && strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0;
+    if ((base && json_object_set_new(obj, "is_base", json_true()) < 0) ||
+        (obj != NULL && info->shared_with != NULL &&
+         json_object_set_new(obj, "shared_with", json_string(info->shared_with)) < 0)) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 static struct image_info *image_info_list_add(struct image_info_list *list, struct shed_err *err)
@@ -135,6 +159,7 @@ static int describe_cached(const char *images_dir, const char *name, const char 
                                cached && record.present ? record.digest : "", err);
     }
     info->cached = cached;
+    info->imported = record.present && record.imported;
     info->size_bytes = cached ? (uint64_t)st.st_size : 0;
     image_source_clear(&record);
     image_variant_paths_free(&paths);
@@ -310,8 +335,13 @@ static int check_removable(const struct shed_config *config, const char *name,
 }
 
 int image_cache_remove(const struct shed_config *config, const char *name,
-                       const char *const *in_use, struct shed_err *err)
+                       const char *const *in_use, struct image_reclaimed *reclaimed,
+                       struct shed_err *err)
 {
+    struct image_reclaimed ignored;
+    if (reclaimed == NULL)
+        reclaimed = &ignored;
+    memset(reclaimed, 0, sizeof *reclaimed);
     if (check_removable(config, name, in_use, err) < 0)
         return -1;
     cleanup_free char *rootfs = image_layout_variant_rootfs(config->images_dir, name);
@@ -321,66 +351,45 @@ int image_cache_remove(const struct shed_config *config, const char *name,
     if (!cached)
         return shed_errf(err, SHED_E_IMAGE_NOT_FOUND, "image \"%s\" is not cached in %s", name,
                          config->images_dir);
-    cleanup_close int lock_fd = -1;
+    int lock_fd = -1;
     if (try_lock_variant(config->images_dir, name, &lock_fd, err) < 0)
         return -1;
     if (lock_fd < 0)
         return shed_errf(err, SHED_E_IMAGE_IN_USE,
                          "image \"%s\" is being pulled or converted right now", name);
-    if (delete_variant_files(config->images_dir, name, err) < 0)
-        return -1;
-    return collect_unlinked_content(config->images_dir, err);
+    /* Decided while the variant's .source still says what it reaches. */
+    const char *gone[] = {name, NULL};
+    struct image_reclaim *reclaim = NULL;
+    int rc = image_reclaim_new(config, gone, &reclaim, err);
+    if (rc == 0)
+        rc = delete_variant_files(config->images_dir, name, err);
+    close(lock_fd);
+    if (rc == 0)
+        rc = collect_unlinked_content(config->images_dir, err);
+    if (rc == 0)
+        rc = image_reclaim_apply(config, reclaim, NULL, reclaimed, err);
+    image_reclaim_free(reclaim);
+    return rc;
 }
 
 /* ---- pruning ------------------------------------------------------------------------------ */
 
-/* Kept when a shed uses it, or the config names it and its .source matches the config. */
+/* Kept when a shed uses it, the config names it and its .source matches the config, or it
+ * was imported (and the config does not name it for something else). */
 static int is_referenced(const struct shed_config *config, const char *name,
                          const char *const *in_use, bool *referenced, struct shed_err *err)
 {
     *referenced = name_in_list(name, in_use);
     const char *ref = shed_config_image_ref(config, name);
-    if (*referenced || ref == NULL || ref[0] == '/')
+    if (*referenced || (ref != NULL && ref[0] == '/'))
         return 0;
     struct image_source record;
     int ret = image_source_read(config->images_dir, name, &record, err);
-    *referenced = ret == 0 && image_source_matches(&record, ref, config->rootfs_size);
+    if (ret == 0 && ref != NULL)
+        *referenced = image_source_matches(&record, ref, config->rootfs_size);
+    else if (ret == 0)
+        *referenced = record.present && record.imported;
     image_source_clear(&record);
-    return ret;
-}
-
-static int prune_one(const struct shed_config *config, const char *name, bool dry_run,
-                     struct image_info_list *pruned, struct shed_err *err)
-{
-    cleanup_close int lock_fd = -1;
-    if (try_lock_variant(config->images_dir, name, &lock_fd, err) < 0)
-        return -1;
-    if (lock_fd < 0)
-        return 0; /* being converted: neither listed nor deleted, in dry runs too */
-    struct image_info *info = image_info_list_add(pruned, err);
-    if (info == NULL || describe_cached(config->images_dir, name, NULL, info, err) < 0)
-        return -1;
-    info->from_config = shed_config_image_ref(config, name) != NULL;
-    return dry_run ? 0 : delete_variant_files(config->images_dir, name, err);
-}
-
-int image_cache_prune(const struct shed_config *config, const char *const *in_use, bool dry_run,
-                      struct image_info_list *pruned, struct shed_err *err)
-{
-    memset(pruned, 0, sizeof *pruned);
-    char **names = NULL;
-    int ret = image_layout_cached_variants(config->images_dir, &names, err);
-    for (char **name = names; ret == 0 && *name != NULL; name++) {
-        bool referenced = false;
-        ret = is_referenced(config, *name, in_use, &referenced, err);
-        if (ret == 0 && !referenced)
-            ret = prune_one(config, *name, dry_run, pruned, err);
-    }
-    image_names_free(names);
-    if (ret == 0 && !dry_run)
-        ret = collect_unlinked_content(config->images_dir, err);
-    if (ret < 0)
-        image_info_list_free(pruned);
     return ret;
 }
 

@@ -454,6 +454,7 @@ static int source_from_json(const json_t *root, struct image_source *record, str
     snprintf(record->created_at, sizeof record->created_at, "%s",
              created_at != NULL ? created_at : "");
     record->rootfs_size = json_is_integer(size) ? (uint64_t)json_integer_value(size) : 0;
+    record->imported = json_is_true(json_object_get(root, "imported"));
     record->present = true;
     return 0;
 }
@@ -475,8 +476,9 @@ int image_source_read(const char *images_dir, const char *name, struct image_sou
     return rc;
 }
 
-int image_source_write(const char *images_dir, const char *name, const char *ref,
-                       const char *digest, uint64_t rootfs_size, struct shed_err *err)
+static int write_source(const char *images_dir, const char *name, const char *ref,
+                        const char *digest, uint64_t rootfs_size, bool imported,
+                        struct shed_err *err)
 {
     cleanup_free char *path = source_path(images_dir, name);
     if (path == NULL)
@@ -486,6 +488,10 @@ int image_source_write(const char *images_dir, const char *name, const char *ref
         return shed_errf(err, SHED_E_IO, "cannot format the current time");
     json_t *root = json_pack("{s:s, s:s, s:I, s:s}", "ref", ref, "digest", digest, "rootfs_size",
                              (json_int_t)rootfs_size, "created_at", created_at);
+    if (root != NULL && imported && json_object_set_new(root, "imported", json_true()) < 0) {
+        json_decref(root);
+        root = NULL;
+    }
     if (root == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     char *text = json_dumps(root, JSON_INDENT(2));
@@ -497,6 +503,18 @@ int image_source_write(const char *images_dir, const char *name, const char *ref
     if (line == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     return fs_write_file_atomic(path, line, strlen(line), 0600, err);
+}
+
+int image_source_write(const char *images_dir, const char *name, const char *ref,
+                       const char *digest, uint64_t rootfs_size, struct shed_err *err)
+{
+    return write_source(images_dir, name, ref, digest, rootfs_size, false, err);
+}
+
+int image_source_write_imported(const char *images_dir, const char *name, const char *source,
+                                const char *digest, uint64_t rootfs_size, struct shed_err *err)
+{
+    return write_source(images_dir, name, source, digest, rootfs_size, true, err);
 }
 
 bool image_source_matches(const struct image_source *record, const char *ref, uint64_t rootfs_size)

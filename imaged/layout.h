@@ -115,10 +115,12 @@ void image_names_free(char **names);
 
 /* ---- the .source record ---------------------------------------------------------------- */
 
-/* What a cached rootfs was built from: JSON {ref, digest, rootfs_size, created_at}. */
+/* What a cached rootfs was built from: JSON {ref, digest, rootfs_size, created_at}, plus
+ * "imported": true for shed-server import (ref is then "<kind>:<path>", import.h). */
 struct image_source {
     bool present; /* false when the file is missing or does not hold a valid digest */
-    char *ref;    /* "" when the record names no ref (then it matches no config) */
+    bool imported;
+    char *ref; /* "" when the record names no ref (then it matches no config) */
     char digest[DIGEST_STRING_LEN + 1];
     uint64_t rootfs_size;
     char created_at[32];
@@ -131,6 +133,9 @@ int image_source_read(const char *images_dir, const char *name, struct image_sou
 /* Writes the record durably (tmp + fsync + rename), created_at = now. */
 int image_source_write(const char *images_dir, const char *name, const char *ref,
                        const char *digest, uint64_t rootfs_size, struct shed_err *err);
+/* The record of an imported variant: source ("<kind>:<path>") as its ref, imported: true. */
+int image_source_write_imported(const char *images_dir, const char *name, const char *source,
+                                const char *digest, uint64_t rootfs_size, struct shed_err *err);
 void image_source_clear(struct image_source *record);
 /* The record says the rootfs was built from ref at rootfs_size (the digest is not compared). */
 bool image_source_matches(const struct image_source *record, const char *ref, uint64_t rootfs_size);

@@ -190,6 +190,33 @@ static bool auths_key_matches(const char *key, const char *registry)
     return len == strlen(registry) && strncmp(host, registry, len) == 0;
 }
 
+/* The credential helper docker would ask for registry: credHelpers' entry for it, else
+ * credsStore; NULL when the file's own `auths` hold the credentials. */
+static const char *credential_helper_of(json_t *root, const char *registry)
+{
+    const char *key;
+    json_t *entry;
+    json_object_foreach(json_object_get(root, "credHelpers"), key, entry)
+    {
+        if (auths_key_matches(key, registry) && json_string_value(entry) != NULL &&
+            json_string_value(entry)[0] != '\0')
+            return json_string_value(entry);
+    }
+    const char *store = json_string_value(json_object_get(root, "credsStore"));
+    return store != NULL && store[0] != '\0' ? store : NULL;
+}
+
+/* The server address docker hands its helpers: the registry, or Docker Hub's index URL. */
+static int credentials_from_helper(const char *helper, const char *registry, const char *path,
+                                   char **user, char **password, struct shed_err *err)
+{
+    const char *server =
+        strcmp(registry, OCI_DOCKER_HUB_REGISTRY) == 0 ? "https://index.docker.io/v1/" : registry;
+    if (credhelper_get(helper, server, user, password, err) < 0)
+        return shed_err_prefix(err, "%s", path);
+    return 0;
+}
+
 static int docker_config_credentials(const char *registry, const struct oci_pull_opts *opts,
                                      char **user, char **password, struct shed_err *err)
 {
@@ -201,6 +228,12 @@ static int docker_config_credentials(const char *registry, const struct oci_pull
     if (root == NULL)
         return shed_errf(err, SHED_E_AUTH, "cannot parse %s: %s (line %d)", path, jerr.text,
                          jerr.line);
+    const char *helper = credential_helper_of(root, registry);
+    if (helper != NULL) {
+        int helper_rc = credentials_from_helper(helper, registry, path, user, password, err);
+        json_decref(root);
+        return helper_rc;
+    }
     const char *key;
     json_t *entry;
     int rc = 0;
@@ -320,8 +353,8 @@ bool auth_realm_may_get_credentials(const char *realm, const struct auth_realm_p
 
 int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const char *repository,
                      const char *user, const char *password, const struct auth_realm_policy *policy,
-                     const struct http_limits *limits, struct bearer_token *token,
-                     struct shed_err *err)
+                     const struct http_limits *limits, const struct oci_pull_opts *opts,
+                     struct bearer_token *token, struct shed_err *err)
 {
     memset(token, 0, sizeof *token);
     if (user != NULL && !auth_realm_may_get_credentials(challenge->realm, policy))
@@ -336,7 +369,7 @@ int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const c
     if (url == NULL || (user != NULL && basic == NULL))
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     struct http_request request = {
-        .url = url, .authorization = basic, .max_body = 1u << 20, .limits = limits};
+        .url = url, .opts = opts, .authorization = basic, .max_body = 1u << 20, .limits = limits};
     struct http_response response = {.retry_after_seconds = -1};
     for (unsigned attempt = 1;; attempt++) {
         CURLcode curl_result = CURLE_OK;

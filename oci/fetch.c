@@ -359,6 +359,9 @@ static int start_request(struct transfer *t, struct shed_err *err)
                       ? CURLE_OK
                       : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(t->easy, CURLOPT_URL, t->url);
+    rc |= http_apply_tls(t->easy, t->url, registry_opts(t->session->client)) == 0
+              ? CURLE_OK
+              : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
     rc |= curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
     rc |= curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
@@ -508,7 +511,7 @@ static int on_done(struct transfer *t, CURLcode result, struct shed_err *err)
         return on_complete_response(t, err);
     if (http_curl_code_is_retryable(result, true))
         return schedule_retry(t, -1, t->errbuf[0] ? t->errbuf : curl_easy_strerror(result), err);
-    return http_curl_error(err, result, t->url, t->errbuf);
+    return http_curl_error(err, result, t->url, t->errbuf, registry_opts(t->session->client));
 }
 
 /* ---- the session ------------------------------------------------------------------------- */

@@ -227,6 +227,7 @@ int http_perform(CURL *easy, const struct http_request *request, struct http_res
     curl_easy_reset(easy);
     CURLcode rc = http_easy_setup(easy, request->limits) == 0 ? CURLE_OK : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(easy, CURLOPT_URL, request->url);
+    rc |= http_apply_tls(easy, request->url, request->opts) == 0 ? CURLE_OK : CURLE_FAILED_INIT;
     rc |= curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     rc |= curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, collect_header);
     rc |= curl_easy_setopt(easy, CURLOPT_HEADERDATA, &ctx);
@@ -248,7 +249,7 @@ int http_perform(CURL *easy, const struct http_request *request, struct http_res
         http_limits_reached(request->limits))
         return http_limits_error(request->limits, request->url, err);
     if (*curl_result != CURLE_OK)
-        return http_curl_error(err, *curl_result, request->url, errbuf);
+        return http_curl_error(err, *curl_result, request->url, errbuf, request->opts);
     return 0;
 
 no_memory:
@@ -256,7 +257,62 @@ no_memory:
     return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
 }
 
-int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const char *errbuf)
+char *http_url_authority(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *authority = NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        /* Without CURLU_DEFAULT_PORT: only a port the URL names, as references write it. */
+        if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port != NULL)
+            authority = str_printf("%s:%s", host, port);
+        else
+            authority = strdup(host);
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return authority;
+}
+
+const char *http_ca_for_url(const char *url, const struct oci_pull_opts *opts)
+{
+    if (opts == NULL || opts->registry_ca == NULL)
+        return NULL;
+    cleanup_free char *authority = http_url_authority(url);
+    return authority != NULL ? opts->registry_ca(authority, opts->registry_ca_ctx) : NULL;
+}
+
+int http_apply_tls(CURL *easy, const char *url, const struct oci_pull_opts *opts)
+{
+    const char *ca_file = http_ca_for_url(url, opts);
+    if (ca_file == NULL)
+        return 0;
+    return curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file) == CURLE_OK ? 0 : -1;
+}
+
+/* A server certificate the client refused: which server, why, and what to do about it. */
+static int certificate_error(struct shed_err *err, const char *authority, const char *what,
+                             const char *ca_file)
+{
+    if (strstr(what, "expired") != NULL)
+        return shed_errf(err, SHED_E_REGISTRY,
+                         "registry %s: its TLS certificate is not trusted because it has expired "
+                         "(%s); the registry must renew it",
+                         authority, what);
+    if (ca_file != NULL)
+        return shed_errf(err, SHED_E_REGISTRY,
+                         "registry %s: its TLS certificate is not trusted by the CA in %s "
+                         "(registry_ca of server.yaml): %s",
+                         authority, ca_file, what);
+    return shed_errf(err, SHED_E_REGISTRY,
+                     "registry %s: its TLS certificate is not trusted (%s); if a private CA "
+                     "signed it, add its CA to server.yaml: registry_ca: {\"%s\": /path/to/ca.pem}",
+                     authority, what, authority);
+}
+
+int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const char *errbuf,
+                    const struct oci_pull_opts *opts)
 {
     cleanup_free char *host = NULL;
     CURLU *u = curl_url();
@@ -269,7 +325,10 @@ int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const 
         curl_free(port);
     }
     curl_url_cleanup(u);
+    cleanup_free char *authority = http_url_authority(url);
+    const char *server = authority != NULL ? authority : url;
     const char *what = errbuf != NULL && *errbuf ? errbuf : curl_easy_strerror(code);
+    const char *ca_file = http_ca_for_url(url, opts);
     switch (code) {
     case CURLE_COULDNT_RESOLVE_HOST:
         return shed_errf(err, SHED_E_REGISTRY, "cannot resolve registry host %s (%s)",
@@ -277,6 +336,11 @@ int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const 
     case CURLE_COULDNT_CONNECT:
         return shed_errf(err, SHED_E_REGISTRY, "cannot connect to registry %s (%s)",
                          host ? host : url, what);
+    case CURLE_PEER_FAILED_VERIFICATION: return certificate_error(err, server, what, ca_file);
+    case CURLE_SSL_CACERT_BADFILE:
+        return shed_errf(err, SHED_E_REGISTRY,
+                         "registry %s: cannot use the CA file %s of registry_ca (%s)", server,
+                         ca_file != NULL ? ca_file : "(none)", what);
     default: return shed_errf(err, SHED_E_REGISTRY, "request to %s failed: %s", url, what);
     }
 }

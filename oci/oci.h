@@ -25,6 +25,8 @@ int oci_ref_parse(const char *text, struct oci_ref *ref, struct shed_err *err);
 void oci_ref_free(struct oci_ref *ref);
 /* Canonical form "registry/repository[:tag][@digest]", malloc'd. */
 char *oci_ref_format(const struct oci_ref *ref);
+/* The canonical form of a reference as written (the ref index's key for it); malloc'd. */
+int oci_ref_canonical(const char *text, char **canonical, struct shed_err *err);
 
 /* ---- blob store ---------------------------------------------------------------------- */
 
@@ -42,12 +44,43 @@ bool oci_store_has_blob(const struct oci_store *store, const char *digest);
 /* Reads a small blob (manifest, config) and verifies its digest. */
 int oci_store_read_blob(const struct oci_store *store, const char *digest, char **data, size_t *len,
                         struct shed_err *err);
+/* Adds a small blob whose bytes we hold (a manifest or config we read or built); *digest
+ * becomes its digest. An existing blob is left as it is. */
+int oci_store_add_blob(struct oci_store *store, const void *data, size_t len,
+                       char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);
+
+/* A blob streamed into the store from anywhere but a registry (an image archive): written
+ * under a temporary name in the blob directory, hashed while written, and published under
+ * its digest only by commit, after the digest (when one was expected) and the size were
+ * checked; abort or a failed commit leaves nothing behind. */
+struct oci_blob_writer;
+/* expected_digest: NULL when only the content will tell; max_size bounds what write accepts
+ * (the expected size when known). */
+int oci_blob_writer_open(struct oci_store *store, const char *expected_digest, uint64_t max_size,
+                         struct oci_blob_writer **writer, struct shed_err *err);
+int oci_blob_writer_write(struct oci_blob_writer *writer, const void *data, size_t len,
+                          struct shed_err *err);
+/* expected_size: UINT64_MAX when unknown. *digest: what was stored. Frees the writer. */
+int oci_blob_writer_commit(struct oci_blob_writer *writer, uint64_t expected_size,
+                           char digest[DIGEST_STRING_LEN + 1], uint64_t *size,
+                           struct shed_err *err);
+/* Removes the temporary file and frees the writer (NULL is fine). */
+void oci_blob_writer_abort(struct oci_blob_writer *writer);
+
 /* Ref index: canonical ref string → manifest digest (the one pulled last). */
 int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const char *digest,
                       struct shed_err *err);
 /* SHED_E_IMAGE_NOT_FOUND when the ref was never pulled. *digest is malloc'd. */
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
                       struct shed_err *err);
+/* Removes the ref index entry when it still names digest (a pull that moved it meanwhile
+ * wins); *removed says whether it did. */
+int oci_store_ref_remove_if(struct oci_store *store, const char *canonical_ref, const char *digest,
+                            bool *removed, struct shed_err *err);
+/* Removes a stored blob (not a partial download); a missing one is not an error. *bytes:
+ * what the file held on disk (st_blocks), 0 when there was none. */
+int oci_store_blob_remove(struct oci_store *store, const char *digest, uint64_t *bytes,
+                          struct shed_err *err);
 
 /* The store-wide blob lock, <images_dir>/blobs/store.lock (created 0600 when missing). A pull
  * holds it shared from its first request until its ref index entry is written, so a blob it
@@ -134,6 +167,32 @@ int oci_image_load(const struct oci_store *store, const char *manifest_digest,
                    struct oci_image *image, struct shed_err *err);
 void oci_image_free(struct oci_image *image);
 
+/* ---- images from files (shed-server import) -------------------------------------------- */
+
+/* Reads the blob digest of an image's source (an archive, a layout directory): at most
+ * max_len bytes, or fail. The caller verifies the digest. */
+typedef int (*oci_source_read_fn)(void *ctx, const char *digest, size_t max_len, char **data,
+                                  size_t *len, struct shed_err *err);
+/* The image an OCI layout's index.json names (the one entry, else the platform's; an index
+ * entry is followed once), read through read, verified, and its manifest put in the store. */
+int oci_layout_import_manifest(struct oci_store *store, const char *index_json, size_t len,
+                               const char *platform, oci_source_read_fn read, void *ctx,
+                               char manifest_digest[DIGEST_STRING_LEN + 1], struct shed_err *err);
+/* rootfs.diff_ids of an image config (OCI or Docker), bottom layer first; malloc'd. */
+int oci_config_diff_ids(const char *body, size_t len, char (**diff_ids)[DIGEST_STRING_LEN + 1],
+                        size_t *count, struct shed_err *err);
+/* The minimal config of an image that has none (a rootfs tarball): os and architecture of
+ * platform ("os/arch"), the diff_ids, nothing else; stored, *digest and *size set. */
+int oci_store_add_image_config(struct oci_store *store, const char *platform,
+                               const char (*diff_ids)[DIGEST_STRING_LEN + 1], size_t count,
+                               char digest[DIGEST_STRING_LEN + 1], uint64_t *size,
+                               struct shed_err *err);
+/* An OCI image manifest of the config and layers (digest, size and compression of each
+ * used), stored; *digest is the image's manifest digest from then on. */
+int oci_store_add_image_manifest(struct oci_store *store, const char *config_digest,
+                                 uint64_t config_size, const struct oci_layer *layers, size_t count,
+                                 char digest[DIGEST_STRING_LEN + 1], struct shed_err *err);
+
 /* ---- pulling ------------------------------------------------------------------------- */
 
 /* Initialises libcurl; call once from main (before any thread starts) in every program that
@@ -157,12 +216,20 @@ struct oci_progress {
 
 typedef void (*oci_progress_fn)(const struct oci_progress *progress, void *ctx);
 
+/* The CA file the certificate of the server at authority ("host" or "host:port", as in a
+ * reference or URL) must chain to, or NULL for the system's CAs alone. */
+typedef const char *(*oci_registry_ca_fn)(const char *authority, const void *ctx);
+
 struct oci_pull_opts {
     const char *platform;                   /* "os/arch[/variant]"; NULL = the host's */
     const char *creds;                      /* "user:pass" or NULL */
     const char *docker_config;              /* path of config.json; NULL = ~/.docker/config.json */
     const char *const *insecure_registries; /* NULL-terminated list of hosts[:port] using HTTP */
-    unsigned max_parallel;                  /* parallel layer downloads; 0 = default */
+    /* Extra CAs per server (server.yaml registry_ca): a registry with one is spoken to over
+     * HTTPS even on loopback. NULL: none. */
+    oci_registry_ca_fn registry_ca;
+    const void *registry_ca_ctx;
+    unsigned max_parallel; /* parallel layer downloads; 0 = default */
     oci_progress_fn progress;
     void *progress_ctx;
     volatile int *cancel; /* when non-NULL and set non-zero: stop with SHED_E_INTERRUPTED */

@@ -77,8 +77,9 @@ int http_limits_error(const struct http_limits *limits, const char *what, struct
 
 struct http_request {
     const char *url;
-    const char *authorization; /* full header value ("Bearer …"), NULL for none */
-    const char *accept;        /* Accept header value, NULL for none */
+    const struct oci_pull_opts *opts; /* for the server's CA (registry_ca); may be NULL */
+    const char *authorization;        /* full header value ("Bearer …"), NULL for none */
+    const char *accept;               /* Accept header value, NULL for none */
     size_t max_body;
     const struct http_limits *limits;
 };
@@ -103,7 +104,17 @@ int http_sleep_ms(long ms, const struct http_limits *limits);
 char *http_resolve_url(const char *base, const char *location);
 /* True when a and b have the same scheme, host and port. */
 bool http_same_origin(const char *a, const char *b);
-int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const char *errbuf);
+/* One line for a failed transfer; a certificate the client does not trust names the server
+ * and how to configure its CA (registry_ca). */
+int http_curl_error(struct shed_err *err, CURLcode code, const char *url, const char *errbuf,
+                    const struct oci_pull_opts *opts);
+/* "host" or "host:port" (the port only when the URL names one) of url; malloc'd, NULL when
+ * url does not parse. */
+char *http_url_authority(const char *url);
+/* The CA file configured for url's server, or NULL. */
+const char *http_ca_for_url(const char *url, const struct oci_pull_opts *opts);
+/* CURLOPT_CAINFO for url's server when registry_ca names a file for it. */
+int http_apply_tls(CURL *easy, const char *url, const struct oci_pull_opts *opts);
 
 #define HTTP_MAX_ATTEMPTS 6
 #define HTTP_MAX_REDIRECTS 5
@@ -128,9 +139,20 @@ struct auth_realm_policy {
 bool auth_realm_may_get_credentials(const char *realm, const struct auth_realm_policy *policy);
 int auth_fetch_token(CURL *easy, const struct auth_challenge *challenge, const char *repository,
                      const char *user, const char *password, const struct auth_realm_policy *policy,
-                     const struct http_limits *limits, struct bearer_token *token,
-                     struct shed_err *err);
+                     const struct http_limits *limits, const struct oci_pull_opts *opts,
+                     struct bearer_token *token, struct shed_err *err);
 uint64_t monotonic_ms(void);
+
+/* ---- credhelper.c: docker credential helpers ---- */
+#define CREDHELPER_TIMEOUT_SECONDS 30
+#define CREDHELPER_MAX_OUTPUT (64 * 1024)
+/* Helper names are what follows "docker-credential-": [A-Za-z0-9._-], at most 64 bytes, not
+ * starting with '.' or '-' (so never a path or an option). */
+bool credhelper_name_is_valid(const char *name);
+/* Runs docker-credential-<helper> get for server (a registry host[:port], or Docker Hub's
+ * "https://index.docker.io/v1/"). No credentials stored for it: 0 with both NULL. */
+int credhelper_get(const char *helper, const char *server, char **user, char **secret,
+                   struct shed_err *err);
 
 /* ---- registry.c: the client of one repository on one registry ---- */
 struct registry_client;

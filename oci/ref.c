@@ -248,3 +248,14 @@ const char *oci_ref_manifest_reference(const struct oci_ref *ref)
 {
     return ref->digest != NULL ? ref->digest : ref->tag;
 }
+
+int oci_ref_canonical(const char *text, char **canonical, struct shed_err *err)
+{
+    *canonical = NULL;
+    struct oci_ref ref;
+    if (oci_ref_parse(text, &ref, err) < 0)
+        return -1;
+    *canonical = oci_ref_format(&ref);
+    oci_ref_free(&ref);
+    return *canonical != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+}

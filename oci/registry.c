@@ -35,8 +35,13 @@ static bool host_is_loopback(const char *registry)
            strncmp(registry, "127.", 4) == 0 || strncmp(registry, "[::1]", 5) == 0;
 }
 
+/* Plain HTTP for loopback and insecure_registries, unless a CA is configured for the
+ * registry: then it is HTTPS, wherever it runs. */
 static bool registry_is_insecure(const char *registry, const struct oci_pull_opts *opts)
 {
+    if (opts != NULL && opts->registry_ca != NULL &&
+        opts->registry_ca(registry, opts->registry_ca_ctx) != NULL)
+        return false;
     if (host_is_loopback(registry))
         return true;
     for (const char *const *p = opts ? opts->insecure_registries : NULL; p != NULL && *p; p++)
@@ -156,7 +161,7 @@ static int fetch_bearer_token(struct registry_client *c, struct shed_err *err)
         .insecure_registries = c->opts != NULL ? c->opts->insecure_registries : NULL,
     };
     if (auth_fetch_token(c->easy, &c->bearer_challenge, c->repository, c->user, c->password,
-                         &policy, &c->limits, &token, err) < 0)
+                         &policy, &c->limits, c->opts, &token, err) < 0)
         return -1;
     c->scheme = AUTH_BEARER;
     c->token_expires_at_ms = token.expires_at_ms;
@@ -221,6 +226,7 @@ static int registry_get(struct registry_client *c, const char *url, const char *
             return -1;
         bool own_origin = http_same_origin(current, c->base_url);
         struct http_request request = {.url = current,
+                                       .opts = c->opts,
                                        .accept = accept,
                                        .max_body = max_body,
                                        .limits = &c->limits,

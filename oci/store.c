@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/io.h"
 #include "common/strv.h"
 #include "oci.h"
 #include "oci_private.h"
@@ -225,6 +226,123 @@ int store_put_blob(struct oci_store *store, const char *digest, const void *data
     return fs_write_file_atomic(path, data, len, 0600, err);
 }
 
+int oci_store_add_blob(struct oci_store *store, const void *data, size_t len,
+                       char digest[DIGEST_STRING_LEN + 1], struct shed_err *err)
+{
+    if (sha256_digest_of(data, len, digest) < 0)
+        return shed_errf(err, SHED_E_IO, "sha256 failed");
+    return store_put_blob(store, digest, data, len, err);
+}
+
+/* ---- streamed blobs ------------------------------------------------------------------- */
+
+struct oci_blob_writer {
+    struct oci_store *store;
+    int fd;
+    char *tmp_path;
+    struct sha256_ctx *sha;
+    uint64_t size, max_size;
+    char expected[DIGEST_STRING_LEN + 1]; /* "" when not known */
+};
+
+/* "import-XXXXXX.tmp": the .tmp suffix makes df and prune see a partial blob (an interrupted
+ * import is an orphan like an interrupted download). */
+int oci_blob_writer_open(struct oci_store *store, const char *expected_digest, uint64_t max_size,
+                         struct oci_blob_writer **out, struct shed_err *err)
+{
+    *out = NULL;
+    if (expected_digest != NULL && !digest_is_valid(expected_digest))
+        return shed_errf(err, SHED_E_INVALID_IMAGE, "invalid digest \"%.80s\"", expected_digest);
+    struct oci_blob_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    w->store = store;
+    w->fd = -1;
+    w->max_size = max_size;
+    snprintf(w->expected, sizeof w->expected, "%s", expected_digest ? expected_digest : "");
+    w->tmp_path = str_printf("%s/import-XXXXXX.tmp", store->blobs_dir);
+    w->sha = sha256_new();
+    if (w->tmp_path == NULL || w->sha == NULL) {
+        oci_blob_writer_abort(w);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    w->fd = mkostemps(w->tmp_path, 4, O_CLOEXEC);
+    if (w->fd < 0) {
+        int saved = errno;
+        free(w->tmp_path);
+        w->tmp_path = NULL;
+        oci_blob_writer_abort(w);
+        return shed_errf_errno(err, SHED_E_IO, saved, "cannot create a blob in %s",
+                               store->blobs_dir);
+    }
+    *out = w;
+    return 0;
+}
+
+int oci_blob_writer_write(struct oci_blob_writer *w, const void *data, size_t len,
+                          struct shed_err *err)
+{
+    if (len > w->max_size - w->size)
+        return shed_errf(err, SHED_E_INVALID_IMAGE, "blob %s is larger than %llu bytes",
+                         w->expected[0] ? w->expected : "(being imported)",
+                         (unsigned long long)w->max_size);
+    if (sha256_update(w->sha, data, len) < 0)
+        return shed_errf(err, SHED_E_IO, "sha256 failed");
+    if (write_all(w->fd, data, len) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot write %s", w->tmp_path);
+    w->size += len;
+    return 0;
+}
+
+static int publish_blob(struct oci_blob_writer *w, const char *digest, struct shed_err *err)
+{
+    cleanup_free char *path = oci_store_blob_path(w->store, digest);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (oci_store_has_blob(w->store, digest))
+        return 0; /* content addressed: the same bytes are there already */
+    if (fsync(w->fd) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot fsync %s", w->tmp_path);
+    if (rename(w->tmp_path, path) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot rename %s", w->tmp_path);
+    free(w->tmp_path);
+    w->tmp_path = NULL;
+    return fs_fsync_dir(w->store->blobs_dir, err);
+}
+
+int oci_blob_writer_commit(struct oci_blob_writer *w, uint64_t expected_size,
+                           char digest[DIGEST_STRING_LEN + 1], uint64_t *size, struct shed_err *err)
+{
+    int rc = 0;
+    if (sha256_final_digest(w->sha, digest) < 0)
+        rc = shed_errf(err, SHED_E_IO, "sha256 failed");
+    else if (w->expected[0] != '\0' && strcmp(digest, w->expected) != 0)
+        rc = shed_errf(err, SHED_E_INTEGRITY, "blob %s has digest %s: the archive is corrupt",
+                       w->expected, digest);
+    else if (expected_size != UINT64_MAX && w->size != expected_size)
+        rc = shed_errf(err, SHED_E_INTEGRITY, "blob %s has %llu bytes where %llu were announced",
+                       digest, (unsigned long long)w->size, (unsigned long long)expected_size);
+    if (rc == 0)
+        rc = publish_blob(w, digest, err);
+    if (size != NULL)
+        *size = w->size;
+    oci_blob_writer_abort(w);
+    return rc;
+}
+
+void oci_blob_writer_abort(struct oci_blob_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->tmp_path != NULL)
+        (void)unlink(w->tmp_path);
+    sha256_free(w->sha);
+    free(w->tmp_path);
+    free(w);
+}
+
 /* Escapes a canonical ref into one file name: every byte outside [A-Za-z0-9._-] becomes %XX,
  * so "127.0.0.1:5000/a/b:1" and "127.0.0.1:5000/a_b:1" never collide. */
 static char *ref_file_name(const char *canonical_ref)
@@ -289,6 +407,44 @@ int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, 
     if (!digest_is_valid(text))
         return shed_errf(err, SHED_E_IO, "ref index entry %s is corrupt", path);
     *digest = steal_pointer(&text);
+    return 0;
+}
+
+int oci_store_ref_remove_if(struct oci_store *store, const char *canonical_ref, const char *digest,
+                            bool *removed, struct shed_err *err)
+{
+    *removed = false;
+    cleanup_free char *current = NULL;
+    struct shed_err why = {0};
+    if (oci_store_ref_get(store, canonical_ref, &current, &why) < 0)
+        return why.code == SHED_E_IMAGE_NOT_FOUND ? 0 : (*err = why, -1);
+    if (strcmp(current, digest) != 0)
+        return 0;
+    cleanup_free char *path = ref_path(store, canonical_ref);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (unlink(path) < 0 && errno != ENOENT)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", path);
+    *removed = true;
+    return fs_fsync_dir(store->refs_dir, err);
+}
+
+int oci_store_blob_remove(struct oci_store *store, const char *digest, uint64_t *bytes,
+                          struct shed_err *err)
+{
+    *bytes = 0;
+    cleanup_free char *path = oci_store_blob_path(store, digest);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_INVALID_REQUEST, "invalid digest \"%.80s\"", digest);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
+    if (!S_ISREG(st.st_mode))
+        return 0;
+    if (unlink(path) < 0)
+        return errno == ENOENT ? 0
+                               : shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", path);
+    *bytes = (uint64_t)st.st_blocks * 512;
     return 0;
 }
 

@@ -6,6 +6,16 @@
  * exclusive = physical and the report's notes say so). A file reachable under several names
  * (hardlinks: a variant and its content-addressed copy) is counted once in every total.
  *
+ * disk: the size vocabulary of every table (df, images, prune). Each block of the data dir
+ * is counted once across the whole report, for the first item that holds it, in report
+ * order: images (in their listed order, each with its rootfs, sidecars, the base kernel
+ * files for _base, and the OCI blobs it reaches), the remaining blobs, sheds, orphans. A
+ * hardlinked file counts for the first item naming it; a block shared by reflink (a shed's
+ * clone of its image) for the first item whose file has it, i.e. the image, while the clone
+ * counts only the blocks it changed. An item that holds blocks an earlier item counted is
+ * marked shared_with that item. Without reflinks disk is the physical size of the files the
+ * item is the first to name.
+ *
  * The scan never writes: it reports a shed's real status through the caller's probe but
  * never saves it, and it takes no lock. */
 #ifndef SHED_RUNTIME_DF_H
@@ -17,6 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/digest.h"
 #include "common/shed_err.h"
 #include "config/config.h"
 #include "runtime/backend.h"
@@ -46,6 +57,7 @@ struct df_size {
     uint64_t logical;
     uint64_t physical;
     uint64_t exclusive;
+    uint64_t disk; /* see above; for a freed size: what the file system gains (= exclusive) */
     uint64_t files;
 };
 
@@ -61,7 +73,9 @@ struct df_file {
     ino_t ino;
     nlink_t nlink;
     struct timespec mtime;
-    bool counted; /* false when an earlier name of the same inode was already counted */
+    bool counted;            /* false when an earlier name of the same inode was already counted */
+    const char *shared_with; /* orphans: the earlier item holding its blocks, or NULL */
+    char *digest;            /* kind "blob" of the OCI store: its digest; else NULL */
 };
 
 struct df_file_list {
@@ -73,9 +87,13 @@ struct df_image {
     char *name;
     char *docker_ref; /* "" when unknown */
     bool is_base;
+    char digest[DIGEST_STRING_LEN + 1]; /* of its .source; "" when it has none */
     struct df_file rootfs;
-    struct df_file_list other_files; /* .source, .lock, kernel files, temp files of the variant */
+    /* .source, .lock, kernel files, temp files of the variant, and (kind "blob") the OCI
+     * blobs it reaches that no earlier image does */
+    struct df_file_list other_files;
     struct df_size total;
+    const char *shared_with; /* the earlier item whose blocks it also holds, or NULL */
 };
 
 struct df_shed {
@@ -86,6 +104,7 @@ struct df_shed {
     struct df_file console_log;
     struct df_file_list other_files;
     struct df_size total;
+    const char *shared_with; /* its image, when the rootfs still shares blocks with it */
 };
 
 struct df_report {
@@ -93,7 +112,9 @@ struct df_report {
     size_t image_count;
     bool has_kernel, has_initrd;
     struct df_file kernel, initrd; /* <images_dir>/vmlinux, initrd.img */
-    struct df_file_list blobs;     /* referenced OCI blobs and content-addressed rootfs files */
+    /* content-addressed rootfs files, and the OCI blobs that the ref index reaches but no
+     * image does */
+    struct df_file_list blobs;
     struct df_shed *sheds;
     size_t shed_count;
     /* kinds lock, tmp, source, blob; and instance: a shed directory without metadata.json
@@ -107,7 +128,10 @@ struct df_report {
     char *blobs_unknown_reason;
     bool fiemap_supported;   /* FIEMAP answered for at least one file */
     bool fiemap_unsupported; /* … and failed with EOPNOTSUPP for at least one */
-    char **notes;            /* NULL-terminated */
+    /* Why a shed's rootfs is a full copy of its image here (the instance dir's file system
+     * cannot reflink, or it is another file system than the images'); NULL: it can. */
+    char *no_reflink_reason;
+    char **notes; /* NULL-terminated */
     size_t note_count;
 };
 
@@ -115,8 +139,10 @@ struct df_opts {
     const struct shed_config *config;
     struct instance_store *instances;
     const struct shed_probe *probe;
-    /* Also keep every file's extents (for prune's freed-bytes computation). */
+    /* Also keep every file's extents (for prune's freed-bytes computation). NULL: the scan
+     * uses its own. */
     struct df_extent_index *extents;
+    bool images_only; /* images_dir only: no sheds (the image tables) */
 };
 
 int df_scan(const struct df_opts *opts, struct df_report *report, struct shed_err *err);

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "df.h"
+#include "df_private.h"
 
 #define FIEMAP_BATCH 256
 
@@ -50,6 +51,17 @@ void df_extent_index_free(struct df_extent_index *index)
     free(index->extents);
     free(index->recorded);
     free(index);
+}
+
+size_t df_extent_count(const struct df_extent_index *index)
+{
+    return index != NULL ? index->count : 0;
+}
+
+void df_extent_get(const struct df_extent_index *index, size_t i, struct df_extent *extent)
+{
+    const struct shared_extent *e = &index->extents[i];
+    *extent = (struct df_extent){e->dev, e->ino, e->start, e->end};
 }
 
 static bool index_has_inode(const struct df_extent_index *index, dev_t dev, ino_t ino)
@@ -163,6 +175,7 @@ static int measure_exclusive(const char *path, const struct stat *st, uint64_t *
 void df_file_clear(struct df_file *file)
 {
     free(file->path);
+    free(file->digest);
     memset(file, 0, sizeof *file);
 }
 
@@ -320,5 +333,6 @@ int df_deletion_freed(const struct df_deletion *deletion, const struct df_extent
     if (freed_shared_bytes(deletion, index, &shared, err) < 0)
         return -1;
     freed->exclusive += shared;
+    freed->disk = freed->exclusive; /* what the file system gains */
     return 0;
 }

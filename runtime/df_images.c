@@ -64,19 +64,23 @@ static int add_image(struct images_scan *scan, const char *name, const char *roo
     return 0;
 }
 
-/* A cached variant; docker_ref from the config, else from its .source. */
+/* A cached variant; docker_ref from the config, else from its .source, which also says the
+ * manifest digest it was built from (what its blobs are). */
 static int add_cached_variant(struct images_scan *scan, const char *name, const char *config_ref,
                               struct shed_err *err)
 {
     cleanup_free char *rootfs = image_layout_variant_rootfs(scan->dir, name);
     if (rootfs == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (config_ref != NULL)
-        return add_image(scan, name, rootfs, config_ref, err);
     struct image_source record;
     if (image_source_read(scan->dir, name, &record, err) < 0)
         return -1;
-    int rc = add_image(scan, name, rootfs, record.present ? record.ref : "", err);
+    const char *ref = config_ref != NULL ? config_ref : record.present ? record.ref : "";
+    size_t before = scan->ctx->report->image_count;
+    int rc = add_image(scan, name, rootfs, ref, err);
+    if (rc == 0 && record.present && scan->ctx->report->image_count > before)
+        snprintf(scan->ctx->report->images[before].digest,
+                 sizeof scan->ctx->report->images[before].digest, "%s", record.digest);
     image_source_clear(&record);
     return rc;
 }
@@ -305,8 +309,54 @@ static int scan_content_store(struct images_scan *scan, struct shed_err *err)
 struct blob_scan {
     struct images_scan *scan;
     struct oci_blob_set *reached;
-    bool keep_all; /* reachability unknown: every blob counts as referenced */
+    bool keep_all;                  /* reachability unknown: every blob counts as referenced */
+    struct oci_blob_set **by_image; /* what each image of the report reaches (NULL: nothing) */
 };
+
+/* Each cached image's own blobs: what its .source digest reaches. */
+static int image_blob_sets(struct blob_scan *blobs, const struct oci_store *store,
+                           struct shed_err *err)
+{
+    const struct df_report *report = blobs->scan->ctx->report;
+    blobs->by_image =
+        calloc(report->image_count ? report->image_count : 1, sizeof *blobs->by_image);
+    if (blobs->by_image == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < report->image_count; i++) {
+        if (report->images[i].digest[0] == '\0')
+            continue;
+        if (oci_blob_set_new(&blobs->by_image[i], err) < 0 ||
+            oci_blob_set_add_reachable(blobs->by_image[i], store, report->images[i].digest, err) <
+                0)
+            return -1;
+    }
+    return 0;
+}
+
+static void free_image_blob_sets(struct blob_scan *blobs)
+{
+    const struct df_report *report = blobs->scan->ctx->report;
+    for (size_t i = 0; blobs->by_image != NULL && i < report->image_count; i++)
+        oci_blob_set_free(blobs->by_image[i]);
+    free(blobs->by_image);
+}
+
+/* The first image (report order) that reaches digest gets the blob; later ones that reach it
+ * too share it. NULL when no image does. */
+static struct df_image *owner_image(struct blob_scan *blobs, const char *digest)
+{
+    struct df_report *report = blobs->scan->ctx->report;
+    struct df_image *owner = NULL;
+    for (size_t i = 0; digest != NULL && i < report->image_count; i++) {
+        if (blobs->by_image[i] == NULL || !oci_blob_set_has(blobs->by_image[i], digest))
+            continue;
+        if (owner == NULL)
+            owner = &report->images[i];
+        else if (report->images[i].shared_with == NULL)
+            report->images[i].shared_with = owner->name;
+    }
+    return owner;
+}
 
 static int reachable_blobs(struct blob_scan *blobs, const struct oci_store *store,
                            struct shed_err *err)
@@ -336,8 +386,17 @@ static int add_blob_entry(const struct oci_blob_entry *entry, void *opaque, stru
         return df_measure_append(ctx, entry->path, "tmp", &ctx->report->orphans, err);
     bool referenced = blobs->keep_all ||
                       (entry->digest != NULL && oci_blob_set_has(blobs->reached, entry->digest));
-    return df_measure_append(ctx, entry->path, "blob",
-                             referenced ? &ctx->report->blobs : &ctx->report->orphans, err);
+    struct df_image *owner = referenced ? owner_image(blobs, entry->digest) : NULL;
+    struct df_file_list *list = owner != NULL ? &owner->other_files
+                                : referenced  ? &ctx->report->blobs
+                                              : &ctx->report->orphans;
+    size_t before = list->count;
+    if (df_measure_append(ctx, entry->path, "blob", list, err) < 0)
+        return -1;
+    if (list->count > before && entry->digest != NULL &&
+        (list->items[before].digest = strdup(entry->digest)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return 0;
 }
 
 static int scan_blob_store(struct images_scan *scan, struct shed_err *err)
@@ -348,7 +407,10 @@ static int scan_blob_store(struct images_scan *scan, struct shed_err *err)
     if (rc == 0)
         rc = reachable_blobs(&blobs, store, err);
     if (rc == 0)
+        rc = image_blob_sets(&blobs, store, err);
+    if (rc == 0)
         rc = oci_store_blob_foreach(store, add_blob_entry, &blobs, err);
+    free_image_blob_sets(&blobs);
     oci_blob_set_free(blobs.reached);
     oci_store_close(store);
     return rc;

@@ -7,9 +7,9 @@
 
 json_t *df_size_to_json(const struct df_size *size)
 {
-    return json_pack("{s:I, s:I, s:I}", "logical_bytes", (json_int_t)size->logical,
+    return json_pack("{s:I, s:I, s:I, s:I}", "logical_bytes", (json_int_t)size->logical,
                      "physical_bytes", (json_int_t)size->physical, "exclusive_bytes",
-                     (json_int_t)size->exclusive);
+                     (json_int_t)size->exclusive, "disk_bytes", (json_int_t)size->disk);
 }
 
 /* Totals also say how many files (inodes) they add up. */
@@ -24,10 +24,27 @@ static json_t *total_to_json(const struct df_size *size)
     return obj;
 }
 
+/* disk_bytes of the item and, when it holds blocks an earlier item counted, shared_with. */
+static int add_disk(json_t *obj, uint64_t disk, const char *shared_with)
+{
+    if (json_object_set_new(obj, "disk_bytes", json_integer((json_int_t)disk)) < 0)
+        return -1;
+    if (shared_with != NULL &&
+        json_object_set_new(obj, "shared_with", json_string(shared_with)) < 0)
+        return -1;
+    return 0;
+}
+
 static json_t *file_to_json(const struct df_file *file)
 {
-    return json_pack("{s:s, s:o, s:s}", "path", file->path, "size", df_size_to_json(&file->size),
-                     "kind", file->kind);
+    json_t *obj = json_pack("{s:s, s:o, s:s}", "path", file->path, "size",
+                            df_size_to_json(&file->size), "kind", file->kind);
+    if (obj != NULL && file->shared_with != NULL &&
+        json_object_set_new(obj, "shared_with", json_string(file->shared_with)) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 static json_t *file_list_to_json(const struct df_file_list *list)
@@ -49,7 +66,8 @@ static json_t *image_to_json(const struct df_image *image)
                   "docker_ref", image->docker_ref, "size", df_size_to_json(&image->rootfs.size),
                   "other_files", file_list_to_json(&image->other_files), "total",
                   total_to_json(&image->total));
-    if (obj != NULL && image->is_base && json_object_set_new(obj, "is_base", json_true()) < 0) {
+    if (obj != NULL && ((image->is_base && json_object_set_new(obj, "is_base", json_true()) < 0) ||
+                        add_disk(obj, image->total.disk, image->shared_with) < 0)) {
         json_decref(obj);
         return NULL;
     }
@@ -67,7 +85,8 @@ static json_t *shed_to_json(const struct df_shed *shed)
         return NULL;
     /* "rootfs" is always present: a shed whose rootfs is missing shows an empty one. */
     struct df_file missing = {.path = (char *)"", .kind = "rootfs"};
-    if (json_object_set_new(obj, "rootfs",
+    if (add_disk(obj, shed->total.disk, shed->shared_with) < 0 ||
+        json_object_set_new(obj, "rootfs",
                             file_to_json(shed->has_rootfs ? &shed->rootfs : &missing)) < 0 ||
         (shed->has_console_log &&
          json_object_set_new(obj, "console_log", file_to_json(&shed->console_log)) < 0)) {

@@ -27,6 +27,8 @@ void prune_item_clear(struct prune_item *item)
     free(item->path);
     free(item->reason);
     free(item->lock_path);
+    free(item->shared_with);
+    strv_free(&item->blob_digests);
     df_file_list_clear(&item->files);
     memset(item, 0, sizeof *item);
 }
@@ -107,10 +109,25 @@ static int copy_file_into(struct df_file_list *list, const struct df_file *file,
     if (file->path == NULL)
         return 0;
     struct df_file copy = *file;
+    copy.shared_with = NULL; /* points into the report, which the plan does not keep */
     copy.path = strdup(file->path);
-    if (copy.path == NULL)
+    copy.digest = file->digest != NULL ? strdup(file->digest) : NULL;
+    if (copy.path == NULL || (file->digest != NULL && copy.digest == NULL)) {
+        free(copy.path);
+        free(copy.digest);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
     return df_file_list_add(list, &copy, err);
+}
+
+/* What the tables show for the item (df.h "disk"). */
+static int set_disk(struct prune_item *item, uint64_t disk, const char *shared_with,
+                    struct shed_err *err)
+{
+    item->disk_bytes = disk;
+    if (shared_with != NULL && (item->shared_with = strdup(shared_with)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return 0;
 }
 
 static int copy_files_into(struct df_file_list *list, const struct df_file_list *files,
@@ -228,7 +245,8 @@ static int plan_instance(struct prune_plan *plan, const struct df_shed *shed, st
     if (item_init(&item, PRUNE_KIND_INSTANCE, inst->name, dir, err) < 0)
         return -1;
     item.metadata_mtime = shed->metadata_mtime;
-    if (copy_file_into(&item.files, &shed->rootfs, err) < 0 ||
+    if (set_disk(&item, shed->total.disk, shed->shared_with, err) < 0 ||
+        copy_file_into(&item.files, &shed->rootfs, err) < 0 ||
         copy_file_into(&item.files, &shed->console_log, err) < 0 ||
         copy_files_into(&item.files, &shed->other_files, err) < 0) {
         prune_item_clear(&item);
@@ -283,16 +301,33 @@ static bool same_inode(const struct df_file *a, const struct df_file *b)
     return a->path != NULL && b->path != NULL && a->dev == b->dev && a->ino == b->ino;
 }
 
-/* The files image_cache_prune_variant deletes (all but the .lock), plus the content-addressed
- * rootfs the variant links to, which the image's removal leaves unlinked. */
-static int image_files(const struct df_report *report, const struct df_image *image,
-                       struct df_file_list *files, struct shed_err *err)
+/* Whether a file listed with an image goes with it: not its .lock, and of its OCI blobs only
+ * those nothing that stays reaches. */
+static bool goes_with_image(const struct df_file *file, const struct image_reclaim *reclaim)
 {
+    if (strcmp(file->kind, "lock") == 0)
+        return false;
+    if (strcmp(file->kind, "blob") == 0)
+        return file->digest != NULL && image_reclaim_blob(reclaim, file->digest);
+    return true;
+}
+
+/* The files image_cache_prune_variant deletes (all but the .lock), the content-addressed
+ * rootfs the variant links to, which the image's removal leaves unlinked, and the OCI blobs
+ * that become unneeded (every pruned image's, wherever df listed them). */
+static int image_files(const struct df_report *report, const struct df_image *image,
+                       const struct image_reclaim *reclaim, struct prune_item *item,
+                       struct shed_err *err)
+{
+    struct df_file_list *files = &item->files;
     if (copy_file_into(files, &image->rootfs, err) < 0)
         return -1;
     for (size_t i = 0; i < image->other_files.count; i++) {
         const struct df_file *file = &image->other_files.items[i];
-        if (strcmp(file->kind, "lock") != 0 && copy_file_into(files, file, err) < 0)
+        if (goes_with_image(file, reclaim) && copy_file_into(files, file, err) < 0)
+            return -1;
+        if (strcmp(file->kind, "blob") == 0 && goes_with_image(file, reclaim) &&
+            strv_add(&item->blob_digests, file->digest, err) < 0)
             return -1;
     }
     if (image->is_base && (copy_file_into(files, &report->kernel, err) < 0 ||
@@ -315,27 +350,38 @@ static bool is_cached_variant(const struct prune_plan *plan, const struct df_ima
 }
 
 static int plan_image(struct prune_plan *plan, const struct df_report *report,
-                      const struct df_image *image, const char *const *in_use, struct shed_err *err)
+                      const struct df_image *image, const struct image_reclaim *reclaim,
+                      struct shed_err *err)
 {
-    enum image_prune_decision decision;
-    if (image_cache_prune_variant(plan->opts.config, image->name, in_use, false, &decision, err) <
-        0)
-        return -1;
-    if (decision == IMAGE_PRUNE_KEEP)
-        return 0;
-    if (decision == IMAGE_PRUNE_LOCKED)
-        return prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name, image->rootfs.path,
-                          PRUNE_REASON_LOCK_HELD, err);
     struct prune_item item;
     if (item_init(&item, PRUNE_KIND_IMAGE, image->name, image->rootfs.path, err) < 0)
         return -1;
-    if (image_files(report, image, &item.files, err) < 0) {
+    if (set_disk(&item, image->total.disk, image->shared_with, err) < 0 ||
+        image_files(report, image, reclaim, &item, err) < 0) {
         prune_item_clear(&item);
         return -1;
     }
     return prune_list_add(&plan->items, &item, err);
 }
 
+/* The decision for one image: NULL to keep it, else it goes (*locked: skipped instead). */
+static int decide_image(struct prune_plan *plan, const struct df_image *image,
+                        const char *const *in_use, bool *goes, struct shed_err *err)
+{
+    *goes = false;
+    enum image_prune_decision decision;
+    if (image_cache_prune_variant(plan->opts.config, image->name, in_use, false, &decision, err) <
+        0)
+        return -1;
+    if (decision == IMAGE_PRUNE_LOCKED)
+        return prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name, image->rootfs.path,
+                          PRUNE_REASON_LOCK_HELD, err);
+    *goes = decision == IMAGE_PRUNE_REMOVE;
+    return 0;
+}
+
+/* Which images go, then what goes with them: the blobs none of the images that stay needs
+ * (image_reclaim, decided as if every planned image were gone already). */
 static int plan_images(struct prune_plan *plan, const struct df_report *report,
                        struct shed_err *err)
 {
@@ -343,22 +389,34 @@ static int plan_images(struct prune_plan *plan, const struct df_report *report,
     bool unknown = false;
     if (surviving_images(plan, report, &in_use, &unknown, err) < 0)
         return -1;
+    cleanup_strv struct strv going = STRV_INIT;
     for (size_t i = 0; i < report->image_count; i++) {
         const struct df_image *image = &report->images[i];
         const struct shed_config_image *configured =
             shed_config_find_image(plan->opts.config, image->name);
         if (!is_cached_variant(plan, image) || (configured != NULL && configured->is_path))
             continue; /* a configured local file is the user's, wherever it lives */
+        bool goes = false;
         int rc = unknown
                      ? prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name, image->rootfs.path,
                                   "a surviving shed's metadata.json is unreadable, so its "
                                   "image is unknown",
                                   err)
-                     : plan_image(plan, report, image, (const char *const *)in_use, err);
-        if (rc < 0)
+                     : decide_image(plan, image, (const char *const *)in_use, &goes, err);
+        if (rc < 0 || (goes && strv_add(&going, image->name, err) < 0))
             return -1;
     }
-    return 0;
+    if (going.count == 0)
+        return 0;
+    struct image_reclaim *reclaim = NULL;
+    if (image_reclaim_new(plan->opts.config, (const char *const *)going.items, &reclaim, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < report->image_count; i++)
+        if (strv_contains(&going, report->images[i].name))
+            rc = plan_image(plan, report, &report->images[i], reclaim, err);
+    image_reclaim_free(reclaim);
+    return rc;
 }
 
 /* ---- orphans -------------------------------------------------------------------------- */

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "common/shed_err.h"
+#include "common/strv.h"
 #include "config/config.h"
 #include "runtime/df.h"
 #include "runtime/instance.h"
@@ -90,12 +91,17 @@ struct prune_item {
     char *path;
     enum prune_action action;
     struct df_size freed; /* what this item alone frees (files = inodes removed) */
-    char *reason;         /* skipped items: why */
+    /* the item's disk bytes as system df counts them (df.h), and the earlier item whose
+     * blocks it shares, if any: the same numbers every table shows for it */
+    uint64_t disk_bytes;
+    char *shared_with;
+    char *reason; /* skipped items: why */
     /* what the action removes, as measured by the plan */
     struct df_file_list files;
     char *lock_path; /* orphans: the canonical .lock to probe; NULL = every variant lock */
     struct timespec metadata_mtime; /* instances: the snapshot the age came from */
     uint64_t keep_bytes;            /* console logs: the tail to keep */
+    struct strv blob_digests;       /* images: the OCI blobs that go with them */
 };
 
 struct prune_list {

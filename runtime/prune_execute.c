@@ -37,6 +37,7 @@ struct run_state {
     int store_lock;
     bool store_lock_tried;
     struct oci_blob_set *reachable;
+    struct strv planned_blobs; /* every OCI blob the plan lists with an image */
 };
 
 /* ---- instances ------------------------------------------------------------------------ */
@@ -108,6 +109,19 @@ static int execute_orphan_instance(struct run_state *run, struct prune_item *ite
 
 /* ---- images --------------------------------------------------------------------------- */
 
+/* Lets the blob lock go (flock conflicts between two descriptors of one process too); a
+ * later store file takes it again and recomputes what is reachable under it. */
+static void release_blob_store(struct run_state *run)
+{
+    oci_store_unlock_blobs(run->store_lock);
+    run->store_lock = -1;
+    run->store_lock_tried = false;
+    oci_blob_set_free(run->reachable);
+    run->reachable = NULL;
+    oci_store_close(run->store);
+    run->store = NULL;
+}
+
 static int load_in_use(struct run_state *run, struct shed_err *err)
 {
     if (run->in_use_loaded)
@@ -118,20 +132,47 @@ static int load_in_use(struct run_state *run, struct shed_err *err)
     return 0;
 }
 
+/* The ref entry and the planned blobs this image was the last to need: decided before its
+ * files go (reclaim), removed after; blobs of images pruned earlier in this run are unneeded
+ * by now, so a layer two pruned images share goes with the second. */
+static int reclaim_image_blobs(struct run_state *run, struct image_reclaim *reclaim,
+                               struct shed_err *err)
+{
+    if (run->planned_blobs.count == 0 && image_reclaim_ref_count(reclaim) == 0)
+        return 0;
+    release_blob_store(run); /* image_reclaim_apply takes the blob lock itself */
+    struct image_reclaimed done;
+    static const char *const none[] = {NULL};
+    const char *const *only =
+        run->planned_blobs.count > 0 ? (const char *const *)run->planned_blobs.items : none;
+    return image_reclaim_apply(run->plan->opts.config, reclaim, only, &done, err);
+}
+
 static int execute_image(struct run_state *run, struct prune_item *item, const char **skip,
                          struct shed_err *err)
 {
     const struct shed_config *config = run->plan->opts.config;
     if (load_in_use(run, err) < 0)
         return -1;
+    const char *gone[] = {item->name, NULL};
+    struct image_reclaim *reclaim = NULL;
+    if (image_reclaim_new(config, gone, &reclaim, err) < 0)
+        return -1;
     enum image_prune_decision decision;
     if (image_cache_prune_variant(config, item->name, (const char *const *)run->in_use, true,
-                                  &decision, err) < 0)
+                                  &decision, err) < 0) {
+        image_reclaim_free(reclaim);
         return -1;
+    }
     if (decision != IMAGE_PRUNE_REMOVE) {
+        image_reclaim_free(reclaim);
         *skip = decision == IMAGE_PRUNE_LOCKED ? PRUNE_REASON_LOCK_HELD : REASON_NOW_IN_USE;
         return 0;
     }
+    int rc = reclaim_image_blobs(run, reclaim, err);
+    image_reclaim_free(reclaim);
+    if (rc < 0)
+        return -1;
     /* The content-addressed copy the removed variant linked to goes too once nothing links
      * it any more (the image cache's own rule and lock). */
     for (size_t i = 0; i < item->files.count; i++) {
@@ -434,7 +475,15 @@ int prune_execute(struct prune_plan *plan, struct shed_err *err)
         return 0;
     struct prune_list pending = plan->items; /* re-filled with what actually ran */
     memset(&plan->items, 0, sizeof plan->items);
-    struct run_state run = {.plan = plan, .store_lock = -1};
+    struct run_state run = {.plan = plan, .store_lock = -1, .planned_blobs = STRV_INIT};
+    for (size_t i = 0; i < pending.count; i++)
+        for (size_t j = 0; j < pending.items[i].blob_digests.count; j++)
+            if (strv_add_unique(&run.planned_blobs, pending.items[i].blob_digests.items[j], err) <
+                0) {
+                strv_free(&run.planned_blobs);
+                plan->items = pending; /* nothing ran: the plan keeps its items */
+                return -1;
+            }
     int rc = run_items(&run, &pending, err);
     oci_store_unlock_blobs(run.store_lock);
     oci_blob_set_free(run.reachable);
@@ -445,6 +494,7 @@ int prune_execute(struct prune_plan *plan, struct shed_err *err)
         prune_item_clear(&pending.items[i]);
     free(pending.items);
     instance_image_refs_free(run.in_use);
+    strv_free(&run.planned_blobs);
     if (rc == 0)
         rc = prune_compute_all_freed(plan, err);
     return rc;

@@ -128,6 +128,10 @@ static json_t *item_to_json(const struct prune_item *item, bool skipped)
             json_string(item->action == PRUNE_ACTION_TRUNCATE ? "truncated" : "deleted"));
     if (rc == 0 && !skipped)
         rc = json_object_set_new(obj, "freed", df_size_to_json(&item->freed));
+    if (rc == 0 && !skipped && item->action == PRUNE_ACTION_DELETE)
+        rc = json_object_set_new(obj, "disk_bytes", json_integer((json_int_t)item->disk_bytes));
+    if (rc == 0 && !skipped)
+        rc = set_optional_string(obj, "shared_with", item->shared_with);
     if (rc == 0)
         rc = set_optional_string(obj, "reason", item->reason);
     if (rc < 0) {

@@ -109,8 +109,9 @@ static int ensure_image(struct create_run *run, char **rootfs_path, struct shed_
 {
     if (shed_config_image_ref(run->config, run->image) == NULL) {
         if (strcmp(run->image, SHED_BASE_IMAGE_NAME) == 0)
-            return shed_errf(err, SHED_E_UNKNOWN_IMAGE,
-                             "no image given and the server has no base_image configured");
+            return shed_errf(
+                err, SHED_E_UNKNOWN_IMAGE,
+                "no image given and base_image is disabled (base_image: null in server.yaml)");
         if (!shed_image_name_is_valid(run->image))
             return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "unknown image \"%.80s\"", run->image);
         return use_discovered_image(run, rootfs_path, out, err);

@@ -1,4 +1,5 @@
-/* The api_context: built once, shared read-only by every request (see handlers.h). */
+/* The api_context's parts made at start, shared read-only by every request; each request
+ * adds the config snapshot current when it arrived (see handlers.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,8 +29,6 @@ int api_context_open(struct api_context *context, const struct shed_config *conf
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     if (api_host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
         return -1;
-    backend_set_describe_default(backends, config->default_backend, context->info_backend,
-                                 sizeof context->info_backend);
     /* Re-discover the sheds that exist on disk (and warm the metadata cache). */
     struct instance_list list;
     if (instance_store_list(context->instances, &list, err) < 0)

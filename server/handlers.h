@@ -20,15 +20,22 @@ struct shed_list_cache;
 struct shed_list_cache *shed_list_cache_new(void);
 void shed_list_cache_free(struct shed_list_cache *cache);
 
-/* Everything a handler may use; built once by server_start, shared read-only by all
- * connection threads (the instance store synchronises itself). */
+struct config_snapshot;
+
+/* Everything a handler may use. The server builds one per request: the parts made at start
+ * (shared read-only by all connection threads; the instance store synchronises itself) and
+ * the configuration snapshot current when the request arrived, which stays the same to the
+ * request's end whatever a reload does meanwhile (config_snapshot.h). A handler whose work
+ * outlives the request (an event stream's producer) copies the context and retains
+ * snapshot. */
 struct api_context {
-    const struct shed_config *config;
+    const struct shed_config *config; /* snapshot's */
+    struct config_snapshot *snapshot;
     struct instance_store *instances;
     const struct backend_set *backends;
     /* What GET /api/info reports as "backend": the configured backend, or with `detect` the
-     * first backend that probes usable, or "none" when no backend is usable. */
-    char info_backend[32];
+     * first backend that probed usable when the snapshot was made, or "none". */
+    const char *info_backend;
     uint16_t http_port;                 /* the port actually bound (http_port 0 picks a free one) */
     char *host_public_key;              /* "ssh-ed25519 AAAA... shed@<name>" */
     struct shed_list_cache *list_cache; /* synchronises itself */

@@ -1,5 +1,7 @@
-/* /api/images: list, delete, prune — on the image cache library (imaged/cache.h), with the
- * names the sheds use (the instance store's instance_store_image_refs) protecting their
+/* /api/images: list, delete, prune. The list and the prune are the image tables of
+ * runtime/image_tables.h (sizes as system df counts them; images prune is system prune's plan
+ * in the images scope); delete is the image cache's own removal (imaged/cache.h), which also
+ * reclaims what the OCI store kept only for the image. The names the sheds use protect their
  * images. */
 #include <stdlib.h>
 #include <string.h>
@@ -7,48 +9,20 @@
 #include "config/config.h"
 #include "handlers.h"
 #include "imaged/cache.h"
+#include "runtime/df.h"
+#include "runtime/image_tables.h"
 #include "runtime/instance.h"
-
-/* The API's image object (api.md); "is_base" marks _base, the cache of base_image. */
-static json_t *image_json(const struct image_info *image)
-{
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", image->name, "path",
-                            image->path, "docker_ref", image->docker_ref, "digest", image->digest,
-                            "size_bytes", (json_int_t)image->size_bytes, "source",
-                            image->from_config ? "config" : "discovered", "cached", image->cached);
-    if (obj != NULL && strcmp(image->name, SHED_BASE_IMAGE_NAME) == 0 &&
-        json_object_set_new(obj, "is_base", json_true()) < 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
-
-/* {"<key>":[image objects]} */
-static json_t *image_list_json(const char *key, const struct image_info_list *list)
-{
-    json_t *items = json_array();
-    for (size_t i = 0; items != NULL && i < list->count; i++) {
-        if (json_array_append_new(items, image_json(&list->items[i])) < 0) {
-            json_decref(items);
-            items = NULL;
-        }
-    }
-    return items != NULL ? json_pack("{s:o}", key, items) : NULL;
-}
 
 void handle_images_list(const struct api_request *request, const struct api_context *context,
                         struct api_response *response)
 {
     (void)request;
-    struct image_info_list list = {0};
+    json_t *body = NULL;
     struct shed_err err = {0};
-    if (image_cache_list(context->config, &list, &err) < 0) {
+    if (image_tables_list_json(context->config, &body, &err) < 0)
         api_respond_error(response, &err);
-        return;
-    }
-    api_respond_json(response, 200, image_list_json("images", &list));
-    image_info_list_free(&list);
+    else
+        api_respond_json(response, 200, body);
 }
 
 /* The images the sheds use: their metadata.json "image" fields. An unreadable metadata.json
@@ -71,7 +45,7 @@ void handle_image_delete(const struct api_request *request, const struct api_con
     char **in_use = NULL;
     struct shed_err err = {0};
     if (images_in_use(context, &in_use, &err) < 0 ||
-        image_cache_remove(context->config, name, (const char *const *)in_use, &err) < 0)
+        image_cache_remove(context->config, name, (const char *const *)in_use, NULL, &err) < 0)
         api_respond_error(response, &err);
     else
         api_respond_empty(response, 204);
@@ -82,15 +56,19 @@ void handle_images_prune(const struct api_request *request, const struct api_con
                          struct api_response *response)
 {
     bool dry_run;
-    char **in_use = NULL;
-    struct image_info_list pruned = {0};
     struct shed_err err = {0};
-    if (api_query_bool(request, "dry_run", false, &dry_run, &err) < 0 ||
-        images_in_use(context, &in_use, &err) < 0 ||
-        image_cache_prune(context->config, (const char *const *)in_use, dry_run, &pruned, &err) < 0)
+    if (api_query_bool(request, "dry_run", false, &dry_run, &err) < 0) {
+        api_respond_error(response, &err);
+        return;
+    }
+    struct shed_probe probe = shed_probe_for_backends(context->backends);
+    struct prune_opts opts = {.config = context->config,
+                              .instances = context->instances,
+                              .probe = &probe,
+                              .dry_run = dry_run};
+    json_t *body = NULL;
+    if (image_tables_prune_json(&opts, &body, &err) < 0)
         api_respond_error(response, &err);
     else
-        api_respond_json(response, 200, image_list_json("deleted", &pruned));
-    image_info_list_free(&pruned);
-    instance_image_refs_free(in_use);
+        api_respond_json(response, 200, body);
 }

@@ -15,6 +15,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/timeutil.h"
+#include "config_snapshot.h"
 #include "handlers.h"
 #include "imaged/layout.h"
 #include "runtime/local_dir.h"
@@ -297,8 +298,9 @@ static int check_image(const struct api_context *context, const char *image, str
     const struct shed_config *config = context->config;
     if (image == NULL) {
         if (config->base_image == NULL)
-            return shed_errf(err, SHED_E_UNKNOWN_IMAGE,
-                             "no image given and the server has no base_image configured");
+            return shed_errf(
+                err, SHED_E_UNKNOWN_IMAGE,
+                "no image given and base_image is disabled (base_image: null in server.yaml)");
         return 0;
     }
     if (!shed_image_name_is_valid(image))
@@ -418,9 +420,10 @@ static int run_create(const struct api_context *context, const struct shed_creat
 
 /* ---- create streamed as server-sent events ---------------------------------------------- */
 
-/* What the stream's producer thread needs; outlives the request handler. */
+/* What the stream's producer thread needs; outlives the request handler, so it holds its
+ * own copy of the context and its own reference to the config snapshot. */
 struct create_job {
-    const struct api_context *context;
+    struct api_context context;
     json_t *body; /* owns the strings request points into */
     struct shed_create_request request;
     struct create_ticket *ticket; /* request.cancel is its flag */
@@ -430,8 +433,9 @@ struct create_job {
 static void create_job_free(void *arg)
 {
     struct create_job *job = arg;
-    create_end(job->context->creates, job->ticket);
+    create_end(job->context.creates, job->ticket);
     json_decref(job->body);
+    config_snapshot_release(job->context.snapshot);
     free(job);
 }
 
@@ -461,8 +465,8 @@ static void produce_create_events(struct sse_stream *stream, void *arg)
     struct shed_create_observer observer = {.progress = stream_progress, .ctx = job};
     struct instance inst;
     struct shed_err err = {0};
-    int rc = run_create(job->context, &job->request, &observer, &inst, &err);
-    create_end(job->context->creates, job->ticket);
+    int rc = run_create(&job->context, &job->request, &observer, &inst, &err);
+    create_end(job->context.creates, job->ticket);
     job->ticket = NULL;
     job->request.cancel = NULL;
     if (rc < 0) {
@@ -491,7 +495,8 @@ static void respond_create_stream(const struct api_context *context, json_t *bod
         return;
     }
     *job = (struct create_job){
-        .context = context, .body = body, .request = *request, .ticket = ticket};
+        .context = *context, .body = body, .request = *request, .ticket = ticket};
+    config_snapshot_retain(job->context.snapshot);
     struct MHD_Response *mhd = NULL;
     if (sse_stream_start(produce_create_events, job, create_job_free, &mhd, &err) < 0) {
         create_job_free(job);

@@ -5,22 +5,28 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/array.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/strv.h"
 #include "common/timeutil.h"
+#include "config_snapshot.h"
 #include "connections.h"
 #include "handlers.h"
 #include "listen.h"
+#include "run_files.h"
 
 /* A body announced larger than this is refused before it is read (the connection is then
  * closed, and a client still sending may see a reset instead of the 413). Bodies between
@@ -34,16 +40,30 @@
  * back ours up, e.g. while a closing connection is still counted by one and not the other. */
 #define MHD_LIMIT_SLACK 64
 
+/* What a reload compares: the file last read (NULL: built-in defaults) and its identity. */
+struct config_file_identity {
+    char *path;
+    struct stat st;
+    bool exists;
+};
+
 struct server {
     struct MHD_Daemon *daemon;
-    struct api_context context;
+    struct api_context context; /* the parts made at start; config comes from config_slot */
+    struct config_slot config_slot;
+    struct server_config_source source;
+    pthread_mutex_t reload_lock; /* one reload at a time (SIGHUP and stale-file checks) */
+    struct config_file_identity loaded_file;
+    unsigned reload_generation;
+    char *data_dir;             /* the running one (a restart-only key) */
+    struct server_claim *claim; /* the data dir's pid file, held */
     struct conn_table *connections;
     atomic_size_t in_flight;
     uint16_t port;
     size_t discovered;
     int tcp_fd, unix_fd;
     ino_t unix_ino;
-    const char *unix_path;
+    char *unix_path;
     /* libmicrohttpd's messages while it starts: kept for our own error, never printed */
     atomic_bool running;
     char start_message[256];
@@ -181,10 +201,27 @@ static bool append_body(struct request_state *state, const char *data, size_t si
     return true;
 }
 
-static void dispatch(struct server *server, struct MHD_Connection *connection, const char *method,
-                     struct request_state *state, struct api_response *response)
+static void server_reload_if_changed(struct server *server);
+static void note_loaded_file(struct server *server);
+static int record_reload(struct server *server, bool ok, const char *message);
+
+/* The requests that delete images: they must not decide with a stale list of configured
+ * variants (server_reload). The raw target is enough to tell. */
+static bool deletes_images(const char *method, const char *target)
 {
-    if (!request_authorized(connection, server->context.config->api_token)) {
+    if (target == NULL)
+        return false;
+    if (strcmp(method, "DELETE") == 0)
+        return strncmp(target, "/api/images/", 12) == 0;
+    return strcmp(method, "POST") == 0 &&
+           (strcmp(target, "/api/images/prune") == 0 || strcmp(target, "/api/system/prune") == 0);
+}
+
+static void route_with(struct MHD_Connection *connection, const char *method,
+                       struct request_state *state, const struct api_context *context,
+                       struct api_response *response)
+{
+    if (!request_authorized(connection, context->config->api_token)) {
         api_respond_errorf(response, SHED_E_UNAUTHORIZED,
                            "missing or wrong \"Authorization: Bearer <token>\" header");
         return;
@@ -209,7 +246,21 @@ static void dispatch(struct server *server, struct MHD_Connection *connection, c
         .body = state->body != NULL ? state->body : "",
         .body_len = state->body_len,
     };
-    api_route(&request, &server->context, response);
+    api_route(&request, context, response);
+}
+
+/* Each request runs with the snapshot current when it arrives, to its end. */
+static void dispatch(struct server *server, struct MHD_Connection *connection, const char *method,
+                     struct request_state *state, struct api_response *response)
+{
+    if (deletes_images(method, state->target))
+        server_reload_if_changed(server);
+    struct api_context context = server->context;
+    context.snapshot = config_slot_acquire(&server->config_slot);
+    context.config = &context.snapshot->config;
+    context.info_backend = context.snapshot->info_backend;
+    route_with(connection, method, state, &context, response);
+    config_snapshot_release(context.snapshot);
 }
 
 static struct request_state *request_state_new(struct server *server, const char *target)
@@ -299,6 +350,13 @@ static void free_server(struct server *server)
     }
     if (server->tcp_fd >= 0)
         close(server->tcp_fd);
+    free(server->unix_path);
+    server_claim_release(server->claim);
+    free(server->data_dir);
+    free(server->loaded_file.path);
+    if (server->config_slot.current != NULL)
+        config_slot_destroy(&server->config_slot);
+    pthread_mutex_destroy(&server->reload_lock);
     free(server);
 }
 
@@ -309,7 +367,8 @@ static int open_listeners(struct server *server, const struct shed_config *confi
         return -1; /* "cannot listen on ADDR:PORT: Address already in use" */
     if (config->unix_socket == NULL)
         return 0;
-    server->unix_path = config->unix_socket;
+    if ((server->unix_path = strdup(config->unix_socket)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     return listen_unix(config, &server->unix_fd, &server->unix_ino, err);
 }
 
@@ -351,21 +410,61 @@ static struct MHD_Daemon *start_daemon(struct server *server, const struct shed_
         (unsigned)(http->max_connections_per_client + 4), MHD_OPTION_END);
 }
 
-int server_start(const struct shed_config *config, const struct backend_set *backends,
-                 struct server **out, struct shed_err *err)
+/* The configuration becomes the first snapshot; the file it came from is remembered. */
+static int install_first_config(struct server *server, struct shed_config *config,
+                                const struct backend_set *backends, struct shed_err *err)
 {
-    if (listen_check_exposure(config, err) < 0)
+    note_loaded_file(server);
+    struct config_snapshot *first = NULL;
+    if (config_snapshot_new(config, backends, &first, err) < 0)
         return -1;
-    struct server *server = calloc(1, sizeof *server);
-    if (server == NULL)
+    config_slot_init(&server->config_slot, first);
+    return record_reload(server, true, "serving");
+}
+
+/* What the server keeps of the config at start: the context, the connection table and the
+ * listening sockets. */
+static int open_context(struct server *server, const struct shed_config *config,
+                        const struct backend_set *backends, struct shed_err *err)
+{
+    if (api_context_open(&server->context, config, backends, &server->discovered, err) < 0)
+        return -1;
+    if ((server->data_dir = strdup(config->data_dir)) == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    server->tcp_fd = server->unix_fd = -1;
-    atomic_init(&server->in_flight, 0);
+    if (conn_table_new(&config->http, &server->connections, err) < 0)
+        return -1;
+    return open_listeners(server, config, err);
+}
+
+static int start_accepting(struct server *server, struct shed_err *err)
+{
     int listen_fds[2];
     size_t listen_count = 0;
-    if (api_context_open(&server->context, config, backends, &server->discovered, err) < 0 ||
-        conn_table_new(&config->http, &server->connections, err) < 0 ||
-        open_listeners(server, config, err) < 0) {
+    listen_fds[listen_count++] = server->tcp_fd;
+    if (server->unix_fd >= 0)
+        listen_fds[listen_count++] = server->unix_fd;
+    return conn_acceptor_start(server->connections, server->daemon, listen_fds, listen_count, err);
+}
+
+int server_start(struct shed_config *config, struct server_claim *claim,
+                 const struct server_config_source *source, const struct backend_set *backends,
+                 struct server **out, struct shed_err *err)
+{
+    if (listen_check_exposure(config, err) < 0) {
+        server_claim_release(claim);
+        return -1;
+    }
+    struct server *server = calloc(1, sizeof *server);
+    if (server == NULL) {
+        server_claim_release(claim);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    server->tcp_fd = server->unix_fd = -1;
+    atomic_init(&server->in_flight, 0);
+    server->source = *source;
+    server->claim = claim;
+    pthread_mutex_init(&server->reload_lock, NULL);
+    if (open_context(server, config, backends, err) < 0) {
         free_server(server);
         return -1;
     }
@@ -378,11 +477,10 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
         return -1;
     }
     atomic_store(&server->running, true);
-    listen_fds[listen_count++] = server->tcp_fd;
-    if (server->unix_fd >= 0)
-        listen_fds[listen_count++] = server->unix_fd;
-    if (conn_acceptor_start(server->connections, server->daemon, listen_fds, listen_count, err) <
-        0) {
+    /* config moves into the first snapshot: from here on requests take theirs from the slot. */
+    server->context.config = NULL;
+    if (install_first_config(server, config, backends, err) < 0 ||
+        start_accepting(server, err) < 0) {
         MHD_stop_daemon(server->daemon);
         free_server(server);
         return -1;
@@ -390,6 +488,134 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
     server->context.http_port = server->port;
     *out = server;
     return 0;
+}
+
+/* ---- the configuration: snapshots and reloads --------------------------------------------- */
+
+const struct shed_config *server_config_acquire(struct server *server)
+{
+    return &config_slot_acquire(&server->config_slot)->config;
+}
+
+void server_config_release(const struct shed_config *config)
+{
+    if (config != NULL)
+        config_snapshot_release(
+            (struct config_snapshot *)((char *)config - offsetof(struct config_snapshot, config)));
+}
+
+/* Remembers which file the source reads now, and its identity, as the one last read. */
+static void note_loaded_file(struct server *server)
+{
+    struct config_file_identity *file = &server->loaded_file;
+    free(file->path);
+    file->path = server->source.file != NULL ? server->source.file(server->source.ctx) : NULL;
+    file->exists = file->path != NULL && stat(file->path, &file->st) == 0;
+}
+
+static bool same_file(const struct config_file_identity *file, const char *path)
+{
+    if ((file->path == NULL) != (path == NULL))
+        return false;
+    if (path == NULL)
+        return true;
+    struct stat st;
+    bool exists = stat(path, &st) == 0;
+    if (strcmp(file->path, path) != 0 || exists != file->exists)
+        return false;
+    return !exists ||
+           (st.st_dev == file->st.st_dev && st.st_ino == file->st.st_ino &&
+            st.st_size == file->st.st_size && st.st_mtim.tv_sec == file->st.st_mtim.tv_sec &&
+            st.st_mtim.tv_nsec == file->st.st_mtim.tv_nsec &&
+            st.st_ctim.tv_sec == file->st.st_ctim.tv_sec &&
+            st.st_ctim.tv_nsec == file->st.st_ctim.tv_nsec);
+}
+
+static void log_reload(bool ok, const char *message)
+{
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
+        snprintf(stamp, sizeof stamp, "-");
+    fprintf(stderr, "%s reload result=%s %s\n", stamp, ok ? "ok" : "refused", message);
+}
+
+static int record_reload(struct server *server, bool ok, const char *message)
+{
+    struct shed_err err = {0};
+    if (run_files_record_reload(server->data_dir, server->reload_generation, ok, message, &err) < 0)
+        fprintf(stderr, "shed-server: cannot record the reload: %s\n", err.msg);
+    return 0;
+}
+
+/* "config=<file> images=N base_image=<ref>[; needs a restart: k1, k2 (running values kept)]" */
+static void describe_reload(const struct shed_config *config, const struct strv *restart, char *out,
+                            size_t len)
+{
+    int used = snprintf(out, len, "config=%s images=%zu base_image=%s",
+                        config->path != NULL ? config->path : "(built-in defaults)",
+                        config->image_count, config->base_image ? config->base_image : "null");
+    for (size_t i = 0; i < restart->count && used > 0 && (size_t)used < len; i++)
+        used += snprintf(out + used, len - (size_t)used, "%s%s",
+                         i == 0 ? "; needs a restart: " : ", ", restart->items[i]);
+    if (restart->count > 0 && used > 0 && (size_t)used < len)
+        snprintf(out + used, len - (size_t)used, " (running values kept)");
+}
+
+static int reload_locked(struct server *server, struct shed_err *err)
+{
+    server->reload_generation++;
+    struct shed_config next;
+    note_loaded_file(server);
+    if (server->source.load(server->source.ctx, &next, err) < 0) {
+        char message[700];
+        snprintf(message, sizeof message, "%s: %s; the running configuration stays",
+                 shed_code_name(err->code), err->msg);
+        log_reload(false, message);
+        record_reload(server, false, message);
+        return -1;
+    }
+    struct strv restart = STRV_INIT;
+    const struct shed_config *running = server_config_acquire(server);
+    int rc = shed_config_keep_restart_keys(&next, running, &restart, err);
+    server_config_release(running);
+    /* The socket stays where it is: a token removed (or allow_unauthenticated dropped) must
+     * not leave it open off this host without one. */
+    if (rc == 0)
+        rc = listen_check_exposure(&next, err);
+    struct config_snapshot *snapshot = NULL;
+    char message[900];
+    if (rc == 0)
+        describe_reload(&next, &restart, message, sizeof message);
+    if (rc == 0 && (rc = config_snapshot_new(&next, server->context.backends, &snapshot, err)) == 0)
+        config_slot_swap(&server->config_slot, snapshot);
+    if (rc < 0) {
+        shed_config_free(&next);
+        snprintf(message, sizeof message, "%s: %s", shed_code_name(err->code), err->msg);
+    }
+    strv_free(&restart);
+    log_reload(rc == 0, message);
+    record_reload(server, rc == 0, message);
+    return rc;
+}
+
+int server_reload(struct server *server, struct shed_err *err)
+{
+    pthread_mutex_lock(&server->reload_lock);
+    int rc = reload_locked(server, err);
+    pthread_mutex_unlock(&server->reload_lock);
+    return rc;
+}
+
+static void server_reload_if_changed(struct server *server)
+{
+    pthread_mutex_lock(&server->reload_lock);
+    char *path = server->source.file != NULL ? server->source.file(server->source.ctx) : NULL;
+    if (!same_file(&server->loaded_file, path)) {
+        struct shed_err err = {0};
+        (void)reload_locked(server, &err); /* logged and recorded either way */
+    }
+    free(path);
+    pthread_mutex_unlock(&server->reload_lock);
 }
 
 uint16_t server_port(const struct server *server)

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "cmd/common/image_print.h"
 #include "common/fsutil.h"
 
 static const char *str_of(const json_t *obj, const char *key)
@@ -16,14 +17,12 @@ static unsigned long long uint_of(const json_t *obj, const char *key)
     return value > 0 ? (unsigned long long)value : 0;
 }
 
-/* LOGICAL PHYSICAL EXCLUSIVE columns of a size object. */
+/* ON DISK and LOGICAL of a size object: what every table shows (image_print.h). */
 static void print_sizes(FILE *out, const json_t *size)
 {
-    char logical[32], physical[32], exclusive[32];
-    fprintf(out, " %10s %10s %10s\n",
-            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical),
-            format_size(uint_of(size, "physical_bytes"), physical, sizeof physical),
-            format_size(uint_of(size, "exclusive_bytes"), exclusive, sizeof exclusive));
+    char disk[32], logical[32];
+    fprintf(out, " %10s %10s\n", format_size(uint_of(size, "disk_bytes"), disk, sizeof disk),
+            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical));
 }
 
 static void print_rollup_row(FILE *out, const char *category, const json_t *total)
@@ -32,19 +31,19 @@ static void print_rollup_row(FILE *out, const char *category, const json_t *tota
     print_sizes(out, total);
 }
 
-static void print_item_row(FILE *out, const char *type, const char *label, const json_t *size)
+/* One item: its disk bytes (the object's, "shared with X" when they are X's) and logical. */
+static void print_item_row(FILE *out, const char *type, const char *label, const json_t *item,
+                           const json_t *size)
 {
-    char logical[32], physical[32], exclusive[32];
-    fprintf(out, "  %-12s %10s %10s %10s  %s\n", type,
-            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical),
-            format_size(uint_of(size, "physical_bytes"), physical, sizeof physical),
-            format_size(uint_of(size, "exclusive_bytes"), exclusive, sizeof exclusive), label);
+    char disk[160], logical[32];
+    image_print_disk_cell(item, disk, sizeof disk);
+    fprintf(out, "  %-12s %22s %10s  %s\n", type, disk,
+            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical), label);
 }
 
 static void print_details(FILE *out, const json_t *df)
 {
-    fprintf(out, "\n  %-12s %10s %10s %10s  %s\n", "TYPE", "LOGICAL", "PHYSICAL", "EXCLUSIVE",
-            "NAME");
+    fprintf(out, "\n  %-12s %22s %10s  %s\n", "TYPE", "ON DISK", "LOGICAL", "NAME");
     size_t i;
     const json_t *entry;
     json_array_foreach(json_object_get(df, "images"), i, entry)
@@ -52,35 +51,47 @@ static void print_details(FILE *out, const json_t *df)
         char label[160];
         snprintf(label, sizeof label, "%s%s", str_of(entry, "name"),
                  json_is_true(json_object_get(entry, "is_base")) ? " (base_image)" : "");
-        print_item_row(out, "image", label, json_object_get(entry, "total"));
+        print_item_row(out, "image", label, entry, json_object_get(entry, "total"));
     }
     json_array_foreach(json_object_get(df, "sheds"), i, entry)
     {
         char label[128];
         snprintf(label, sizeof label, "%s (%s)", str_of(entry, "name"), str_of(entry, "status"));
-        print_item_row(out, "shed", label, json_object_get(entry, "total"));
+        print_item_row(out, "shed", label, entry, json_object_get(entry, "total"));
     }
     json_array_foreach(json_object_get(df, "orphans"), i, entry)
     {
         char type[32];
         snprintf(type, sizeof type, "orphan %s", str_of(entry, "kind"));
-        print_item_row(out, type, str_of(entry, "path"), json_object_get(entry, "size"));
+        /* An orphan's disk bytes are its size object's. */
+        json_t *item = json_pack("{s:I}", "disk_bytes",
+                                 (json_int_t)uint_of(json_object_get(entry, "size"), "disk_bytes"));
+        if (item != NULL && json_object_get(entry, "shared_with") != NULL)
+            json_object_set(item, "shared_with", json_object_get(entry, "shared_with"));
+        print_item_row(out, type, str_of(entry, "path"), item, json_object_get(entry, "size"));
+        json_decref(item);
     }
 }
 
 void system_print_df(FILE *out, const json_t *df, bool verbose)
 {
     const json_t *totals = json_object_get(df, "totals");
-    fprintf(out, "%-10s %7s %10s %10s %10s\n", "CATEGORY", "FILES", "LOGICAL", "PHYSICAL",
-            "EXCLUSIVE");
+    fprintf(out, "%-10s %7s %10s %10s\n", "CATEGORY", "FILES", "ON DISK", "LOGICAL");
     print_rollup_row(out, "images", json_object_get(totals, "images"));
     print_rollup_row(out, "sheds", json_object_get(totals, "sheds"));
     print_rollup_row(out, "orphans", json_object_get(totals, "orphans"));
     print_rollup_row(out, "total", json_object_get(totals, "all"));
+    /* Why sheds cost what they do here: said even without -v. */
+    size_t i;
+    const json_t *note;
+    json_array_foreach(json_object_get(df, "notes"), i, note)
+    {
+        const char *text = json_string_value(note);
+        if (!verbose && text != NULL && strncmp(text, "no reflinks:", 12) == 0)
+            fprintf(out, "\nNote: %s\n", text);
+    }
     if (verbose) {
         print_details(out, df);
-        size_t i;
-        const json_t *note;
         fprintf(out, "\nNotes:\n");
         json_array_foreach(json_object_get(df, "notes"), i, note)
             fprintf(out, "  - %s\n", json_string_value(note));
@@ -93,6 +104,21 @@ static const char *item_label(const json_t *item)
     return name[0] != '\0' ? name : str_of(item, "path");
 }
 
+/* "(241.8 MiB on disk)": the item's disk bytes as df counts them, with ", frees Y" when
+ * deleting it alone frees something else (blocks shared with what stays); a truncation says
+ * what it frees. */
+static void item_detail(const json_t *item, bool truncate, char *out, size_t len)
+{
+    char freed[32];
+    if (!truncate) {
+        image_print_prune_detail(item, out, len);
+        return;
+    }
+    snprintf(
+        out, len, "(frees %s)",
+        format_size(uint_of(json_object_get(item, "freed"), "disk_bytes"), freed, sizeof freed));
+}
+
 void system_print_prune(FILE *out, const json_t *prune)
 {
     bool dry_run = json_is_true(json_object_get(prune, "dry_run"));
@@ -100,29 +126,27 @@ void system_print_prune(FILE *out, const json_t *prune)
     const json_t *item;
     json_array_foreach(json_object_get(prune, "items"), i, item)
     {
-        char freed[32];
         const char *action = str_of(item, "action");
         bool truncate = strcmp(action, "truncated") == 0;
-        fprintf(out, "%s %-11s %s (%s)\n",
+        char detail[256];
+        item_detail(item, truncate, detail, sizeof detail);
+        fprintf(out, "%s %-11s %s %s\n",
                 dry_run ? (truncate ? "would truncate" : "would delete") : action,
-                str_of(item, "kind"), item_label(item),
-                format_size(uint_of(json_object_get(item, "freed"), "exclusive_bytes"), freed,
-                            sizeof freed));
+                str_of(item, "kind"), item_label(item), detail);
     }
     json_array_foreach(json_object_get(prune, "skipped"), i, item)
         fprintf(out, "skipped %-11s %s: %s\n", str_of(item, "kind"), item_label(item),
                 str_of(item, "reason"));
     const json_t *totals = json_object_get(prune, "totals");
     const json_t *freed = json_object_get(totals, "freed");
-    char logical[32], physical[32], exclusive[32];
+    char logical[32], disk[32];
     if (uint_of(totals, "items") == 0)
         fprintf(out, "Nothing to prune.\n");
     else
-        fprintf(out, "%s %llu item(s): %s freed on disk (logical %s, physical %s)\n",
+        fprintf(out, "%s %llu item(s): %s freed on disk (logical %s)\n",
                 dry_run ? "Dry run:" : "Pruned", uint_of(totals, "items"),
-                format_size(uint_of(freed, "exclusive_bytes"), exclusive, sizeof exclusive),
-                format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical),
-                format_size(uint_of(freed, "physical_bytes"), physical, sizeof physical));
+                format_size(uint_of(freed, "disk_bytes"), disk, sizeof disk),
+                format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical));
     const json_t *note;
     json_array_foreach(json_object_get(prune, "notes"), i, note)
     {

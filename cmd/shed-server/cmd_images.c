@@ -5,96 +5,29 @@
 #include <string.h>
 
 #include "cli_util.h"
+#include "cmd/common/image_print.h"
 #include "commands.h"
 #include "common/fsutil.h"
 #include "config/config.h"
 #include "imaged/cache.h"
+#include "runtime/backend.h"
+#include "runtime/df.h"
+#include "runtime/image_tables.h"
 #include "runtime/instance.h"
 
-/* The REST API's image object (server/handlers_images.c), "is_base" included. */
-static json_t *image_to_json(const struct image_info *info)
-{
-    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path",
-                            info->path, "docker_ref", info->docker_ref, "digest", info->digest,
-                            "size_bytes", (json_int_t)info->size_bytes, "source",
-                            info->from_config ? "config" : "discovered", "cached", info->cached);
-    if (obj != NULL && strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0 &&
-        json_object_set_new(obj, "is_base", json_true()) < 0) {
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
-
-/* {"<key>": [image objects], extra...} on stdout. */
-static int print_json(const char *key, const struct image_info_list *list, bool with_dry_run,
-                      bool dry_run)
-{
-    json_t *array = json_array();
-    json_t *root = json_object();
-    if (array == NULL || root == NULL)
-        goto oom;
-    for (size_t i = 0; i < list->count; i++)
-        if (json_array_append_new(array, image_to_json(&list->items[i])) < 0)
-            goto oom;
-    if (json_object_set(root, key, array) < 0 ||
-        (with_dry_run && json_object_set_new(root, "dry_run", json_boolean(dry_run)) < 0))
-        goto oom;
-    char *text = json_dumps(root, JSON_INDENT(2));
-    if (text == NULL)
-        goto oom;
-    puts(text);
-    free(text);
-    json_decref(array);
-    json_decref(root);
-    return EXIT_OK;
-oom:
-    json_decref(array);
-    json_decref(root);
-    struct shed_err err;
-    shed_errf(&err, SHED_E_NO_MEMORY, "out of memory");
-    return cli_fail(&err);
-}
-
-static const char *short_digest(const char *digest, char *buf, size_t len)
-{
-    if (strncmp(digest, "sha256:", 7) != 0)
-        return digest[0] != '\0' ? digest : "-";
-    snprintf(buf, len, "%.12s", digest + 7);
-    return buf;
-}
-
-static void print_table(const struct image_info_list *list)
-{
-    printf("%-20s %-10s %-6s %-10s %-12s %s\n", "NAME", "SOURCE", "CACHED", "SIZE", "DIGEST",
-           "REF");
-    for (size_t i = 0; i < list->count; i++) {
-        const struct image_info *info = &list->items[i];
-        char size[32], digest[16];
-        bool base = strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0 && info->from_config;
-        printf("%-20s %-10s %-6s %-10s %-12s %s\n", info->name,
-               base                ? "base_image"
-               : info->from_config ? "config"
-                                   : "discovered",
-               info->cached ? "yes" : "no",
-               info->cached ? format_size(info->size_bytes, size, sizeof size) : "-",
-               short_digest(info->digest, digest, sizeof digest),
-               info->docker_ref[0] != '\0' ? info->docker_ref : info->path);
-    }
-}
-
+/* The REST API's bodies (runtime/image_tables.h): the same sizes as system df. */
 static int images_ls(const struct shed_config *config, bool json)
 {
-    struct image_info_list list;
+    json_t *body = NULL;
     struct shed_err err;
-    if (image_cache_list(config, &list, &err) < 0)
+    if (image_tables_list_json(config, &body, &err) < 0)
         return cli_fail(&err);
     int ret = EXIT_OK;
     if (json)
-        ret = print_json("images", &list, false, false);
+        ret = cli_print_json(body);
     else
-        print_table(&list);
-    image_info_list_free(&list);
+        image_print_table(json_object_get(body, "images"));
+    json_decref(body);
     return ret;
 }
 
@@ -116,47 +49,46 @@ static int images_rm(const struct shed_config *config, const char *name, bool da
     char **in_use = NULL;
     if (images_in_use(config, &in_use, &err) < 0)
         return cli_fail(&err);
-    int ret = image_cache_remove(config, name, (const char *const *)in_use, &err);
+    struct image_reclaimed reclaimed;
+    int ret = image_cache_remove(config, name, (const char *const *)in_use, &reclaimed, &err);
     instance_image_refs_free(in_use);
     if (ret < 0)
         return cli_fail_where(&err, config, data_dir_given);
-    printf("removed image %s\n", name);
+    char size[32];
+    if (reclaimed.blobs > 0)
+        printf("removed image %s and %u blob(s) only it needed (%s)\n", name, reclaimed.blobs,
+               format_size(reclaimed.bytes, size, sizeof size));
+    else
+        printf("removed image %s\n", name);
+    if (reclaimed.kept_because[0] != '\0')
+        fprintf(stderr, "shed-server: note: its blobs stay: %s\n", reclaimed.kept_because);
     return EXIT_OK;
 }
 
-static void print_prune(const struct image_info_list *list, bool dry_run)
-{
-    uint64_t total = 0;
-    char size[32];
-    for (size_t i = 0; i < list->count; i++) {
-        total += list->items[i].size_bytes;
-        printf("%s %s (%s)\n", dry_run ? "would remove" : "removed", list->items[i].name,
-               format_size(list->items[i].size_bytes, size, sizeof size));
-    }
-    if (list->count == 0)
-        printf("Nothing to prune.\n");
-    else
-        printf("%zu image(s) %s, %s\n", list->count, dry_run ? "would be pruned" : "pruned",
-               format_size(total, size, sizeof size));
-}
-
+/* As the server does it: running-ness from the backends this build has. */
 static int images_prune(const struct shed_config *config, bool dry_run, bool json)
 {
-    struct shed_err err;
-    char **in_use = NULL;
-    if (images_in_use(config, &in_use, &err) < 0)
+    struct shed_err err = {0};
+    struct instance_store *store = NULL;
+    struct backend_set *backends = NULL;
+    if (instance_store_open(config->instance_dir, &store, &err) < 0)
         return cli_fail(&err);
-    struct image_info_list pruned;
-    int ret = image_cache_prune(config, (const char *const *)in_use, dry_run, &pruned, &err);
-    instance_image_refs_free(in_use);
-    if (ret < 0)
+    if (backend_set_new(config, &backends, &err) < 0) {
+        instance_store_close(store);
         return cli_fail(&err);
-    ret = EXIT_OK;
-    if (json)
-        ret = print_json("deleted", &pruned, true, dry_run);
-    else
-        print_prune(&pruned, dry_run);
-    image_info_list_free(&pruned);
+    }
+    struct shed_probe probe = shed_probe_for_backends(backends);
+    struct prune_opts opts = {
+        .config = config, .instances = store, .probe = &probe, .dry_run = dry_run};
+    json_t *body = NULL;
+    int ret = image_tables_prune_json(&opts, &body, &err) < 0 ? cli_fail(&err) : EXIT_OK;
+    if (ret == EXIT_OK && json)
+        ret = cli_print_json(body);
+    else if (ret == EXIT_OK)
+        image_print_prune(stdout, body);
+    json_decref(body);
+    backend_set_free(backends);
+    instance_store_close(store);
     return ret;
 }
 

@@ -12,6 +12,7 @@
 #include "common/fsutil.h"
 #include "config/config.h"
 #include "imaged/cache.h"
+#include "server/server.h"
 
 /* Set by SIGINT/SIGTERM; the pull and the conversion poll it and clean up after themselves.
  * A signal handler can reach nothing else. */
@@ -120,6 +121,22 @@ static int pull_one(struct image_cache *cache, const char *name, struct pull_out
     return 0;
 }
 
+/* The variants just made ready are the file's: a server running on this data dir is told to
+ * read the file too, so it never calls them "discovered" (nor prunes them) from an older
+ * view. No server running is the common case and says nothing. */
+static void tell_running_server(const struct shed_config *config)
+{
+    struct server_reload_outcome outcome;
+    struct shed_err err = {0};
+    if (server_request_reload(config->data_dir, 30, &outcome, &err) < 0)
+        return;
+    if (outcome.ok)
+        printf("The running server reloaded its configuration: %s\n", outcome.message);
+    else
+        fprintf(stderr, "shed-server: warning: the running server refused to reload: %s\n",
+                outcome.message);
+}
+
 static int pull_all(const struct shed_config *config, char **names, struct pull_output *out)
 {
     struct image_cache *cache = NULL;
@@ -146,6 +163,7 @@ static int pull_all(const struct shed_config *config, char **names, struct pull_
         printf("All images already cached.\n");
     else
         printf("%u image(s) pulled\n", pulled);
+    tell_running_server(config);
     if (failed > 0) {
         fprintf(stderr, "shed-server: %u image(s) failed\n", failed);
         return EXIT_FAILURE_RUN;

@@ -1,4 +1,4 @@
-/* shed-server serve: runs the REST API until SIGTERM/SIGINT. */
+/* shed-server serve: runs the REST API until SIGTERM/SIGINT; SIGHUP reloads server.yaml. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +15,8 @@
 #include "server/server.h"
 
 struct serve_args {
+    const char *config_path; /* --config, or NULL: the lookup */
+    const char *data_dir;    /* --data-dir, or NULL */
     const char *bind;
     int port; /* -1: from the config */
 };
@@ -40,6 +42,8 @@ static int parse_port(const char *text, int *port)
 static int parse_args(const struct cli_call *call, struct serve_args *args)
 {
     args->port = -1;
+    args->config_path = cli_value(call, OPT_CONFIG);
+    args->data_dir = cli_value(call, OPT_DATA_DIR);
     args->bind = cli_value(call, OPT_BIND);
     const char *port = cli_value(call, OPT_PORT);
     if (port != NULL && parse_port(port, &args->port) < 0)
@@ -50,6 +54,8 @@ static int parse_args(const struct cli_call *call, struct serve_args *args)
 static int apply_overrides(const struct serve_args *args, struct shed_config *config,
                            struct shed_err *err)
 {
+    if (args->data_dir != NULL && shed_config_use_data_dir(config, args->data_dir, err) < 0)
+        return -1;
     if (args->port >= 0)
         config->http_port = args->port;
     if (args->bind == NULL)
@@ -62,13 +68,35 @@ static int apply_overrides(const struct serve_args *args, struct shed_config *co
     return 0;
 }
 
-/* SIGTERM/SIGINT are blocked in every thread (libmicrohttpd's threads inherit the mask) and
- * taken synchronously by sigwait in the main thread: no handler, no global flag. */
+/* What a restart would read: server.yaml by the lookup (or --config), then the command line.
+ * The server calls this again for every reload. */
+static int load_config(void *ctx, struct shed_config *config, struct shed_err *err)
+{
+    const struct serve_args *args = ctx;
+    if (shed_config_load(args->config_path, config, err) < 0)
+        return -1;
+    if (apply_overrides(args, config, err) < 0) {
+        shed_config_free(config);
+        return -1;
+    }
+    return 0;
+}
+
+static char *config_file(void *ctx)
+{
+    const struct serve_args *args = ctx;
+    return shed_config_lookup_path(args->config_path);
+}
+
+/* SIGTERM/SIGINT (stop) and SIGHUP (reload) are blocked in every thread (libmicrohttpd's
+ * threads inherit the mask) and taken synchronously by sigwait in the main thread: no
+ * handler, no global flag. */
 static int block_stop_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
@@ -99,27 +127,55 @@ static int reap_leftovers(const struct shed_config *config, const struct backend
     return rc;
 }
 
-static int serve(const struct shed_config *config, const sigset_t *stop_signals)
+static void print_serving(struct server *server)
+{
+    const struct shed_config *config = server_config_acquire(server);
+    fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
+            config->bind, (unsigned)server_port(server), config->name, config->data_dir,
+            server_discovered_sheds(server));
+    server_config_release(config);
+}
+
+/* SIGHUP reloads (the server logs the outcome); SIGTERM/SIGINT end the loop. */
+static int wait_for_stop(struct server *server, const sigset_t *signals)
+{
+    for (;;) {
+        int signo = 0;
+        if (sigwait(signals, &signo) != 0)
+            continue;
+        if (signo != SIGHUP)
+            return signo;
+        struct shed_err err = {0};
+        (void)server_reload(server, &err);
+    }
+}
+
+/* config is moved into the server. */
+static int serve(struct shed_config *config, const struct server_config_source *source,
+                 const sigset_t *stop_signals)
 {
     struct server *server = NULL;
     struct shed_err err = {0};
     struct backend_set *backends = NULL;
     if (backend_set_new(config, &backends, &err) < 0)
         return cli_fail(&err);
+    /* Before the cleanup: it assumes no other server works on this data dir. */
+    struct server_claim *claim = NULL;
+    if (server_claim_data_dir(config->data_dir, &claim, &err) < 0) {
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
     if (reap_leftovers(config, backends, &err) < 0) {
+        server_claim_release(claim);
         backend_set_free(backends);
         return cli_fail(&err);
     }
-    if (server_start(config, backends, &server, &err) < 0) {
+    if (server_start(config, claim, source, backends, &server, &err) < 0) {
         backend_set_free(backends);
         return cli_fail(&err);
     }
-    fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
-            config->bind, (unsigned)server_port(server), config->name, config->data_dir,
-            server_discovered_sheds(server));
-    int signo = 0;
-    while (sigwait(stop_signals, &signo) != 0) {
-    }
+    print_serving(server);
+    int signo = wait_for_stop(server, stop_signals);
     fprintf(stderr, "shed-server: %s received, finishing requests in flight\n",
             signo == SIGINT ? "SIGINT" : "SIGTERM");
     server_stop(server);
@@ -141,13 +197,10 @@ int cmd_serve(const struct cli_call *call)
     }
     struct shed_config config;
     struct shed_err err = {0};
-    if (cli_load_config_of(call, &config) != 0)
-        return EXIT_FAILURE_RUN;
-    if (apply_overrides(&args, &config, &err) < 0) {
-        shed_config_free(&config);
+    if (load_config(&args, &config, &err) < 0)
         return cli_fail(&err);
-    }
-    rc = serve(&config, &stop_signals);
-    shed_config_free(&config);
+    struct server_config_source source = {.load = load_config, .file = config_file, .ctx = &args};
+    rc = serve(&config, &source, &stop_signals);
+    shed_config_free(&config); /* empty when the server took it */
     return rc;
 }

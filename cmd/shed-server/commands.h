@@ -26,6 +26,9 @@ enum server_option_id {
     OPT_UNTIL,
     OPT_LOG_TAIL_BYTES,
     OPT_TTY,
+    OPT_NAME,
+    OPT_FORMAT,
+    OPT_TIMEOUT,
     OPT_FIRST_FREE,
 };
 
@@ -63,8 +66,11 @@ int cmd_pull_images(const struct cli_call *call);
 int cmd_clone(const struct cli_call *call);
 int cmd_exec(const struct cli_call *call);
 int cmd_attach(const struct cli_call *call);
+int cmd_import(const struct cli_call *call);
+int cmd_reload(const struct cli_call *call);
 extern const struct cli_option serve_options[], pull_options[], convert_options[],
-    pull_images_options[], clone_options[], exec_options[], attach_options[];
+    pull_images_options[], clone_options[], exec_options[], attach_options[], import_options[],
+    reload_options[];
 extern const struct cli_command config_commands[], images_commands[], system_commands[];
 
 /* cmd_exec.c, shared with attach: runs command in a running shed with our stdio; returns

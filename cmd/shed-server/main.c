@@ -16,8 +16,17 @@ static const struct cli_option global_options[] = {SERVER_CONFIG_OPTIONS, SERVER
 static const struct cli_command commands[] = {
     {"serve", NULL, "[OPTIONS]", "Serve the REST API until SIGTERM or SIGINT.",
      "SIGTERM and SIGINT stop accepting, let requests in flight finish and exit 0; running\n"
-     "sheds keep running and are found again at the next start.\n",
+     "sheds keep running and are found again at the next start. SIGHUP re-reads server.yaml\n"
+     "(see reload). One server per data dir (<data_dir>/shed-server.pid).\n",
      serve_options, .run = cmd_serve, .max_operands = 0},
+    {"reload", NULL, "[OPTIONS]", "Make the running server re-read server.yaml.",
+     "As SIGHUP and `systemctl reload` do: the server of this data dir (its pid file) loads\n"
+     "what a restart would read and prints what took effect. bind, http_port, ssh_port,\n"
+     "data_dir, images_dir, instance_dir, container_network, container,\n"
+     "console_log_max_bytes and local_dir_roots keep their running values and are named as\n"
+     "needing a restart. An invalid file is refused with its error (exit 1) and the server\n"
+     "keeps the configuration it had.\n",
+     reload_options, .run = cmd_reload, .max_operands = 0},
     {"pull", NULL, "[OPTIONS] REF", "Pull an image from a registry into the blob store.",
      "REF: [registry[:port]/]repository[:tag][@sha256:digest]; Docker Hub names may be\n"
      "short (debian, library/debian:12). localhost and 127.0.0.1 use plain HTTP.\n"
@@ -39,6 +48,17 @@ static const struct cli_command commands[] = {
      pull_images_options, .run = cmd_pull_images, .max_operands = 0},
     {"images", "image", NULL, "List, remove or prune the cached image variants.",
      .subcommands = images_commands},
+    {"import", NULL, "[OPTIONS] FILE --name NAME",
+     "Make an image archive, OCI layout or rootfs tar an image variant (offline).",
+     "FILE is told apart by its content: docker-archive (docker save, podman save, skopeo\n"
+     "docker-archive:; the archive maybe gzip), oci-archive (a tar of an OCI layout), oci\n"
+     "(an OCI layout directory) or tarball (a root filesystem tar, plain, gzip or zstd, as\n"
+     "docker import takes). Blobs go into the content store with every digest verified;\n"
+     "NAME-rootfs.ext4 is converted exactly as a pull converts, ready for\n"
+     "`shed create x --image NAME`. Imported variants are kept by prune; `images rm NAME`\n"
+     "removes one. Importing a NAME again replaces it.\n",
+     import_options, .run = cmd_import, .min_operands = 1, .max_operands = 1,
+     .complete_kind = COMPLETE_FILE},
     {"clone", NULL, "[OPTIONS] SRC DST", "Clone a file the way shed rootfs clones are made.",
      "A reflink (FICLONE) where the file system shares extents, else copy_file_range or a\n"
      "read/write copy that keeps holes. DST must not exist.\n",

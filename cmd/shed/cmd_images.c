@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cmd/common/cli.h"
+#include "cmd/common/image_print.h"
 #include "common/fsutil.h"
 #include "shed.h"
 
@@ -15,36 +16,6 @@ static const struct cli_option prune_options[] = {
     SHED_OPTIONS_END,
 };
 
-/* The source column: where the variant comes from; _base is marked as the base image. */
-static const char *source_of(const json_t *image)
-{
-    if (json_is_true(json_object_get(image, "is_base")) &&
-        strcmp(json_str(image, "source"), "config") == 0)
-        return "base_image";
-    return json_str(image, "source");
-}
-
-static void print_image_table(const json_t *images)
-{
-    struct table table = {.columns = 6};
-    table_add(&table, (const char *[]){"NAME", "CACHED", "SIZE", "SOURCE", "REF", "DIGEST"});
-    size_t i;
-    json_t *image;
-    json_array_foreach(images, i, image)
-    {
-        char size[32] = "-";
-        if (json_int(image, "size_bytes") > 0)
-            format_size((uint64_t)json_int(image, "size_bytes"), size, sizeof size);
-        char digest[20];
-        snprintf(digest, sizeof digest, "%.19s", json_str(image, "digest"));
-        table_add(&table,
-                  (const char *[]){json_str(image, "name"),
-                                   json_is_true(json_object_get(image, "cached")) ? "yes" : "no",
-                                   size, source_of(image), json_str(image, "docker_ref"), digest});
-    }
-    table_print_free(&table);
-}
-
 static int images_ls(const struct cli_call *call)
 {
     struct shed_cli *cli = shed_cli_of(call);
@@ -55,7 +26,7 @@ static int images_ls(const struct cli_call *call)
     if (cli->json)
         shed_print_json(response.json);
     else
-        print_image_table(json_object_get(response.json, "images"));
+        image_print_table(json_object_get(response.json, "images"));
     client_response_clear(&response);
     return CLI_EXIT_OK;
 }
@@ -103,15 +74,10 @@ static int images_prune(const struct cli_call *call)
         dry_run ? "/api/images/prune?dry_run=true" : "/api/images/prune?dry_run=false";
     if (client_request(&cli->client, "POST", path, NULL, &response, &error) < 0)
         return shed_fail(&error);
-    json_t *deleted = json_object_get(response.json, "deleted");
     if (cli->json)
         shed_print_json(response.json);
-    else if (json_array_size(deleted) == 0)
-        printf("Nothing to prune.\n");
-    else {
-        printf("%s %zu image(s)\n", dry_run ? "would delete" : "deleted", json_array_size(deleted));
-        print_image_table(deleted);
-    }
+    else
+        image_print_prune(stdout, response.json);
     client_response_clear(&response);
     return CLI_EXIT_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "client.h"
 #include "cmd/common/cli.h"
+#include "cmd/common/table.h"
 
 enum shed_option_id {
     OPT_SERVER = CLI_FIRST_OPTION_ID,
@@ -75,17 +76,6 @@ long long json_int(const json_t *obj, const char *key);
 /* "/api/sheds/<name><suffix>"; -1 for a name that would change the path. */
 int shed_api_path(char *out, size_t outlen, const char *collection, const char *name,
                   const char *suffix);
-
-/* A table with columns aligned to their widest cell. */
-#define TABLE_MAX_COLUMNS 8
-struct table {
-    size_t columns;
-    size_t width[TABLE_MAX_COLUMNS];
-    char **cells; /* rows * columns, malloc'd strings */
-    size_t rows;
-};
-void table_add(struct table *table, const char *const *values);
-void table_print_free(struct table *table);
 
 /* The commands, by file. */
 int cmd_info(const struct cli_call *call);

@@ -261,7 +261,7 @@ class BaseImageTest(clitest.ServerTestCase):
         self.assertEqual([(i["name"], i.get("is_base", False)) for i in images],
                          [("dev", False), ("_base", True)])
         table = self.shed_here("images").stdout.splitlines()
-        self.assertRegex(table[2], r"^_base +no +- +base_image ")
+        self.assertRegex(table[2], r"^_base +no +- +- +base_image ")
         write_shed(self.instance_dir, "plain", image="_base")
         self.assertRegex(self.shed_here("get", "plain").stdout,
                          r"(?m)^image +_base \(the server's base_image\)$")

@@ -74,7 +74,7 @@ class LayoutTest(unittest.TestCase):
         with open(os.path.join(units, "shed-server.service")) as f:
             service = f.read()
         self.assertIn("\nExecStart=%s serve\n" % installed("bin", "shed-server"), service)
-        self.assertIn("\nExecReload=/bin/kill -HUP $MAINPID\n", service)
+        self.assertIn("\nExecReload=%s reload\n" % installed("bin", "shed-server"), service)
         self.assertIn("\nKillMode=process\n", service)  # sheds outlive the server
         with open(os.path.join(units, "shed-prune.service")) as f:
             prune = f.read()

@@ -93,7 +93,7 @@ class ProgressTestCase(unittest.TestCase):
     def write_config(self, images):
         path = os.path.join(self.dir, "server.yaml")
         with open(path, "w") as f:
-            f.write("data_dir: %s\nrootfs_size: 64M\nimages:\n" % self.data_dir)
+            f.write("data_dir: %s\nrootfs_size: 64M\nbase_image: null\nimages:\n" % self.data_dir)
             for name, ref in images.items():
                 f.write("  %s: %s\n" % (name, ref))
         return path

@@ -92,9 +92,11 @@ static void test_empty_file_gives_defaults(void)
     CHECK(config.rootfs_size == 20ULL << 30);
     CHECK(config.default_cpus == 2);
     CHECK(config.default_memory_mb == 4096);
-    CHECK(config.base_image == NULL);
+    CHECK_STR_EQ(config.base_image, SHED_CONFIG_DEFAULT_BASE_IMAGE);
+    CHECK(config.base_image_is_default);
     CHECK(config.image_count == 0);
     CHECK(config.insecure_registries != NULL && config.insecure_registries[0] == NULL);
+    CHECK(config.registry_ca_count == 0);
     cleanup_free char *data_dir = shed_config_default_data_dir();
     CHECK_STR_EQ(config.data_dir, data_dir);
     cleanup_free char *platform = shed_config_host_platform();
@@ -144,8 +146,90 @@ static void test_null_base_image_is_unset(void)
     struct shed_config config;
     CHECK(parse("base_image:\nimages:\n", &config) == 0);
     CHECK(config.base_image == NULL);
+    CHECK(!config.base_image_is_default);
     CHECK(config.image_count == 0);
     shed_config_free(&config);
+    CHECK(parse("base_image: null\n", &config) == 0);
+    CHECK(config.base_image == NULL);
+    shed_config_free(&config);
+}
+
+static void test_default_base_image_applies_without_a_file(void)
+{
+    struct shed_config config;
+    CHECK(shed_config_defaults(&config, &err) == 0);
+    CHECK_STR_EQ(config.base_image, "docker.io/library/debian:bookworm");
+    CHECK(config.base_image_is_default);
+    shed_config_free(&config);
+    CHECK(parse("base_image: reg/own:1\n", &config) == 0);
+    CHECK_STR_EQ(config.base_image, "reg/own:1");
+    CHECK(!config.base_image_is_default);
+    shed_config_free(&config);
+}
+
+static void test_registry_ca_is_parsed_and_printed(void)
+{
+    char ca[] = "/tmp/shed-config-ca-XXXXXX";
+    int fd = mkstemp(ca);
+    CHECK(fd >= 0);
+    close(fd);
+    cleanup_free char *text =
+        str_printf("registry_ca:\n  127.0.0.1:5443: %s\n  reg.lan: %s\n", ca, ca);
+    struct shed_config config;
+    CHECK(parse(text, &config) == 0);
+    CHECK(config.registry_ca_count == 2);
+    CHECK_STR_EQ(shed_config_registry_ca(&config, "127.0.0.1:5443"), ca);
+    CHECK_STR_EQ(shed_config_registry_ca(&config, "reg.lan"), ca);
+    CHECK(shed_config_registry_ca(&config, "reg.lan:443") == NULL);
+    char *printed = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&printed, &len);
+    CHECK(shed_config_print(&config, out) == 0);
+    fclose(out);
+    struct shed_config again;
+    CHECK(parse(printed, &again) == 0);
+    CHECK_STR_EQ(shed_config_registry_ca(&again, "127.0.0.1:5443"), ca);
+    shed_config_free(&again);
+    shed_config_free(&config);
+    free(printed);
+    check_refused("registry_ca:\n  reg.lan: /nonexistent/ca.pem\n",
+                  "server.yaml:2: registry_ca.reg.lan: cannot read CA file /nonexistent/ca.pem");
+    check_refused("registry_ca:\n  reg.lan: ca.pem\n",
+                  "registry_ca.reg.lan: expected an absolute path");
+    check_refused("registry_ca:\n  https://reg.lan: /tmp\n", "expected host[:port]");
+    check_refused("registry_ca: [a]\n", "registry_ca: expected a mapping");
+    check_refused("registry_ca:\n  reg.lan: /tmp\n", "is not a regular file");
+    unlink(ca);
+}
+
+/* What SIGHUP may not change while the server runs keeps its running value, named. */
+static void test_reload_keeps_restart_keys(void)
+{
+    struct shed_config running, next;
+    CHECK(parse("bind: 127.0.0.1\nhttp_port: 8080\ndata_dir: /srv/a\nimages:\n  x: r/x:1\n",
+                &running) == 0);
+    CHECK(parse("bind: 0.0.0.0\nhttp_port: 9090\ndata_dir: /srv/b\nimages:\n  y: r/y:1\n"
+                "container_network: {mode: bridge}\n",
+                &next) == 0);
+    struct strv changed = STRV_INIT;
+    CHECK(shed_config_keep_restart_keys(&next, &running, &changed, &err) == 0);
+    CHECK(changed.count == 6);
+    CHECK_STR_EQ(changed.items[0], "bind");
+    CHECK_STR_EQ(changed.items[1], "http_port");
+    CHECK_STR_EQ(changed.items[2], "data_dir");
+    CHECK_STR_EQ(changed.items[3], "images_dir");
+    CHECK_STR_EQ(changed.items[4], "instance_dir");
+    CHECK_STR_EQ(changed.items[5], "container_network");
+    CHECK_STR_EQ(next.bind, "127.0.0.1");
+    CHECK(next.http_port == 8080);
+    CHECK_STR_EQ(next.images_dir, "/srv/a/images");
+    CHECK(next.container_network.mode == SHED_NETWORK_NONE);
+    CHECK_STR_EQ(next.images[0].name, "y"); /* the rest takes effect */
+    strv_free(&changed);
+    CHECK(shed_config_keep_restart_keys(&next, &running, &changed, &err) == 0);
+    CHECK(changed.count == 0);
+    shed_config_free(&next);
+    shed_config_free(&running);
 }
 
 static void test_unknown_key_is_named_with_its_line(void)
@@ -607,6 +691,9 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_tilde_paths_expand_to_home),
     CHECK_TEST(test_platform_host_means_this_machine),
     CHECK_TEST(test_null_base_image_is_unset),
+    CHECK_TEST(test_default_base_image_applies_without_a_file),
+    CHECK_TEST(test_registry_ca_is_parsed_and_printed),
+    CHECK_TEST(test_reload_keeps_restart_keys),
     CHECK_TEST(test_unknown_key_is_named_with_its_line),
     CHECK_TEST(test_bad_port_is_named_with_its_line),
     CHECK_TEST(test_wrong_types_are_named),

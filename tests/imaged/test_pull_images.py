@@ -105,8 +105,8 @@ class CacheTestCase(unittest.TestCase):
 
     def write_config(self, images, base_image=None, extra=""):
         lines = ["data_dir: %s" % self.data_dir, "rootfs_size: %s" % ROOTFS_SIZE]
-        if base_image:
-            lines.append("base_image: %s" % base_image)
+        # No base image unless asked (the built-in default is Docker Hub's Debian).
+        lines.append("base_image: %s" % (base_image or "null"))
         lines.append("images:" if images else "images: {}")
         lines += ["  %s: %s" % (name, ref) for name, ref in images.items()]
         with open(self.config, "w") as f:
@@ -453,7 +453,8 @@ class ImagesCommands(unittest.TestCase):
         self.instance_dir = os.path.join(self.data_dir, "instances")
         self.config = os.path.join(self.dir, "server.yaml")
         with open(self.config, "w") as f:
-            f.write("data_dir: %s\nrootfs_size: 64M\nimages:\n  base: reg.test/o/base:v1\n"
+            f.write("data_dir: %s\nrootfs_size: 64M\nbase_image: null\n"
+                    "images:\n  base: reg.test/o/base:v1\n"
                     "  edited: reg.test/o/edited:v2\n" % self.data_dir)
 
     def images(self, *args):
@@ -484,8 +485,10 @@ class ImagesCommands(unittest.TestCase):
         self.assertEqual(images[4]["docker_ref"], "reg.test/o/old:v0")
 
     def test_ls_lists_the_configured_base_image_after_the_variants(self):
-        with open(self.config, "a") as f:
-            f.write("base_image: reg.test/o/base:v1\n")
+        with open(self.config) as f:
+            text = f.read()
+        with open(self.config, "w") as f:
+            f.write(text.replace("base_image: null", "base_image: reg.test/o/base:v1"))
         make_cached(self.images_dir, "_base", "reg.test/o/base:v1")
         make_cached(self.images_dir, "aa-manual")
         images = json.loads(self.images("ls", "--json").stdout)["images"]
@@ -493,16 +496,19 @@ class ImagesCommands(unittest.TestCase):
                          [("base", "config", False), ("edited", "config", False),
                           ("_base", "config", True), ("aa-manual", "discovered", False)])
         table = self.images("ls").stdout.splitlines()
-        self.assertRegex(table[3], r"^_base +base_image +yes ")
+        self.assertRegex(table[3], r"^_base +yes +\S+ \S*B +1\.0 MiB +base_image ")
         # configured, so neither pruned nor removable
-        self.assertEqual(self.images("prune").stdout.splitlines()[0], "removed aa-manual (1.0 MiB)")
+        self.assertEqual(self.images("prune").stdout.splitlines()[0],
+                         "deleted image aa-manual (0 B on disk)")  # a sparse hand-made file
         self.assertTrue(os.path.exists(os.path.join(self.images_dir, "_base-rootfs.ext4")))
 
     def test_ls_prints_a_table_for_humans(self):
         make_cached(self.images_dir, "base", "reg.test/o/base:v1")
         out = self.images("ls").stdout.splitlines()
-        self.assertRegex(out[0], r"^NAME +SOURCE +CACHED +SIZE +DIGEST +REF$")
-        self.assertRegex(out[1], r"^base +config +yes +1\.0 MiB +abababababab +reg.test/o/base:v1$")
+        self.assertRegex(out[0], r"^NAME +CACHED +ON DISK +LOGICAL +SOURCE +REF +DIGEST$")
+        # on disk: the blocks of the (sparse) rootfs and its .source; logical: the rootfs
+        self.assertRegex(out[1], r"^base +yes +\S+ \S*B +1\.0 MiB +config +reg.test/o/base:v1 +"
+                                 r"sha256:abababababab$")
 
     def test_rm_refuses_a_config_variant(self):
         path = make_cached(self.images_dir, "base", "reg.test/o/base:v1")
@@ -579,7 +585,8 @@ class ImagesCommands(unittest.TestCase):
         self.addCleanup(os.close, lock)
         fcntl.flock(lock, fcntl.LOCK_EX)
         out = self.images("prune").stdout
-        self.assertEqual(out, "Nothing to prune.\n")
+        self.assertEqual(out, "skipped image old: lock held (conversion in progress)\n"
+                              "Nothing to prune.\n")
         self.assertTrue(os.path.exists(path))
 
     def test_prune_with_nothing_to_do_says_so(self):

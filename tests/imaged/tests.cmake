@@ -21,3 +21,12 @@ shed_python_test(imaged.cache ${CMAKE_CURRENT_LIST_DIR}/test_pull_images.py TIME
 # The layer reader and flattener (imaged_convert on tar/gzip/zstd bytes), under libFuzzer or
 # over its corpus.
 shed_fuzz_target(layer ${CMAKE_CURRENT_LIST_DIR}/fuzz_layer.c LIBS shed_imaged)
+
+# shed-server import: skopeo's docker-archive, oci-archive and oci layouts and a rootfs tar
+# of the same image, compared with the registry's conversion.
+foreach(suite EveryKindTest HostileInputTest DebianImageTest)
+  shed_python_test(imaged.import.${suite} ${CMAKE_CURRENT_LIST_DIR}/test_import.py
+                   ARGS ${suite} TIMEOUT 900)
+endforeach()
+shed_python_test(imaged.import.ImportedShedTest ${CMAKE_CURRENT_LIST_DIR}/test_import.py
+                 ARGS ImportedShedTest TIMEOUT 900 SERIAL)

@@ -91,6 +91,115 @@ class BasicAuthTest(ocitest.PullTestCase):
                                               if e["status"] == 307))
 
 
+HELPER_SCRIPT = """#!/bin/sh
+# A docker credential helper for the tests: logs how it was called, answers from its table.
+read -r server || true
+echo "$*|$server" >> "%(log)s"
+case "$server" in
+%(cases)s
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+"""
+
+
+class CredentialHelperTest(ocitest.PullTestCase):
+    """credsStore / credHelpers of ~/.docker/config.json: docker-credential-<name> get, with
+    the registry on stdin, found on PATH, against a Basic-auth registry."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.registry = shedtest.Registry(auth=("basic", USER, PASSWORD)).start()
+        cls.pusher = shedtest.Pusher(cls.registry.url, shedtest.Pusher.basic(USER, PASSWORD))
+        cls.digest, _, _ = push_small_image(cls.pusher, "helped/img")
+        cls.ref = "%s/helped/img:v1" % cls.registry.host
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.registry.stop()
+
+    def setUp(self):
+        super().setUp()
+        self.home = self.make_data_dir()
+        self.bin = os.path.join(self.home, "bin")
+        os.makedirs(os.path.join(self.home, ".docker"))
+        os.makedirs(self.bin)
+        self.log = os.path.join(self.home, "helper.log")
+
+    def add_helper(self, name, answers, exit_code=0):
+        """docker-credential-<name> answering {server: (user, secret)}; others: not found."""
+        cases = "".join(
+            '  "%s") printf \'{"ServerURL":"%s","Username":"%s","Secret":"%s"}\'; exit %d ;;\n'
+            % (server, server, user, secret, exit_code)
+            for server, (user, secret) in answers.items())
+        path = os.path.join(self.bin, "docker-credential-" + name)
+        with open(path, "w") as f:
+            f.write(HELPER_SCRIPT % {"log": self.log, "cases": cases})
+        os.chmod(path, 0o755)
+
+    def write_docker_config(self, config):
+        with open(os.path.join(self.home, ".docker", "config.json"), "w") as f:
+            json.dump(config, f)
+
+    def pull_as_user(self):
+        env = {"HOME": self.home, "PATH": self.bin + os.pathsep + os.environ["PATH"]}
+        return self.pull(self.ref, env=env)
+
+    def helper_calls(self):
+        with open(self.log) as f:
+            return f.read().splitlines()
+
+    def test_creds_store_answers_for_the_registry(self):
+        self.add_helper("shedstore", {self.registry.host: (USER, PASSWORD)})
+        self.write_docker_config({"auths": {self.registry.host: {}}, "credsStore": "shedstore"})
+        result = self.pull_as_user()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), self.digest)
+        self.assertEqual(self.helper_calls(), ["get|" + self.registry.host])
+
+    def test_cred_helpers_entry_of_the_registry_wins_over_creds_store(self):
+        self.add_helper("right", {self.registry.host: (USER, PASSWORD)})
+        self.add_helper("wrong", {self.registry.host: (USER, "not-it")})
+        self.write_docker_config({"credsStore": "wrong",
+                                  "credHelpers": {self.registry.host: "right",
+                                                  "other.example": "wrong"}})
+        result = self.pull_as_user()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.helper_calls(), ["get|" + self.registry.host])
+
+    def test_a_helper_without_credentials_means_anonymous(self):
+        self.add_helper("empty", {})
+        self.write_docker_config({"credsStore": "empty"})
+        line = self.assert_one_line_error(self.pull_as_user(), "AUTH")
+        self.assertIn("requires authentication", line)
+        self.assertEqual(self.helper_calls(), ["get|" + self.registry.host])
+
+    def test_a_failing_helper_is_one_line_naming_it(self):
+        self.add_helper("broken", {self.registry.host: (USER, PASSWORD)}, exit_code=3)
+        self.write_docker_config({"credsStore": "broken"})
+        line = self.assert_one_line_error(self.pull_as_user(), "AUTH")
+        self.assertIn("credential helper docker-credential-broken failed (exit 3)", line)
+
+    def test_a_helper_not_on_path_is_named(self):
+        self.write_docker_config({"credsStore": "nowhere"})
+        line = self.assert_one_line_error(self.pull_as_user(), "AUTH")
+        self.assertIn("docker-credential-nowhere", line)
+        self.assertIn("not on PATH", line)
+
+    def test_a_helper_that_says_too_much_is_cut_off(self):
+        path = os.path.join(self.bin, "docker-credential-chatty")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\nhead -c 200000 /dev/zero\n")
+        os.chmod(path, 0o755)
+        self.write_docker_config({"credsStore": "chatty"})
+        line = self.assert_one_line_error(self.pull_as_user(), "AUTH")
+        self.assertIn("docker-credential-chatty wrote more than 65536 bytes", line)
+
+    def test_a_helper_name_cannot_be_a_path(self):
+        self.write_docker_config({"credsStore": "../../bin/sh"})
+        line = self.assert_one_line_error(self.pull_as_user(), "AUTH")
+        self.assertIn("invalid credential helper name", line)
+
+
 class TokenRealmTestCase(ocitest.PullTestCase):
     """Pulls whose credentials may go to the test's plain-HTTP token server: the registry is
     listed in insecure_registries of the config given with --config."""

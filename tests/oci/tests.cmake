@@ -11,7 +11,7 @@ shed_c_test(oci.store test_oci_store)
 add_executable(oci_resolve_tool ${CMAKE_CURRENT_LIST_DIR}/resolve_tool.c)
 target_link_libraries(oci_resolve_tool PRIVATE shed_oci)
 
-foreach(area pull auth resume)
+foreach(area pull auth resume tls)
   shed_python_test(oci.${area} ${CMAKE_CURRENT_LIST_DIR}/test_${area}.py
                    ARGS --shed-server $<TARGET_FILE:shed-server>)
 endforeach()

@@ -47,6 +47,8 @@ class Server:
         self.config = os.path.join(data_dir, "..", "server.yaml")
         with open(self.config, "w") as f:
             f.write("name: test-server\nssh_port: 2299\n" + extra_config)
+            if "base_image:" not in extra_config:
+                f.write("base_image: null\n")  # the built-in default is Docker Hub's
         self.proc = None
         self.port = None
         self.log_path = os.path.join(data_dir, "..", "server.log")
@@ -645,8 +647,10 @@ class ShutdownTests(ServerTestCase):
         self.server.proc = None
 
     def test_a_second_server_on_the_same_port_fails_cleanly(self):
+        other_data = tempfile.mkdtemp(prefix="shed-api-other-")
+        self.addCleanup(shutil.rmtree, other_data, True)
         other = subprocess.run([SHED_SERVER, "serve", "--config", self.server.config, "--port",
-                                str(self.server.port), "--data-dir", self.data_dir],
+                                str(self.server.port), "--data-dir", other_data],
                                capture_output=True, text=True, timeout=30)
         self.assertEqual(other.returncode, 1)
         self.assertIn("cannot listen", other.stderr)

@@ -40,7 +40,8 @@ REGISTRY = None
 IMAGE_REFS = {}  # variant name -> ref in the loopback registry
 WORK = None
 
-IMAGE_FIELDS = {"name", "path", "docker_ref", "digest", "size_bytes", "source", "cached"}
+IMAGE_FIELDS = {"name", "path", "docker_ref", "digest", "size_bytes", "source", "cached",
+                "physical_bytes", "disk_bytes", "logical_bytes"}
 
 
 def skip_reason():
@@ -682,7 +683,8 @@ class ImagesTest(CreateTestCase):
         self.assertEqual(by_name["_base"],
                          {"name": "_base", "path": "", "docker_ref": IMAGE_REFS["base"],
                           "digest": "", "size_bytes": 0, "source": "config", "cached": False,
-                          "is_base": True})
+                          "is_base": True, "physical_bytes": 0, "disk_bytes": 0,
+                          "logical_bytes": 0})
         imgs = by_name["imgs"]
         self.assertEqual((imgs["source"], imgs["cached"], imgs["docker_ref"]),
                          ("config", True, IMAGE_REFS["imgs"]))
@@ -691,7 +693,11 @@ class ImagesTest(CreateTestCase):
         self.assertEqual(imgs["size_bytes"], os.stat(imgs["path"]).st_size)
         self.assertEqual(by_name["notpulled"],
                          {"name": "notpulled", "path": "", "docker_ref": IMAGE_REFS["imgs"],
-                          "digest": "", "size_bytes": 0, "source": "config", "cached": False})
+                          "digest": "", "size_bytes": 0, "source": "config", "cached": False,
+                          "physical_bytes": 0, "disk_bytes": 0, "logical_bytes": 0})
+        # On disk: the blocks the rootfs holds (sparse), each counted once; logical: st_size.
+        self.assertEqual(imgs["physical_bytes"], imgs["disk_bytes"])
+        self.assertLess(imgs["disk_bytes"], imgs["size_bytes"])
         self.assertEqual((by_name["stray"]["source"], by_name["stray"]["cached"]),
                          ("discovered", True))
 
@@ -711,13 +717,16 @@ class ImagesTest(CreateTestCase):
         self.assertEqual(status, 200, dry)
         self.assertEqual([image["name"] for image in dry["deleted"]], ["stray"])
         for image in dry["deleted"]:
-            self.assertEqual(set(image), IMAGE_FIELDS, image)
+            self.assertEqual(set(image), IMAGE_FIELDS | {"freed"}, image)
+        self.assertTrue(dry["dry_run"])
         self.assertTrue(os.path.exists(os.path.join(self.images_dir, "stray-rootfs.ext4")))
         status, real = self.server.request("POST", "/api/images/prune?dry_run=false")
-        self.assertEqual((status, real), (200, dry))
+        self.assertEqual(status, 200, real)
+        self.assertEqual(real["deleted"], dry["deleted"])
+        self.assertEqual(real["freed"], dry["freed"])
         self.assertFalse(os.path.exists(os.path.join(self.images_dir, "stray-rootfs.ext4")))
-        self.assertEqual(self.server.request("POST", "/api/images/prune"),
-                         (200, {"deleted": []}))
+        status, again = self.server.request("POST", "/api/images/prune")
+        self.assertEqual((status, again["deleted"]), (200, []))
         self.assertEqual(self.list_images()[1], ["imgs", "notpulled", "_base", "kept"])
         # the shed on the discovered image still runs; once it is gone, its image is prunable
         self.assert_running("keeper")

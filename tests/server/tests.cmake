@@ -16,3 +16,8 @@ shed_c_test(server.route test_route)
 # exposure without a token, the unix socket, paths that would change a name.
 shed_python_test(server.limits ${CMAKE_CURRENT_LIST_DIR}/test_limits.py
                  ARGS --shed-server $<TARGET_FILE:shed-server>)
+shed_python_test(server.reload ${CMAKE_CURRENT_LIST_DIR}/test_reload.py
+                 ARGS --shed-server $<TARGET_FILE:shed-server> ReloadTest
+                      PullImagesTellsTheServerTest)
+shed_python_test(server.reload.create ${CMAKE_CURRENT_LIST_DIR}/test_reload.py
+                 ARGS --shed-server $<TARGET_FILE:shed-server> ReloadCreateTest SERIAL)

@@ -118,7 +118,8 @@ class SystemTestCase(unittest.TestCase):
 
     def write_config(self, images):
         with open(self.config, "w") as f:
-            f.write("name: sys-test\ndata_dir: %s\nrootfs_size: 64M\n" % self.data_dir)
+            f.write("name: sys-test\ndata_dir: %s\nrootfs_size: 64M\nbase_image: null\n"
+                    % self.data_dir)
             if images:
                 f.write("images:\n")
                 for name, ref in images.items():
@@ -613,7 +614,7 @@ class CliTest(SystemTestCase):
 
     def test_df_prints_the_rollup_table_and_verbose_items(self):
         out = self.shed("df").stdout
-        self.assertRegex(out.splitlines()[0], r"^CATEGORY\s+FILES\s+LOGICAL\s+PHYSICAL\s+EXCLUSIVE$")
+        self.assertRegex(out.splitlines()[0], r"^CATEGORY\s+FILES\s+ON DISK\s+LOGICAL$")
         for row in ("images", "sheds", "orphans", "total"):
             self.assertRegex(out, r"(?m)^%s\s+\d+" % row)
         verbose = self.shed("df", "-v").stdout
@@ -643,7 +644,7 @@ class CliTest(SystemTestCase):
         other_data = os.path.join(other_dir, "data")
         other_config = os.path.join(other_dir, "server.yaml")
         with open(other_config, "w") as f:
-            f.write("name: other\ndata_dir: %s\n" % other_data)
+            f.write("name: other\ndata_dir: %s\nbase_image: null\n" % other_data)
         os.makedirs(other_data)
         other = Server(other_config, other_data)
         self.addCleanup(other.stop)

@@ -69,7 +69,7 @@ class XfsReflinkTest(unittest.TestCase):
         os.makedirs(self.instance_dir)
         self.config = os.path.join(self.xfs.dir, "server.yaml")
         with open(self.config, "w") as f:
-            f.write("name: xfs-test\ndata_dir: %s\n" % self.data_dir)
+            f.write("name: xfs-test\ndata_dir: %s\nbase_image: null\n" % self.data_dir)
         self.image = os.path.join(self.images_dir, "big-rootfs.ext4")
         chunk = os.urandom(MIB)
         with open(self.image, "wb") as f:
@@ -117,6 +117,16 @@ class XfsReflinkTest(unittest.TestCase):
                          "sheds exclusive total")
         self.assertGreaterEqual(df["totals"]["sheds"]["physical_bytes"], 10 * GIB)
         self.assertTrue(any("exclusive_bytes" in n for n in df["notes"]))
+        # On disk, each block once: the image holds the shared blocks, each clone only the
+        # ones it rewrote, marked as sharing the image's; no "no reflinks" note here.
+        [big] = df["images"]
+        self.assertClose(big["disk_bytes"], GIB, 0.01, "image disk")
+        for shed in df["sheds"]:
+            self.assertEqual(shed["shared_with"], "big")
+            self.assertClose(shed["disk_bytes"], 10 * MIB, 0.05, shed["name"] + " disk")
+        self.assertClose(df["totals"]["all"]["disk_bytes"], GIB + 100 * MIB, 0.02,
+                         "every block once")
+        self.assertFalse([n for n in df["notes"] if n.startswith("no reflinks")])
 
         # the 5 old clones go; the image stays (5 sheds still use it)
         before = free_bytes(self.xfs.mountpoint)

@@ -14,3 +14,7 @@ shed_python_test(runtime.system.XfsReflinkTest ${CMAKE_CURRENT_LIST_DIR}/test_sy
                  TIMEOUT 900 SERIAL)
 shed_python_test(runtime.system.ContainerPruneTest
                  ${CMAKE_CURRENT_LIST_DIR}/test_system_container.py TIMEOUT 1200 SERIAL)
+foreach(suite AgreementTest ReclaimTest)
+  shed_python_test(runtime.system.sizes.${suite} ${CMAKE_CURRENT_LIST_DIR}/test_sizes.py
+                   ARGS ${suite})
+endforeach()
