@@ -147,10 +147,10 @@ struct shed_config {
     char *platform; /* "os/arch[/variant]"; default: the host's */
     int default_cpus;
     int default_memory_mb;
-    char **insecure_registries; /* NULL-terminated, never NULL itself */
+    char **insecure_registries;                  /* NULL-terminated, never NULL itself */
     struct shed_config_registry_ca *registry_ca; /* in file order */
     size_t registry_ca_count;
-    char *api_token;            /* NULL: no authentication */
+    char *api_token; /* NULL: no authentication */
     /* A non-loopback bind without api_token is refused unless this is set. */
     bool allow_unauthenticated;
     char *unix_socket;         /* an extra listener on this path; NULL: none */

@@ -35,6 +35,9 @@ struct backend_progress {
     /* Set non-zero when the create is cancelled (DELETE of the starting shed, SIGTERM): a
      * long step (the repo clone) stops with SHED_E_INTERRUPTED. May be NULL. */
     volatile int *cancel;
+    /* The configuration the request runs with (a create's repo policy: reloadable, so never
+     * the one the backend was built with). NULL: the backend's own. */
+    const struct shed_config *config;
 };
 
 static inline void backend_report(const struct backend_progress *progress, const char *phase,

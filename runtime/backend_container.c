@@ -339,8 +339,7 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         char message[256];
         snprintf(message, sizeof message, "Cloning %.200s into /workspace", inst->repo);
         backend_report(progress, "repo", message, false);
-        rc = container_clone_repo(state, paths.mountpoint, inst->repo,
-                                  progress != NULL ? progress->cancel : NULL, err);
+        rc = container_clone_repo(progress, paths.mountpoint, inst->repo, err);
         if (rc < 0)
             backend_report(progress, "repo", err->msg, true);
     }
@@ -593,7 +592,6 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->instance_dir = strdup(config->instance_dir);
     state->data_dir = strdup(config->data_dir);
     state->limits = config->container;
-    state->config = config;
     int network_rc = container_network_init(&state->network, config, err);
     if (network_rc == 0)
         network_rc = local_dir_policy_init(&state->local_dir, config, err);

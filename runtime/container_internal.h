@@ -21,6 +21,7 @@
 #include "common/rotating_log.h"
 #include "common/shed_err.h"
 #include "container_network.h"
+#include "runtime/backend.h"
 #include "runtime/instance.h"
 #include "runtime/local_dir.h"
 
@@ -46,7 +47,6 @@ struct container_state {
     struct container_network network;
     struct local_dir_policy local_dir;
     struct shed_config_container limits; /* config container: (plain values, copied) */
-    const struct shed_config *config;    /* outlives the backend (backend_set_new) */
 };
 
 /* The paths of one shed (all malloc'd; container_paths_free releases them). */
@@ -196,9 +196,10 @@ int container_dial(pid_t init_pid, uint64_t init_start_time, uint16_t port, int 
 
 /* ---- container_repo.c: the repo cloned into /workspace ------------------------------- */
 
-/* repo_clone (runtime/repo.h) into <rootfs>/workspace, the tree then owned by the shed's
- * root; cancel (may be NULL) kills git. */
-int container_clone_repo(const struct container_state *state, const char *rootfs, const char *repo,
-                         volatile int *cancel, struct shed_err *err);
+/* repo_clone (runtime/repo.h) into <rootfs>/workspace with the repo policy of
+ * progress->config, the tree then owned by the shed's root; progress->cancel (may be NULL)
+ * kills git. */
+int container_clone_repo(const struct backend_progress *progress, const char *rootfs,
+                         const char *repo, struct shed_err *err);
 
 #endif

@@ -269,8 +269,10 @@ static int start_on_backend(const struct create_run *run, struct instance *inst,
         roll_back(run, inst, false, err);
         return -1;
     }
-    struct backend_progress progress = {
-        .report = on_backend_progress, .ctx = (void *)run, .cancel = run->request->cancel};
+    struct backend_progress progress = {.report = on_backend_progress,
+                                        .ctx = (void *)run,
+                                        .cancel = run->request->cancel,
+                                        .config = run->config};
     if (backend->create(backend, inst, &progress, err) < 0) {
         roll_back(run, inst, true, err);
         return -1;

@@ -20,6 +20,8 @@ int config_snapshot_new(struct shed_config *config, const struct backend_set *ba
 
 struct config_snapshot *config_snapshot_retain(struct config_snapshot *snapshot)
 {
+    if (snapshot == NULL) /* a context without one (server/route.c's) */
+        return NULL;
     atomic_fetch_add(&snapshot->refs, 1);
     return snapshot;
 }

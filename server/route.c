@@ -9,7 +9,8 @@
 #include "handlers.h"
 
 struct server_router {
-    struct api_context context;
+    struct api_context context; /* with the caller's config instead of a snapshot */
+    char info_backend[32];
 };
 
 int server_router_open(const struct shed_config *config, const struct backend_set *backends,
@@ -23,6 +24,9 @@ int server_router_open(const struct shed_config *config, const struct backend_se
         free(router);
         return -1;
     }
+    backend_set_describe_default(backends, config->default_backend, router->info_backend,
+                                 sizeof router->info_backend);
+    router->context.info_backend = router->info_backend;
     *out = router;
     return 0;
 }

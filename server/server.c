@@ -206,15 +206,17 @@ static void note_loaded_file(struct server *server);
 static int record_reload(struct server *server, bool ok, const char *message);
 
 /* The requests that delete images: they must not decide with a stale list of configured
- * variants (server_reload). The raw target is enough to tell. */
+ * variants (server_reload). The raw target's path (before any query) is enough to tell. */
 static bool deletes_images(const char *method, const char *target)
 {
     if (target == NULL)
         return false;
+    size_t len = strcspn(target, "?");
     if (strcmp(method, "DELETE") == 0)
         return strncmp(target, "/api/images/", 12) == 0;
     return strcmp(method, "POST") == 0 &&
-           (strcmp(target, "/api/images/prune") == 0 || strcmp(target, "/api/system/prune") == 0);
+           ((len == 17 && strncmp(target, "/api/images/prune", len) == 0) ||
+            (len == 17 && strncmp(target, "/api/system/prune", len) == 0));
 }
 
 static void route_with(struct MHD_Connection *connection, const char *method,
