@@ -44,10 +44,6 @@ void api_route(const struct api_request *request, const struct api_context *cont
 void handle_info(const struct api_request *, const struct api_context *, struct api_response *);
 void handle_ssh_host_key(const struct api_request *, const struct api_context *,
                          struct api_response *);
-/* Loads <data_dir>/ssh_host_ed25519_key.pub, generating the key pair first when absent:
- * the private key as PKCS#8 PEM (0600), the public one in OpenSSH format. */
-int api_host_key_load_or_create(const char *data_dir, const char *comment, char **public_key,
-                                struct shed_err *err);
 
 /* handlers_sheds.c */
 void handle_sheds_list(const struct api_request *, const struct api_context *,

@@ -17,6 +17,7 @@
 #include "common/fsutil.h"
 #include "common/timeutil.h"
 #include "handlers.h"
+#include "runtime/host_key.h"
 
 /* A body announced larger than this is refused before it is read (the connection is then
  * closed, and a client still sending may see a reset instead of the 413). Bodies between
@@ -252,7 +253,7 @@ static int prepare_context(struct server *server, const struct shed_config *conf
     cleanup_free char *comment = str_printf("shed@%s", config->name);
     if (comment == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (api_host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
+    if (host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
         return -1;
     backend_set_describe_default(backends, config->default_backend, context->info_backend,
                                  sizeof context->info_backend);
