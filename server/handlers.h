@@ -11,6 +11,7 @@
 #include "http_util.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
+#include "runtime/shed_lifecycle.h"
 
 /* GET /api/sheds's rendered body, reused while the store's generation is unchanged and
  * every shed it showed running is still alive (handlers_sheds.c). */
@@ -24,6 +25,7 @@ struct api_context {
     const struct shed_config *config;
     struct instance_store *instances;
     const struct backend_set *backends;
+    struct shed_lifecycle lifecycle; /* instances + backends, for runtime/shed_lifecycle.h */
     /* What GET /api/info reports as "backend": the configured backend, or with `detect` the
      * first backend that probes usable, or "none" when no backend is usable. */
     char info_backend[32];
@@ -59,7 +61,7 @@ void handle_shed_stop(const struct api_request *, const struct api_context *,
                       struct api_response *);
 /* The API's shed object: empty strings and zero numbers are left out. */
 json_t *api_shed_json(const struct instance *inst);
-/* Loads a shed and reconciles its status with the backend (see handlers_sheds.c). */
+/* Loads a shed and reconciles its status with the backend (shed_lifecycle_load). */
 int api_load_shed(const struct api_context *context, const char *name, struct instance *inst,
                   struct shed_err *err);
 

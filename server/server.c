@@ -247,6 +247,7 @@ static int prepare_context(struct server *server, const struct shed_config *conf
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
+    context->lifecycle = (struct shed_lifecycle){.store = context->instances, .backends = backends};
     context->list_cache = shed_list_cache_new();
     if (context->list_cache == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
