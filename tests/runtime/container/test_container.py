@@ -22,6 +22,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,31 @@ class BackendTest(unittest.TestCase, LeftoverChecks):
         self.driver("life", "delete", check=True)
         self.names.remove("life")
         self.assert_no_leftovers(self.data_dir, "life")
+
+    def agent_socket(self, name):
+        return os.path.join(self.data_dir, "instances", name, "container", "agent.sock")
+
+    def test_exec_goes_through_the_agent_with_exactly_its_environment(self):
+        self.create("agent")
+        st = os.lstat(self.agent_socket("agent"))
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        env = self.driver("agent", "exec", "env", check=True).stdout.split()
+        self.assertEqual(sorted(env), sorted([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TERM=xterm-256color", "HOME=/root", "LANG=C.UTF-8"]))
+        # The agent's own socket (fd 3 of shed-init) never reaches a process in the shed.
+        fds = self.driver("agent", "exec", "sh", "-c", "ls /proc/$$/fd", check=True).stdout
+        self.assertEqual(sorted(fds.split(), key=int), ["0", "1", "2"])
+        self.assertEqual(self.driver("agent", "exec", "sh", "-c", "cat; exit 6",
+                                     input="through\n").stdout, "through\n")
+
+    def test_shed_started_before_the_agent_falls_back_to_runc_exec(self):
+        self.create("old")
+        os.unlink(self.agent_socket("old"))  # as a shed started by an older server
+        self.assertEqual(self.driver("old", "exec", "hostname", check=True).stdout.strip(), "old")
+        self.assertEqual(self.driver("old", "exec", "sh", "-c", "exit 5").returncode, 5)
+        self.assertEqual(self.driver("old", "exec", "no-such-command").returncode, 127)
 
     def test_cgroup_limits_applied(self):
         self.create("limits", "cpus=1", "memory_mb=256")
