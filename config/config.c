@@ -84,6 +84,8 @@ void shed_config_free(struct shed_config *config)
     strv_free_items(config->insecure_registries);
     free(config->api_token);
     free(config->container_network.bridge);
+    free(config->ssh.authorized_keys);
+    strv_free_items(config->ssh.keys);
     memset(config, 0, sizeof *config);
 }
 
@@ -568,10 +570,156 @@ static int parse_container_network(struct parse_ctx *ctx, const char *key, const
     return 0;
 }
 
+/* ---- ssh: {authorized_keys, keys, shell, auth, max_auth_tries, login_grace_seconds,
+ * max_connections} ---- */
+
+static int parse_ssh_authorized_keys(struct parse_ctx *ctx, const char *key,
+                                     const yaml_node_t *node)
+{
+    return get_path(ctx, key, node, &ctx->config->ssh.authorized_keys);
+}
+
+/* An OpenSSH public key line: "<type> <base64>[ comment]" with a type we know the shape of;
+ * the key itself is checked when the SSH server loads it. */
+static bool public_key_line_is_plausible(const char *line)
+{
+    static const char *const prefixes[] = {"ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp",
+                                           "sk-ssh-ed25519@openssh.com ",
+                                           "sk-ecdsa-sha2-nistp256@openssh.com "};
+    for (const char *p = line; *p; p++)
+        if (iscntrl((unsigned char)*p))
+            return false;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+            return strchr(line, ' ') != NULL && strchr(line, ' ')[1] != '\0';
+    return false;
+}
+
+static int parse_ssh_keys(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_error(ctx, node, key, "expected a list of public keys, got %s",
+                            node_kind(node));
+    size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    char **list = calloc(count + 1, sizeof *list);
+    if (list == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    strv_free_items(ctx->config->ssh.keys);
+    ctx->config->ssh.keys = list;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *item =
+            yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
+        if (get_string(ctx, key, item, &list[i]) < 0)
+            return -1;
+        if (!public_key_line_is_plausible(list[i]))
+            return config_error(ctx, item, key,
+                                "expected an OpenSSH public key such as \"ssh-ed25519 AAAA... "
+                                "me@laptop\", got \"%.60s\"",
+                                list[i]);
+    }
+    return 0;
+}
+
+static int parse_ssh_shell(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "login") == 0)
+        ctx->config->ssh.shell = SHED_SSH_SHELL_LOGIN;
+    else if (strcmp(text, "tmux") == 0)
+        ctx->config->ssh.shell = SHED_SSH_SHELL_TMUX;
+    else
+        return config_error(ctx, node, key, "expected login or tmux, got \"%s\"", text);
+    return 0;
+}
+
+static int parse_ssh_auth(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "keys") == 0)
+        ctx->config->ssh.auth = SHED_SSH_AUTH_KEYS;
+    else if (strcmp(text, "none") == 0)
+        ctx->config->ssh.auth = SHED_SSH_AUTH_NONE;
+    else
+        return config_error(ctx, node, key, "expected keys or none, got \"%s\"", text);
+    return 0;
+}
+
+static int parse_ssh_max_auth_tries(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 100, &ctx->config->ssh.max_auth_tries);
+}
+
+static int parse_ssh_login_grace(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 3600, &ctx->config->ssh.login_grace_seconds);
+}
+
+static int parse_ssh_max_connections(struct parse_ctx *ctx, const char *key,
+                                     const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 10000, &ctx->config->ssh.max_connections);
+}
+
 struct key_handler {
     const char *key;
     int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
 };
+
+/* A mapping of known sub-keys, each at most once: "<key>.<name>" names them in errors. */
+static int parse_section(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                         const struct key_handler *fields, size_t count)
+{
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return config_error(ctx, node, key, "expected a mapping, got %s", node_kind(node));
+    bool seen[16] = {false};
+    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
+         pair < node->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *name = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
+        if (name->type != YAML_SCALAR_NODE)
+            return config_error(ctx, name, key, "expected a key name, got %s", node_kind(name));
+        char full_key[96];
+        snprintf(full_key, sizeof full_key, "%s.%.48s", key, scalar_text(name));
+        size_t i = 0;
+        while (i < count && strcmp(fields[i].key, scalar_text(name)) != 0)
+            i++;
+        if (i == count)
+            return config_error(ctx, name, full_key, "unknown key");
+        if (seen[i])
+            return config_error(ctx, name, full_key, "duplicate key");
+        seen[i] = true;
+        if (fields[i].parse(ctx, full_key, value) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_ssh(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct key_handler fields[] = {
+        {"authorized_keys", parse_ssh_authorized_keys},
+        {"keys", parse_ssh_keys},
+        {"shell", parse_ssh_shell},
+        {"auth", parse_ssh_auth},
+        {"max_auth_tries", parse_ssh_max_auth_tries},
+        {"login_grace_seconds", parse_ssh_login_grace},
+        {"max_connections", parse_ssh_max_connections},
+    };
+    return parse_section(ctx, key, node, fields, sizeof fields / sizeof fields[0]);
+}
+
+static int parse_sessions_timeout(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 300, &ctx->config->sessions_timeout_seconds);
+}
 
 static const struct key_handler key_handlers[] = {
     {"name", parse_name},
@@ -591,6 +739,8 @@ static const struct key_handler key_handlers[] = {
     {"insecure_registries", parse_insecure_registries},
     {"api_token", parse_api_token},
     {"container_network", parse_container_network},
+    {"ssh", parse_ssh},
+    {"sessions_timeout_seconds", parse_sessions_timeout},
 };
 #define KEY_HANDLER_COUNT (sizeof key_handlers / sizeof key_handlers[0])
 
@@ -643,6 +793,44 @@ static char *host_name(void)
     return strdup(buf);
 }
 
+/* The directory a default file of the server goes to: the config file's own, else /etc/shed
+ * for root and ~/.config/shed for a user (where the lookup would find a server.yaml). */
+static char *config_dir(const char *config_path)
+{
+    if (config_path != NULL) {
+        const char *slash = strrchr(config_path, '/');
+        if (slash == NULL)
+            return strdup(".");
+        return strndup(config_path, slash == config_path ? 1 : (size_t)(slash - config_path));
+    }
+    if (geteuid() == 0)
+        return strdup("/etc/shed");
+    const char *home = getenv("HOME");
+    return str_printf("%s/.config/shed", home != NULL && home[0] == '/' ? home : ".");
+}
+
+static int fill_ssh_defaults(struct shed_config *config, struct shed_err *err)
+{
+    struct shed_config_ssh *ssh = &config->ssh;
+    if (ssh->max_auth_tries == 0)
+        ssh->max_auth_tries = SHED_CONFIG_DEFAULT_MAX_AUTH_TRIES;
+    if (ssh->login_grace_seconds == 0)
+        ssh->login_grace_seconds = SHED_CONFIG_DEFAULT_LOGIN_GRACE_SECONDS;
+    if (ssh->max_connections == 0)
+        ssh->max_connections = SHED_CONFIG_DEFAULT_MAX_CONNECTIONS;
+    if (ssh->keys == NULL && (ssh->keys = calloc(1, sizeof(char *))) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (ssh->authorized_keys != NULL && !ssh->authorized_keys_default)
+        return 0;
+    cleanup_free char *dir = config_dir(config->path);
+    cleanup_free char *absolute = dir != NULL ? realpath(dir, NULL) : NULL;
+    free(ssh->authorized_keys);
+    ssh->authorized_keys =
+        dir != NULL ? fs_path_join(absolute ? absolute : dir, "authorized_keys") : NULL;
+    ssh->authorized_keys_default = true;
+    return ssh->authorized_keys == NULL ? shed_errf(err, SHED_E_NO_MEMORY, "out of memory") : 0;
+}
+
 /* Fills every key the file left unset; derived directories follow data_dir. */
 static int fill_defaults(struct shed_config *config, struct shed_err *err)
 {
@@ -674,6 +862,10 @@ static int fill_defaults(struct shed_config *config, struct shed_err *err)
     if (set_string_default(&config->container_network.bridge, strdup(SHED_CONFIG_DEFAULT_BRIDGE),
                            err) < 0)
         return -1;
+    if (fill_ssh_defaults(config, err) < 0)
+        return -1;
+    if (config->sessions_timeout_seconds == 0)
+        config->sessions_timeout_seconds = SHED_CONFIG_DEFAULT_SESSIONS_TIMEOUT_SECONDS;
     if (config->insecure_registries == NULL) {
         config->insecure_registries = calloc(1, sizeof(char *));
         if (config->insecure_registries == NULL)
@@ -753,7 +945,8 @@ int shed_config_load_file(const char *path, struct shed_config *config, struct s
     if (shed_config_parse(text, len, path, config, err) < 0)
         return -1;
     config->path = strdup(path);
-    if (config->path == NULL) {
+    /* The default authorized_keys sits beside the file, now that it is known. */
+    if (config->path == NULL || fill_ssh_defaults(config, err) < 0) {
         shed_config_free(config);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -810,6 +1003,23 @@ static void print_container_network(FILE *out, const struct shed_config_network 
     print_quoted(out, network->bridge);
     fprintf(out, "\n  subnet: \"%u.%u.%u.%u/%d\"\n", subnet >> 24, (subnet >> 16) & 255,
             (subnet >> 8) & 255, subnet & 255, network->prefix_len);
+}
+
+static void print_ssh(FILE *out, const struct shed_config_ssh *ssh)
+{
+    fputs("ssh:\n  authorized_keys: ", out);
+    print_quoted(out, ssh->authorized_keys);
+    fputs(ssh->keys[0] == NULL ? "\n  keys: []\n" : "\n  keys:\n", out);
+    for (char **key = ssh->keys; *key != NULL; key++) {
+        fputs("    - ", out);
+        print_quoted(out, *key);
+        fputc('\n', out);
+    }
+    fprintf(out, "  shell: \"%s\"\n  auth: \"%s\"\n",
+            ssh->shell == SHED_SSH_SHELL_TMUX ? "tmux" : "login",
+            ssh->auth == SHED_SSH_AUTH_NONE ? "none" : "keys");
+    fprintf(out, "  max_auth_tries: %d\n  login_grace_seconds: %d\n  max_connections: %d\n",
+            ssh->max_auth_tries, ssh->login_grace_seconds, ssh->max_connections);
 }
 
 int shed_config_use_data_dir(struct shed_config *config, const char *dir, struct shed_err *err)
@@ -869,5 +1079,7 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     /* Never echo the secret itself. */
     fprintf(out, "api_token: %s\n", config->api_token != NULL ? "\"<set>\"" : "null");
     print_container_network(out, &config->container_network);
+    print_ssh(out, &config->ssh);
+    fprintf(out, "sessions_timeout_seconds: %d\n", config->sessions_timeout_seconds);
     return ferror(out) ? -1 : 0;
 }

@@ -39,6 +39,28 @@ struct shed_config_network {
     int prefix_len;              /* 16-30; default 24. The gateway is the first host. */
 };
 
+/* `ssh:` — the SSH front door (ssh/), on bind:ssh_port. */
+enum shed_ssh_shell { SHED_SSH_SHELL_LOGIN, SHED_SSH_SHELL_TMUX };
+enum shed_ssh_auth { SHED_SSH_AUTH_KEYS, SHED_SSH_AUTH_NONE };
+#define SHED_CONFIG_DEFAULT_MAX_AUTH_TRIES 6
+#define SHED_CONFIG_DEFAULT_LOGIN_GRACE_SECONDS 120
+#define SHED_CONFIG_DEFAULT_MAX_CONNECTIONS 100
+#define SHED_CONFIG_DEFAULT_SESSIONS_TIMEOUT_SECONDS 5
+
+struct shed_config_ssh {
+    /* OpenSSH authorized_keys file; default <config dir>/authorized_keys (the directory of
+     * the server.yaml in use; /etc/shed as root and ~/.config/shed otherwise without one).
+     * A missing file is no key. */
+    char *authorized_keys;
+    bool authorized_keys_default; /* not set in the file: the default location */
+    char **keys;                  /* inline keys ("ssh-ed25519 AAAA... comment"), NULL-terminated */
+    enum shed_ssh_shell shell;    /* what an interactive session runs: login shell or tmux */
+    enum shed_ssh_auth auth;      /* keys (default), or none: anyone who can connect gets in */
+    int max_auth_tries;           /* failed attempts before the connection is closed */
+    int login_grace_seconds;      /* time from connect to authenticated */
+    int max_connections;          /* connections served at once; more are refused */
+};
+
 /* One entry of `images:`: a registry reference or an absolute path to a ready ext4. */
 struct shed_config_image {
     char *name;
@@ -66,6 +88,10 @@ struct shed_config {
     char **insecure_registries; /* NULL-terminated, never NULL itself */
     char *api_token;            /* NULL: no authentication */
     struct shed_config_network container_network;
+    struct shed_config_ssh ssh;
+    /* The deadline of each tmux command behind the sessions API: a shed whose tmux hangs is
+     * skipped by GET /api/sessions and answers 500 for its own sessions. */
+    int sessions_timeout_seconds;
 };
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */

@@ -75,7 +75,8 @@ struct backend_spawn_request {
      * HOME, SHELL, USER, LOGNAME and PATH are added to env unless it has them. */
     bool login;
     const char *command;
-    /* "NAME=value" strings, NULL-terminated (NULL: none): the process gets exactly these. */
+    /* "NAME=value" strings, NULL-terminated: the process gets exactly these. NULL: the
+     * shed's default environment (what its init has: PATH, TERM, HOME, LANG). */
     const char *const *env;
     const char *cwd; /* NULL: / (HOME with login) */
     /* A new terminal of the shed's own (the process's controlling terminal, stdin, stdout
@@ -161,10 +162,11 @@ int backend_process_resize(struct backend_process *process, const struct backend
                            struct shed_err *err);
 
 /* Copies between a local terminal (or any pair of fds) and the process's pty until the
- * process ends: in_fd to the pty, the pty to out_fd. A terminal in_fd is raw meanwhile.
- * winch_fd (-1: none) is a signalfd for SIGWINCH: when readable, in_fd's window size is
- * copied to the pty (and once at the start). Fills *exit. */
-int backend_process_relay_tty(struct backend_process *process, int in_fd, int out_fd, int winch_fd,
+ * process ends: in_fd to the pty, the pty to out_fd. A terminal in_fd is raw meanwhile, and
+ * its size is copied to the pty at the start. signal_fd (-1: none) is a signalfd: SIGWINCH
+ * copies in_fd's size to the pty again, any other signal is passed on to the process.
+ * Fills *exit. */
+int backend_process_relay_tty(struct backend_process *process, int in_fd, int out_fd, int signal_fd,
                               struct backend_exit *exit, struct shed_err *err);
 
 /* A listening unix socket inside a running shed, made for SSH agent forwarding: processes

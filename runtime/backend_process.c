@@ -40,14 +40,20 @@ static void copy_window_size(int from_fd, int pty_fd)
         ioctl(pty_fd, TIOCSWINSZ, &ws);
 }
 
-static void drain_winch(int winch_fd, int in_fd, int pty_fd)
+/* SIGWINCH: the local size again; anything else: to the process. */
+static void handle_signals(struct backend_process *process, int signal_fd, int in_fd)
 {
     struct signalfd_siginfo info;
-    bool seen = false;
-    while (read(winch_fd, &info, sizeof info) == (ssize_t)sizeof info)
-        seen = true;
-    if (seen)
-        copy_window_size(in_fd, pty_fd);
+    bool resized = false;
+    while (read(signal_fd, &info, sizeof info) == (ssize_t)sizeof info) {
+        struct shed_err ignored = {0};
+        if (info.ssi_signo == SIGWINCH)
+            resized = true;
+        else
+            backend_process_signal(process, (int)info.ssi_signo, &ignored);
+    }
+    if (resized)
+        copy_window_size(in_fd, process->pty_fd);
 }
 
 /* Output of the pty to out_fd: 1 more may come, 0 the pty is closed (EIO: no slave left),
@@ -87,10 +93,10 @@ static void write_input(struct pending_input *input, int pty_fd)
     }
 }
 
-static int relay(struct backend_process *process, int in_fd, int out_fd, int winch_fd,
+static int relay(struct backend_process *process, int in_fd, int out_fd, int signal_fd,
                  struct backend_exit *exit, struct shed_err *err);
 
-int backend_process_relay_tty(struct backend_process *process, int in_fd, int out_fd, int winch_fd,
+int backend_process_relay_tty(struct backend_process *process, int in_fd, int out_fd, int signal_fd,
                               struct backend_exit *exit, struct shed_err *err)
 {
     /* A local terminal goes raw: every key (^C, the tmux prefix) is the shed's to read, and
@@ -102,13 +108,13 @@ int backend_process_relay_tty(struct backend_process *process, int in_fd, int ou
         cfmakeraw(&mode);
         raw = tcsetattr(in_fd, TCSADRAIN, &mode) == 0;
     }
-    int rc = relay(process, in_fd, out_fd, winch_fd, exit, err);
+    int rc = relay(process, in_fd, out_fd, signal_fd, exit, err);
     if (raw)
         tcsetattr(in_fd, TCSADRAIN, &saved);
     return rc;
 }
 
-static int relay(struct backend_process *process, int in_fd, int out_fd, int winch_fd,
+static int relay(struct backend_process *process, int in_fd, int out_fd, int signal_fd,
                  struct backend_exit *exit, struct shed_err *err)
 {
     int pty_fd = process->pty_fd;
@@ -126,7 +132,7 @@ static int relay(struct backend_process *process, int in_fd, int out_fd, int win
             {.fd = pty_open ? pty_fd : -1, .events = POLLIN},
             {.fd = in_open && input.off == input.len ? in_fd : -1, .events = POLLIN},
             {.fd = exited ? -1 : process->event_fd, .events = POLLIN},
-            {.fd = winch_fd, .events = POLLIN},
+            {.fd = signal_fd, .events = POLLIN},
         };
         if (pty_open && input.off < input.len)
             fds[0].events |= POLLOUT;
@@ -146,7 +152,7 @@ static int relay(struct backend_process *process, int in_fd, int out_fd, int win
         if (pty_open)
             write_input(&input, pty_fd);
         if (fds[3].revents & POLLIN)
-            drain_winch(winch_fd, in_fd, pty_fd);
+            handle_signals(process, signal_fd, in_fd);
         if (fds[2].revents) {
             int rc = backend_process_wait(process, 0, exit, err);
             if (rc < 0)

@@ -381,13 +381,14 @@ static void build_spawn(const struct backend_spawn_request *request, struct agen
     agent_put_u16(w, request->winsize.xpixels);
     agent_put_u16(w, request->winsize.ypixels);
     agent_put_string(w, request->cwd);
+    const char *const *env = request->env != NULL ? request->env : container_default_env;
     if (request->login) {
         const char *const command[] = {request->command, NULL};
         put_strings(w, request->command != NULL ? command : NULL);
     } else {
         put_strings(w, request->argv);
     }
-    put_strings(w, request->env);
+    put_strings(w, env);
 }
 
 /* Reads STARTED (or ERROR) into process. */
@@ -522,7 +523,6 @@ int container_agent_exec(const struct container_paths *paths,
 {
     struct backend_spawn_request spawn = {
         .argv = request->argv,
-        .env = container_default_env,
         .tty = request->tty,
         .stdin_fd = request->stdin_fd,
         .stdout_fd = request->stdout_fd,

@@ -388,6 +388,30 @@ class ServerTest(ServerTestCase):
         status, body = self.server.request("GET", "/api/sheds/nope/sessions")
         self.assertEqual((status, body["error"]["code"]), (404, "SHED_NOT_FOUND"))
 
+    def test_sessions_skip_a_shed_whose_tmux_hangs(self):
+        self.create("hangs")
+        self.create("healthy")
+        for name in ("hangs", "healthy"):
+            self.assertEqual(self.exec_(name, "tmux", "new", "-d", "-s", "work-" + name)
+                             .returncode, 0)
+        # A frozen tmux server: its clients wait for an answer that never comes.
+        frozen = self.exec_("hangs", "sh", "-c", "kill -STOP $(tmux display -p '#{pid}')")
+        self.assertEqual(frozen.returncode, 0, frozen.stderr)
+        try:
+            started = time.monotonic()
+            status, body = self.server.request("GET", "/api/sessions")
+            self.assertEqual(status, 200)
+            self.assertEqual([s["name"] for s in body["sessions"]], ["work-healthy"])
+            status, body = self.server.request("GET", "/api/sheds/hangs/sessions")
+            self.assertEqual((status, body["error"]["code"]), (500, "BACKEND_ERROR"))
+            self.assertIn("did not answer within 5 s", body["error"]["message"])
+            # Both answered after the deadline (5 s each), not after the client's timeout.
+            self.assertLess(time.monotonic() - started, 60)
+            status, body = self.server.request("GET", "/api/sheds/healthy/sessions")
+            self.assertEqual([s["name"] for s in body["sessions"]], ["work-healthy"])
+        finally:
+            self.exec_("hangs", "sh", "-c", "kill -CONT $(pgrep -x tmux)")
+
     def test_sessions_without_tmux_is_503(self):
         self.create("bare", image="notmux")
         status, body = self.server.request("GET", "/api/sheds/bare/sessions")
