@@ -1,4 +1,4 @@
-/* shed-server serve: runs the REST API until SIGTERM/SIGINT. */
+/* shed-server serve: runs the REST API and the SSH front door until SIGTERM/SIGINT. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -12,24 +12,29 @@
 #include "config/config.h"
 #include "runtime/backend.h"
 #include "server/server.h"
+#include "ssh/sshd.h"
 
 struct serve_args {
     const char *config_path;
     const char *bind;
     const char *data_dir;
-    int port; /* -1: from the config */
+    int port;     /* -1: from the config */
+    int ssh_port; /* -1: from the config */
 };
 
 static void print_help(void)
 {
     printf("Usage: shed-server serve [OPTIONS]\n"
            "\n"
-           "Serve the shed REST API (default 127.0.0.1:8080) until SIGTERM or SIGINT, which\n"
-           "stop accepting, let requests in flight finish, and exit 0. Running sheds keep\n"
-           "running. Existing sheds are re-discovered from <instance_dir>/*/metadata.json.\n"
+           "Serve the shed REST API (default 127.0.0.1:8080) and the SSH front door (default\n"
+           "127.0.0.1:2222: ssh -p 2222 SHED@host) until SIGTERM or SIGINT, which stop\n"
+           "accepting, let requests in flight finish, end SSH connections, and exit 0.\n"
+           "Running sheds keep running. Existing sheds are re-discovered from\n"
+           "<instance_dir>/*/metadata.json.\n"
            "\n"
            "Options:\n" CLI_CONFIG_OPTIONS_HELP
-           "  -p, --port=N           HTTP port (overrides http_port)\n"
+           "  -p, --port=N           HTTP port (overrides http_port; 0: any free port)\n"
+           "      --ssh-port=N       SSH port (overrides ssh_port; 0: any free port)\n"
            "  -b, --bind=ADDR        IPv4 address to listen on (overrides bind)\n"
            "  -h, --help             show this help and exit\n");
 }
@@ -48,16 +53,17 @@ static int parse_port(const char *text, int *port)
 /* Returns 0 to run, 1 after --help, or EXIT_USAGE. */
 static int parse_args(int argc, char **argv, struct serve_args *args)
 {
-    enum { OPT_DATA_DIR = 256 };
+    enum { OPT_DATA_DIR = 256, OPT_SSH_PORT };
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"port", required_argument, NULL, 'p'},
         {"bind", required_argument, NULL, 'b'},
         {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"ssh-port", required_argument, NULL, OPT_SSH_PORT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    args->port = -1;
+    args->port = args->ssh_port = -1;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:p:b:h", options, NULL)) != -1) {
@@ -68,6 +74,10 @@ static int parse_args(int argc, char **argv, struct serve_args *args)
         case 'p':
             if (parse_port(optarg, &args->port) < 0)
                 return cli_usage_error("serve", "invalid port '%s' (0-65535)", optarg);
+            break;
+        case OPT_SSH_PORT:
+            if (parse_port(optarg, &args->ssh_port) < 0)
+                return cli_usage_error("serve", "invalid SSH port '%s' (0-65535)", optarg);
             break;
         case 'h': print_help(); return 1;
         default: return cli_usage_error("serve", "invalid option");
@@ -83,6 +93,8 @@ static int apply_overrides(const struct serve_args *args, struct shed_config *co
 {
     if (args->port >= 0)
         config->http_port = args->port;
+    if (args->ssh_port >= 0)
+        config->ssh_port = args->ssh_port;
     if (args->bind == NULL)
         return 0;
     char *bind = strdup(args->bind);
@@ -104,25 +116,36 @@ static int block_stop_signals(sigset_t *set)
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
-static int serve(const struct shed_config *config, const sigset_t *stop_signals)
+/* The SSH front door listens first, so /api/info reports the port it really has (with
+ * --ssh-port 0, one the kernel picked). */
+static int serve(struct shed_config *config, const sigset_t *stop_signals)
 {
     struct server *server = NULL;
+    struct sshd *sshd = NULL;
     struct shed_err err = {0};
     struct backend_set *backends = NULL;
     if (backend_set_new(config, &backends, &err) < 0)
         return cli_fail(&err);
-    if (server_start(config, backends, &server, &err) < 0) {
+    if (sshd_start(config, backends, config->ssh_port, &sshd, &err) < 0) {
         backend_set_free(backends);
         return cli_fail(&err);
     }
-    fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
+    config->ssh_port = sshd_port(sshd);
+    if (server_start(config, backends, &server, &err) < 0) {
+        sshd_stop(sshd);
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
+    fprintf(stderr,
+            "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found, ssh port %u)\n",
             config->bind, (unsigned)server_port(server), config->name, config->data_dir,
-            server_discovered_sheds(server));
+            server_discovered_sheds(server), (unsigned)sshd_port(sshd));
     int signo = 0;
     while (sigwait(stop_signals, &signo) != 0) {
     }
     fprintf(stderr, "shed-server: %s received, finishing requests in flight\n",
             signo == SIGINT ? "SIGINT" : "SIGTERM");
+    sshd_stop(sshd);
     server_stop(server);
     backend_set_free(backends);
     fprintf(stderr, "shed-server: stopped\n");
