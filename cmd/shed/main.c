@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cmd_ssh.h"
 #include "cmd_system.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
@@ -362,6 +363,11 @@ static int cmd_system(struct cli *cli, int argc, char **argv)
 {
     return cli_system_run(&cli->client, cli->json, argc, argv);
 }
+/* ssh, exec, attach, ssh-config: cmd_ssh.c. */
+static int cmd_ssh_family(struct cli *cli, int argc, char **argv)
+{
+    return cli_ssh_run(&cli->client, argc, argv);
+}
 
 static const struct command commands[] = {
     {"info", cmd_info, "info", "Show the server's name, version, ports and backend."},
@@ -382,6 +388,13 @@ static const struct command commands[] = {
      "Forward 127.0.0.1:LOCAL to port REMOTE inside the shed until interrupted."},
     {"system", cmd_system, "system df [-v] [--all] | system prune [--force] [--all] [...]",
      "Disk usage of images, sheds and orphans, or prune them (see 'shed system --help')."},
+    {"ssh", cmd_ssh_family, "ssh NAME [-- CMD...]", "Log in to a shed over SSH (or run CMD)."},
+    {"exec", cmd_ssh_family, "exec [-t] NAME -- CMD...",
+     "Run a command in a shed over SSH; its exit status is CMD's."},
+    {"attach", cmd_ssh_family, "attach NAME [SESSION]",
+     "Attach to a tmux session in a shed over SSH (created if missing)."},
+    {"ssh-config", cmd_ssh_family, "ssh-config [--install] [--all]",
+     "Print (or install) an ssh config with a Host entry per shed."},
 };
 
 static const struct command *find_command(const char *name)
