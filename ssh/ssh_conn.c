@@ -461,8 +461,8 @@ void conn_run(const struct sshd_shared *shared, ssh_session session, int fd)
     }
     if (!conn.authenticated && strcmp(result, "closed") == 0)
         result = "not authenticated";
-    release(&conn);
     log_connection(&conn, result);
+    release(&conn);
     ssh_disconnect(session);
     ssh_free(session); /* closes fd */
 }

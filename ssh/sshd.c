@@ -174,10 +174,12 @@ static void start_conn(struct sshd *server, int fd)
     log_refused(peer, "cannot start a thread");
     close(control);
 refuse:
+    /* Once libssh took the socket, freeing the session closes it. */
+    if (session == NULL || ssh_get_fd(session) != fd)
+        close(fd);
     if (session != NULL)
         ssh_free(session);
     free(slot);
-    close(fd);
     pthread_mutex_lock(&server->lock);
     server->active--;
     pthread_mutex_unlock(&server->lock);
