@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -205,8 +206,13 @@ static void *listener_thread(void *arg)
         }
         if (fds[0].revents) {
             int fd = accept4(server->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0)
+            if (fd >= 0) {
                 start_conn(server, fd);
+            } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of fds: the pending connection stays readable; back off, don't spin. */
+                struct timespec pause = {0, 100 * 1000 * 1000};
+                nanosleep(&pause, NULL);
+            }
         }
     }
     return NULL;

@@ -575,6 +575,20 @@ class ServerTest(ServerTestCase):
         self.assertEqual(ghost.returncode, 125)
         self.assertIn("SHED_NOT_FOUND", ghost.stderr)
 
+    def test_exec_and_sessions_of_a_shed_started_before_the_agent(self):
+        self.create("older")
+        # As a shed started by a server without the agent: no socket, so runc exec it is.
+        os.unlink(os.path.join(self.data_dir, "instances", "older", "container", "agent.sock"))
+        result = self.exec_("older", "sh", "-c", "cat; echo err >&2; exit 3", input="in\n")
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (3, "in\n", "err\n"))
+        self.assertEqual(self.exec_("older", "tmux", "new", "-d", "-s", "old").returncode, 0)
+        status, body = self.server.request("GET", "/api/sheds/older/sessions")
+        self.assertEqual([s["name"] for s in body["sessions"]], ["old"])
+        code, out = self.run_on_pty([SHED_SERVER, "exec", "--data-dir", self.data_dir, "older",
+                                     "-t", "--", "sh", "-c", "tty; exit 4"])
+        self.assertEqual(code, 4, out)
+        self.assertIn("/dev/pts/", out)
+
     def run_on_pty(self, argv, send=b"", ready=None, timeout=300):
         """Runs argv with a pseudo-terminal as its stdio; returns (exit status, output).
         send is typed once ready() is true (at once without ready), and typed again after
