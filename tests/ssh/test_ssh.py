@@ -316,6 +316,73 @@ class SessionTest(SshTestCase):
         self.assertEqual(code, 0)
         self.assertEqual(received, sent)
 
+    def server_rss(self):
+        with open("/proc/%d/status" % self.server.proc.pid) as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+
+    def stalled(self, read_progress):
+        """The progress read_progress() reports once two readings in a row agree (polled)."""
+        previous = [None]
+
+        def same():
+            now = read_progress()
+            agree = now is not None and now == previous[0]
+            previous[0] = now
+            return now if agree else None
+        return wait_for(same)
+
+    def test_a_client_that_does_not_read_holds_the_shed_back(self):
+        """The SSH window is the only buffer: the server's memory does not grow with what the
+        shed writes when the client reads nothing."""
+        before = self.server_rss()
+        proc = subprocess.Popen(self.ssh_argv() + ["--", "dd if=/dev/zero bs=1M count=512 "
+                                                   "status=none"], stdout=subprocess.PIPE)
+
+        def written():
+            code, out, _ = self.ssh_text("cat /proc/$(pgrep -x dd)/io 2>/dev/null")
+            return next((int(l.split()[1]) for l in out.splitlines()
+                         if l.startswith("wchar:")), None)
+        try:
+            blocked_at = self.stalled(written)
+            self.assertIsNotNone(blocked_at)
+            # Stopped past the first MiB (the pipe and the window filled), long before 512.
+            self.assertGreater(blocked_at, MIB)
+            self.assertLess(blocked_at, 64 * MIB)
+            self.assertLess(self.server_rss() - before, 64 * MIB)
+            total = sum(len(b) for b in iter(lambda: proc.stdout.read(MIB), b""))
+            self.assertEqual((total, proc.wait()), (512 * MIB, 0))
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def test_a_process_that_does_not_read_holds_the_client_back(self):
+        before = self.server_rss()
+        proc = subprocess.Popen(self.ssh_argv() + ["--", "exec sleep 600"], stdin=subprocess.PIPE)
+        sent = [0]
+
+        def feed():
+            chunk = b"x" * (1 << 16)
+            try:
+                while sent[0] < 512 * MIB:
+                    proc.stdin.write(chunk)
+                    proc.stdin.flush()
+                    sent[0] += len(chunk)
+            except (BrokenPipeError, ValueError):
+                pass
+        writer = threading.Thread(target=feed, daemon=True)
+        writer.start()
+        try:
+            # Read after a round trip that also sees the process run: readings apart in time.
+            stuck_at = self.stalled(
+                lambda: sent[0] if self.ssh("pgrep -x sleep").returncode == 0 else None)
+            self.assertGreater(stuck_at, MIB)  # the window was used up, then nothing more
+            self.assertLess(stuck_at, 64 * MIB)
+            self.assertLess(self.server_rss() - before, 64 * MIB)
+        finally:
+            proc.kill()
+            proc.wait()
+            writer.join()
+
     def test_stdout_stderr_and_stdin_eof_stay_apart(self):
         result = self.ssh("cat; echo to-stderr >&2; printf '\\000\\377'", input=b"in\x00put\n")
         self.assertEqual(result.returncode, 0)
