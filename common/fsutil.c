@@ -38,6 +38,28 @@ int fs_dir_next(DIR *dir, const char *path, struct dirent **entry, struct shed_e
     }
 }
 
+static bool entry_is_directory(DIR *dir, const struct dirent *entry)
+{
+    struct stat st;
+    if (entry->d_type != DT_UNKNOWN)
+        return entry->d_type == DT_DIR;
+    return fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_list_files(const char *path, struct strv *names, struct shed_err *err)
+{
+    cleanup_closedir DIR *dir = opendir(path);
+    if (dir == NULL)
+        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
+    int rc = 0;
+    struct dirent *entry;
+    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
+        if (!entry_is_directory(dir, entry) && (rc = strv_add(names, entry->d_name, err)) < 0)
+            break;
+    strv_sort(names);
+    return rc;
+}
+
 char *fs_path_join(const char *a, const char *b)
 {
     size_t la = strlen(a);
@@ -65,6 +87,20 @@ int fs_mkdir_p(const char *path, unsigned mode, struct shed_err *err)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", copy);
     if (!S_ISDIR(st.st_mode))
         return shed_errf(err, SHED_E_IO, "%s exists and is not a directory", copy);
+    return 0;
+}
+
+int fs_mkdir_private(const char *path, struct shed_err *err)
+{
+    if (fs_mkdir_p(path, 0700, err) < 0)
+        return -1;
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", path);
+    /* Made by an older version (0755), or by hand: the server's data is nobody else's. Group
+     * traverse alone (0710) is how user-namespace mode lets its one mapped root through. */
+    if ((st.st_mode & 067) != 0 && S_ISDIR(st.st_mode) && chmod(path, 0700) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot make %s private (chmod 0700)", path);
     return 0;
 }
 
@@ -333,7 +369,7 @@ bool fs_exists(const char *path)
 int fs_lock_file(const char *path, bool blocking, int *fd_out, struct shed_err *err)
 {
     *fd_out = -1;
-    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open lock %s", path);
     if (TEMP_FAILURE_RETRY(flock(fd, LOCK_EX | (blocking ? 0 : LOCK_NB))) < 0) {

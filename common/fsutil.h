@@ -8,9 +8,13 @@
 #include <stdint.h>
 
 #include "shed_err.h"
+#include "strv.h"
 
 /* mkdir -p with the given mode for directories it creates. */
 int fs_mkdir_p(const char *path, unsigned mode, struct shed_err *err);
+/* fs_mkdir_p with 0700, and path itself made 0700 when it exists with more than group
+ * traverse (0710) allowed (the server's data directories are private to root). */
+int fs_mkdir_private(const char *path, struct shed_err *err);
 /* fsync the directory that contains path (or path itself when it is a directory). */
 int fs_fsync_dir_of(const char *path, struct shed_err *err);
 int fs_fsync_dir(const char *dir, struct shed_err *err);
@@ -56,7 +60,10 @@ bool fs_exists(const char *path);
 /* The next entry of dir (opened from path), "." and ".." skipped: 1 with *entry, 0 at the
  * end, -1 when reading fails. */
 int fs_dir_next(DIR *dir, const char *path, struct dirent **entry, struct shed_err *err);
-/* Opens (creating 0644) and flocks path. blocking=false: returns 0 with *fd = -1 when held. */
+/* Adds the name of every entry of the directory at path that is not a directory (symlinks are
+ * not followed), sorted. A missing directory has none. */
+int fs_list_files(const char *path, struct strv *names, struct shed_err *err);
+/* Opens (creating 0600) and flocks path. blocking=false: returns 0 with *fd = -1 when held. */
 int fs_lock_file(const char *path, bool blocking, int *fd, struct shed_err *err);
 /* malloc'd printf; NULL only on allocation failure. */
 char *fs_path_join(const char *a, const char *b);

@@ -86,6 +86,7 @@ void shed_config_free(struct shed_config *config)
     free(config->container_network.bridge);
     free(config->ssh.authorized_keys);
     strv_free_items(config->ssh.keys);
+    strv_free_items(config->local_dir_roots);
     memset(config, 0, sizeof *config);
 }
 
@@ -113,6 +114,7 @@ struct parse_ctx {
     const char *origin;
     struct shed_config *config;
     struct shed_err *err;
+    const yaml_node_t *userns_node; /* container.userns, for the check across keys */
 };
 
 /* "origin:line: key: message" with code SHED_E_CONFIG. */
@@ -534,20 +536,24 @@ static int parse_network_subnet(struct parse_ctx *ctx, const char *key, const ya
     return 0;
 }
 
-static int parse_container_network(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+/* A nested mapping whose keys are parsed by fields (each at most once); names lists them for
+ * the unknown-key message. */
+struct field_handler {
+    const char *name;
+    int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
+};
+
+static int parse_mapping_fields(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                                const struct field_handler *fields, size_t count, const char *names)
 {
-    static const struct {
-        const char *name;
-        int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
-    } fields[] = {{"mode", parse_network_mode},
-                  {"bridge", parse_network_bridge},
-                  {"subnet", parse_network_subnet}};
     if (node_is_null(node))
         return 0;
     if (node->type != YAML_MAPPING_NODE)
-        return config_error(ctx, node, key, "expected a mapping {mode, bridge, subnet}, got %s",
+        return config_error(ctx, node, key, "expected a mapping {%s}, got %s", names,
                             node_kind(node));
-    bool seen[sizeof fields / sizeof fields[0]] = {false};
+    bool seen[16] = {false};
+    if (count > sizeof seen / sizeof seen[0])
+        return shed_errf(ctx->err, SHED_E_CONFIG, "%s: too many keys to check", key);
     for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
          pair < node->data.mapping.pairs.top; pair++) {
         const yaml_node_t *name = yaml_document_get_node(ctx->doc, pair->key);
@@ -557,10 +563,10 @@ static int parse_container_network(struct parse_ctx *ctx, const char *key, const
         char full_key[64];
         snprintf(full_key, sizeof full_key, "%s.%.32s", key, scalar_text(name));
         size_t i = 0;
-        while (i < sizeof fields / sizeof fields[0] && strcmp(fields[i].name, scalar_text(name)))
+        while (i < count && strcmp(fields[i].name, scalar_text(name)) != 0)
             i++;
-        if (i == sizeof fields / sizeof fields[0])
-            return config_error(ctx, name, full_key, "unknown key (mode, bridge or subnet)");
+        if (i == count)
+            return config_error(ctx, name, full_key, "unknown key (%s)", names);
         if (seen[i])
             return config_error(ctx, name, full_key, "duplicate key");
         seen[i] = true;
@@ -568,6 +574,178 @@ static int parse_container_network(struct parse_ctx *ctx, const char *key, const
             return -1;
     }
     return 0;
+}
+
+static int parse_container_network(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct field_handler fields[] = {{"mode", parse_network_mode},
+                                                  {"bridge", parse_network_bridge},
+                                                  {"subnet", parse_network_subnet}};
+    return parse_mapping_fields(ctx, key, node, fields, sizeof fields / sizeof fields[0],
+                                "mode, bridge or subnet");
+}
+
+/* ---- container: {pids_limit, tmp_size, nofile, max_cpus, max_memory_mb, userns, ...} ---- */
+
+static int get_bool(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, bool *out)
+{
+    if (node->type == YAML_SCALAR_NODE) {
+        const char *text = scalar_text(node);
+        if (strcmp(text, "true") == 0 || strcmp(text, "True") == 0 || strcmp(text, "TRUE") == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(text, "false") == 0 || strcmp(text, "False") == 0 ||
+            strcmp(text, "FALSE") == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return config_error(ctx, node, key, "expected true or false");
+}
+
+/* A size (parse_size) of at least min bytes. */
+static int get_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node, uint64_t min,
+                    const char *min_text, uint64_t *out)
+{
+    if (node->type != YAML_SCALAR_NODE)
+        return config_error(ctx, node, key, "expected a size such as 16M, got %s", node_kind(node));
+    struct shed_err size_err;
+    uint64_t bytes = 0;
+    if (parse_size(scalar_text(node), &bytes, &size_err) < 0)
+        return config_error(ctx, node, key, "%s", size_err.msg);
+    if (bytes < min)
+        return config_error(ctx, node, key, "size \"%s\" is too small (at least %s)",
+                            scalar_text(node), min_text);
+    *out = bytes;
+    return 0;
+}
+
+static int parse_pids_limit(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    /* Below a few dozen a shell, tmux and a package manager cannot run at all. */
+    return get_int(ctx, key, node, 32, 4194304, &ctx->config->container.pids_limit);
+}
+
+static int parse_tmp_size(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 1ULL << 20, "1M", &ctx->config->container.tmp_size);
+}
+
+static int parse_nofile(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    /* The hard limit cannot exceed the kernel's fs.nr_open (1048576 by default). */
+    return get_int(ctx, key, node, 64, 1048576, &ctx->config->container.nofile);
+}
+
+static int parse_max_cpus(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 1024, &ctx->config->container.max_cpus);
+}
+
+static int parse_max_memory_mb(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 64, 16 * 1024 * 1024, &ctx->config->container.max_memory_mb);
+}
+
+static int parse_userns(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    ctx->userns_node = node;
+    return get_bool(ctx, key, node, &ctx->config->container.userns);
+}
+
+/* runc mounts a fresh /sys in the shed, which the kernel allows only in a user namespace that
+ * owns the shed's network namespace; with egress the server makes that namespace itself,
+ * outside the shed's user namespace. */
+static int check_userns_network(struct parse_ctx *ctx)
+{
+    if (!ctx->config->container.userns ||
+        ctx->config->container_network.mode != SHED_NETWORK_BRIDGE)
+        return 0;
+    return config_error(ctx, ctx->userns_node, "container.userns",
+                        "cannot be combined with container_network mode bridge (the shed's "
+                        "/sys cannot be mounted in a user namespace that does not own its "
+                        "network namespace)");
+}
+
+static int parse_userns_base(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    int base = 0;
+    /* Host uid 0 must never be in the range; the top keeps base + 65536 below 2^31. */
+    if (get_int(ctx, key, node, 1, INT32_MAX - SHED_CONFIG_USERNS_SIZE, &base) < 0)
+        return -1;
+    ctx->config->container.userns_base = (uint32_t)base;
+    return 0;
+}
+
+static int parse_container(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct field_handler fields[] = {
+        {"pids_limit", parse_pids_limit},
+        {"tmp_size", parse_tmp_size},
+        {"nofile", parse_nofile},
+        {"max_cpus", parse_max_cpus},
+        {"max_memory_mb", parse_max_memory_mb},
+        {"userns", parse_userns},
+        {"userns_base", parse_userns_base},
+    };
+    return parse_mapping_fields(
+        ctx, key, node, fields, sizeof fields / sizeof fields[0],
+        "pids_limit, tmp_size, nofile, max_cpus, max_memory_mb, userns or userns_base");
+}
+
+/* ---- local_dir_roots, console_log_max_bytes ---- */
+
+/* An absolute path made of plain components ("a/./b", "a/../b", "a//b" are refused, so a
+ * root can be compared by prefix), without the trailing slash; never "/" (every host path). */
+static int check_local_dir_root(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
+                                char *root)
+{
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/')
+        root[--len] = '\0';
+    if (strcmp(root, "/") == 0)
+        return config_error(ctx, node, key, "\"/\" would allow every host directory");
+    for (const char *part = root + 1; *part != '\0';) {
+        size_t part_len = strcspn(part, "/");
+        if (part_len == 0 || (part_len == 1 && part[0] == '.') ||
+            (part_len == 2 && part[0] == '.' && part[1] == '.'))
+            return config_error(ctx, node, key,
+                                "\"%s\": use a plain absolute path (no \".\", \"..\" or "
+                                "\"//\")",
+                                root);
+        part += part_len + (part[part_len] == '/');
+    }
+    return 0;
+}
+
+static int parse_local_dir_roots(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_error(ctx, node, key, "expected a list of absolute paths, got %s",
+                            node_kind(node));
+    size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    char **list = calloc(count + 1, sizeof *list);
+    if (list == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    strv_free_items(ctx->config->local_dir_roots);
+    ctx->config->local_dir_roots = list;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *item =
+            yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
+        if (get_path(ctx, key, item, &list[i]) < 0 ||
+            check_local_dir_root(ctx, key, item, list[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_console_log_max_bytes(struct parse_ctx *ctx, const char *key,
+                                       const yaml_node_t *node)
+{
+    return get_size(ctx, key, node, 64ULL << 10, "64K", &ctx->config->console_log_max_bytes);
 }
 
 /* ---- ssh: {authorized_keys, keys, shell, auth, max_auth_tries, login_grace_seconds,
@@ -666,45 +844,9 @@ static int parse_ssh_max_connections(struct parse_ctx *ctx, const char *key,
     return get_int(ctx, key, node, 1, 10000, &ctx->config->ssh.max_connections);
 }
 
-struct key_handler {
-    const char *key;
-    int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
-};
-
-/* A mapping of known sub-keys, each at most once: "<key>.<name>" names them in errors. */
-static int parse_section(struct parse_ctx *ctx, const char *key, const yaml_node_t *node,
-                         const struct key_handler *fields, size_t count)
-{
-    if (node_is_null(node))
-        return 0;
-    if (node->type != YAML_MAPPING_NODE)
-        return config_error(ctx, node, key, "expected a mapping, got %s", node_kind(node));
-    bool seen[16] = {false};
-    for (yaml_node_pair_t *pair = node->data.mapping.pairs.start;
-         pair < node->data.mapping.pairs.top; pair++) {
-        const yaml_node_t *name = yaml_document_get_node(ctx->doc, pair->key);
-        const yaml_node_t *value = yaml_document_get_node(ctx->doc, pair->value);
-        if (name->type != YAML_SCALAR_NODE)
-            return config_error(ctx, name, key, "expected a key name, got %s", node_kind(name));
-        char full_key[96];
-        snprintf(full_key, sizeof full_key, "%s.%.48s", key, scalar_text(name));
-        size_t i = 0;
-        while (i < count && strcmp(fields[i].key, scalar_text(name)) != 0)
-            i++;
-        if (i == count)
-            return config_error(ctx, name, full_key, "unknown key");
-        if (seen[i])
-            return config_error(ctx, name, full_key, "duplicate key");
-        seen[i] = true;
-        if (fields[i].parse(ctx, full_key, value) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int parse_ssh(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
-    static const struct key_handler fields[] = {
+    static const struct field_handler fields[] = {
         {"authorized_keys", parse_ssh_authorized_keys},
         {"keys", parse_ssh_keys},
         {"shell", parse_ssh_shell},
@@ -713,13 +855,20 @@ static int parse_ssh(struct parse_ctx *ctx, const char *key, const yaml_node_t *
         {"login_grace_seconds", parse_ssh_login_grace},
         {"max_connections", parse_ssh_max_connections},
     };
-    return parse_section(ctx, key, node, fields, sizeof fields / sizeof fields[0]);
+    return parse_mapping_fields(ctx, key, node, fields, sizeof fields / sizeof fields[0],
+                                "authorized_keys, keys, shell, auth, max_auth_tries, "
+                                "login_grace_seconds or max_connections");
 }
 
 static int parse_sessions_timeout(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
     return get_int(ctx, key, node, 1, 300, &ctx->config->sessions_timeout_seconds);
 }
+
+struct key_handler {
+    const char *key;
+    int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
+};
 
 static const struct key_handler key_handlers[] = {
     {"name", parse_name},
@@ -741,6 +890,9 @@ static const struct key_handler key_handlers[] = {
     {"container_network", parse_container_network},
     {"ssh", parse_ssh},
     {"sessions_timeout_seconds", parse_sessions_timeout},
+    {"container", parse_container},
+    {"local_dir_roots", parse_local_dir_roots},
+    {"console_log_max_bytes", parse_console_log_max_bytes},
 };
 #define KEY_HANDLER_COUNT (sizeof key_handlers / sizeof key_handlers[0])
 
@@ -793,6 +945,39 @@ static char *host_name(void)
     return strdup(buf);
 }
 
+/* The host's online CPUs and RAM, within the ranges the keys accept. */
+static int host_cpu_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
+}
+
+static int host_memory_mb(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page_size <= 0)
+        return 16 * 1024 * 1024;
+    uint64_t mb = (uint64_t)pages * (uint64_t)page_size >> 20;
+    return mb < 64 ? 64 : mb > 16 * 1024 * 1024 ? 16 * 1024 * 1024 : (int)mb;
+}
+
+static void fill_container_defaults(struct shed_config_container *container)
+{
+    if (container->pids_limit == 0)
+        container->pids_limit = SHED_CONFIG_DEFAULT_PIDS_LIMIT;
+    if (container->tmp_size == 0)
+        container->tmp_size = SHED_CONFIG_DEFAULT_TMP_SIZE;
+    if (container->nofile == 0)
+        container->nofile = SHED_CONFIG_DEFAULT_NOFILE;
+    if (container->max_cpus == 0)
+        container->max_cpus = host_cpu_count();
+    if (container->max_memory_mb == 0)
+        container->max_memory_mb = host_memory_mb();
+    if (container->userns_base == 0)
+        container->userns_base = SHED_CONFIG_DEFAULT_USERNS_BASE;
+}
+
+/* Fills every key the file left unset; derived directories follow data_dir. */
 /* The directory a default file of the server goes to: the config file's own, else /etc/shed
  * for root and ~/.config/shed for a user (where the lookup would find a server.yaml). */
 static char *config_dir(const char *config_path)
@@ -831,7 +1016,6 @@ static int fill_ssh_defaults(struct shed_config *config, struct shed_err *err)
     return ssh->authorized_keys == NULL ? shed_errf(err, SHED_E_NO_MEMORY, "out of memory") : 0;
 }
 
-/* Fills every key the file left unset; derived directories follow data_dir. */
 static int fill_defaults(struct shed_config *config, struct shed_err *err)
 {
     if (config->http_port == 0)
@@ -862,15 +1046,23 @@ static int fill_defaults(struct shed_config *config, struct shed_err *err)
     if (set_string_default(&config->container_network.bridge, strdup(SHED_CONFIG_DEFAULT_BRIDGE),
                            err) < 0)
         return -1;
-    if (fill_ssh_defaults(config, err) < 0)
-        return -1;
-    if (config->sessions_timeout_seconds == 0)
-        config->sessions_timeout_seconds = SHED_CONFIG_DEFAULT_SESSIONS_TIMEOUT_SECONDS;
     if (config->insecure_registries == NULL) {
         config->insecure_registries = calloc(1, sizeof(char *));
         if (config->insecure_registries == NULL)
             return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
+    if (config->local_dir_roots == NULL) {
+        config->local_dir_roots = calloc(1, sizeof(char *));
+        if (config->local_dir_roots == NULL)
+            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    if (config->console_log_max_bytes == 0)
+        config->console_log_max_bytes = SHED_CONFIG_DEFAULT_CONSOLE_LOG_MAX_BYTES;
+    fill_container_defaults(&config->container);
+    if (fill_ssh_defaults(config, err) < 0)
+        return -1;
+    if (config->sessions_timeout_seconds == 0)
+        config->sessions_timeout_seconds = SHED_CONFIG_DEFAULT_SESSIONS_TIMEOUT_SECONDS;
     return 0;
 }
 
@@ -897,6 +1089,8 @@ static int parse_document(struct parse_ctx *ctx, yaml_parser_t *parser)
     int ret = 0;
     if (root != NULL && !node_is_null(root))
         ret = parse_top_level(ctx, root);
+    if (ret == 0)
+        ret = check_userns_network(ctx);
     if (ret == 0 && root != NULL) {
         /* A second document would be silently ignored: refuse it instead. */
         yaml_document_t next;
@@ -1005,6 +1199,26 @@ static void print_container_network(FILE *out, const struct shed_config_network 
             (subnet >> 8) & 255, subnet & 255, network->prefix_len);
 }
 
+static void print_container(FILE *out, const struct shed_config_container *container)
+{
+    fprintf(out,
+            "container:\n  pids_limit: %d\n  tmp_size: %llu\n  nofile: %d\n  max_cpus: %d\n"
+            "  max_memory_mb: %d\n  userns: %s\n  userns_base: %u\n",
+            container->pids_limit, (unsigned long long)container->tmp_size, container->nofile,
+            container->max_cpus, container->max_memory_mb, container->userns ? "true" : "false",
+            (unsigned)container->userns_base);
+}
+
+static void print_string_list(FILE *out, const char *key, char *const *items)
+{
+    fprintf(out, items[0] == NULL ? "%s: []\n" : "%s:\n", key);
+    for (char *const *p = items; *p != NULL; p++) {
+        fputs("  - ", out);
+        print_quoted(out, *p);
+        fputc('\n', out);
+    }
+}
+
 static void print_ssh(FILE *out, const struct shed_config_ssh *ssh)
 {
     fputs("ssh:\n  authorized_keys: ", out);
@@ -1068,17 +1282,14 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_string_key(out, "platform", config->platform);
     fprintf(out, "default_cpus: %d\ndefault_memory_mb: %d\n", config->default_cpus,
             config->default_memory_mb);
-    fputs(config->insecure_registries[0] == NULL ? "insecure_registries: []\n"
-                                                 : "insecure_registries:\n",
-          out);
-    for (char **p = config->insecure_registries; *p != NULL; p++) {
-        fputs("  - ", out);
-        print_quoted(out, *p);
-        fputc('\n', out);
-    }
+    print_string_list(out, "insecure_registries", config->insecure_registries);
     /* Never echo the secret itself. */
     fprintf(out, "api_token: %s\n", config->api_token != NULL ? "\"<set>\"" : "null");
     print_container_network(out, &config->container_network);
+    print_container(out, &config->container);
+    print_string_list(out, "local_dir_roots", config->local_dir_roots);
+    fprintf(out, "console_log_max_bytes: %llu\n",
+            (unsigned long long)config->console_log_max_bytes);
     print_ssh(out, &config->ssh);
     fprintf(out, "sessions_timeout_seconds: %d\n", config->sessions_timeout_seconds);
     return ferror(out) ? -1 : 0;

@@ -61,6 +61,25 @@ struct shed_config_ssh {
     int max_connections;          /* connections served at once; more are refused */
 };
 
+/* `container:` — limits and isolation of every container shed. */
+#define SHED_CONFIG_DEFAULT_PIDS_LIMIT 4096
+#define SHED_CONFIG_DEFAULT_TMP_SIZE (1ULL << 30)
+#define SHED_CONFIG_DEFAULT_NOFILE 65536
+#define SHED_CONFIG_DEFAULT_USERNS_BASE 100000
+#define SHED_CONFIG_USERNS_SIZE 65536
+/* console.log's cap (and console.log.1's: one rotation). */
+#define SHED_CONFIG_DEFAULT_CONSOLE_LOG_MAX_BYTES (16ULL << 20)
+
+struct shed_config_container {
+    int pids_limit;       /* pids.max of each shed's cgroup; default 4096 */
+    uint64_t tmp_size;    /* size of the /tmp tmpfs in bytes; default 1 GiB */
+    int nofile;           /* RLIMIT_NOFILE (soft and hard) of the shed's processes; default 65536 */
+    int max_cpus;         /* the most cpus a create may ask for; default the host's CPU count */
+    int max_memory_mb;    /* the most memory_mb a create may ask for; default the host's RAM */
+    bool userns;          /* run sheds in a user namespace (root inside = an unprivileged uid) */
+    uint32_t userns_base; /* first host uid/gid of the range mapped to 0..65535 inside */
+};
+
 /* One entry of `images:`: a registry reference or an absolute path to a ready ext4. */
 struct shed_config_image {
     char *name;
@@ -88,6 +107,11 @@ struct shed_config {
     char **insecure_registries; /* NULL-terminated, never NULL itself */
     char *api_token;            /* NULL: no authentication */
     struct shed_config_network container_network;
+    struct shed_config_container container;
+    /* Directories under which a create's local_dir may lie (absolute, NULL-terminated, never
+     * NULL itself); empty: local_dir is refused. */
+    char **local_dir_roots;
+    uint64_t console_log_max_bytes;
     struct shed_config_ssh ssh;
     /* The deadline of each tmux command behind the sessions API: a shed whose tmux hangs is
      * skipped by GET /api/sessions and answers 500 for its own sessions. */

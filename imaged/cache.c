@@ -239,7 +239,7 @@ static int build_from_digest(struct ensure_ctx *ctx, const char *digest, struct 
         content_path != NULL ? image_layout_content_lock(content_path) : NULL;
     if (content_dir == NULL || content_path == NULL || content_lock == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (fs_mkdir_p(content_dir, 0755, err) < 0)
+    if (fs_mkdir_p(content_dir, 0700, err) < 0)
         return -1;
     cleanup_close int lock_fd = -1;
     if (fs_lock_file(content_lock, true, &lock_fd, err) < 0)
@@ -389,7 +389,7 @@ int image_cache_ensure(struct image_cache *cache, const char *name,
         return shed_errf(err, SHED_E_UNKNOWN_IMAGE, "image \"%s\" is not in the config", name);
     if (ctx.ref[0] == '/')
         return ensure_local(&ctx, err);
-    if (fs_mkdir_p(cache->config->images_dir, 0755, err) < 0 ||
+    if (fs_mkdir_private(cache->config->images_dir, err) < 0 ||
         image_layout_variant_paths(cache->config->images_dir, name, &ctx.paths, err) < 0)
         return -1;
     int lock_fd = -1;

@@ -98,8 +98,9 @@ struct image_info_list {
 
 void image_info_list_free(struct image_info_list *list);
 
-/* Config variants first (in file order), then discovered <name>-rootfs.ext4 files (sorted,
- * never _base). */
+/* Config variants first (in file order), then _base when base_image is set, then the other
+ * <name>-rootfs.ext4 files found (sorted; a _base cached for an earlier base_image among
+ * them, as prune sees it). */
 int image_cache_list(const struct shed_config *config, struct image_info_list *list,
                      struct shed_err *err);
 

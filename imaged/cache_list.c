@@ -37,7 +37,7 @@ int remove_stale_tmp_files(const char *images_dir, const char *name, unsigned *r
                            struct shed_err *err)
 {
     *removed = 0;
-    DIR *dir = opendir(images_dir);
+    cleanup_closedir DIR *dir = opendir(images_dir);
     if (dir == NULL)
         return errno == ENOENT
                    ? 0
@@ -59,7 +59,6 @@ int remove_stale_tmp_files(const char *images_dir, const char *name, unsigned *r
             break;
         (*removed)++;
     }
-    closedir(dir);
     return ret;
 }
 
@@ -153,28 +152,38 @@ static int describe_local(const struct shed_config_image *image, struct image_in
     return set_info_strings(info, image->name, cached ? image->ref : "", "", "", err);
 }
 
+static int describe_configured(const struct shed_config *config,
+                               const struct shed_config_image *image, struct image_info_list *list,
+                               struct shed_err *err)
+{
+    struct image_info *info = image_info_list_add(list, err);
+    if (info == NULL)
+        return -1;
+    info->from_config = true;
+    if (image->is_path)
+        return describe_local(image, info, err);
+    return describe_cached(config->images_dir, image->name, image->ref, info, err);
+}
+
 int image_cache_list(const struct shed_config *config, struct image_info_list *list,
                      struct shed_err *err)
 {
     memset(list, 0, sizeof *list);
     int ret = 0;
-    for (size_t i = 0; ret == 0 && i < config->image_count; i++) {
-        const struct shed_config_image *image = &config->images[i];
-        struct image_info *info = image_info_list_add(list, err);
-        if (info == NULL)
-            ret = -1;
-        else if (image->is_path)
-            ret = describe_local(image, info, err);
-        else
-            ret = describe_cached(config->images_dir, image->name, image->ref, info, err);
-        if (info != NULL)
-            info->from_config = true;
+    for (size_t i = 0; ret == 0 && i < config->image_count; i++)
+        ret = describe_configured(config, &config->images[i], list, err);
+    /* The base image is a variant like the others (df and prune see it so too). */
+    if (ret == 0 && config->base_image != NULL) {
+        const struct shed_config_image base = {.name = SHED_BASE_IMAGE_NAME,
+                                               .ref = config->base_image,
+                                               .is_path = config->base_image[0] == '/'};
+        ret = describe_configured(config, &base, list, err);
     }
     char **names = NULL;
     if (ret == 0)
         ret = image_layout_cached_variants(config->images_dir, &names, err);
     for (char **name = names; ret == 0 && name != NULL && *name != NULL; name++) {
-        if (strcmp(*name, SHED_BASE_IMAGE_NAME) == 0 ||
+        if ((strcmp(*name, SHED_BASE_IMAGE_NAME) == 0 && config->base_image != NULL) ||
             shed_config_find_image(config, *name) != NULL)
             continue;
         struct image_info *info = image_info_list_add(list, err);
@@ -268,7 +277,7 @@ static int collect_unlinked_content(const char *images_dir, struct shed_err *err
     cleanup_free char *dir_path = image_layout_content_dir(images_dir);
     if (dir_path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    DIR *dir = opendir(dir_path);
+    cleanup_closedir DIR *dir = opendir(dir_path);
     if (dir == NULL)
         return errno == ENOENT ? 0
                                : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir_path);
@@ -277,7 +286,6 @@ static int collect_unlinked_content(const char *images_dir, struct shed_err *err
     while ((ret = fs_dir_next(dir, dir_path, &entry, err)) > 0)
         if ((ret = collect_content_entry(dir_path, entry->d_name, err)) < 0)
             break;
-    closedir(dir);
     return ret;
 }
 

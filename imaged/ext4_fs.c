@@ -159,7 +159,7 @@ static int journal_create(ext2_filsys fs, struct shed_err *err)
 
 static int image_file_create(const char *path, uint64_t size, int *fd_out, struct shed_err *err)
 {
-    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    cleanup_close int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "creating %s", path);

@@ -659,6 +659,15 @@ int ext4_writer_mknod(struct ext4_writer *writer, const char *path, const struct
                          (unsigned)type);
     if (path[0] == '\0')
         return shed_errf(err, SHED_E_INVALID_IMAGE, "the root must be a directory");
+    /* ext4 (like the kernel's new_encode_dev) has 12 bits of major and 20 of minor: anything
+     * larger would be stored as a different device. */
+    if ((type == S_IFCHR || type == S_IFBLK) &&
+        (meta->rdev_major > EXT4W_DEVICE_MAJOR_MAX || meta->rdev_minor > EXT4W_DEVICE_MINOR_MAX))
+        return shed_errf(err, SHED_E_INVALID_IMAGE,
+                         "%s: device number %u:%u out of range (major at most %u, minor at most "
+                         "%u)",
+                         path, meta->rdev_major, meta->rdev_minor, EXT4W_DEVICE_MAJOR_MAX,
+                         EXT4W_DEVICE_MINOR_MAX);
     if (entry_create(writer, path, meta, type, &rec, err) < 0)
         return -1;
     rec->rdev_major = meta->rdev_major;

@@ -60,7 +60,12 @@ int ext4_writer_mkdir(struct ext4_writer *writer, const char *path, const struct
                       struct shed_err *err);
 int ext4_writer_symlink(struct ext4_writer *writer, const char *path, const struct ext4_meta *meta,
                         const char *target, struct shed_err *err);
-/* Character/block devices and fifos (meta->mode says which). */
+/* The largest device numbers ext4 can store (the kernel's dev_t: 12 + 20 bits). */
+#define EXT4W_DEVICE_MAJOR_MAX 4095u
+#define EXT4W_DEVICE_MINOR_MAX 0xfffffu
+
+/* Character/block devices and fifos (meta->mode says which). A device number beyond the
+ * maxima above fails with SHED_E_INVALID_IMAGE. */
 int ext4_writer_mknod(struct ext4_writer *writer, const char *path, const struct ext4_meta *meta,
                       struct shed_err *err);
 /* New name for the inode now at target_path (which must exist and not be a directory). */

@@ -147,6 +147,16 @@ static int meta_of(struct layer_pass *pass, struct archive_entry *entry, struct 
     if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX)
         return shed_errf(err, SHED_E_INVALID_IMAGE, "uid/gid %lld:%lld out of range",
                          (long long)uid, (long long)gid);
+    /* Checked before narrowing: a pax SCHILY.devmajor of 2^32 + 1 must not become 1. */
+    unsigned long long major = archive_entry_rdevmajor(entry),
+                       minor = archive_entry_rdevminor(entry);
+    mode_t type = archive_entry_filetype(entry);
+    if ((type == AE_IFCHR || type == AE_IFBLK) &&
+        (major > EXT4W_DEVICE_MAJOR_MAX || minor > EXT4W_DEVICE_MINOR_MAX))
+        return shed_errf(err, SHED_E_INVALID_IMAGE,
+                         "device number %llu:%llu out of range (major at most %u, minor at most "
+                         "%u)",
+                         major, minor, EXT4W_DEVICE_MAJOR_MAX, EXT4W_DEVICE_MINOR_MAX);
     *meta = (struct ext4_meta){
         .mode = archive_entry_filetype(entry) | (archive_entry_perm(entry) & 07777),
         .uid = (uint32_t)uid,
@@ -154,8 +164,8 @@ static int meta_of(struct layer_pass *pass, struct archive_entry *entry, struct 
         .mtime = timestamp_of(archive_entry_mtime(entry), archive_entry_mtime_nsec(entry)),
         .has_atime = archive_entry_atime_is_set(entry) != 0,
         .has_ctime = archive_entry_ctime_is_set(entry) != 0,
-        .rdev_major = (uint32_t)archive_entry_rdevmajor(entry),
-        .rdev_minor = (uint32_t)archive_entry_rdevminor(entry),
+        .rdev_major = (uint32_t)major,
+        .rdev_minor = (uint32_t)minor,
     };
     if (meta->has_atime)
         meta->atime = timestamp_of(archive_entry_atime(entry), archive_entry_atime_nsec(entry));

@@ -13,6 +13,10 @@
 #include "ext4_internal.h"
 
 #define COPY_CHUNK (1u << 20)
+/* Real kernels are ~10 MiB and initrds ~100 MiB: anything far beyond is not one, and copying
+ * it (a 1 TiB sparse file reads as a terabyte of zeros) would fill the images dir. */
+#define KERNEL_MAX_BYTES (256ULL << 20)
+#define INITRD_MAX_BYTES (1ULL << 30)
 
 /* libext2fs error codes become messages through the writer's one error-table registration. */
 static int ext2_error(struct shed_err *err, errcode_t code, const char *what, const char *path)
@@ -23,6 +27,8 @@ static int ext2_error(struct shed_err *err, errcode_t code, const char *what, co
 /* The newest candidate of one kind in /boot: name and inode. */
 struct boot_pick {
     const char *const *prefixes; /* NULL-terminated */
+    const char *kind;            /* "kernel", "initrd": for messages */
+    uint64_t max_bytes;
     char name[256];
     const char *version; /* points into name: the part after the prefix */
     ext2_ino_t ino;
@@ -80,31 +86,62 @@ static int boot_entry(ext2_ino_t dir, int entry, struct ext2_dir_entry *dirent, 
     return 0;
 }
 
-/* Streams an inode's content into path, published atomically (fs_atomic_open: a temp unique
- * to this call, fsync, rename, fsync of the directory). */
-static int copy_inode_to(ext2_filsys fs, ext2_ino_t ino, const char *path, struct shed_err *err)
+static bool all_zero(const char *buf, size_t len)
+{
+    return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
+}
+
+/* Streams an inode's content into fd at the same offsets; all-zero chunks (the image's holes
+ * among them) are skipped, so holes stay holes, and ftruncate sets the final size. */
+static int copy_file_data(ext2_file_t file, uint64_t size, int fd, const char *tmp_path,
+                          const char *image, struct shed_err *err)
 {
     cleanup_free char *buf = malloc(COPY_CHUNK);
     if (buf == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    ext2_file_t file;
-    errcode_t code = ext2fs_file_open(fs, ino, 0, &file);
-    if (code != 0)
-        return ext2_error(err, code, "cannot open inode in", fs->device_name);
-    cleanup_atomic_file struct fs_atomic_file out = FS_ATOMIC_FILE_INIT;
-    int ret = fs_atomic_open(&out, path, 0644, err);
-    while (ret == 0) {
+    for (uint64_t offset = 0; offset < size;) {
         unsigned int got = 0;
-        code = ext2fs_file_read(file, buf, COPY_CHUNK, &got);
-        if (code != 0) {
-            ret = ext2_error(err, code, "cannot read a /boot file of", fs->device_name);
-            break;
-        }
+        errcode_t code = ext2fs_file_read(file, buf, COPY_CHUNK, &got);
+        if (code != 0)
+            return ext2_error(err, code, "cannot read a /boot file of", image);
         if (got == 0)
             break;
-        if (write_all(out.fd, buf, got) < 0)
-            ret = shed_errf_errno(err, SHED_E_IO, errno, "cannot write %s", out.tmp_path);
+        if (!all_zero(buf, got) && pwrite_all(fd, buf, got, (off_t)offset) < 0)
+            return shed_errf_errno(err, SHED_E_IO, errno, "cannot write %s", tmp_path);
+        offset += got;
     }
+    if (ftruncate(fd, (off_t)size) < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot size %s", tmp_path);
+    return 0;
+}
+
+/* Copies the picked inode to path, published atomically (fs_atomic_open: a temp unique to
+ * this call, fsync, rename, fsync of the directory), after checking from the inode that it
+ * is not larger than a kernel/initrd can be. */
+static int copy_pick_to(ext2_filsys fs, const struct boot_pick *pick, const char *path,
+                        struct shed_err *err)
+{
+    ext2_file_t file;
+    errcode_t code = ext2fs_file_open(fs, pick->ino, 0, &file);
+    if (code != 0)
+        return ext2_error(err, code, "cannot open inode in", fs->device_name);
+    __u64 size = 0;
+    int ret = 0;
+    code = ext2fs_file_get_lsize(file, &size);
+    if (code != 0)
+        ret = ext2_error(err, code, "cannot size a /boot file of", fs->device_name);
+    else if (size > pick->max_bytes) {
+        char have[32], most[32];
+        ret = shed_errf(err, SHED_E_INVALID_IMAGE,
+                        "/boot/%s is %s, more than a %s may be (%s): not extracted", pick->name,
+                        format_size(size, have, sizeof have), pick->kind,
+                        format_size(pick->max_bytes, most, sizeof most));
+    }
+    cleanup_atomic_file struct fs_atomic_file out = FS_ATOMIC_FILE_INIT;
+    if (ret == 0)
+        ret = fs_atomic_open(&out, path, 0600, err);
+    if (ret == 0)
+        ret = copy_file_data(file, size, out.fd, out.tmp_path, fs->device_name, err);
     ext2fs_file_close(file);
     if (ret < 0)
         return -1;
@@ -124,7 +161,7 @@ static int publish_pick(ext2_filsys fs, const struct boot_pick *pick, const char
     *found = pick->ino != 0;
     if (!*found)
         return remove_if_present(path, err);
-    return copy_inode_to(fs, pick->ino, path, err);
+    return copy_pick_to(fs, pick, path, err);
 }
 
 static int scan_boot(ext2_filsys fs, struct boot_scan *scan, const char *rootfs_path,
@@ -153,8 +190,10 @@ int kernel_extract(const char *rootfs_path, const char *kernel_path, const char 
 {
     static const char *const kernel_prefixes[] = {"vmlinuz-", "vmlinux", NULL};
     static const char *const initrd_prefixes[] = {"initrd.img-", NULL};
-    struct boot_pick kernel = {.prefixes = kernel_prefixes};
-    struct boot_pick initrd = {.prefixes = initrd_prefixes};
+    struct boot_pick kernel = {
+        .prefixes = kernel_prefixes, .kind = "kernel", .max_bytes = KERNEL_MAX_BYTES};
+    struct boot_pick initrd = {
+        .prefixes = initrd_prefixes, .kind = "initrd", .max_bytes = INITRD_MAX_BYTES};
     *has_kernel = *has_initrd = false;
 
     ext2_filsys fs = NULL;

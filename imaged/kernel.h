@@ -11,7 +11,8 @@
  * image to kernel_path, and the newest /boot/initrd.img-* to initrd_path, each through a
  * temp file + fsync + rename. A kind the image lacks has its old output file removed, so a
  * re-pulled image never keeps a stale kernel. Files are stored as found (a bzImage stays a
- * bzImage). */
+ * bzImage). A kernel larger than 256 MiB or an initrd larger than 1 GiB (sizes read from the inode,
+ * before anything is copied) fails with SHED_E_INVALID_IMAGE; holes are kept. */
 int kernel_extract(const char *rootfs_path, const char *kernel_path, const char *initrd_path,
                    bool *has_kernel, bool *has_initrd, struct shed_err *err);
 

@@ -352,7 +352,7 @@ static int for_each_entry(const char *path,
                                      struct strv *list, struct shed_err *err),
                           struct strv *list, struct shed_err *err)
 {
-    DIR *dir = opendir(path);
+    cleanup_closedir DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
@@ -360,7 +360,6 @@ static int for_each_entry(const char *path,
     while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
         if ((rc = add(entry, path, list, err)) < 0)
             break;
-    closedir(dir);
     return rc;
 }
 
@@ -497,7 +496,7 @@ int image_source_write(const char *images_dir, const char *name, const char *ref
     free(text);
     if (line == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, line, strlen(line), 0644, err);
+    return fs_write_file_atomic(path, line, strlen(line), 0600, err);
 }
 
 bool image_source_matches(const struct image_source *record, const char *ref, uint64_t rootfs_size)

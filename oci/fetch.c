@@ -158,7 +158,7 @@ static int hash_existing_prefix(struct transfer *t, struct shed_err *err)
 /* Takes the .tmp's lock. Returns 1 when another process holds it (try again later). */
 static int open_tmp_locked(struct transfer *t, struct shed_err *err)
 {
-    cleanup_close int fd = open(t->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    cleanup_close int fd = open(t->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", t->tmp_path);
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -12,12 +12,6 @@
 #include "oci.h"
 #include "oci_private.h"
 
-static inline void cleanup_json_fn(json_t **j)
-{
-    json_decref(*j);
-}
-#define cleanup_json __attribute__((cleanup(cleanup_json_fn)))
-
 struct layer_type {
     const char *media_type;
     enum oci_compression compression;
@@ -73,7 +67,7 @@ static int json_load(const char *body, size_t len, json_t **root, struct shed_er
 int manifest_kind_of(const char *content_type, const char *body, size_t len,
                      enum manifest_kind *kind, struct shed_err *err)
 {
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     /* The body's own mediaType wins over Content-Type (some registries answer a generic
@@ -143,7 +137,7 @@ int manifest_parse_image(const char *body, size_t len, const char *digest, struc
                          struct shed_err *err)
 {
     memset(image, 0, sizeof *image);
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     if (json_integer_value(json_object_get(root, "schemaVersion")) != 2)
@@ -202,7 +196,7 @@ int index_list_manifests(const char *body, size_t len, char (**digests)[DIGEST_S
 {
     *digests = NULL;
     *count = 0;
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     json_t *manifests = json_object_get(root, "manifests");
@@ -291,7 +285,7 @@ int index_select_platform(const char *body, size_t len, const char *platform_tex
     struct platform want;
     if (platform_parse(platform_text, &want, err) < 0)
         return -1;
-    cleanup_json json_t *root = NULL;
+    cleanup_json_decref json_t *root = NULL;
     if (json_load(body, len, &root, err) < 0)
         return -1;
     json_t *manifests = json_object_get(root, "manifests");

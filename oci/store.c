@@ -44,7 +44,7 @@ int oci_store_open(const char *images_dir, struct oci_store **out, struct shed_e
     struct oci_store *store;
     if (store_new(images_dir, &store, err) < 0)
         return -1;
-    if (fs_mkdir_p(store->blobs_dir, 0755, err) < 0 || fs_mkdir_p(store->refs_dir, 0755, err) < 0) {
+    if (fs_mkdir_p(store->blobs_dir, 0700, err) < 0 || fs_mkdir_p(store->refs_dir, 0700, err) < 0) {
         oci_store_close(store);
         return shed_err_prefix(err, "cannot open image store %s", images_dir);
     }
@@ -150,7 +150,7 @@ int store_put_blob(struct oci_store *store, const char *digest, const void *data
     cleanup_free char *path = oci_store_blob_path(store, digest);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, data, len, 0644, err);
+    return fs_write_file_atomic(path, data, len, 0600, err);
 }
 
 /* Escapes a canonical ref into one file name: every byte outside [A-Za-z0-9._-] becomes %XX,
@@ -196,7 +196,7 @@ int oci_store_ref_set(struct oci_store *store, const char *canonical_ref, const 
         return shed_errf(err, SHED_E_INVALID_REF, "cannot record reference \"%s\"", canonical_ref);
     char line[DIGEST_STRING_LEN + 2];
     snprintf(line, sizeof line, "%s\n", digest);
-    return fs_write_file_atomic(path, line, strlen(line), 0644, err);
+    return fs_write_file_atomic(path, line, strlen(line), 0600, err);
 }
 
 int oci_store_ref_get(const struct oci_store *store, const char *canonical_ref, char **digest,
@@ -292,7 +292,7 @@ static int visit_ref_file(const struct oci_store *store, const char *name, oci_r
 int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit, void *ctx,
                           struct shed_err *err)
 {
-    DIR *dir = opendir(store->refs_dir);
+    cleanup_closedir DIR *dir = opendir(store->refs_dir);
     if (dir == NULL)
         return errno == ENOENT
                    ? 0
@@ -302,7 +302,6 @@ int oci_store_ref_foreach(const struct oci_store *store, oci_ref_visit_fn visit,
     while ((rc = fs_dir_next(dir, store->refs_dir, &entry, err)) > 0)
         if ((rc = visit_ref_file(store, entry->d_name, visit, ctx, err)) < 0)
             break;
-    closedir(dir);
     return rc;
 }
 
@@ -314,30 +313,6 @@ static bool is_hex_digest_name(const char *name, size_t len)
         if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
             return false;
     return true;
-}
-
-static bool is_directory(DIR *dir, const struct dirent *entry)
-{
-    struct stat st;
-    if (entry->d_type != DT_UNKNOWN)
-        return entry->d_type == DT_DIR;
-    return fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The entries of dir that are not directories, sorted. A missing dir has none. */
-static int sorted_files(const char *path, struct strv *names, struct shed_err *err)
-{
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
-    int rc = 0;
-    struct dirent *entry;
-    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0)
-        if (!is_directory(dir, entry) && (rc = strv_add(names, entry->d_name, err)) < 0)
-            break;
-    closedir(dir);
-    strv_sort(names);
-    return rc;
 }
 
 static int visit_blob_file(const struct oci_store *store, const char *name, oci_blob_visit_fn visit,
@@ -366,7 +341,7 @@ int oci_store_blob_foreach(const struct oci_store *store, oci_blob_visit_fn visi
                            struct shed_err *err)
 {
     cleanup_strv struct strv names = STRV_INIT;
-    int rc = sorted_files(store->blobs_dir, &names, err);
+    int rc = fs_list_files(store->blobs_dir, &names, err);
     for (size_t i = 0; rc == 0 && i < names.count; i++)
         rc = visit_blob_file(store, names.items[i], visit, ctx, err);
     return rc;

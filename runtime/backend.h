@@ -261,6 +261,10 @@ static inline const struct shed_backend *backend_set_find(const struct backend_s
 
 struct shed_config;
 
+/* The names of the backends this build runs, in `detect` order, NULL-terminated (what
+ * backend_set_new builds; for help texts, which have no config). */
+const char *const *backend_set_builtin_names(void);
+
 /* Every backend this build runs, each built for this config (a backend carries state derived
  * from it). Used by the server and by every local command, so they drive a shed the same
  * way. Fails only on allocation errors: a backend that cannot run here is in the set and

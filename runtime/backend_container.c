@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -17,9 +18,11 @@
 #include "common/digest.h"
 #include "common/fsutil.h"
 #include "common/io.h"
+#include "common/testhook.h"
 #include "container_agent.h"
 #include "container_internal.h"
 #include "container_runc.h"
+#include "runtime/local_dir.h"
 
 /* ---- paths --------------------------------------------------------------------------- */
 
@@ -33,16 +36,20 @@ int container_paths_init(const struct container_state *state, const char *name,
         paths->bundle = fs_path_join(paths->instance, "container");
         paths->console_log =
             fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_CONSOLE_LOG));
+        paths->rootfs_image =
+            fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_ROOTFS));
     }
     if (paths->bundle != NULL) {
         paths->mountpoint = fs_path_join(paths->bundle, "rootfs");
         paths->config_json = fs_path_join(paths->bundle, "config.json");
         paths->pid_file = fs_path_join(paths->bundle, "init.pid");
         paths->netns = fs_path_join(paths->bundle, "netns");
+        paths->workspace = fs_path_join(paths->bundle, "workspace");
     }
     paths->runc_state = fs_path_join(state->runc_root, paths->id);
     if (paths->mountpoint == NULL || paths->config_json == NULL || paths->pid_file == NULL ||
-        paths->netns == NULL || paths->console_log == NULL || paths->runc_state == NULL) {
+        paths->netns == NULL || paths->workspace == NULL || paths->console_log == NULL ||
+        paths->rootfs_image == NULL || paths->runc_state == NULL) {
         container_paths_free(paths);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -57,7 +64,9 @@ void container_paths_free(struct container_paths *paths)
     free(paths->config_json);
     free(paths->pid_file);
     free(paths->netns);
+    free(paths->workspace);
     free(paths->console_log);
+    free(paths->rootfs_image);
     free(paths->runc_state);
     memset(paths, 0, sizeof *paths);
 }
@@ -84,9 +93,19 @@ static uint64_t recorded_start_time(const struct instance *inst)
     return json_is_integer(value) ? (uint64_t)json_integer_value(value) : 0;
 }
 
-static bool init_is_running(const struct instance *inst)
+/* Whether the recorded pid is in this shed's cgroup: a pid (and start time) edited into
+ * metadata.json must never get a host process signalled, entered (dial, exec) or reported
+ * as the shed. */
+static bool init_in_shed_cgroup(const struct container_state *state, const struct instance *inst)
 {
-    if (inst->pid <= 0)
+    char cgroup[INSTANCE_NAME_MAX + 48];
+    snprintf(cgroup, sizeof cgroup, "%s/%s", state->cgroup_parent, inst->name);
+    return container_proc_in_cgroup(inst->pid, cgroup);
+}
+
+static bool init_is_running(const struct container_state *state, const struct instance *inst)
+{
+    if (inst->pid <= 0 || !init_in_shed_cgroup(state, inst))
         return false;
     uint64_t start_time = recorded_start_time(inst);
     if (start_time != 0)
@@ -120,30 +139,49 @@ static int record_running(struct instance *inst, const struct container_paths *p
 static int teardown(const struct container_state *state, const struct container_paths *paths,
                     const struct instance *inst, struct shed_err *err)
 {
-    if (inst->pid > 0 &&
+    if (inst->pid > 0 && init_in_shed_cgroup(state, inst) &&
         container_proc_terminate(inst->pid, recorded_start_time(inst), CONTAINER_STOP_GRACE_MS,
                                  CONTAINER_KILL_GRACE_MS, err) < 0)
         return -1;
     if (runc_delete_force(state, paths, err) < 0 ||
-        container_network_teardown(paths->netns, inst->ip_address, err) < 0)
+        container_network_teardown(paths->netns, inst->ip_address, err) < 0 ||
+        container_unbind_workspace(paths->workspace, err) < 0 ||
+        container_unmount_rootfs(paths->mountpoint, err) < 0)
         return -1;
-    return container_unmount_rootfs(paths->mountpoint, err);
+    container_release_loops(paths->rootfs_image);
+    return 0;
+}
+
+/* RLIMIT_NOFILE as configured, but not above the server's own hard limit: raising that needs
+ * CAP_SYS_RESOURCE, which a server may run without (runc would then fail the start). */
+static int nofile_limit(int configured)
+{
+    struct rlimit own;
+    if (getrlimit(RLIMIT_NOFILE, &own) == 0 && own.rlim_max != RLIM_INFINITY &&
+        own.rlim_max < (rlim_t)configured)
+        return (int)own.rlim_max;
+    return configured;
 }
 
 static int write_spec(const struct container_state *state, const struct container_paths *paths,
-                      const struct instance *inst, struct shed_err *err)
+                      const struct instance *inst, bool workspace, struct shed_err *err)
 {
+    /* The same path as init_in_shed_cgroup checks. */
     char cgroups_path[INSTANCE_NAME_MAX + 48];
     snprintf(cgroups_path, sizeof cgroups_path, "%s/%s", state->cgroup_parent, inst->name);
     struct container_spec_params params = {
         .hostname = inst->name,
         .rootfs = "rootfs",
         .init_path = state->init_path,
-        .local_dir = inst->local_dir,
+        .workspace = workspace ? paths->workspace : NULL,
         .cgroups_path = cgroups_path,
         .network_ns_path = state->network.enabled ? paths->netns : NULL,
         .cpus = inst->cpus,
         .memory_mb = inst->memory_mb,
+        .pids_limit = state->limits.pids_limit,
+        .tmp_size = state->limits.tmp_size,
+        .nofile = nofile_limit(state->limits.nofile),
+        .userns_base = state->limits.userns ? state->limits.userns_base : 0,
     };
     return container_spec_write(paths->config_json, &params, err);
 }
@@ -152,9 +190,38 @@ static int make_bundle_dirs(const struct container_paths *paths, struct shed_err
 {
     if (mkdir(paths->bundle, 0700) < 0 && errno != EEXIST)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->bundle);
-    if (mkdir(paths->mountpoint, 0755) < 0 && errno != EEXIST)
+    if (mkdir(paths->mountpoint, 0700) < 0 && errno != EEXIST)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "mkdir %s", paths->mountpoint);
     return 0;
+}
+
+/* The instance's own rootfs.ext4 (whatever rootfs_path metadata.json records) on a loop
+ * device at the mount point. */
+static int mount_rootfs(const struct container_paths *paths, char loop_device[64],
+                        struct shed_err *err)
+{
+    cleanup_close int image_fd = -1;
+    if (container_open_rootfs_image(paths->instance, &image_fd, err) < 0)
+        return -1;
+    return container_mount_rootfs(image_fd, paths->rootfs_image, paths->mountpoint, loop_device, 64,
+                                  err);
+}
+
+/* container.userns: the rootfs idmapped (after the repo clone, which runs as host root and
+ * could not write through the mapping), and the way to it open to the mapped root. */
+static int prepare_userns(const struct container_state *state, const struct container_paths *paths,
+                          struct shed_err *err)
+{
+    uint32_t base = state->limits.userns_base;
+    if (container_idmap_mount(paths->mountpoint, base, err) < 0)
+        return -1;
+    const char *dirs[] = {state->data_dir, state->instance_dir, paths->instance, paths->bundle};
+    size_t first = state->data_dir != NULL && strncmp(state->instance_dir, state->data_dir,
+                                                      strlen(state->data_dir)) == 0
+                       ? 0
+                       : 1;
+    return container_userns_open_path(dirs + first, sizeof dirs / sizeof dirs[0] - first, base,
+                                      err);
 }
 
 /* With egress configured: the shed's namespace, wired to the bridge before runc joins it;
@@ -196,13 +263,42 @@ static void release_new_lease(const struct container_state *state, struct instan
     inst->ip_address = NULL;
 }
 
-static int run_container(const struct container_state *state, const struct container_paths *paths,
-                         struct instance *inst, const char *loop_device, struct shed_err *err)
+/* local_dir's staging mount exists only while runc sets the shed up: runc binds it into the
+ * shed's own mount namespace, and the host's copy goes right after. */
+static int run_runc(const struct container_state *state, const struct container_paths *paths,
+                    const struct instance *inst, int workspace_fd,
+                    struct container_console *console, struct shed_err *err)
 {
+    if (workspace_fd >= 0 && container_bind_workspace(workspace_fd, paths->workspace, err) < 0)
+        return -1;
     cleanup_close int agent_fd = -1; /* the shed's init keeps its own copy */
-    if (write_spec(state, paths, inst, err) < 0 ||
-        container_agent_socket_create(paths, &agent_fd, err) < 0 ||
-        runc_run_detached(state, paths, agent_fd, err) < 0)
+    int rc = write_spec(state, paths, inst, workspace_fd >= 0, err);
+    if (rc == 0)
+        rc = container_agent_socket_create(paths, &agent_fd, err);
+    if (rc == 0)
+        rc = runc_run_detached(state, paths, console, agent_fd, err);
+    struct shed_err unbind_err = {0};
+    if (workspace_fd >= 0 && container_unbind_workspace(paths->workspace, &unbind_err) < 0 &&
+        rc == 0) {
+        *err = unbind_err;
+        rc = -1;
+    }
+    return rc;
+}
+
+static void cleanup_console(struct container_console *console)
+{
+    container_console_close(console);
+}
+
+static int run_container(const struct container_state *state, const struct container_paths *paths,
+                         struct instance *inst, int workspace_fd, const char *loop_device,
+                         struct shed_err *err)
+{
+    __attribute__((cleanup(cleanup_console))) struct container_console console;
+    if (container_console_open(&console, paths->console_log, state->console_log_max_bytes, err) < 0)
+        return -1;
+    if (run_runc(state, paths, inst, workspace_fd, &console, err) < 0)
         return -1;
     pid_t pid = 0;
     uint64_t start_time = 0;
@@ -213,6 +309,9 @@ static int run_container(const struct container_state *state, const struct conta
         return shed_errf(err, SHED_E_BACKEND_ERROR,
                          "shed init (pid %d) exited right after start: see %s", (int)pid,
                          paths->console_log);
+    if (container_console_hand_off(&console, state->logger_path, paths->console_log,
+                                   state->console_log_max_bytes, pid, err) < 0)
+        return -1;
     return record_running(inst, paths, pid, start_time, loop_device, err);
 }
 
@@ -224,17 +323,20 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     cleanup_container_paths struct container_paths paths;
     if (container_paths_init(state, inst->name, &paths, err) < 0)
         return -1;
-    struct instance stale = {
-        .pid = inst->pid, .backend_state = inst->backend_state, .ip_address = inst->ip_address};
-    if (teardown(state, &paths, &stale, err) < 0)
+    /* Checked again at every start: the config (local_dir_roots) or the host may have changed
+     * since the create. */
+    cleanup_close int workspace_fd = -1;
+    if (inst->local_dir[0] != '\0' &&
+        local_dir_open(&state->local_dir, inst->local_dir, &workspace_fd, err) < 0)
+        return -1;
+    if (teardown(state, &paths, inst, err) < 0)
         return shed_err_prefix(err, "cannot clean up the previous run of shed \"%s\"", inst->name);
     inst->pid = 0;
     char loop_device[64] = "";
     backend_report(progress, "rootfs", "Mounting the root filesystem", false);
-    if (make_bundle_dirs(&paths, err) < 0 ||
-        container_mount_rootfs(inst->rootfs_path, paths.mountpoint, loop_device, sizeof loop_device,
-                               err) < 0)
+    if (make_bundle_dirs(&paths, err) < 0 || mount_rootfs(&paths, loop_device, err) < 0)
         return -1;
+    shed_test_pause("container-mounted");
     int rc = 0;
     if (clone_repo && inst->repo[0] != '\0') {
         char message[256];
@@ -244,18 +346,20 @@ static int launch(const struct container_state *state, struct instance *inst, bo
         if (rc < 0)
             backend_report(progress, "repo", err->msg, true);
     }
+    if (rc == 0 && state->limits.userns)
+        rc = prepare_userns(state, &paths, err);
     bool had_address = inst->ip_address != NULL && inst->ip_address[0] != '\0';
     if (rc == 0)
         rc = setup_network(state, &paths, inst, progress, err);
     if (rc == 0) {
         backend_report(progress, "container", "Starting the container", false);
-        rc = run_container(state, &paths, inst, loop_device, err);
+        rc = run_container(state, &paths, inst, workspace_fd, loop_device, err);
+        if (rc == 0)
+            shed_test_pause("container-running");
     }
     if (rc < 0) {
-        struct instance started = {
-            .pid = inst->pid, .backend_state = inst->backend_state, .ip_address = inst->ip_address};
         struct shed_err ignored = {0};
-        teardown(state, &paths, &started, &ignored);
+        teardown(state, &paths, inst, &ignored);
         release_new_lease(state, inst, had_address);
         inst->pid = 0;
         inst->status = INSTANCE_STOPPED;
@@ -279,6 +383,10 @@ static int container_probe(const struct shed_backend *self, struct shed_err *err
     if (access(state->init_path, X_OK) < 0)
         return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno,
                                "shed-init not found next to the program at %s", state->init_path);
+    if (access(state->logger_path, X_OK) < 0)
+        return shed_errf_errno(err, SHED_E_NOT_SUPPORTED, errno,
+                               "shed-logger not found next to the program at %s",
+                               state->logger_path);
     return 0;
 }
 
@@ -291,7 +399,7 @@ static int container_create(const struct shed_backend *self, struct instance *in
 static int container_start(const struct shed_backend *self, struct instance *inst,
                            const struct backend_progress *progress, struct shed_err *err)
 {
-    if (init_is_running(inst))
+    if (init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_ALREADY_RUNNING, "shed \"%s\" is already running",
                          inst->name);
     return launch(state_of(self), inst, false, progress, err);
@@ -327,7 +435,7 @@ static int container_status(const struct shed_backend *self, const struct instan
 {
     (void)self;
     (void)err;
-    *status = init_is_running(inst) ? INSTANCE_RUNNING : INSTANCE_STOPPED;
+    *status = init_is_running(state_of(self), inst) ? INSTANCE_RUNNING : INSTANCE_STOPPED;
     return 0;
 }
 
@@ -378,7 +486,7 @@ static int container_exec(const struct shed_backend *self, const struct instance
                           const struct backend_exec_request *request, int *exit_status,
                           struct shed_err *err)
 {
-    if (!init_is_running(inst))
+    if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     if (request->argv == NULL || request->argv[0] == NULL)
         return shed_errf(err, SHED_E_INVALID_REQUEST, "no command to run");
@@ -402,7 +510,7 @@ static int container_dial_port(const struct shed_backend *self, const struct ins
                                uint16_t port, int *fd, struct shed_err *err)
 {
     (void)self;
-    if (!init_is_running(inst))
+    if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     return container_dial(inst->pid, recorded_start_time(inst), port, fd, err);
 }
@@ -412,7 +520,7 @@ static int container_spawn_process(const struct shed_backend *self, const struct
                                    const struct backend_spawn_request *request,
                                    struct backend_process **process, struct shed_err *err)
 {
-    if (!init_is_running(inst))
+    if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     cleanup_container_paths struct container_paths paths;
     if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
@@ -425,7 +533,7 @@ static int container_spawn_process(const struct shed_backend *self, const struct
 static int container_listen(const struct shed_backend *self, const struct instance *inst,
                             struct backend_listener **listener, struct shed_err *err)
 {
-    if (!init_is_running(inst))
+    if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     cleanup_container_paths struct container_paths paths;
     if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
@@ -457,15 +565,15 @@ static char *find_in_path(const char *name)
     return NULL;
 }
 
-/* shed-init is built next to shed-server (and installed next to it). */
-static char *init_path_beside_program(void)
+/* shed-init and shed-logger are built next to shed-server (and installed next to it). */
+static char *path_beside_program(const char *name)
 {
     char self[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0)
         return NULL;
     self[len] = '\0';
-    return fs_path_join(dirname(self), "shed-init");
+    return fs_path_join(dirname(self), name);
 }
 
 static void state_free(struct container_state *state)
@@ -475,8 +583,11 @@ static void state_free(struct container_state *state)
     free(state->runc_path);
     free(state->runc_root);
     free(state->init_path);
+    free(state->logger_path);
     free(state->instance_dir);
+    free(state->data_dir);
     container_network_free(&state->network);
+    local_dir_policy_free(&state->local_dir);
     free(state);
 }
 
@@ -509,11 +620,17 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     }
     state->runc_path = find_in_path("runc"); /* NULL: probe explains */
     state->runc_root = fs_path_join(config->data_dir, "runc");
-    state->init_path = init_path_beside_program();
+    state->init_path = path_beside_program("shed-init");
+    state->logger_path = path_beside_program("shed-logger");
+    state->console_log_max_bytes = config->console_log_max_bytes;
     state->instance_dir = strdup(config->instance_dir);
+    state->data_dir = strdup(config->data_dir);
+    state->limits = config->container;
     int network_rc = container_network_init(&state->network, config, err);
+    if (network_rc == 0)
+        network_rc = local_dir_policy_init(&state->local_dir, config, err);
     *backend = (struct shed_backend){
-        .name = "container",
+        .name = CONTAINER_BACKEND_NAME,
         .state = state,
         .probe = container_probe,
         .create = container_create,
@@ -530,7 +647,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         container_backend_free(backend);
         return -1;
     }
-    if (state->runc_root == NULL || state->init_path == NULL || state->instance_dir == NULL ||
+    if (state->runc_root == NULL || state->init_path == NULL || state->logger_path == NULL ||
+        state->instance_dir == NULL || state->data_dir == NULL ||
         derive_cgroup_parent(state->instance_dir, state->cgroup_parent) < 0) {
         container_backend_free(backend);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");

@@ -25,6 +25,8 @@
 #include "config/config.h"
 #include "runtime/backend.h"
 
+#define CONTAINER_BACKEND_NAME "container"
+
 /* Builds the backend for this config. Never fails because runc or root is missing (probe
  * says why the backend is unusable); fails only on allocation errors. shed-init is looked
  * for next to the running program (/proc/self/exe), where the build puts it.

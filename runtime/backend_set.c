@@ -14,6 +14,13 @@ struct owned_backend_set {
     const struct shed_backend *items[1];
 };
 
+const char *const *backend_set_builtin_names(void)
+{
+    /* Keep in step with backend_set_new. */
+    static const char *const names[] = {CONTAINER_BACKEND_NAME, NULL};
+    return names;
+}
+
 int backend_set_new(const struct shed_config *config, struct backend_set **set,
                     struct shed_err *err)
 {

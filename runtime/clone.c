@@ -222,8 +222,7 @@ int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
     if (!S_ISREG(st.st_mode))
         return shed_errf(err, SHED_E_IO, "%s is not a regular file", src);
 
-    cleanup_close int dst_fd =
-        open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
+    cleanup_close int dst_fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (dst_fd < 0)
         return shed_errf_errno(err, code_for_errno(errno), errno, "cannot create %s", dst);
     /* From here on dst is ours: every failure removes it. */

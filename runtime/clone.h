@@ -19,7 +19,8 @@ enum clone_strategy {
 /* "reflink", "copy_file_range", "sparse_copy" ("none" before anything ran). */
 const char *clone_strategy_name(enum clone_strategy strategy);
 
-/* Copies src to dst, which must not exist (created O_EXCL with src's permission bits).
+/* Copies src to dst, which must not exist (created O_EXCL, 0600: a clone is a shed's private
+ * disk whatever the source's permissions).
  * Falls back to the next strategy only when one is unsupported here (EOPNOTSUPP, EXDEV,
  * EINVAL, ENOTTY, ENOSYS); any other error (ENOSPC, EIO, EACCES, …) fails. dst is fsynced,
  * then its directory. On failure dst is removed (unless it already existed). *strategy, when

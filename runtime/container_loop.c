@@ -4,14 +4,19 @@
  * after the mount, so the mount holds the only reference: unmounting (ours, and the copy in
  * the container's mount namespace going away with its last process) releases the device.
  * Nothing has to remember which loop device a shed used. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/loop.h>
+#include <linux/openat2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,13 +83,35 @@ static int loop_attach(int image_fd, const char *image, int *loop_fd, char *devi
                      LOOP_ATTACH_ATTEMPTS);
 }
 
-int container_mount_rootfs(const char *image, const char *mountpoint, char *device_out,
-                           size_t device_len, struct shed_err *err)
+int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *err)
+{
+    const char *name = instance_file_name(INSTANCE_FILE_ROOTFS);
+    cleanup_close int dir_fd = open(instance, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir_fd < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", instance);
+    /* No symlink, no magic link, no other mount: the file itself, in the shed's directory. */
+    struct open_how how = {
+        .flags = O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+    };
+    cleanup_close int image_fd = (int)syscall(SYS_openat2, dir_fd, name, &how, sizeof how);
+    if (image_fd < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s/%s", instance, name);
+    struct stat st;
+    if (fstat(image_fd, &st) < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "stat %s/%s", instance, name);
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+        return shed_errf(err, SHED_E_BACKEND_ERROR,
+                         "%s/%s is not the shed's own regular file (a link to another file?)",
+                         instance, name);
+    *fd = steal_fd(&image_fd);
+    return 0;
+}
+
+int container_mount_rootfs(int image_fd, const char *image, const char *mountpoint,
+                           char *device_out, size_t device_len, struct shed_err *err)
 {
     char device[64];
-    cleanup_close int image_fd = open(image, O_RDWR | O_CLOEXEC);
-    if (image_fd < 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", image);
     cleanup_close int loop_fd = -1;
     if (loop_attach(image_fd, image, &loop_fd, device, sizeof device, err) < 0)
         return -1;
@@ -101,8 +128,58 @@ int container_mount_rootfs(const char *image, const char *mountpoint, char *devi
     return 0; /* closing loop_fd leaves the mount as the device's only user */
 }
 
+/* Whether /sys/block/<device>/loop/backing_file names image. */
+static bool loop_backed_by(const char *device, const char *image)
+{
+    char path[300], backing[PATH_MAX + 16];
+    snprintf(path, sizeof path, "/sys/block/%s/loop/backing_file", device);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd >= 0 ? read(fd, backing, sizeof backing - 1) : -1;
+    if (len <= 0)
+        return false;
+    backing[len] = '\0';
+    backing[strcspn(backing, "\n")] = '\0';
+    return strcmp(backing, image) == 0;
+}
+
+/* Detaches device when it is still bound to the file image_st describes. A device in use (a
+ * mount, even one in a dying container's namespace) only gets autoclear: the kernel frees it
+ * with its last user. */
+static void detach_loop_of(const char *device, const struct stat *image_st)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/%s", device);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct loop_info64 info;
+    if (fd < 0 || ioctl(fd, LOOP_GET_STATUS64, &info) < 0 || info.lo_device != image_st->st_dev ||
+        info.lo_inode != image_st->st_ino)
+        return;
+    ioctl(fd, LOOP_CLR_FD, 0);
+}
+
+void container_release_loops(const char *image)
+{
+    /* sysfs shows the backing file's canonical path. */
+    char canonical[PATH_MAX];
+    struct stat st;
+    if (realpath(image, canonical) == NULL || lstat(canonical, &st) < 0)
+        return;
+    cleanup_closedir DIR *block = opendir("/sys/block");
+    if (block == NULL)
+        return;
+    for (struct dirent *entry; (entry = readdir(block)) != NULL;)
+        if (strncmp(entry->d_name, "loop", 4) == 0 && loop_backed_by(entry->d_name, canonical))
+            detach_loop_of(entry->d_name, &st);
+}
+
 bool container_is_mounted(const char *mountpoint)
 {
+    /* A bind mount from the same file system has the same device as its parent: only the
+     * kernel's mount-root attribute tells. */
+    struct statx stx;
+    if (statx(AT_FDCWD, mountpoint, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx) == 0 &&
+        (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+        return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
     struct stat st, parent_st;
     if (stat(mountpoint, &st) < 0)
         return false;

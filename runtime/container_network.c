@@ -68,6 +68,22 @@ static uint32_t host_count(const struct container_network *network)
     return 1u << (32 - network->prefix_len);
 }
 
+/* Whether ip is, in canonical dotted decimal, a shed address of the subnet (not the network,
+ * the gateway or the broadcast address). The address comes from metadata.json and names a
+ * lease file: anything else ("../x", "010.88.0.2") must never reach a path. */
+static bool is_shed_address(const struct container_network *network, const char *ip)
+{
+    struct in_addr parsed;
+    if (ip == NULL || inet_pton(AF_INET, ip, &parsed) != 1)
+        return false;
+    uint32_t address = ntohl(parsed.s_addr);
+    char canonical[CONTAINER_IP_MAX];
+    format_ip(address, canonical);
+    uint32_t host = address - network->subnet;
+    return strcmp(canonical, ip) == 0 && address >= network->subnet && host >= 2 &&
+           host < host_count(network) - 1;
+}
+
 /* "sh" + the address in hex: unique per address on the host and within IFNAMSIZ. */
 static int host_veth_name(const char *ip, char out[IF_NAMESIZE], struct shed_err *err)
 {
@@ -233,6 +249,11 @@ static int take_lease(const struct container_network *network, const char *name,
                       char ip[CONTAINER_IP_MAX], struct shed_err *err)
 {
     if (ip[0] != '\0') {
+        if (!is_shed_address(network, ip))
+            return shed_errf(err, SHED_E_BACKEND_ERROR,
+                             "recorded address \"%.16s\" of shed \"%s\" is not an address of the "
+                             "shed subnet",
+                             ip, name);
         int mine = claim_lease(network, name, ip, err);
         if (mine < 0)
             return -1;
@@ -255,8 +276,8 @@ static int take_lease(const struct container_network *network, const char *name,
 int container_network_release(const struct container_network *network, const char *name,
                               const char *ip, struct shed_err *err)
 {
-    if (ip == NULL || ip[0] == '\0' || strchr(ip, '/') != NULL)
-        return 0;
+    if (!is_shed_address(network, ip))
+        return 0; /* nothing of ours can be named so */
     cleanup_free char *path = fs_path_join(network->lease_dir, ip);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");

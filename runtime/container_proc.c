@@ -185,6 +185,28 @@ bool container_proc_is(pid_t pid, uint64_t start_time)
     return alive && actual == start_time;
 }
 
+bool container_proc_in_cgroup(pid_t pid, const char *cgroup)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char buf[8192];
+    ssize_t len = fd < 0 ? -1 : read_full(fd, buf, sizeof buf - 1);
+    if (len <= 0)
+        return false;
+    buf[len] = '\0';
+    size_t want = strlen(cgroup);
+    for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        size_t line_len = strlen(line);
+        /* "<id>:<controllers>:<path>": the path ends with "/<cgroup>". */
+        if (line_len > want && line[line_len - want - 1] == '/' &&
+            strcmp(line + line_len - want, cgroup) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* 1 when the process behind pidfd exited within timeout_ms, 0 on timeout. */
 static int wait_pidfd(int pidfd, int timeout_ms)
 {

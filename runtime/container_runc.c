@@ -35,32 +35,9 @@ static const char *runc_message(char *output)
     return msg;
 }
 
-/* Reads what was appended to fd after offset (bounded), for the error message. */
-static char *read_since(int fd, off_t offset)
-{
-    off_t end = lseek(fd, 0, SEEK_END);
-    if (end < offset)
-        return strdup("");
-    if (end - offset > RUNC_MESSAGE_MAX)
-        offset = end - RUNC_MESSAGE_MAX;
-    char *text = malloc((size_t)(end - offset) + 1);
-    if (text == NULL)
-        return NULL;
-    ssize_t got = pread(fd, text, (size_t)(end - offset), offset);
-    text[got > 0 ? got : 0] = '\0';
-    return text;
-}
-
 int runc_run_detached(const struct container_state *state, const struct container_paths *paths,
-                      int agent_fd, struct shed_err *err)
+                      struct container_console *console, int agent_fd, struct shed_err *err)
 {
-    /* The shed's stdout/stderr and runc's own messages both go to console.log: runc
-     * passes its stdio to the container. */
-    cleanup_close int console =
-        open(paths->console_log, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (console < 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", paths->console_log);
-    off_t before = lseek(console, 0, SEEK_END);
     if (unlink(paths->pid_file) < 0 && errno != ENOENT)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unlink %s", paths->pid_file);
     const char *fixed[] = {state->runc_path, "--root",   state->runc_root, "run",
@@ -77,17 +54,17 @@ int runc_run_detached(const struct container_state *state, const struct containe
     }
     argv[n++] = paths->id;
     argv[n] = NULL;
-    const int fds[4] = {-1, console, console, agent_fd};
+    /* runc passes its stdout/stderr on to the shed's PID 1: both are the console pipe. */
+    const int fds[4] = {-1, console->write_fd, console->write_fd, agent_fd};
     pid_t pid;
     int status = 0;
     if (container_spawn_fds(argv, fds, agent_fd >= 0 ? 4 : 3, true, &pid, err) < 0 ||
-        container_wait(pid, &status, err) < 0)
+        container_console_wait(console, pid, &status, err) < 0)
         return -1;
     if (status == 0)
         return 0;
-    cleanup_free char *output = read_since(console, before < 0 ? 0 : before);
     return shed_errf(err, SHED_E_BACKEND_ERROR, "runc run %s failed (exit %d): %s", paths->id,
-                     status, output != NULL ? runc_message(output) : "(no message)");
+                     status, console->tail_len > 0 ? runc_message(console->tail) : "(no message)");
 }
 
 int runc_read_pid_file(const struct container_paths *paths, pid_t *pid, struct shed_err *err)

@@ -54,8 +54,8 @@ void df_size_add(struct df_size *total, const struct df_size *part);
 /* One file as found on disk. */
 struct df_file {
     char *path;
-    const char *kind;    /* "rootfs", "console_log", "kernel", "initrd", "lock", "tmp", "source",
-                            "blob", "metadata", "other" (static strings) */
+    const char *kind; /* "rootfs", "console_log", "console_log_rotated", "kernel", "initrd", "lock",
+                         "tmp", "source", "blob", "metadata", "other" (static strings) */
     struct df_size size; /* files = 1 */
     dev_t dev;
     ino_t ino;
@@ -96,7 +96,9 @@ struct df_report {
     struct df_file_list blobs;     /* referenced OCI blobs and content-addressed rootfs files */
     struct df_shed *sheds;
     size_t shed_count;
-    struct df_file_list orphans; /* kinds lock, tmp, source, blob */
+    /* kinds lock, tmp, source, blob; and instance: a shed directory without metadata.json
+     * (one entry, the directory's path, the sizes of everything in it) */
+    struct df_file_list orphans;
     struct {
         struct df_size images, sheds, orphans, all;
     } totals;

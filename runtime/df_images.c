@@ -18,30 +18,6 @@
 #include "imaged/layout.h"
 #include "oci/oci.h"
 
-/* Every entry of dir that is not a directory, sorted. A missing dir is empty. */
-static int list_dir(const char *path, struct strv *names, struct shed_err *err)
-{
-    *names = STRV_INIT;
-    DIR *dir = opendir(path);
-    if (dir == NULL)
-        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
-    int rc = 0;
-    struct dirent *entry;
-    while ((rc = fs_dir_next(dir, path, &entry, err)) > 0) {
-        bool is_dir = entry->d_type == DT_DIR;
-        if (entry->d_type == DT_UNKNOWN) {
-            struct stat st;
-            is_dir = fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                     S_ISDIR(st.st_mode);
-        }
-        if (!is_dir && (rc = strv_add(names, entry->d_name, err)) < 0)
-            break;
-    }
-    closedir(dir);
-    strv_sort(names);
-    return rc;
-}
-
 /* ---- variants ------------------------------------------------------------------------------ */
 
 struct images_scan {
@@ -316,8 +292,8 @@ static int scan_content_store(struct images_scan *scan, struct shed_err *err)
     cleanup_free char *dir = image_layout_content_dir(scan->dir);
     if (dir == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    struct strv entries;
-    int rc = list_dir(dir, &entries, err);
+    struct strv entries = STRV_INIT;
+    int rc = fs_list_files(dir, &entries, err);
     for (size_t i = 0; rc == 0 && i < entries.count; i++)
         rc = scan_content_entry(scan, &entries, dir, entries.items[i], err);
     strv_free(&entries);
@@ -381,7 +357,7 @@ static int scan_blob_store(struct images_scan *scan, struct shed_err *err)
 int df_scan_images(struct df_scan_ctx *ctx, struct shed_err *err)
 {
     struct images_scan scan = {.ctx = ctx, .dir = ctx->config->images_dir};
-    int rc = list_dir(scan.dir, &scan.entries, err);
+    int rc = fs_list_files(scan.dir, &scan.entries, err);
     if (rc == 0)
         rc = find_variants_and_sources(&scan, err);
     if (rc == 0)

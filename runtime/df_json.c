@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "common/timeutil.h"
 #include "df.h"
 
 json_t *df_size_to_json(const struct df_size *size)
@@ -112,14 +113,6 @@ json_t *df_notes_to_json(char *const *notes, size_t count)
     return array;
 }
 
-static void format_now(char *out, size_t len)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, len, "1970-01-01T00:00:00Z");
-}
-
 static int add_optional_files(json_t *root, const struct df_report *report)
 {
     if (report->has_kernel &&
@@ -134,8 +127,8 @@ static int add_optional_files(json_t *root, const struct df_report *report)
 json_t *df_report_to_json(const struct df_report *report, const char *server_name,
                           const char *backend)
 {
-    char generated_at[32];
-    format_now(generated_at, sizeof generated_at);
+    char generated_at[RFC3339_SIZE];
+    format_rfc3339_now(generated_at); /* "" only after the year 9999 */
     json_t *totals = json_pack(
         "{s:o, s:o, s:o, s:o}", "images", total_to_json(&report->totals.images), "sheds",
         total_to_json(&report->totals.sheds), "orphans", total_to_json(&report->totals.orphans),

@@ -22,6 +22,7 @@ static const char *shed_file_kind(const char *relative)
     switch (file) {
     case INSTANCE_FILE_ROOTFS: return "rootfs";
     case INSTANCE_FILE_CONSOLE_LOG: return "console_log";
+    case INSTANCE_FILE_CONSOLE_LOG_ROTATED: return "console_log_rotated";
     case INSTANCE_FILE_METADATA: return "metadata";
     }
     return "other";
@@ -74,7 +75,7 @@ static int walk_entry(struct df_scan_ctx *ctx, struct df_shed *shed, int dir_fd,
 static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *path,
                     const char *relative, dev_t dev, unsigned depth, struct shed_err *err)
 {
-    DIR *dir = opendir(path);
+    cleanup_closedir DIR *dir = opendir(path);
     if (dir == NULL)
         return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", path);
     int rc = 0;
@@ -84,7 +85,6 @@ static int walk_dir(struct df_scan_ctx *ctx, struct df_shed *shed, const char *p
         if (rc < 0)
             break;
     }
-    closedir(dir);
     return rc;
 }
 
@@ -118,6 +118,46 @@ static int snapshot_mtimes(struct df_scan_ctx *ctx, struct df_shed *sheds, size_
     return 0;
 }
 
+/* One orphan entry for a shed directory without metadata.json (kind "instance"): the sum of
+ * the files in it, named by the directory. */
+static int add_orphan_instance(struct df_scan_ctx *ctx, const char *name, struct shed_err *err)
+{
+    cleanup_free char *dir = instance_store_path(ctx->instances, name);
+    if (dir == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    struct stat st;
+    if (lstat(dir, &st) < 0)
+        return errno == ENOENT ? 0 : shed_errf_errno(err, SHED_E_IO, errno, "cannot stat %s", dir);
+    struct df_shed found = {0};
+    int rc = walk_dir(ctx, &found, dir, "", st.st_dev, 0, err);
+    struct df_file orphan = {
+        .kind = "instance", .dev = st.st_dev, .ino = st.st_ino, .nlink = 1, .mtime = st.st_mtim};
+    if (rc == 0) {
+        df_size_add(&orphan.size, &found.rootfs.size);
+        df_size_add(&orphan.size, &found.console_log.size);
+        for (size_t i = 0; i < found.other_files.count; i++)
+            df_size_add(&orphan.size, &found.other_files.items[i].size);
+        orphan.path = steal_pointer(&dir);
+        rc = df_file_list_add(&ctx->report->orphans, &orphan, err);
+    }
+    df_file_clear(&found.rootfs);
+    df_file_clear(&found.console_log);
+    df_file_list_clear(&found.other_files);
+    return rc;
+}
+
+static int scan_orphan_instances(struct df_scan_ctx *ctx, struct shed_err *err)
+{
+    char **names = NULL;
+    if (instance_store_orphans(ctx->instances, &names, err) < 0)
+        return -1;
+    int rc = 0;
+    for (char **name = names; rc == 0 && *name != NULL; name++)
+        rc = add_orphan_instance(ctx, *name, err);
+    instance_image_refs_free(names);
+    return rc;
+}
+
 int df_scan_sheds(struct df_scan_ctx *ctx, struct shed_err *err)
 {
     struct df_report *report = ctx->report;
@@ -144,5 +184,5 @@ int df_scan_sheds(struct df_scan_ctx *ctx, struct shed_err *err)
         if (scan_shed_dir(ctx, shed, err) < 0)
             return -1;
     }
-    return 0;
+    return scan_orphan_instances(ctx, err);
 }

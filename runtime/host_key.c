@@ -114,7 +114,7 @@ int host_key_load_or_create(const char *data_dir, const char *comment, char **pu
     cleanup_free char *file_text = str_printf("%s\n", line);
     if (file_text == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (fs_write_file_atomic(pub_path, file_text, strlen(file_text), 0644, err) < 0)
+    if (fs_write_file_atomic(pub_path, file_text, strlen(file_text), 0600, err) < 0)
         return -1;
     *public_key = steal_pointer(&line);
     return 0;

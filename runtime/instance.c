@@ -17,6 +17,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/strv.h"
+#include "common/timeutil.h"
 
 #define METADATA_FILE "metadata.json"
 #define METADATA_MAX_BYTES (1 << 20)
@@ -26,6 +27,7 @@ static const char *const instance_file_names[] = {
     [INSTANCE_FILE_METADATA] = METADATA_FILE,
     [INSTANCE_FILE_ROOTFS] = "rootfs.ext4",
     [INSTANCE_FILE_CONSOLE_LOG] = "console.log",
+    [INSTANCE_FILE_CONSOLE_LOG_ROTATED] = "console.log.1",
 };
 
 const char *instance_file_name(enum instance_file file)
@@ -123,15 +125,6 @@ int instance_set_string(char **field, const char *value, struct shed_err *err)
     return 0;
 }
 
-static int format_now_rfc3339(char *out, size_t outlen, struct shed_err *err)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL || strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        return shed_errf(err, SHED_E_IO, "cannot format the current time");
-    return 0;
-}
-
 static int instance_init_empty(struct instance *inst, struct shed_err *err)
 {
     memset(inst, 0, sizeof *inst);
@@ -153,9 +146,9 @@ int instance_init(struct instance *inst, const char *name, struct shed_err *err)
     if (instance_init_empty(inst, err) < 0)
         return -1;
     snprintf(inst->name, sizeof inst->name, "%s", name);
-    if (format_now_rfc3339(inst->created_at, sizeof inst->created_at, err) < 0) {
+    if (format_rfc3339_now(inst->created_at) < 0) {
         instance_clear(inst);
-        return -1;
+        return shed_errf(err, SHED_E_IO, "cannot format the current time");
     }
     return 0;
 }
@@ -354,12 +347,12 @@ static void watch_store_open(struct instance_store *store);
 
 int instance_store_open(const char *dir, struct instance_store **out, struct shed_err *err)
 {
-    if (fs_mkdir_p(dir, 0755, err) < 0)
+    if (fs_mkdir_private(dir, err) < 0)
         return -1;
     cleanup_free char *locks = fs_path_join(dir, LOCKS_DIR);
     if (locks == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (fs_mkdir_p(locks, 0755, err) < 0)
+    if (fs_mkdir_private(locks, err) < 0)
         return -1;
     struct instance_store *store = calloc(1, sizeof *store);
     if (store == NULL)
@@ -460,7 +453,7 @@ int instance_store_create_dir(struct instance_store *store, const char *name, st
     cleanup_free char *path = instance_store_path(store, name);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (mkdir(path, 0755) < 0) {
+    if (mkdir(path, 0700) < 0) {
         if (errno == EEXIST)
             return shed_errf(err, SHED_E_SHED_ALREADY_EXISTS, "shed \"%s\" already exists", name);
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot create %s", path);
@@ -576,6 +569,17 @@ static int parse_metadata_fd(int fd, const char *path, struct instance *inst, st
     return 0;
 }
 
+/* The recorded rootfs_path is never believed: the shed's disk is <dir>/<name>/rootfs.ext4,
+ * whatever an edited metadata.json says (the API shows the derived path). */
+static int derive_rootfs_path(const struct instance_store *store, struct instance *inst,
+                              struct shed_err *err)
+{
+    cleanup_free char *path = instance_store_file_path(store, inst->name, INSTANCE_FILE_ROOTFS);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return instance_set_string(&inst->rootfs_path, path, err);
+}
+
 /* Loads <dir>/<name>/metadata.json through the cache. A file that does not parse yields
  * a status ERROR instance (with only the name) when tolerate_bad is set. */
 static int load_metadata(struct instance_store *store, const char *name, bool tolerate_bad,
@@ -614,9 +618,13 @@ static int load_metadata(struct instance_store *store, const char *name, bool to
             return -1;
         snprintf(inst->name, sizeof inst->name, "%s", name);
         inst->status = INSTANCE_ERROR;
-    } else if (strcmp(inst->name, name) != 0) {
+    } else {
         /* A copied directory keeps its old metadata: the directory name is the truth. */
         snprintf(inst->name, sizeof inst->name, "%s", name);
+        if (derive_rootfs_path(store, inst, err) < 0) {
+            instance_clear(inst);
+            return -1;
+        }
     }
     struct instance cached;
     if (instance_copy(&cached, inst, err) < 0) {
@@ -658,7 +666,7 @@ int instance_store_save(struct instance_store *store, const struct instance *ins
     cleanup_free char *with_newline = str_printf("%s\n", text);
     if (with_newline == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return fs_write_file_atomic(path, with_newline, strlen(with_newline), 0644, err);
+    return fs_write_file_atomic(path, with_newline, strlen(with_newline), 0600, err);
 }
 
 /* nftw gives its callback no context pointer; the first failure's errno is returned
@@ -744,7 +752,7 @@ static bool entry_is_dir(int dirfd, const struct dirent *entry)
 /* Names of the directories that look like sheds (valid name), sorted. */
 static int read_instance_names(const char *dir, struct name_list *names, struct shed_err *err)
 {
-    DIR *d = opendir(dir);
+    cleanup_closedir DIR *d = opendir(dir);
     if (d == NULL)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot open %s", dir);
     int rc = 0;
@@ -759,7 +767,6 @@ static int read_instance_names(const char *dir, struct name_list *names, struct 
     }
     if (rc == 0 && errno != 0)
         rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot read %s", dir);
-    closedir(d);
     if (rc == 0 && names->count > 1)
         qsort(names->names, names->count, sizeof names->names[0], compare_names);
     return rc;
@@ -981,6 +988,28 @@ static int add_image_of_shed(struct instance_store *store, const char *name, str
     int rc = inst.image[0] != '\0' ? strv_add_unique(refs, inst.image, err) : 0;
     instance_clear(&inst);
     return rc;
+}
+
+bool instance_store_has_metadata(struct instance_store *store, const char *name)
+{
+    cleanup_free char *path = instance_store_file_path(store, name, INSTANCE_FILE_METADATA);
+    return path == NULL || fs_exists(path); /* cannot tell: not an orphan */
+}
+
+int instance_store_orphans(struct instance_store *store, char ***names, struct shed_err *err)
+{
+    *names = NULL;
+    struct name_list dirs = {0};
+    cleanup_strv struct strv orphans = STRV_INIT;
+    int rc = read_instance_names(store->dir, &dirs, err);
+    for (size_t i = 0; rc == 0 && i < dirs.count; i++)
+        if (!instance_store_has_metadata(store, dirs.names[i]))
+            rc = strv_add(&orphans, dirs.names[i], err);
+    name_list_clear(&dirs);
+    if (rc < 0)
+        return -1;
+    *names = orphans.count > 0 ? strv_steal(&orphans) : calloc(1, sizeof **names);
+    return *names != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
 }
 
 int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err)

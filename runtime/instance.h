@@ -3,6 +3,7 @@
  *   <instance_dir>/<name>/metadata.json   the shed object (written atomically)
  *   <instance_dir>/<name>/rootfs.ext4     its root filesystem (a clone of the image)
  *   <instance_dir>/<name>/console.log     what the shed printed, where the backend keeps it
+ *   <instance_dir>/<name>/console.log.1   its older part, once console.log reached its cap
  *   <instance_dir>/.locks/<name>.lock     the shed's lifecycle lock (flock)
  *   <instance_dir>/.locks/.<purpose>.lock locks of the store itself (instance_store_lock_purpose)
  *
@@ -46,7 +47,7 @@ struct instance {
     char *backend;
     char *image;
     char *ip_address;
-    char *rootfs_path;
+    char *rootfs_path; /* loaded: always <instance_dir>/<name>/rootfs.ext4 (never the file's) */
     char *local_dir;
     int cpus;
     int memory_mb;
@@ -88,9 +89,10 @@ char *instance_store_path(const struct instance_store *store, const char *name);
 
 /* The files of a shed's directory that have a meaning; they are named here only. */
 enum instance_file {
-    INSTANCE_FILE_METADATA,    /* metadata.json */
-    INSTANCE_FILE_ROOTFS,      /* rootfs.ext4 */
-    INSTANCE_FILE_CONSOLE_LOG, /* console.log, where the backend writes one */
+    INSTANCE_FILE_METADATA,            /* metadata.json */
+    INSTANCE_FILE_ROOTFS,              /* rootfs.ext4 */
+    INSTANCE_FILE_CONSOLE_LOG,         /* console.log, where the backend writes one */
+    INSTANCE_FILE_CONSOLE_LOG_ROTATED, /* console.log.1: the one older part (log cap) */
 };
 
 const char *instance_file_name(enum instance_file file);
@@ -144,6 +146,14 @@ void instance_list_clear(struct instance_list *list);
  * an image a shed needs). */
 int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err);
 void instance_image_refs_free(char **names);
+/* Directories of instance_dir named like a shed but without metadata.json: what a create
+ * killed between its mkdir and its first metadata write leaves, or a stray directory. Not
+ * sheds (never listed, 404 everywhere); df reports them as orphans, prune (orphans scope) and
+ * server startup remove them, each under the name's lock. *names: malloc'd, NULL-terminated,
+ * sorted (free with instance_image_refs_free). */
+int instance_store_orphans(struct instance_store *store, char ***names, struct shed_err *err);
+/* Whether <instance_dir>/<name>/metadata.json exists (lstat). */
+bool instance_store_has_metadata(struct instance_store *store, const char *name);
 /* A number that changes whenever the listing may have changed (a shed created, deleted or
  * its metadata.json rewritten, by us or by hand), so callers can cache what they derive
  * from a listing. Without inotify it changes on every call. */

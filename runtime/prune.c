@@ -397,8 +397,34 @@ int prune_orphan_lock_state(const struct shed_config *config, const char *lock_p
     return prune_any_variant_lock_held(config, held, err);
 }
 
+/* A shed directory without metadata: guarded by the name's lock (a create holds it from its
+ * mkdir until metadata.json is written), so no minimum age. */
+static int plan_orphan_instance(struct prune_plan *plan, const struct df_file *orphan,
+                                struct shed_err *err)
+{
+    const char *slash = strrchr(orphan->path, '/');
+    const char *name = slash != NULL ? slash + 1 : orphan->path;
+    int lock = -1;
+    if (instance_store_trylock(plan->opts.instances, name, &lock, err) < 0)
+        return -1;
+    if (lock < 0)
+        return prune_skip(&plan->skipped, PRUNE_KIND_ORPHAN_INSTANCE, name, orphan->path,
+                          PRUNE_REASON_LOCK_HELD, err);
+    instance_store_unlock(lock);
+    struct prune_item item;
+    if (item_init(&item, PRUNE_KIND_ORPHAN_INSTANCE, name, orphan->path, err) < 0)
+        return -1;
+    if (copy_file_into(&item.files, orphan, err) < 0) {
+        prune_item_clear(&item);
+        return -1;
+    }
+    return prune_list_add(&plan->items, &item, err);
+}
+
 static int plan_orphan(struct prune_plan *plan, const struct df_file *orphan, struct shed_err *err)
 {
+    if (strcmp(orphan->kind, "instance") == 0)
+        return plan_orphan_instance(plan, orphan, err);
     enum prune_kind kind = orphan_kind(orphan->kind);
     if (kind == PRUNE_KIND_LOCK)
         return prune_skip(&plan->skipped, kind, NULL, orphan->path, PRUNE_REASON_LOCK_RETAINED,

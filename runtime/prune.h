@@ -74,6 +74,8 @@ enum prune_kind {
     PRUNE_KIND_LOCK,
     PRUNE_KIND_BLOB,
     PRUNE_KIND_CONSOLE_LOG,
+    /* a shed directory without metadata.json (orphans scope; "instance" in JSON) */
+    PRUNE_KIND_ORPHAN_INSTANCE,
 };
 
 const char *prune_kind_name(enum prune_kind kind);

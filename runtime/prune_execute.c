@@ -71,6 +71,33 @@ static int execute_instance(struct run_state *run, struct prune_item *item, cons
     return rc;
 }
 
+/* An orphan shed directory goes when, under the name's lock, it is still the directory the
+ * plan measured and still has no metadata.json (a create would have written one). */
+static int execute_orphan_instance(struct run_state *run, struct prune_item *item,
+                                   const char **skip, struct shed_err *err)
+{
+    struct instance_store *store = run->plan->opts.instances;
+    int lock = -1;
+    if (instance_store_trylock(store, item->name, &lock, err) < 0)
+        return -1;
+    if (lock < 0) {
+        *skip = REASON_SHED_LOCKED;
+        return 0;
+    }
+    struct stat st;
+    const struct df_file *planned = &item->files.items[0];
+    int rc = 0;
+    if (lstat(item->path, &st) < 0)
+        *skip = REASON_GONE;
+    else if (st.st_dev != planned->dev || st.st_ino != planned->ino ||
+             instance_store_has_metadata(store, item->name))
+        *skip = REASON_CHANGED;
+    else
+        rc = instance_store_delete(store, item->name, err);
+    instance_store_unlock(lock);
+    return rc;
+}
+
 /* ---- images --------------------------------------------------------------------------- */
 
 static int load_in_use(struct run_state *run, struct shed_err *err)
@@ -260,6 +287,7 @@ static int execute_item(struct run_state *run, struct prune_item *item, const ch
     case PRUNE_KIND_INSTANCE: return execute_instance(run, item, skip, err);
     case PRUNE_KIND_IMAGE: return execute_image(run, item, skip, err);
     case PRUNE_KIND_CONSOLE_LOG: return execute_log(item, skip, err);
+    case PRUNE_KIND_ORPHAN_INSTANCE: return execute_orphan_instance(run, item, skip, err);
     default: return execute_orphan(run, item, skip, err);
     }
 }

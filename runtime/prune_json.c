@@ -99,6 +99,7 @@ static const char *const kind_names[] = {
     [PRUNE_KIND_LOCK] = "lock",
     [PRUNE_KIND_BLOB] = "blob",
     [PRUNE_KIND_CONSOLE_LOG] = "console_log",
+    [PRUNE_KIND_ORPHAN_INSTANCE] = "instance",
 };
 
 const char *prune_kind_name(enum prune_kind kind)

@@ -7,6 +7,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/testhook.h"
 #include "imaged/layout.h"
 
 /* Pull progress is reported in steps of at least 1/PROGRESS_STEPS of the total, so a pull
@@ -166,6 +167,25 @@ static int clone_rootfs(const struct create_run *run, const char *image_rootfs,
     return 0;
 }
 
+int shed_create_check_resources(const struct shed_config *config, int cpus, int memory_mb,
+                                struct shed_err *err)
+{
+    if (cpus > config->container.max_cpus)
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "cpus %d is more than this server allows (at most %d)", cpus,
+                         config->container.max_cpus);
+    if (memory_mb > config->container.max_memory_mb)
+        return shed_errf(err, SHED_E_INVALID_REQUEST,
+                         "memory_mb %d is more than this server allows (at most %d)", memory_mb,
+                         config->container.max_memory_mb);
+    return 0;
+}
+
+static int min_int(int a, int b)
+{
+    return a < b ? a : b;
+}
+
 static int describe_instance(const struct create_run *run, const char *rootfs,
                              struct instance *inst, struct shed_err *err)
 {
@@ -173,8 +193,13 @@ static int describe_instance(const struct create_run *run, const char *rootfs,
     if (instance_init(inst, request->name, err) < 0)
         return -1;
     inst->status = INSTANCE_STARTING;
-    inst->cpus = request->cpus > 0 ? request->cpus : run->config->default_cpus;
-    inst->memory_mb = request->memory_mb > 0 ? request->memory_mb : run->config->default_memory_mb;
+    /* A default above the maximum (default_cpus 2 on a one-CPU host) is the maximum. */
+    const struct shed_config *config = run->config;
+    inst->cpus = request->cpus > 0 ? request->cpus
+                                   : min_int(config->default_cpus, config->container.max_cpus);
+    inst->memory_mb = request->memory_mb > 0
+                          ? request->memory_mb
+                          : min_int(config->default_memory_mb, config->container.max_memory_mb);
     if (instance_set_string(&inst->repo, request->repo, err) < 0 ||
         instance_set_string(&inst->local_dir, request->local_dir, err) < 0 ||
         instance_set_string(&inst->backend, request->backend->name, err) < 0 ||
@@ -254,19 +279,29 @@ static int create_locked(struct create_run *run, struct instance *created,
         instance_store_file_path(run->store, run->request->name, INSTANCE_FILE_ROOTFS);
     if (rootfs == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (instance_store_create_dir(run->store, run->request->name, err) < 0)
-        return -1;
+    /* metadata.json ("starting") is the first thing in the directory: a create killed at any
+     * later point leaves a shed that reads "error" and can be deleted, never an invisible
+     * directory (one killed in between leaves an orphan that df, prune and startup see). */
     struct instance inst;
-    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0 ||
-        describe_instance(run, rootfs, &inst, err) < 0) {
-        roll_back(run, &(struct instance){0}, false, err);
+    if (describe_instance(run, rootfs, &inst, err) < 0)
+        return -1;
+    if (instance_store_create_dir(run->store, run->request->name, err) < 0) {
+        instance_clear(&inst);
         return -1;
     }
+    shed_test_pause("create-dir");
     if (instance_store_save(run->store, &inst, err) < 0) {
         roll_back(run, &inst, false, err);
         instance_clear(&inst);
         return -1;
     }
+    shed_test_pause("create-metadata");
+    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0) {
+        roll_back(run, &inst, false, err);
+        instance_clear(&inst);
+        return -1;
+    }
+    shed_test_pause("create-rootfs");
     if (start_on_backend(run, &inst, err) < 0) {
         instance_clear(&inst);
         return -1;
@@ -285,6 +320,8 @@ int shed_create(const struct shed_config *config, struct instance_store *store,
     if (request->backend == NULL)
         return shed_errf(err, SHED_E_BACKEND_ERROR, "no backend given for shed \"%s\"",
                          request->name);
+    if (shed_create_check_resources(config, request->cpus, request->memory_mb, err) < 0)
+        return -1;
     struct create_run run = {
         .config = config,
         .store = store,

@@ -2,8 +2,15 @@
  *
  *   lock the name → 409 if it exists → make the image ready (image_cache_ensure: pull and
  *   convert at most once across processes and threads) → create the instance directory →
- *   clone the image into <instance_dir>/<name>/rootfs.ext4 (clone_file) → metadata.json
- *   (status starting) → backend->create → metadata.json (status running).
+ *   metadata.json (status starting) → clone the image into
+ *   <instance_dir>/<name>/rootfs.ext4 (clone_file) → backend->create → metadata.json (status
+ *   running).
+ *
+ * Crash consistency: metadata.json is written right after the directory, so a create killed
+ * at any later point leaves a shed that reads "error" (a "starting" shed whose lock is free)
+ * and can be deleted, and server startup releases whatever it held (instance_reap). Killed
+ * between the mkdir and that write, it leaves a directory without metadata: an orphan that
+ * df reports and prune and startup remove.
  *
  * Any failure rolls the shed back completely: the backend's delete (which must cope with a
  * half-created shed), then the instance directory. What is left is what was there before:
@@ -32,8 +39,8 @@ struct shed_create_request {
     const char *image; /* a variant name; NULL: the server's base image ("_base") */
     const char *repo;
     const char *local_dir;
-    int cpus;                           /* 0: config default_cpus */
-    int memory_mb;                      /* 0: config default_memory_mb */
+    int cpus;      /* 0: config default_cpus (at most container.max_cpus) */
+    int memory_mb; /* 0: config default_memory_mb (at most container.max_memory_mb) */
     const struct shed_backend *backend; /* already resolved (detect done by the caller) */
 };
 
@@ -57,6 +64,12 @@ struct shed_create_report {
     uint64_t image_bytes_fetched;
     enum clone_strategy clone_strategy;
 };
+
+/* The server's maximums (config container.max_cpus / max_memory_mb, by default the host's CPU
+ * count and RAM): a request above one fails with SHED_E_INVALID_REQUEST naming the maximum.
+ * 0 means "not given". Checked by the API before a create starts and by shed_create. */
+int shed_create_check_resources(const struct shed_config *config, int cpus, int memory_mb,
+                                struct shed_err *err);
 
 /* Creates and starts the shed. On success *created is the shed as saved (status RUNNING);
  * free it with instance_clear. Errors: SHED_E_INVALID_SHED_NAME, SHED_E_UNKNOWN_IMAGE (a

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build, run and test dependency of shed on Debian 12 (apt-get only),
-# including clang-format for the style check (ctest structure.clang_format).
+# including clang-format for the style check (ctest structure.clang_format), and man-db
+# and zsh for the install test (man pages render, the zsh completion parses).
 # Idempotent: packages already present are left as they are.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ BUILD_PKGS=(build-essential cmake pkg-config
   libmicrohttpd-dev libyaml-dev libssl-dev libzstd-dev zlib1g-dev libisal-dev libssh-dev)
 TEST_PKGS=(docker-registry umoci skopeo busybox-static apache2-utils debootstrap
   xfsprogs btrfs-progs tmux runc qemu-system-x86 wrk isal zstd gzip curl
-  python3 openssl iproute2 iptables util-linux time jq clang-format
+  python3 openssl iproute2 iptables util-linux time jq clang-format man-db zsh
   openssh-server openssh-client openssh-sftp-server rsync socat)
 
 if [[ $(id -u) -ne 0 ]]; then

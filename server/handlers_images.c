@@ -2,19 +2,26 @@
  * names the sheds use (the instance store's instance_store_image_refs) protecting their
  * images. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "config/config.h"
 #include "handlers.h"
 #include "imaged/cache.h"
 #include "runtime/instance.h"
 
-/* The API's image object (api.md). */
+/* The API's image object (api.md); "is_base" marks _base, the cache of base_image. */
 static json_t *image_json(const struct image_info *image)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", image->name, "path",
-                     image->path, "docker_ref", image->docker_ref, "digest", image->digest,
-                     "size_bytes", (json_int_t)image->size_bytes, "source",
-                     image->from_config ? "config" : "discovered", "cached", image->cached);
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", image->name, "path",
+                            image->path, "docker_ref", image->docker_ref, "digest", image->digest,
+                            "size_bytes", (json_int_t)image->size_bytes, "source",
+                            image->from_config ? "config" : "discovered", "cached", image->cached);
+    if (obj != NULL && strcmp(image->name, SHED_BASE_IMAGE_NAME) == 0 &&
+        json_object_set_new(obj, "is_base", json_true()) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 /* {"<key>":[image objects]} */

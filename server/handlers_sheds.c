@@ -11,8 +11,10 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/timeutil.h"
 #include "handlers.h"
 #include "imaged/layout.h"
+#include "runtime/local_dir.h"
 #include "runtime/shed_create.h"
 #include "runtime/shed_lifecycle.h"
 #include "sse.h"
@@ -224,20 +226,6 @@ static bool repo_is_valid(const char *repo)
            len;
 }
 
-static int check_local_dir(const char *dir, struct shed_err *err)
-{
-    if (dir[0] != '/')
-        return shed_errf(err, SHED_E_INVALID_LOCAL_DIR, "local_dir \"%.200s\" is not absolute",
-                         dir);
-    struct stat st;
-    if (stat(dir, &st) < 0)
-        return shed_errf_errno(err, SHED_E_INVALID_LOCAL_DIR, errno, "local_dir \"%.200s\"", dir);
-    if (!S_ISDIR(st.st_mode))
-        return shed_errf(err, SHED_E_INVALID_LOCAL_DIR, "local_dir \"%.200s\" is not a directory",
-                         dir);
-    return 0;
-}
-
 /* An image is known when the config names it or a cached <name>-rootfs.ext4 exists. */
 static int check_image(const struct api_context *context, const char *image, struct shed_err *err)
 {
@@ -294,7 +282,9 @@ static int validate_create(const struct api_context *context, const struct creat
     if (create->repo != NULL && !repo_is_valid(create->repo))
         return shed_errf(err, SHED_E_INVALID_REPO_URL,
                          "invalid repo \"%.200s\": use owner/repo or a git URL", create->repo);
-    if (create->local_dir != NULL && check_local_dir(create->local_dir, err) < 0)
+    if (create->local_dir != NULL && local_dir_check(context->config, create->local_dir, err) < 0)
+        return -1;
+    if (shed_create_check_resources(context->config, create->cpus, create->memory_mb, err) < 0)
         return -1;
     if (check_image(context, create->image, err) < 0)
         return -1;
@@ -334,11 +324,8 @@ static void log_create(const struct shed_create_request *request,
                        const struct shed_create_report *report, const struct shed_err *err,
                        const struct timespec *start)
 {
-    char stamp[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&now, &tm) == NULL ||
-        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
         snprintf(stamp, sizeof stamp, "-");
     fprintf(stderr,
             "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "

@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,9 @@ struct server {
     atomic_size_t in_flight;
     uint16_t port;
     size_t discovered;
+    /* libmicrohttpd's messages while it starts: kept for our own error, never printed */
+    atomic_bool running;
+    char start_message[256];
 };
 
 /* Per-request state (libmicrohttpd's con_cls): the time it started and the body so far. */
@@ -54,6 +59,24 @@ static void log_request(const char *method, const char *path, unsigned status, d
     /* One fprintf per line: stdio locks the stream, so lines never interleave. */
     fprintf(stderr, "%s http method=%s path=%s status=%u ms=%.2f\n", stamp, method, path, status,
             ms);
+}
+
+/* libmicrohttpd's error log: a log line like ours once the server runs; while it starts, the
+ * message is kept for server_start's one error (no stray library line before it). */
+static void log_library_message(void *opaque, const char *fmt, va_list ap)
+{
+    struct server *server = opaque;
+    char message[256];
+    vsnprintf(message, sizeof message, fmt, ap);
+    message[strcspn(message, "\n")] = '\0';
+    if (!atomic_load(&server->running)) {
+        snprintf(server->start_message, sizeof server->start_message, "%s", message);
+        return;
+    }
+    char stamp[RFC3339_SIZE];
+    if (format_rfc3339_now(stamp) < 0)
+        snprintf(stamp, sizeof stamp, "-");
+    fprintf(stderr, "%s http error=\"%s\"\n", stamp, message);
 }
 
 static enum MHD_Result queue_response(struct MHD_Connection *connection,
@@ -236,14 +259,32 @@ static int parse_bind_address(const char *bind, int port, struct sockaddr_in *ad
     return 0;
 }
 
+/* The listening socket, bound here so a failure says why (EADDRINUSE, EADDRNOTAVAIL). */
+static int listen_on(const struct sockaddr_in *addr, const char *bind_text, int port, int *fd_out,
+                     struct shed_err *err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "socket");
+    int one = 1; /* as libmicrohttpd does: a restart need not wait out TIME_WAIT */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 || listen(fd, 128) < 0) {
+        int saved = errno;
+        close(fd);
+        return shed_errf_errno(err, SHED_E_IO, saved, "cannot listen on %s:%d", bind_text, port);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 static int prepare_context(struct server *server, const struct shed_config *config,
                            const struct backend_set *backends, struct shed_err *err)
 {
     struct api_context *context = &server->context;
     context->config = config;
     context->backends = backends;
-    if (fs_mkdir_p(config->data_dir, 0755, err) < 0 ||
-        fs_mkdir_p(config->images_dir, 0755, err) < 0)
+    if (fs_mkdir_private(config->data_dir, err) < 0 ||
+        fs_mkdir_private(config->images_dir, err) < 0)
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
@@ -297,17 +338,28 @@ int server_start(const struct shed_config *config, const struct backend_set *bac
         free_server(server);
         return -1;
     }
+    int listen_fd = -1;
+    if (listen_on(&addr, config->bind, config->http_port, &listen_fd, err) < 0) {
+        free_server(server);
+        return -1;
+    }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_request_completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_EXTERNAL_LOGGER, log_library_message, server, MHD_OPTION_NOTIFY_COMPLETED,
+        on_request_completed, server, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (server->daemon == NULL) {
+        if (fcntl(listen_fd, F_GETFD) >= 0) /* still ours: libmicrohttpd did not take it */
+            close(listen_fd);
+        shed_errf(err, SHED_E_IO, "cannot start the HTTP server on %s:%d: %s", config->bind,
+                  config->http_port,
+                  server->start_message[0] ? server->start_message : "libmicrohttpd failed");
         free_server(server);
-        return shed_errf(err, SHED_E_IO, "cannot listen on %s:%d (address in use or not local?)",
-                         config->bind, config->http_port);
+        return -1;
     }
+    atomic_store(&server->running, true);
     server->port = bound_port(server->daemon, (uint16_t)config->http_port);
     server->context.http_port = server->port;
     *out = server;

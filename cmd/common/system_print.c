@@ -48,7 +48,12 @@ static void print_details(FILE *out, const json_t *df)
     size_t i;
     const json_t *entry;
     json_array_foreach(json_object_get(df, "images"), i, entry)
-        print_item_row(out, "image", str_of(entry, "name"), json_object_get(entry, "total"));
+    {
+        char label[160];
+        snprintf(label, sizeof label, "%s%s", str_of(entry, "name"),
+                 json_is_true(json_object_get(entry, "is_base")) ? " (base_image)" : "");
+        print_item_row(out, "image", label, json_object_get(entry, "total"));
+    }
     json_array_foreach(json_object_get(df, "sheds"), i, entry)
     {
         char label[128];
@@ -110,11 +115,14 @@ void system_print_prune(FILE *out, const json_t *prune)
     const json_t *totals = json_object_get(prune, "totals");
     const json_t *freed = json_object_get(totals, "freed");
     char logical[32], physical[32], exclusive[32];
-    fprintf(out, "%s %llu item(s): %s freed on disk (logical %s, physical %s)\n",
-            dry_run ? "Dry run:" : "Pruned", uint_of(totals, "items"),
-            format_size(uint_of(freed, "exclusive_bytes"), exclusive, sizeof exclusive),
-            format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical),
-            format_size(uint_of(freed, "physical_bytes"), physical, sizeof physical));
+    if (uint_of(totals, "items") == 0)
+        fprintf(out, "Nothing to prune.\n");
+    else
+        fprintf(out, "%s %llu item(s): %s freed on disk (logical %s, physical %s)\n",
+                dry_run ? "Dry run:" : "Pruned", uint_of(totals, "items"),
+                format_size(uint_of(freed, "exclusive_bytes"), exclusive, sizeof exclusive),
+                format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical),
+                format_size(uint_of(freed, "physical_bytes"), physical, sizeof physical));
     const json_t *note;
     json_array_foreach(json_object_get(prune, "notes"), i, note)
     {

@@ -3,18 +3,18 @@
 #define SHED_CLI_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "cmd/common/cli.h"
 #include "common/shed_err.h"
 #include "config/config.h"
 
-/* Exit codes of every command. */
-enum { EXIT_OK = 0, EXIT_FAILURE_RUN = 1, EXIT_USAGE = 2 };
+/* Exit codes of every command (cli.h's, under the names these files use). */
+enum { EXIT_OK = CLI_EXIT_OK, EXIT_FAILURE_RUN = CLI_EXIT_FAILURE, EXIT_USAGE = CLI_EXIT_USAGE };
 
 /* Prints "shed-server: <CODE>: <message>" as one line on stderr; returns EXIT_FAILURE_RUN. */
 int cli_fail(const struct shed_err *err);
-/* Prints "shed-server <cmd>: <message>\nTry 'shed-server <cmd> --help'." ; returns EXIT_USAGE. */
-int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The configuration every subcommand runs with, so that they all read and write where the
  * server does: server.yaml by serve's lookup (config_path when given, else ./server.yaml,
@@ -23,12 +23,20 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
  * Prints the error and returns EXIT_FAILURE_RUN on failure, else 0 (free config with
  * shed_config_free). */
 int cli_load_config(const char *config_path, const char *data_dir, struct shed_config *config);
+/* The same with the command's --config and --data-dir. */
+int cli_load_config_of(const struct cli_call *call, struct shed_config *config);
 
-/* The --config / --data-dir help lines every subcommand prints. */
-#define CLI_CONFIG_OPTIONS_HELP                                                                    \
-    "  -c, --config=FILE      server.yaml to use (default lookup: ./server.yaml,\n"                \
-    "                         ~/.config/shed/server.yaml, /etc/shed/server.yaml)\n"                \
-    "      --data-dir=DIR     data directory (overrides data_dir; images_dir and\n"                \
-    "                         instance_dir become DIR/images and DIR/instances)\n"
+/* Where a local command looked, for a "not found": "config /etc/shed/server.yaml, data dir
+ * /var/lib/shed" or "built-in defaults (no ./server.yaml, ...), data dir ..." (data_dir_given:
+ * it came from --data-dir). */
+void cli_describe_config(const struct shed_config *config, bool data_dir_given, char *out,
+                         size_t len);
+/* cli_fail, but a SHED_NOT_FOUND, IMAGE_NOT_FOUND or UNKNOWN_IMAGE also says where the
+ * command looked (cli_describe_config): the shed or image may be another server's. */
+int cli_fail_where(const struct shed_err *err, const struct shed_config *config,
+                   bool data_dir_given);
+
+/* The JSON on stdout, indented, with a trailing newline; NULL (out of memory) fails. */
+int cli_print_json(const void *json);
 
 #endif

@@ -1,6 +1,5 @@
 /* shed-server clone SRC DST: the instance-rootfs clone (reflink, else a sparse copy), for
  * scripts and benchmarks. */
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
@@ -9,20 +8,11 @@
 #include "commands.h"
 #include "runtime/clone.h"
 
-static void print_help(FILE *out)
-{
-    fputs("Usage: shed-server clone [--json] SRC DST\n"
-          "\n"
-          "Copies SRC to DST (which must not exist) the way a new shed gets its rootfs: a\n"
-          "reflink (FICLONE) where the file system shares extents, else copy_file_range or a\n"
-          "read/write copy of SRC's data segments that keeps holes. Prints the strategy used\n"
-          "and the time the copy took.\n"
-          "\n"
-          "Options:\n"
-          "      --json   print {\"src\",\"dst\",\"strategy\",\"elapsed_ms\"}\n"
-          "  -h, --help   show this help\n",
-          out);
-}
+const struct cli_option clone_options[] = {
+    {"json", 'j', NULL, "print {\"src\",\"dst\",\"strategy\",\"elapsed_ms\"} (also: --format json)",
+     OPT_JSON},
+    SERVER_OPTIONS_END,
+};
 
 static double elapsed_ms(const struct timespec *start, const struct timespec *end)
 {
@@ -44,27 +34,10 @@ static void print_json_string(const char *text)
     putchar('"');
 }
 
-int cmd_clone(int argc, char **argv)
+int cmd_clone(const struct cli_call *call)
 {
-    enum { OPT_JSON = 256 };
-    static const struct option options[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    bool json = false;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_JSON: json = true; break;
-        case 'h': print_help(stdout); return EXIT_OK;
-        default: return cli_usage_error("clone", "invalid option");
-        }
-    }
-    if (argc - optind != 2)
-        return cli_usage_error("clone", "expected SRC and DST");
-    const char *src = argv[optind], *dst = argv[optind + 1];
+    bool json = cli_flag(call, OPT_JSON);
+    const char *src = call->operands[0], *dst = call->operands[1];
 
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);

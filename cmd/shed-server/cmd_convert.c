@@ -1,7 +1,6 @@
 /* shed-server convert REF -o OUT.ext4: pulls what is missing, then writes the image's
  * flattened layers as an ext4 root filesystem (OUT.ext4.tmp + fsync + rename). */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
+#include "cmd/common/progress.h"
 #include "commands.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
@@ -22,19 +22,10 @@ struct convert_args {
     const char *ref;
     const char *output;
     const char *platform;
-    const char *config_path;
-    const char *data_dir;
     const char *creds;
     uint64_t size_bytes; /* 0: rootfs_size of the config */
     const char *insecure[MAX_INSECURE_REGISTRIES + 1];
     size_t insecure_count;
-};
-
-/* Progress output: a redrawn bar on a terminal, nothing otherwise. */
-struct progress_bar {
-    bool enabled;
-    const char *label;
-    int last_permille;
 };
 
 /* Set from SIGINT/SIGTERM; the library polls it and stops with SHED_E_INTERRUPTED, after
@@ -58,129 +49,60 @@ static int install_cancel_handlers(void)
     return 0;
 }
 
-static void print_help(void)
-{
-    printf("Usage: shed-server convert [OPTIONS] REF -o OUT.ext4\n"
-           "\n"
-           "Pull the image REF (only the blobs not yet in the store) and write its flattened\n"
-           "layers as a bootable ext4 root filesystem OUT.ext4 (sparse). Needs no root and\n"
-           "mounts nothing. OUT.ext4 appears only when complete.\n"
-           "\n"
-           "Options:\n"
-           "  -o, --output=FILE          the ext4 image to write (required)\n"
-           "  -s, --size=SIZE            filesystem size, e.g. 20G, 512M (default: rootfs_size\n"
-           "                             of server.yaml, 20G)\n"
-           "      --platform=OS/ARCH[/VARIANT]  platform to pick from a multi-platform image\n"
-           "                             (default: platform of server.yaml, else this host's)\n"
-           "  -c, --config=FILE          server.yaml whose images_dir holds the blob store\n"
-           "                             (default lookup as for serve)\n"
-           "      --data-dir=DIR         data directory (blob store in DIR/images; default\n"
-           "                             data_dir of server.yaml, /var/lib/shed as root,\n"
-           "                             else ~/.local/share/shed)\n"
-           "      --creds=USER:PASSWORD  registry credentials (default: the auths of\n"
-           "                             ~/.docker/config.json, else anonymous)\n"
-           "      --insecure-registry=HOST[:PORT]  use plain HTTP for this registry\n"
-           "                             (loopback registries always use HTTP); repeatable,\n"
-           "                             added to insecure_registries of server.yaml\n"
-           "  -h, --help                 show this help and exit\n");
-}
+const struct cli_option convert_options[] = {
+    {"output", 'o', "FILE", "the ext4 image to write (required)", OPT_OUTPUT},
+    {"size", 's', "SIZE", "filesystem size, e.g. 20G, 512M (default: rootfs_size, 20G)", OPT_SIZE},
+    {"platform", 0, "OS/ARCH[/VARIANT]",
+     "platform to pick from a multi-platform image (default: server.yaml's, else this host's)",
+     OPT_PLATFORM},
+    SERVER_CONFIG_OPTIONS,
+    {"creds", 0, "USER:PASSWORD",
+     "registry credentials (default: the auths of ~/.docker/config.json)", OPT_CREDS},
+    {"insecure-registry", 0, "HOST[:PORT]",
+     "use plain HTTP for this registry (repeatable; loopback always does)", OPT_INSECURE_REGISTRY},
+    SERVER_OPTIONS_END,
+};
 
-/* Returns 0 to run, 1 after --help, or an EXIT_USAGE status. */
-static int parse_args(int argc, char **argv, struct convert_args *args)
+static int parse_args(const struct cli_call *call, struct convert_args *args)
 {
-    enum { OPT_PLATFORM = 256, OPT_DATA_DIR, OPT_INSECURE, OPT_CREDS };
-    static const struct option options[] = {
-        {"output", required_argument, NULL, 'o'},
-        {"size", required_argument, NULL, 's'},
-        {"platform", required_argument, NULL, OPT_PLATFORM},
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-        {"creds", required_argument, NULL, OPT_CREDS},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     struct shed_err err = {0};
-    int opt;
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":o:s:c:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'o': args->output = optarg; break;
-        case 'c': args->config_path = optarg; break;
-        case OPT_CREDS: args->creds = optarg; break;
-        case 's':
-            if (parse_size(optarg, &args->size_bytes, &err) < 0 || args->size_bytes == 0)
-                return cli_usage_error("convert", "invalid --size '%s'", optarg);
-            break;
-        case OPT_PLATFORM: args->platform = optarg; break;
-        case OPT_DATA_DIR: args->data_dir = optarg; break;
-        case OPT_INSECURE:
-            if (args->insecure_count == MAX_INSECURE_REGISTRIES)
-                return cli_usage_error("convert", "too many --insecure-registry options");
-            args->insecure[args->insecure_count++] = optarg;
-            break;
-        case 'h': print_help(); return 1;
-        case ':': return cli_usage_error("convert", "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage_error("convert", "unknown option '%s'", argv[optind - 1]);
-        }
+    args->ref = call->operands[0];
+    args->output = cli_value(call, OPT_OUTPUT);
+    args->platform = cli_value(call, OPT_PLATFORM);
+    args->creds = cli_value(call, OPT_CREDS);
+    const char *size = cli_value(call, OPT_SIZE);
+    if (size != NULL && (parse_size(size, &args->size_bytes, &err) < 0 || args->size_bytes == 0))
+        return cli_usage_error(call, "invalid --size '%s'", size);
+    for (size_t i = 0; i < call->option_count; i++) {
+        if (call->options[i].id != OPT_INSECURE_REGISTRY)
+            continue;
+        if (args->insecure_count == MAX_INSECURE_REGISTRIES)
+            return cli_usage_error(call, "too many --insecure-registry options (at most %d)",
+                                   MAX_INSECURE_REGISTRIES);
+        args->insecure[args->insecure_count++] = call->options[i].value;
     }
-    if (optind >= argc)
-        return cli_usage_error("convert", "missing image reference");
-    if (argc - optind > 1)
-        return cli_usage_error("convert", "unexpected argument '%s'", argv[optind + 1]);
-    args->ref = argv[optind];
     if (args->output == NULL)
-        return cli_usage_error("convert", "missing --output (-o) FILE");
+        return cli_usage_error(call, "missing --output (-o) FILE");
     return 0;
 }
 
-/* ---- progress ----------------------------------------------------------------------------- */
-
-static void progress_draw(struct progress_bar *bar, uint64_t done, uint64_t total)
-{
-    if (!bar->enabled || total == 0)
-        return;
-    int permille = (int)(done * 1000 / total);
-    if (permille == bar->last_permille)
-        return;
-    bar->last_permille = permille;
-    enum { WIDTH = 30 };
-    char cells[WIDTH + 1];
-    int filled = permille * WIDTH / 1000;
-    for (int i = 0; i < WIDTH; i++)
-        cells[i] = i < filled ? '#' : '.';
-    cells[WIDTH] = '\0';
-    char done_text[32], total_text[32];
-    fprintf(stderr, "\r%-10s [%s] %3d%%  %s / %s\033[K", bar->label, cells, permille / 10,
-            format_size(done, done_text, sizeof done_text),
-            format_size(total, total_text, sizeof total_text));
-    fflush(stderr);
-}
-
-static void progress_end(struct progress_bar *bar)
-{
-    if (bar->enabled && bar->last_permille >= 0)
-        fputc('\n', stderr);
-    bar->last_permille = -1;
-}
+/* ---- progress: the download, then the conversion, each its own phase ----------------------- */
 
 static void on_pull_progress(const struct oci_progress *progress, void *ctx)
 {
-    if (progress->event == OCI_PROGRESS_LAYER_BYTES || progress->event == OCI_PROGRESS_LAYER_DONE)
-        progress_draw(ctx, progress->bytes_done, progress->bytes_total);
+    if (progress->event == OCI_PROGRESS_MANIFEST)
+        progress_begin(ctx, "downloading %zu layer(s)", progress->image->layer_count);
+    progress_update(ctx, progress->bytes_done, progress->bytes_total);
 }
 
 static void on_convert_progress(uint64_t done, uint64_t total, void *ctx)
 {
-    progress_draw(ctx, done, total);
+    progress_update(ctx, done, total);
 }
 
 static void on_convert_warning(const char *message, void *ctx)
 {
-    struct progress_bar *bar = ctx;
-    progress_end(bar);
-    fprintf(stderr, "shed-server: warning: %s\n", message);
+    progress_printf(ctx, stderr, "shed-server: warning: %s", message);
 }
 
 /* ---- the command -------------------------------------------------------------------------- */
@@ -203,7 +125,7 @@ static const char **insecure_registries(const struct shed_config *config,
 }
 
 static int pull_image(struct oci_store *store, const struct shed_config *config,
-                      const struct convert_args *args, struct progress_bar *bar,
+                      const struct convert_args *args, struct progress *bar,
                       char digest[DIGEST_STRING_LEN + 1], struct shed_err *err)
 {
     cleanup_free const char **insecure = insecure_registries(config, args);
@@ -219,18 +141,19 @@ static int pull_image(struct oci_store *store, const struct shed_config *config,
     };
     struct oci_pull_result result;
     memset(&result, 0, sizeof result);
-    bar->label = "pulling";
     int ret = oci_pull(store, args->ref, &pull_opts, &result, err);
-    progress_end(bar);
     if (ret < 0)
         return -1;
+    if (result.bytes_fetched == 0)
+        progress_drop_bytes(bar);
+    progress_end(bar, result.bytes_fetched == 0 ? "every layer already present" : NULL);
     memcpy(digest, result.image.manifest_digest, DIGEST_STRING_LEN + 1);
     oci_pull_result_free(&result);
     return 0;
 }
 
 static int convert_image(const struct oci_store *store, const struct convert_args *args,
-                         struct progress_bar *bar, const char *digest, struct shed_err *err)
+                         struct progress *bar, const char *digest, struct shed_err *err)
 {
     struct imaged_convert_opts opts = {
         .size_bytes = args->size_bytes,
@@ -239,9 +162,10 @@ static int convert_image(const struct oci_store *store, const struct convert_arg
         .ctx = bar,
         .cancel = &cancel_requested,
     };
-    bar->label = "converting";
+    progress_begin(bar, "converting to %s", args->output);
     int ret = imaged_convert(store, digest, args->output, &opts, err);
-    progress_end(bar);
+    if (ret == 0)
+        progress_end(bar, NULL);
     return ret;
 }
 
@@ -252,12 +176,12 @@ static double seconds_since(const struct timespec *start)
     return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
-int cmd_convert(int argc, char **argv)
+int cmd_convert(const struct cli_call *call)
 {
     struct convert_args args = {0};
-    int status = parse_args(argc, argv, &args);
+    int status = parse_args(call, &args);
     if (status != 0)
-        return status == 1 ? EXIT_OK : status;
+        return status;
 
     struct shed_err err = {0};
     if (install_cancel_handlers() < 0) {
@@ -265,14 +189,15 @@ int cmd_convert(int argc, char **argv)
         return cli_fail(&err);
     }
     struct shed_config config;
-    if (cli_load_config(args.config_path, args.data_dir, &config) != 0)
+    if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
     if (args.size_bytes == 0)
         args.size_bytes = config.rootfs_size;
 
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    struct progress_bar bar = {.enabled = isatty(STDERR_FILENO) == 1, .last_permille = -1};
+    struct progress bar;
+    progress_init(&bar, stderr);
     struct oci_store *store = NULL;
     char digest[DIGEST_STRING_LEN + 1];
     int ret = oci_store_open(config.images_dir, &store, &err);
@@ -282,8 +207,10 @@ int cmd_convert(int argc, char **argv)
         ret = convert_image(store, &args, &bar, digest, &err);
     oci_store_close(store);
     shed_config_free(&config);
-    if (ret < 0)
+    if (ret < 0) {
+        progress_clear(&bar);
         return cli_fail(&err);
+    }
 
     char size_text[32];
     printf("%s: %s ext4 root filesystem of %s (%.19s) in %.1f s\n", args.output,

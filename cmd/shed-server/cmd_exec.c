@@ -7,7 +7,6 @@
  * terminal of the shed, relayed to ours (raw, resized on SIGWINCH); SIGINT, SIGTERM, SIGHUP
  * and SIGQUIT are passed on to it. */
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,19 +27,11 @@
 /* Our own failures, as docker exec does: distinct from the command's usual exit codes. */
 #define EXIT_EXEC_FAILED 125
 
-static void print_help(void)
-{
-    printf("Usage: shed-server exec [OPTIONS] NAME [-t] [--] CMD [ARG...]\n"
-           "\n"
-           "Run CMD in the running shed NAME, like `docker exec`: stdin, stdout and stderr are\n"
-           "passed through and the exit status is CMD's (128+N when killed by signal N, 127\n"
-           "when CMD does not exist in the shed, 125 when shed-server itself failed).\n"
-           "Without \"--\", options must come before NAME and everything after NAME is CMD.\n"
-           "\n"
-           "Options:\n"
-           "  -t, --tty              run CMD on a terminal (stdin must be "
-           "one)\n" CLI_CONFIG_OPTIONS_HELP "  -h, --help             show this help and exit\n");
-}
+const struct cli_option exec_options[] = {
+    {"tty", 't', NULL, "run CMD on a terminal (stdin or stdout must be one)", OPT_TTY},
+    SERVER_CONFIG_OPTIONS,
+    SERVER_OPTIONS_END,
+};
 
 /* Loads the shed and the backend that runs it; fails unless the shed runs. */
 static int open_running_shed(const struct shed_config *config, const struct backend_set *backends,
@@ -155,7 +146,7 @@ int shed_exec_command(const struct shed_exec_options *options, const char *const
     int exit_status = EXIT_EXEC_FAILED;
     if (backend_set_new(&config, &backends, &err) < 0 ||
         open_running_shed(&config, backends, options->name, &inst, &backend, &err) < 0) {
-        cli_fail(&err);
+        cli_fail_where(&err, &config, options->data_dir != NULL);
         backend_set_free(backends);
         shed_config_free(&config);
         return EXIT_EXEC_FAILED;
@@ -172,49 +163,13 @@ int shed_exec_command(const struct shed_exec_options *options, const char *const
     return exit_status;
 }
 
-/* Index of "--" in argv, or argc. */
-static int find_separator(int argc, char **argv)
+int cmd_exec(const struct cli_call *call)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--") == 0)
-            return i;
-    return argc;
-}
-
-int cmd_exec(int argc, char **argv)
-{
-    enum { OPT_DATA_DIR = 256 };
-    static const struct option long_options[] = {
-        {"tty", no_argument, NULL, 't'},
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    struct shed_exec_options options = {
+        .config_path = cli_value(call, OPT_CONFIG),
+        .data_dir = cli_value(call, OPT_DATA_DIR),
+        .name = call->operands[0],
+        .tty = cli_flag(call, OPT_TTY),
     };
-    struct shed_exec_options options = {0};
-    /* With "--", options may appear anywhere before it (NAME -t -- CMD); without, parsing
-     * stops at NAME so CMD's own options stay CMD's. */
-    int separator = find_separator(argc, argv);
-    bool has_separator = separator < argc;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(separator, argv, has_separator ? "tc:h" : "+tc:h", long_options,
-                              NULL)) != -1) {
-        switch (opt) {
-        case 't': options.tty = true; break;
-        case 'c': options.config_path = optarg; break;
-        case OPT_DATA_DIR: options.data_dir = optarg; break;
-        case 'h': print_help(); return EXIT_OK;
-        default: return cli_usage_error("exec", "invalid option");
-        }
-    }
-    if (optind >= separator)
-        return cli_usage_error("exec", "missing shed NAME");
-    options.name = argv[optind];
-    int command_start = has_separator ? separator + 1 : optind + 1;
-    if (has_separator && optind + 1 < separator)
-        return cli_usage_error("exec", "unexpected argument '%s' before \"--\"", argv[optind + 1]);
-    if (command_start >= argc)
-        return cli_usage_error("exec", "missing CMD");
-    return shed_exec_command(&options, (const char *const *)argv + command_start);
+    return shed_exec_command(&options, (const char *const *)call->operands + 1);
 }

@@ -1,5 +1,4 @@
 /* shed-server images ls|rm|prune: the cached image variants. */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,33 +11,19 @@
 #include "imaged/cache.h"
 #include "runtime/instance.h"
 
-static void print_help(FILE *out)
-{
-    fputs("Usage: shed-server images ls [--json] [--config FILE]\n"
-          "       shed-server images rm NAME [--config FILE]\n"
-          "       shed-server images prune [--dry-run] [--json] [--config FILE]\n"
-          "\n"
-          "ls     config variants first, then <name>-rootfs.ext4 files found in images_dir\n"
-          "rm     removes a cached variant (rootfs, .source, kernel files; the .lock stays);\n"
-          "       refused for names in server.yaml or used by a shed\n"
-          "prune  removes cached variants that neither server.yaml (with a cache built from\n"
-          "       the configured ref) nor any shed references\n"
-          "\n"
-          "Options:\n"
-          "  -n, --dry-run       prune: list what would be removed, remove nothing\n"
-          "      --json          machine-readable output (the REST API's image objects)\n"
-          "  -c, --config FILE   read this server.yaml instead of searching\n"
-          "      --data-dir DIR  data directory (images in DIR/images)\n"
-          "  -h, --help          show this help\n",
-          out);
-}
-
+/* The REST API's image object (server/handlers_images.c), "is_base" included. */
 static json_t *image_to_json(const struct image_info *info)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path", info->path,
-                     "docker_ref", info->docker_ref, "digest", info->digest, "size_bytes",
-                     (json_int_t)info->size_bytes, "source",
-                     info->from_config ? "config" : "discovered", "cached", info->cached);
+    json_t *obj = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "name", info->name, "path",
+                            info->path, "docker_ref", info->docker_ref, "digest", info->digest,
+                            "size_bytes", (json_int_t)info->size_bytes, "source",
+                            info->from_config ? "config" : "discovered", "cached", info->cached);
+    if (obj != NULL && strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0 &&
+        json_object_set_new(obj, "is_base", json_true()) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 /* {"<key>": [image objects], extra...} on stdout. */
@@ -86,8 +71,12 @@ static void print_table(const struct image_info_list *list)
     for (size_t i = 0; i < list->count; i++) {
         const struct image_info *info = &list->items[i];
         char size[32], digest[16];
+        bool base = strcmp(info->name, SHED_BASE_IMAGE_NAME) == 0 && info->from_config;
         printf("%-20s %-10s %-6s %-10s %-12s %s\n", info->name,
-               info->from_config ? "config" : "discovered", info->cached ? "yes" : "no",
+               base                ? "base_image"
+               : info->from_config ? "config"
+                                   : "discovered",
+               info->cached ? "yes" : "no",
                info->cached ? format_size(info->size_bytes, size, sizeof size) : "-",
                short_digest(info->digest, digest, sizeof digest),
                info->docker_ref[0] != '\0' ? info->docker_ref : info->path);
@@ -121,7 +110,7 @@ static int images_in_use(const struct shed_config *config, char ***in_use, struc
     return ret;
 }
 
-static int images_rm(const struct shed_config *config, const char *name)
+static int images_rm(const struct shed_config *config, const char *name, bool data_dir_given)
 {
     struct shed_err err;
     char **in_use = NULL;
@@ -130,7 +119,7 @@ static int images_rm(const struct shed_config *config, const char *name)
     int ret = image_cache_remove(config, name, (const char *const *)in_use, &err);
     instance_image_refs_free(in_use);
     if (ret < 0)
-        return cli_fail(&err);
+        return cli_fail_where(&err, config, data_dir_given);
     printf("removed image %s\n", name);
     return EXIT_OK;
 }
@@ -171,59 +160,76 @@ static int images_prune(const struct shed_config *config, bool dry_run, bool jso
     return ret;
 }
 
-static int run_subcommand(const struct shed_config *config, const char *sub, int argc, char **argv,
-                          bool json, bool dry_run)
-{
-    if (strcmp(sub, "rm") == 0) {
-        if (argc != 1)
-            return cli_usage_error("images", "rm takes exactly one NAME");
-        return images_rm(config, argv[0]);
-    }
-    if (argc != 0)
-        return cli_usage_error("images", "unexpected argument '%s'", argv[0]);
-    if (strcmp(sub, "ls") == 0 || strcmp(sub, "list") == 0)
-        return images_ls(config, json);
-    return images_prune(config, dry_run, json);
-}
+/* ---- the commands ------------------------------------------------------------------------ */
 
-int cmd_images(int argc, char **argv)
+static int with_config(const struct cli_call *call,
+                       int (*run)(const struct cli_call *call, const struct shed_config *config))
 {
-    enum { OPT_JSON = 256, OPT_DATA_DIR };
-    static const struct option options[] = {
-        {"dry-run", no_argument, NULL, 'n'},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *config_path = NULL, *data_dir = NULL;
-    bool json = false, dry_run = false;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "nc:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'n': dry_run = true; break;
-        case OPT_JSON: json = true; break;
-        case 'c': config_path = optarg; break;
-        case OPT_DATA_DIR: data_dir = optarg; break;
-        case 'h': print_help(stdout); return EXIT_OK;
-        default: return cli_usage_error("images", "invalid option");
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error("images", "missing subcommand (ls, rm or prune)");
-    const char *sub = argv[optind];
-    if (strcmp(sub, "ls") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "rm") != 0 &&
-        strcmp(sub, "prune") != 0)
-        return cli_usage_error("images", "unknown subcommand '%s'", sub);
-    if (dry_run && strcmp(sub, "prune") != 0)
-        return cli_usage_error("images", "--dry-run only applies to prune");
-
     struct shed_config config;
-    if (cli_load_config(config_path, data_dir, &config) != 0)
+    if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
-    int ret = run_subcommand(&config, sub, argc - optind - 1, argv + optind + 1, json, dry_run);
+    int ret = run(call, &config);
     shed_config_free(&config);
     return ret;
 }
+
+static int run_ls(const struct cli_call *call, const struct shed_config *config)
+{
+    return images_ls(config, cli_flag(call, OPT_JSON));
+}
+
+static int run_rm(const struct cli_call *call, const struct shed_config *config)
+{
+    int ret = EXIT_OK;
+    for (size_t i = 0; i < call->operand_count; i++)
+        if (images_rm(config, call->operands[i], cli_value(call, OPT_DATA_DIR) != NULL) != EXIT_OK)
+            ret = EXIT_FAILURE_RUN;
+    return ret;
+}
+
+static int run_prune(const struct cli_call *call, const struct shed_config *config)
+{
+    return images_prune(config, cli_flag(call, OPT_DRY_RUN), cli_flag(call, OPT_JSON));
+}
+
+static int cmd_images_ls(const struct cli_call *call)
+{
+    return with_config(call, run_ls);
+}
+
+static int cmd_images_rm(const struct cli_call *call)
+{
+    return with_config(call, run_rm);
+}
+
+static int cmd_images_prune(const struct cli_call *call)
+{
+    return with_config(call, run_prune);
+}
+
+static const struct cli_option ls_options[] = {SERVER_CONFIG_OPTIONS, SERVER_OPTION_JSON,
+                                               SERVER_OPTIONS_END};
+static const struct cli_option rm_options[] = {SERVER_CONFIG_OPTIONS, SERVER_OPTIONS_END};
+static const struct cli_option prune_options[] = {
+    {"dry-run", 'n', NULL, "list what would be removed, remove nothing", OPT_DRY_RUN},
+    SERVER_CONFIG_OPTIONS,
+    SERVER_OPTION_JSON,
+    SERVER_OPTIONS_END,
+};
+
+const struct cli_command images_commands[] = {
+    {"ls", "list", "[OPTIONS]", "List the image variants.",
+     "Config variants first, then <name>-rootfs.ext4 files found in images_dir. --json\n"
+     "prints the REST API's image objects.\n",
+     ls_options, .run = cmd_images_ls, .max_operands = 0},
+    {"rm", "remove", "[OPTIONS] NAME...", "Remove cached image variants.",
+     "Removes the rootfs, .source and kernel files (the .lock stays). Refused for names in\n"
+     "server.yaml, used by a shed, or being converted; _base only when base_image is unset.\n",
+     rm_options, .run = cmd_images_rm, .min_operands = 1, .max_operands = -1,
+     .complete_kind = COMPLETE_IMAGE},
+    {"prune", NULL, "[OPTIONS]", "Remove cached variants nothing uses.",
+     "Cached variants that neither server.yaml (with a cache built from the configured ref)\n"
+     "nor any shed references.\n",
+     prune_options, .run = cmd_images_prune, .max_operands = 0},
+    {NULL},
+};

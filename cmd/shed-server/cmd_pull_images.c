@@ -1,6 +1,5 @@
 /* shed-server pull-images: makes every configured image variant (and _base) ready. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli_util.h"
+#include "cmd/common/progress.h"
 #include "commands.h"
 #include "common/fsutil.h"
 #include "config/config.h"
@@ -19,80 +19,70 @@ static volatile int interrupted;
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (interrupted) {
+        progress_signal_clear();
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
     interrupted = 1;
 }
 
-/* First Ctrl-C: stop cleanly. SA_RESETHAND: a second one kills at once. */
+/* First Ctrl-C: stop cleanly. A second one kills at once (the progress line erased first). */
 static int install_signal_handlers(void)
 {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = on_signal;
-    action.sa_flags = SA_RESETHAND;
     sigemptyset(&action.sa_mask);
     if (sigaction(SIGINT, &action, NULL) < 0 || sigaction(SIGTERM, &action, NULL) < 0)
         return -1;
     return 0;
 }
 
-static void print_help(FILE *out)
-{
-    fputs("Usage: shed-server pull-images [--variant NAME] [--config FILE] [--verbose]\n"
-          "\n"
-          "Makes every image variant of server.yaml ready as <images_dir>/<name>-rootfs.ext4,\n"
-          "plus the base_image as _base, in name order. A variant is pulled and converted only\n"
-          "when its tag now points at another manifest; variants with the same digest share\n"
-          "one conversion. With the registry unreachable a cached copy is used (warning).\n"
-          "Exits non-zero if any variant failed; the others are still done.\n"
-          "\n"
-          "Options:\n"
-          "  -V, --variant NAME  only this variant (\"_base\" for the base image)\n"
-          "  -c, --config FILE   read this server.yaml instead of searching\n"
-          "      --data-dir DIR  data directory (images in DIR/images)\n"
-          "  -v, --verbose       also print digests, layers, lock waits and kernel files\n"
-          "  -h, --help          show this help\n",
-          out);
-}
+const struct cli_option pull_images_options[] = {
+    {"variant", 'V', "NAME", "only this variant (\"_base\" for the base image)", OPT_VARIANT},
+    SERVER_CONFIG_OPTIONS,
+    {"verbose", 'v', NULL, "also print digests, layers, lock waits and kernel files", OPT_VERBOSE},
+    SERVER_OPTIONS_END,
+};
 
 struct pull_output {
     bool verbose;
-    bool progress_on_tty;
-    bool progress_line_open;
+    struct progress progress;
+    char phase[160]; /* "<name>: <phase>" of the running phase */
 };
 
-static void end_progress_line(struct pull_output *out)
-{
-    if (out->progress_line_open) {
-        fputs("\r\033[K", stderr);
-        out->progress_line_open = false;
-    }
-}
-
+/* Milestones end the running phase and get a line of their own (stdout); details and
+ * warnings go above it. */
 static void on_log(enum image_log_level level, const char *name, const char *message, void *ctx)
 {
     struct pull_output *out = ctx;
     if (level == IMAGE_LOG_DETAIL && !out->verbose)
         return;
-    end_progress_line(out);
-    if (level == IMAGE_LOG_WARNING)
-        fprintf(stderr, "shed-server: warning: %s: %s\n", name, message);
-    else
-        printf("%s: %s\n", name, message);
-    fflush(stdout);
+    if (level == IMAGE_LOG_WARNING) {
+        progress_printf(&out->progress, stderr, "shed-server: warning: %s: %s", name, message);
+        return;
+    }
+    if (level == IMAGE_LOG_INFO)
+        progress_end(&out->progress, NULL);
+    progress_printf(&out->progress, stdout, "%s: %s", name, message);
 }
 
+/* One phase per (variant, download|convert), labelled so the two never look alike. */
 static void on_progress(const char *name, const char *phase, uint64_t done, uint64_t total,
                         void *ctx)
 {
     struct pull_output *out = ctx;
-    if (!out->progress_on_tty || total == 0)
-        return;
-    char done_text[32], total_text[32];
-    fprintf(stderr, "\r\033[K%s: %s %s / %s (%d%%)", name, phase,
-            format_size(done, done_text, sizeof done_text),
-            format_size(total, total_text, sizeof total_text), (int)(done * 100 / total));
-    out->progress_line_open = true;
+    char label[160];
+    snprintf(label, sizeof label, "%s: %s", name,
+             strcmp(phase, "download") == 0  ? "downloading layers"
+             : strcmp(phase, "convert") == 0 ? "converting to ext4"
+                                             : phase);
+    if (!out->progress.open || strcmp(label, out->phase) != 0) {
+        progress_begin(&out->progress, "%s", label);
+        snprintf(out->phase, sizeof out->phase, "%s", label);
+    }
+    progress_update(&out->progress, done, total);
 }
 
 static const char *outcome_text(enum image_ensure_outcome outcome)
@@ -114,17 +104,18 @@ static int pull_one(struct image_cache *cache, const char *name, struct pull_out
         .log = on_log, .progress = on_progress, .ctx = out, .cancel = &interrupted};
     struct image_ensure_result result;
     if (image_cache_ensure(cache, name, &opts, &result, err) < 0) {
-        end_progress_line(out);
+        progress_end(&out->progress, interrupted ? "interrupted" : "failed");
         return -1;
     }
+    progress_end(&out->progress, NULL);
     *updated = result.outcome == IMAGE_ENSURE_CONVERTED || result.outcome == IMAGE_ENSURE_LINKED;
     if (*updated) {
         char size[32];
-        printf("%s: ready %s (%s, %s downloaded%s)\n", name, result.rootfs_path,
-               outcome_text(result.outcome), format_size(result.bytes_fetched, size, sizeof size),
-               result.has_kernel ? ", kernel extracted" : "");
+        progress_printf(&out->progress, stdout, "%s: ready %s (%s, %s downloaded%s)", name,
+                        result.rootfs_path, outcome_text(result.outcome),
+                        format_size(result.bytes_fetched, size, sizeof size),
+                        result.has_kernel ? ", kernel extracted" : "");
     }
-    fflush(stdout);
     image_ensure_result_free(&result);
     return 0;
 }
@@ -162,39 +153,20 @@ static int pull_all(const struct shed_config *config, char **names, struct pull_
     return EXIT_OK;
 }
 
-int cmd_pull_images(int argc, char **argv)
+int cmd_pull_images(const struct cli_call *call)
 {
-    static const struct option options[] = {
-        {"variant", required_argument, NULL, 'V'},  {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, 'D'}, {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
-    };
-    const char *config_path = NULL, *data_dir = NULL, *variant = NULL;
-    struct pull_output out = {.progress_on_tty = isatty(STDERR_FILENO) == 1};
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "V:c:vh", options, NULL)) != -1) {
-        switch (opt) {
-        case 'V': variant = optarg; break;
-        case 'c': config_path = optarg; break;
-        case 'D': data_dir = optarg; break;
-        case 'v': out.verbose = true; break;
-        case 'h': print_help(stdout); return EXIT_OK;
-        default: return cli_usage_error("pull-images", "invalid option");
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("pull-images", "unexpected argument '%s'", argv[optind]);
-
+    const char *variant = cli_value(call, OPT_VARIANT);
+    struct pull_output out = {.verbose = cli_flag(call, OPT_VERBOSE)};
+    progress_init(&out.progress, stderr);
     struct shed_config config;
     struct shed_err err;
-    if (cli_load_config(config_path, data_dir, &config) != 0)
+    if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
     char **names = NULL;
     int ret = EXIT_OK;
     if (variant != NULL && shed_config_image_ref(&config, variant) == NULL) {
         shed_errf(&err, SHED_E_UNKNOWN_IMAGE, "image \"%s\" is not in the config", variant);
-        ret = cli_fail(&err);
+        ret = cli_fail_where(&err, &config, cli_value(call, OPT_DATA_DIR) != NULL);
     } else if (image_cache_variant_names(&config, &names, &err) < 0) {
         ret = cli_fail(&err);
     } else if (names[0] == NULL) {

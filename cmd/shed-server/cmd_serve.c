@@ -1,6 +1,5 @@
 /* shed-server serve: runs the REST API and the SSH front door until SIGTERM/SIGINT. */
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,33 +10,24 @@
 #include "commands.h"
 #include "config/config.h"
 #include "runtime/backend.h"
+#include "runtime/instance.h"
+#include "runtime/reap.h"
 #include "server/server.h"
 #include "ssh/sshd.h"
 
 struct serve_args {
-    const char *config_path;
     const char *bind;
-    const char *data_dir;
     int port;     /* -1: from the config */
     int ssh_port; /* -1: from the config */
 };
 
-static void print_help(void)
-{
-    printf("Usage: shed-server serve [OPTIONS]\n"
-           "\n"
-           "Serve the shed REST API (default 127.0.0.1:8080) and the SSH front door (default\n"
-           "127.0.0.1:2222: ssh -p 2222 SHED@host) until SIGTERM or SIGINT, which stop\n"
-           "accepting, let requests in flight finish, end SSH connections, and exit 0.\n"
-           "Running sheds keep running. Existing sheds are re-discovered from\n"
-           "<instance_dir>/*/metadata.json.\n"
-           "\n"
-           "Options:\n" CLI_CONFIG_OPTIONS_HELP
-           "  -p, --port=N           HTTP port (overrides http_port; 0: any free port)\n"
-           "      --ssh-port=N       SSH port (overrides ssh_port; 0: any free port)\n"
-           "  -b, --bind=ADDR        IPv4 address to listen on (overrides bind)\n"
-           "  -h, --help             show this help and exit\n");
-}
+const struct cli_option serve_options[] = {
+    SERVER_CONFIG_OPTIONS,
+    {"port", 'p', "N", "HTTP port (overrides http_port; 0: a free port)", OPT_PORT},
+    {"ssh-port", 0, "N", "SSH port (overrides ssh_port; 0: a free port)", OPT_SSH_PORT},
+    {"bind", 'b', "ADDR", "IPv4 address to listen on (overrides bind)", OPT_BIND},
+    SERVER_OPTIONS_END,
+};
 
 static int parse_port(const char *text, int *port)
 {
@@ -50,41 +40,16 @@ static int parse_port(const char *text, int *port)
     return 0;
 }
 
-/* Returns 0 to run, 1 after --help, or EXIT_USAGE. */
-static int parse_args(int argc, char **argv, struct serve_args *args)
+static int parse_args(const struct cli_call *call, struct serve_args *args)
 {
-    enum { OPT_DATA_DIR = 256, OPT_SSH_PORT };
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"port", required_argument, NULL, 'p'},
-        {"bind", required_argument, NULL, 'b'},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"ssh-port", required_argument, NULL, OPT_SSH_PORT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     args->port = args->ssh_port = -1;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "c:p:b:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c': args->config_path = optarg; break;
-        case 'b': args->bind = optarg; break;
-        case OPT_DATA_DIR: args->data_dir = optarg; break;
-        case 'p':
-            if (parse_port(optarg, &args->port) < 0)
-                return cli_usage_error("serve", "invalid port '%s' (0-65535)", optarg);
-            break;
-        case OPT_SSH_PORT:
-            if (parse_port(optarg, &args->ssh_port) < 0)
-                return cli_usage_error("serve", "invalid SSH port '%s' (0-65535)", optarg);
-            break;
-        case 'h': print_help(); return 1;
-        default: return cli_usage_error("serve", "invalid option");
-        }
-    }
-    if (optind < argc)
-        return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    args->bind = cli_value(call, OPT_BIND);
+    const char *port = cli_value(call, OPT_PORT);
+    if (port != NULL && parse_port(port, &args->port) < 0)
+        return cli_usage_error(call, "invalid port '%s' (0-65535)", port);
+    const char *ssh_port = cli_value(call, OPT_SSH_PORT);
+    if (ssh_port != NULL && parse_port(ssh_port, &args->ssh_port) < 0)
+        return cli_usage_error(call, "invalid SSH port '%s' (0-65535)", ssh_port);
     return 0;
 }
 
@@ -116,8 +81,34 @@ static int block_stop_signals(sigset_t *set)
     return pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
-/* The SSH front door listens first, so /api/info reports the port it really has (with
- * --ssh-port 0, one the kernel picked). */
+static void print_reap_line(const char *line, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "shed-server: %s\n", line);
+}
+
+/* What a killed server left (runtime/reap.h) is released before the API answers. */
+static int reap_leftovers(const struct shed_config *config, const struct backend_set *backends,
+                          struct shed_err *err)
+{
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, err) < 0)
+        return -1;
+    struct reap_report report;
+    int rc = instance_reap(store, backends, print_reap_line, NULL, &report, err);
+    instance_store_close(store);
+    if (rc == 0 && report.orphans_removed + report.interrupted + report.processes_killed > 0)
+        fprintf(stderr,
+                "shed-server: cleaned up after an interrupted server: %zu orphan director%s, "
+                "%zu interrupted shed%s, %zu process%s\n",
+                report.orphans_removed, report.orphans_removed == 1 ? "y" : "ies",
+                report.interrupted, report.interrupted == 1 ? "" : "s", report.processes_killed,
+                report.processes_killed == 1 ? "" : "es");
+    return rc;
+}
+
+/* The SSH front door listens before the API, so /api/info reports the port it really has
+ * (with --ssh-port 0, one the kernel picked). */
 static int serve(struct shed_config *config, const sigset_t *stop_signals)
 {
     struct server *server = NULL;
@@ -126,6 +117,10 @@ static int serve(struct shed_config *config, const sigset_t *stop_signals)
     struct backend_set *backends = NULL;
     if (backend_set_new(config, &backends, &err) < 0)
         return cli_fail(&err);
+    if (reap_leftovers(config, backends, &err) < 0) {
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
     if (sshd_start(config, backends, config->ssh_port, &sshd, &err) < 0) {
         backend_set_free(backends);
         return cli_fail(&err);
@@ -152,12 +147,12 @@ static int serve(struct shed_config *config, const sigset_t *stop_signals)
     return EXIT_OK;
 }
 
-int cmd_serve(int argc, char **argv)
+int cmd_serve(const struct cli_call *call)
 {
     struct serve_args args = {0};
-    int rc = parse_args(argc, argv, &args);
+    int rc = parse_args(call, &args);
     if (rc != 0)
-        return rc == 1 ? EXIT_OK : rc;
+        return rc;
     sigset_t stop_signals;
     if (block_stop_signals(&stop_signals) != 0) {
         fprintf(stderr, "shed-server serve: cannot block signals\n");
@@ -165,7 +160,7 @@ int cmd_serve(int argc, char **argv)
     }
     struct shed_config config;
     struct shed_err err = {0};
-    if (cli_load_config(args.config_path, args.data_dir, &config) != 0)
+    if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
     if (apply_overrides(&args, &config, &err) < 0) {
         shed_config_free(&config);

@@ -2,7 +2,6 @@
  * and systemd timers. Works while the server runs: it takes the same locks (per-shed
  * lifecycle locks, image variant locks, the prune lock). */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,42 +16,11 @@
 #include "runtime/prune.h"
 
 struct system_args {
-    const char *config_path;
-    const char *data_dir;
     bool verbose, json, dry_run;
     unsigned scopes;
     uint64_t until_seconds;
-    bool until_given;
     uint64_t log_tail_bytes;
 };
-
-static void print_help(FILE *out)
-{
-    fputs("Usage: shed-server system df [-v] [--json] [--config FILE] [--data-dir DIR]\n"
-          "       shed-server system prune [--scope S]... [--until DURATION]\n"
-          "                                [--log-tail-bytes N] [--dry-run] [--json]\n"
-          "                                [--config FILE] [--data-dir DIR]\n"
-          "\n"
-          "df     disk usage of images, sheds and orphans: logical (st_size), physical\n"
-          "       (allocated blocks) and exclusive (blocks not shared with a reflink clone)\n"
-          "prune  deletes stopped sheds older than --until, images nothing uses any more,\n"
-          "       orphaned temporary files, and (scope logs) truncates console logs; the dry\n"
-          "       run lists exactly what the real run would do\n"
-          "\n"
-          "Options:\n"
-          "  -v, --verbose           df: one line per image, shed and orphan, and the notes\n"
-          "      --json              the REST API's JSON body\n"
-          "  -s, --scope S           prune scope, repeatable: images, instances, logs, orphans\n"
-          "                          (default: images, instances, orphans)\n"
-          "  -u, --until DURATION    prune sheds whose metadata.json is older (default 72h)\n"
-          "      --log-tail-bytes N  logs scope: bytes each console log keeps (default 5 MiB,\n"
-          "                          at most 64 MiB)\n"
-          "  -n, --dry-run           list what prune would do, change nothing\n"
-          "  -c, --config FILE       read this server.yaml instead of searching\n"
-          "      --data-dir DIR      data directory (images and instances under it)\n"
-          "  -h, --help              show this help\n",
-          out);
-}
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
@@ -68,58 +36,39 @@ static int parse_log_tail(const char *text, uint64_t *bytes)
     return 0;
 }
 
-static int parse_option(int opt, struct system_args *args)
+static int parse_option(const struct cli_call *call, const struct cli_value *option,
+                        struct system_args *args)
 {
-    enum { OPT_JSON = 256, OPT_LOG_TAIL, OPT_DATA_DIR };
     struct shed_err err = {0};
     unsigned scope;
-    switch (opt) {
-    case 'v': args->verbose = true; return 0;
-    case 'n': args->dry_run = true; return 0;
-    case OPT_JSON: args->json = true; return 0;
-    case 'c': args->config_path = optarg; return 0;
-    case OPT_DATA_DIR: args->data_dir = optarg; return 0;
-    case 's':
-        if ((scope = prune_scope_from_name(optarg)) == 0)
-            return cli_usage_error("system",
-                                   "unknown scope '%s' (images, instances, logs, orphans)", optarg);
+    switch (option->id) {
+    case OPT_SCOPE:
+        if ((scope = prune_scope_from_name(option->value)) == 0)
+            return cli_usage_error(call, "unknown scope '%s' (images, instances, logs, orphans)",
+                                   option->value);
         args->scopes |= scope;
         return 0;
-    case 'u':
-        if (prune_parse_duration(optarg, &args->until_seconds, &err) < 0)
-            return cli_usage_error("system", "%s", err.msg);
-        args->until_given = true;
+    case OPT_UNTIL:
+        if (prune_parse_duration(option->value, &args->until_seconds, &err) < 0)
+            return cli_usage_error(call, "%s", err.msg);
         return 0;
-    case OPT_LOG_TAIL:
-        if (parse_log_tail(optarg, &args->log_tail_bytes) < 0)
-            return cli_usage_error("system", "--log-tail-bytes must be 0..%u (0: 5 MiB)",
+    case OPT_LOG_TAIL_BYTES:
+        if (parse_log_tail(option->value, &args->log_tail_bytes) < 0)
+            return cli_usage_error(call, "--log-tail-bytes must be 0..%u (0: 5 MiB)",
                                    PRUNE_MAX_LOG_TAIL_BYTES);
         return 0;
-    case 'h': print_help(stdout); return -1;
-    default: return cli_usage_error("system", "invalid option");
+    default: return 0;
     }
 }
 
-/* 0: run; -1: --help printed; else a usage exit status. */
-static int parse_args(int argc, char **argv, struct system_args *args)
+static int parse_args(const struct cli_call *call, struct system_args *args)
 {
-    static const struct option options[] = {
-        {"verbose", no_argument, NULL, 'v'},
-        {"json", no_argument, NULL, 256},
-        {"scope", required_argument, NULL, 's'},
-        {"until", required_argument, NULL, 'u'},
-        {"log-tail-bytes", required_argument, NULL, 257},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"config", required_argument, NULL, 'c'},
-        {"data-dir", required_argument, NULL, 258},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     args->until_seconds = PRUNE_DEFAULT_UNTIL_SECONDS;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "vs:u:nc:h", options, NULL)) != -1) {
-        int rc = parse_option(opt, args);
+    args->verbose = cli_flag(call, OPT_VERBOSE);
+    args->json = cli_flag(call, OPT_JSON);
+    args->dry_run = cli_flag(call, OPT_DRY_RUN);
+    for (size_t i = 0; i < call->option_count; i++) {
+        int rc = parse_option(call, &call->options[i], args);
         if (rc != 0)
             return rc;
     }
@@ -206,42 +155,66 @@ static int run_with_backends(const char *sub, const struct shed_config *config,
     return rc;
 }
 
-static int run_subcommand(const char *sub, const struct system_args *args)
+static int run_subcommand(const struct cli_call *call, const char *sub)
 {
+    struct system_args args = {0};
+    int rc = parse_args(call, &args);
+    if (rc != 0)
+        return rc;
     struct shed_config config;
     struct shed_err err = {0};
-    if (cli_load_config(args->config_path, args->data_dir, &config) != 0)
+    if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
     struct instance_store *store = NULL;
-    int rc = EXIT_OK;
-    if (instance_store_open(config.instance_dir, &store, &err) < 0) {
+    if (instance_store_open(config.instance_dir, &store, &err) < 0)
         rc = cli_fail(&err);
-    } else {
-        rc = run_with_backends(sub, &config, store, args);
-    }
+    else
+        rc = run_with_backends(sub, &config, store, &args);
     instance_store_close(store);
     shed_config_free(&config);
     return rc;
 }
 
-int cmd_system(int argc, char **argv)
+static int system_df(const struct cli_call *call)
 {
-    struct system_args args = {0};
-    int rc = parse_args(argc, argv, &args);
-    if (rc != 0)
-        return rc < 0 ? EXIT_OK : rc;
-    if (optind >= argc)
-        return cli_usage_error("system", "missing subcommand (df or prune)");
-    const char *sub = argv[optind];
-    if (optind + 1 < argc)
-        return cli_usage_error("system", "unexpected argument '%s'", argv[optind + 1]);
-    bool is_df = strcmp(sub, "df") == 0;
-    if (!is_df && strcmp(sub, "prune") != 0)
-        return cli_usage_error("system", "unknown subcommand '%s' (df or prune)", sub);
-    if (is_df && (args.dry_run || args.scopes != 0 || args.log_tail_bytes != 0 || args.until_given))
-        return cli_usage_error("system", "--scope, --until, --log-tail-bytes and --dry-run "
-                                         "only apply to prune");
-    if (!is_df && args.verbose)
-        return cli_usage_error("system", "--verbose only applies to df");
-    return run_subcommand(sub, &args);
+    return run_subcommand(call, "df");
 }
+
+static int system_prune(const struct cli_call *call)
+{
+    return run_subcommand(call, "prune");
+}
+
+static const struct cli_option df_options[] = {
+    {"verbose", 'v', NULL, "one line per image, shed and orphan, and the notes", OPT_VERBOSE},
+    SERVER_CONFIG_OPTIONS,
+    SERVER_OPTION_JSON,
+    SERVER_OPTIONS_END,
+};
+
+static const struct cli_option prune_options[] = {
+    {"scope", 's', "SCOPE",
+     "images, instances, logs or orphans, repeatable (default: images, instances, orphans)",
+     OPT_SCOPE},
+    {"until", 'u', "DURATION", "prune sheds whose metadata.json is older (default 72h)", OPT_UNTIL},
+    {"log-tail-bytes", 0, "N", "logs scope: bytes each console log keeps (default 5 MiB)",
+     OPT_LOG_TAIL_BYTES},
+    {"dry-run", 'n', NULL, "list what prune would do, change nothing", OPT_DRY_RUN},
+    SERVER_CONFIG_OPTIONS,
+    SERVER_OPTION_JSON,
+    SERVER_OPTIONS_END,
+};
+
+const struct cli_command system_commands[] = {
+    {"df", NULL, "[OPTIONS]", "Disk usage of images, sheds and orphans.",
+     "Logical (st_size), physical (allocated blocks) and exclusive (blocks not shared with a\n"
+     "reflink clone) bytes. The same report as GET /api/system/df.\n",
+     df_options, .run = system_df, .max_operands = 0},
+    {"prune", NULL, "[OPTIONS]", "Delete stopped sheds, unused images and orphans.",
+     "Deletes stopped sheds older than --until, images nothing uses any more, orphaned\n"
+     "temporary files, and (scope logs) truncates console logs. No prompt: without\n"
+     "--dry-run it deletes. Safe while the server runs (same locks). For cron and the\n"
+     "shed-prune.timer systemd unit.\n",
+     prune_options, .run = system_prune, .max_operands = 0},
+    {NULL},
+};

@@ -1,62 +1,135 @@
-/* shed-server: the host-side program. Dispatches to one subcommand per file (cmd_*.c). */
+/* shed-server: the host-side program. This file is the command table; each subcommand is
+ * cmd_<name>.c, the conventions (options anywhere, help, errors) cmd/common/cli.h. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli_util.h"
 #include "commands.h"
+#include "common/fsutil.h"
 #include "oci/oci.h"
+#include "runtime/backend.h"
+#include "runtime/instance.h"
 
-struct command {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *summary;
+static const struct cli_option global_options[] = {SERVER_CONFIG_OPTIONS, SERVER_OPTION_JSON,
+                                                   SERVER_OPTIONS_END};
+
+static const struct cli_command commands[] = {
+    {"serve", NULL, "[OPTIONS]", "Serve the REST API until SIGTERM or SIGINT.",
+     "SIGTERM and SIGINT stop accepting, let requests in flight finish and exit 0; running\n"
+     "sheds keep running and are found again at the next start.\n",
+     serve_options, .run = cmd_serve, .max_operands = 0},
+    {"pull", NULL, "[OPTIONS] REF", "Pull an image from a registry into the blob store.",
+     "REF: [registry[:port]/]repository[:tag][@sha256:digest]; Docker Hub names may be\n"
+     "short (debian, library/debian:12). localhost and 127.0.0.1 use plain HTTP.\n"
+     "Prints the manifest digest. Interrupted: exit 130, the next pull resumes.\n",
+     pull_options, .run = cmd_pull, .min_operands = 1, .max_operands = 1},
+    {"convert", NULL, "[OPTIONS] REF -o OUT.ext4",
+     "Pull an image and write it as an ext4 root filesystem.",
+     "Writes the image's flattened layers as a sparse ext4 file, without root and without\n"
+     "mounting anything. OUT.ext4 appears only when complete.\n",
+     convert_options, .run = cmd_convert, .min_operands = 1, .max_operands = 1,
+     .complete_kind = COMPLETE_FILE},
+    {"config", NULL, NULL, "Validate server.yaml and print the resolved configuration.",
+     .subcommands = config_commands},
+    {"pull-images", NULL, "[OPTIONS]", "Make every configured image variant ready (cached ext4).",
+     "Every images: entry and the base_image (as _base), in name order. A variant is pulled\n"
+     "and converted only when its tag moved; variants of one digest share one conversion;\n"
+     "with the registry unreachable a cached copy is used (warning). Exit 1 when any\n"
+     "variant failed (the others are still done). Safe from cron.\n",
+     pull_images_options, .run = cmd_pull_images, .max_operands = 0},
+    {"images", "image", NULL, "List, remove or prune the cached image variants.",
+     .subcommands = images_commands},
+    {"clone", NULL, "[OPTIONS] SRC DST", "Clone a file the way shed rootfs clones are made.",
+     "A reflink (FICLONE) where the file system shares extents, else copy_file_range or a\n"
+     "read/write copy that keeps holes. DST must not exist.\n",
+     clone_options, .run = cmd_clone, .min_operands = 2, .max_operands = 2,
+     .complete_kind = COMPLETE_FILE},
+    {"system", NULL, NULL, "Disk usage (df) and cleanup (prune) of the data dir.",
+     .subcommands = system_commands},
+    {"exec", NULL, "[OPTIONS] NAME [--] CMD [ARG...]",
+     "Run a command in a running shed (like docker exec).",
+     "stdin, stdout and stderr are passed through. Options go before NAME, or between NAME\n"
+     "and a \"--\"; everything after NAME (or after that \"--\") is CMD's.\n"
+     "Exit status: CMD's own; 128+N when it was killed by signal N; 127 when CMD does not\n"
+     "exist in the shed; 125 when shed-server itself failed; 2 usage error.\n",
+     exec_options, .run = cmd_exec, .min_operands = 2, .max_operands = -1, .passthrough_after = 1,
+     .complete_kind = COMPLETE_SHED},
+    {"attach", NULL, "[OPTIONS] NAME [SESSION]",
+     "Attach the terminal to a tmux session in a running shed.",
+     "Session SESSION (default \"default\") is created when missing. Detach with the tmux\n"
+     "prefix + d; the session keeps running. Exit status as for exec.\n",
+     attach_options, .run = cmd_attach, .min_operands = 1, .max_operands = 2,
+     .complete_kind = COMPLETE_SHED},
+    {NULL},
 };
 
-static const struct command commands[] = {
-    {"serve", cmd_serve, "serve the REST API until SIGTERM/SIGINT"},
-    {"pull", cmd_pull, "pull an image from a registry into the blob store"},
-    {"convert", cmd_convert, "pull an image and write it as an ext4 root filesystem"},
-    {"config", cmd_config, "validate server.yaml and print the resolved configuration"},
-    {"pull-images", cmd_pull_images, "make every configured image variant ready (cached ext4)"},
-    {"images", cmd_images, "list, remove or prune cached image variants"},
-    {"clone", cmd_clone, "clone a file the way instance rootfs clones are made"},
-    {"system", cmd_system, "disk usage (df) and cleanup (prune) of the data dir"},
-    {"exec", cmd_exec, "run a command in a running shed (like docker exec)"},
-    {"attach", cmd_attach, "attach the terminal to a tmux session in a running shed"},
-};
-
-static void print_usage(FILE *out)
+/* Completion: shed names from the instance dir the config names, files for paths. */
+static void complete(const struct cli_call *call, int kind, const char *prefix)
 {
-    fprintf(out, "Usage: shed-server [--help] [--version] COMMAND [ARGS...]\n\nCommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'shed-server COMMAND --help' for a command's options.\n");
+    if (kind == COMPLETE_FILE) {
+        printf(":files\n");
+        return;
+    }
+    struct shed_config config;
+    struct shed_err err = {0};
+    if (shed_config_load(cli_value(call, OPT_CONFIG), &config, &err) < 0)
+        return;
+    const char *data_dir = cli_value(call, OPT_DATA_DIR);
+    struct instance_store *store = NULL;
+    struct instance_list list = {0};
+    /* only a store that exists: completion never creates the data dir */
+    if ((data_dir == NULL || shed_config_use_data_dir(&config, data_dir, &err) == 0) &&
+        kind == COMPLETE_SHED && fs_exists(config.instance_dir) &&
+        instance_store_open(config.instance_dir, &store, &err) == 0 &&
+        instance_store_list(store, &list, &err) == 0) {
+        for (size_t i = 0; i < list.count; i++)
+            if (strncmp(list.items[i].name, prefix, strlen(prefix)) == 0)
+                printf("%s\n", list.items[i].name);
+        instance_list_clear(&list);
+    }
+    instance_store_close(store);
+    shed_config_free(&config);
+}
+
+/* libcurl's global state must be set up once, before any thread exists. */
+static int before_run(struct cli_call *call)
+{
+    (void)call;
+    struct shed_err err = {0};
+    if (oci_global_init(&err) < 0)
+        return cli_fail(&err);
+    return 0;
+}
+
+/* The end of `shed-server help`: exit statuses, and the backends of this very build. */
+static void build_footer(char *out, size_t len)
+{
+    size_t used = (size_t)snprintf(out, len, "Backends in this build:");
+    const char *const *names = backend_set_builtin_names();
+    for (size_t i = 0; names[i] != NULL && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, " %s", names[i]);
+    if (used < len)
+        snprintf(out + used, len - used,
+                 " (default_backend: detect takes the first usable one).\n"
+                 "\n"
+                 "Exit status: 0 success; 1 failure (\"shed-server: CODE: message\" on stderr); 2\n"
+                 "usage error; exec and attach: the command's own, 125 for their own failures;\n"
+                 "pull: 130 when interrupted.\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        print_usage(stderr);
-        return 2;
-    }
-    const char *name = argv[1];
-    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
-        print_usage(stdout);
-        return 0;
-    }
-    if (strcmp(name, "--version") == 0) {
-        printf("shed-server %s\n", SHED_VERSION);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(name, commands[i].name) != 0)
-            continue;
-        /* libcurl's global state must be set up once, before any thread exists. */
-        struct shed_err err = {0};
-        if (oci_global_init(&err) < 0)
-            return cli_fail(&err);
-        return commands[i].run(argc - 1, argv + 1);
-    }
-    fprintf(stderr, "shed-server: unknown command '%s'\nTry 'shed-server --help'.\n", name);
-    return 2;
+    static char footer[1024];
+    build_footer(footer, sizeof footer);
+    const struct cli_program program = {
+        .name = "shed-server",
+        .summary = "The shed host: the REST API server and the local admin commands.",
+        .options = global_options,
+        .commands = commands,
+        .footer = footer,
+        .version = "shed-server " SHED_VERSION,
+        .before_run = before_run,
+        .complete = complete,
+    };
+    return cli_main(&program, argc, argv, NULL);
 }

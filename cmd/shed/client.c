@@ -10,16 +10,13 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "common/array.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/sockutil.h"
-#include "common/strv.h"
 
 #define MAX_RESPONSE_BYTES (64u << 20)
-#define DEFAULT_SERVER_URL "http://127.0.0.1:8080"
 
 int client_errorf(struct client_error *error, const char *code, const char *fmt, ...)
 {
@@ -31,7 +28,7 @@ int client_errorf(struct client_error *error, const char *code, const char *fmt,
     return -1;
 }
 
-int client_init(struct client *client, const char *base_url, const char *token,
+int client_init(struct client *client, const char *base_url, const char *token, const char *origin,
                 struct client_error *error)
 {
     memset(client, 0, sizeof *client);
@@ -40,7 +37,9 @@ int client_init(struct client *client, const char *base_url, const char *token,
         len--;
     client->base_url = strndup(base_url, len);
     client->token = token != NULL ? strdup(token) : NULL;
-    if (client->base_url == NULL || (token != NULL && client->token == NULL)) {
+    client->origin = origin != NULL ? strdup(origin) : NULL;
+    if (client->base_url == NULL || (token != NULL && client->token == NULL) ||
+        (origin != NULL && client->origin == NULL)) {
         client_cleanup(client);
         return client_errorf(error, "NO_MEMORY", "out of memory");
     }
@@ -51,6 +50,7 @@ void client_cleanup(struct client *client)
 {
     free(client->base_url);
     free(client->token);
+    free(client->origin);
     memset(client, 0, sizeof *client);
 }
 
@@ -152,6 +152,20 @@ static int error_from_response(long status, const char *body, struct client_erro
     return -1;
 }
 
+/* The server could not be reached at all: say which URL was tried, where it came from, and
+ * what to check. */
+static int connection_error(const struct client *client, const char *reason,
+                            struct client_error *error)
+{
+    bool from_command_line = client->origin == NULL || strcmp(client->origin, "-s") == 0;
+    return client_errorf(error, "CONNECTION",
+                         "cannot connect to %s (%s): %s; is shed-server running there?%s",
+                         client->base_url, client->origin != NULL ? client->origin : "-s", reason,
+                         from_command_line ? ""
+                                           : " Pick a server with -s HOST:PORT or 'shed server "
+                                             "add NAME URL'.");
+}
+
 static int perform(const struct client *client, const char *method, const char *path,
                    const json_t *body, bool stream, struct transfer *transfer, long *status,
                    struct client_error *error)
@@ -189,11 +203,16 @@ static int perform(const struct client *client, const char *method, const char *
     }
     CURLcode rc = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+    curl_off_t connected_at = 0; /* 0: the TCP connection never came up */
+    curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected_at);
     curl_easy_cleanup(curl);
     curl_slist_free_all(headers);
     if (transfer->overflow)
         return client_errorf(error, "PROTOCOL", "response from %s larger than %u bytes",
                              client->base_url, MAX_RESPONSE_BYTES);
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        (rc == CURLE_OPERATION_TIMEDOUT && connected_at == 0))
+        return connection_error(client, curl_easy_strerror(rc), error);
     if (rc != CURLE_OK)
         return client_errorf(error, "CONNECTION", "%s: %s", client->base_url,
                              curl_easy_strerror(rc));
@@ -267,8 +286,9 @@ static int split_http_url(const char *url, char *host, size_t hostlen, char *por
     return 0;
 }
 
-static int dial_server(const char *url, int *fd_out, struct client_error *error)
+static int dial_server(const struct client *client, int *fd_out, struct client_error *error)
 {
+    const char *url = client->base_url;
     char host[256], port[16];
     if (split_http_url(url, host, sizeof host, port, sizeof port, error) < 0)
         return -1;
@@ -287,7 +307,7 @@ static int dial_server(const char *url, int *fd_out, struct client_error *error)
     }
     freeaddrinfo(addrs);
     if (fd < 0)
-        return client_errorf(error, "CONNECTION", "cannot connect to %s: %s", url, strerror(errno));
+        return connection_error(client, strerror(errno), error);
     *fd_out = fd;
     return 0;
 }
@@ -318,7 +338,7 @@ int client_connect_upgrade(const struct client *client, const char *shed, uint16
                            char **extra, size_t *extra_len, struct client_error *error)
 {
     int sock = -1;
-    if (dial_server(client->base_url, &sock, error) < 0)
+    if (dial_server(client, &sock, error) < 0)
         return -1;
     cleanup_free char *request =
         str_printf("GET /api/sheds/%s/connect/%u HTTP/1.1\r\nHost: shed\r\nConnection: Upgrade\r\n"
@@ -350,156 +370,4 @@ int client_connect_upgrade(const struct client *client, const char *shed, uint16
     memcpy(*extra, buf + head_len, *extra_len);
     *fd = sock;
     return 0;
-}
-
-/* ---- client.yaml --------------------------------------------------------------------- */
-
-static char *client_config_path(void)
-{
-    const char *explicit_path = getenv("SHED_CLIENT_CONFIG");
-    if (explicit_path != NULL && explicit_path[0] != '\0')
-        return strdup(explicit_path);
-    const char *xdg = getenv("XDG_CONFIG_HOME");
-    if (xdg != NULL && xdg[0] == '/')
-        return str_printf("%s/shed/client.yaml", xdg);
-    const char *home = getenv("HOME");
-    return str_printf("%s/.config/shed/client.yaml", home != NULL ? home : ".");
-}
-
-static const char *scalar(yaml_node_t *node)
-{
-    return node != NULL && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value
-                                                          : NULL;
-}
-
-static yaml_node_t *mapping_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
-{
-    if (map == NULL || map->type != YAML_MAPPING_NODE)
-        return NULL;
-    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
-         pair++) {
-        const char *k = scalar(yaml_document_get_node(doc, pair->key));
-        if (k != NULL && strcmp(k, key) == 0)
-            return yaml_document_get_node(doc, pair->value);
-    }
-    return NULL;
-}
-
-/* A server entry is "name: URL" or "name: {url: URL, token: T}". */
-static int server_from_entry(yaml_document_t *doc, yaml_node_t *entry, const char *name,
-                             const char *path, char **url, char **token, struct client_error *error)
-{
-    const char *u = scalar(entry);
-    const char *t = NULL;
-    if (u == NULL) {
-        u = scalar(mapping_get(doc, entry, "url"));
-        t = scalar(mapping_get(doc, entry, "token"));
-    }
-    if (u == NULL)
-        return client_errorf(error, "CONFIG", "%s: server \"%s\" has no url", path, name);
-    *url = strdup(u);
-    *token = t != NULL ? strdup(t) : NULL;
-    if (*url == NULL || (t != NULL && *token == NULL))
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    return 0;
-}
-
-static int lookup_in_config(yaml_document_t *doc, const char *path, const char *name, char **url,
-                            char **token, struct client_error *error)
-{
-    yaml_node_t *root = yaml_document_get_root_node(doc);
-    if (root == NULL)
-        goto not_found; /* an empty file */
-    if (root->type != YAML_MAPPING_NODE)
-        return client_errorf(error, "CONFIG", "%s: expected a mapping at the top", path);
-    if (name == NULL) {
-        name = scalar(mapping_get(doc, root, "default"));
-        if (name == NULL)
-            goto not_found;
-    }
-    yaml_node_t *entry = mapping_get(doc, mapping_get(doc, root, "servers"), name);
-    if (entry != NULL)
-        return server_from_entry(doc, entry, name, path, url, token, error);
-not_found:
-    if (name == NULL)
-        return 1; /* no default configured */
-    return client_errorf(error, "CONFIG", "no server \"%s\" in %s", name, path);
-}
-
-/* Parses the open client config into *doc. */
-static int load_config(FILE *file, const char *path, yaml_document_t *doc,
-                       struct client_error *error)
-{
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser))
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    yaml_parser_set_input_file(&parser, file);
-    int rc = 0;
-    if (!yaml_parser_load(&parser, doc))
-        rc = client_errorf(error, "CONFIG", "%s:%zu: %s", path, parser.problem_mark.line + 1,
-                           parser.problem != NULL ? parser.problem : "invalid YAML");
-    yaml_parser_delete(&parser);
-    return rc;
-}
-
-int client_resolve_server(const char *selector, char **url, char **token,
-                          struct client_error *error)
-{
-    *url = NULL;
-    *token = NULL;
-    if (selector != NULL && strstr(selector, "://") != NULL) {
-        *url = strdup(selector);
-        return *url != NULL ? 0 : client_errorf(error, "NO_MEMORY", "out of memory");
-    }
-    cleanup_free char *path = client_config_path();
-    if (path == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    cleanup_fclose FILE *file = fopen(path, "re");
-    if (file == NULL && selector != NULL)
-        return client_errorf(error, "CONFIG", "server \"%s\": cannot read %s: %s", selector, path,
-                             strerror(errno));
-    int rc = 1;
-    if (file != NULL) {
-        yaml_document_t doc;
-        if (load_config(file, path, &doc, error) < 0)
-            return -1;
-        rc = lookup_in_config(&doc, path, selector, url, token, error);
-        yaml_document_delete(&doc);
-    }
-    if (rc == 1) { /* nothing configured: the local default */
-        *url = strdup(DEFAULT_SERVER_URL);
-        return *url != NULL ? 0 : client_errorf(error, "NO_MEMORY", "out of memory");
-    }
-    return rc;
-}
-
-int client_server_names(char ***names, size_t *count, struct client_error *error)
-{
-    *names = NULL;
-    *count = 0;
-    cleanup_free char *path = client_config_path();
-    if (path == NULL)
-        return client_errorf(error, "NO_MEMORY", "out of memory");
-    cleanup_fclose FILE *file = fopen(path, "re");
-    if (file == NULL)
-        return client_errorf(error, "CONFIG", "--all: cannot read %s: %s", path, strerror(errno));
-    yaml_document_t doc;
-    if (load_config(file, path, &doc, error) < 0)
-        return -1;
-    yaml_node_t *servers = mapping_get(&doc, yaml_document_get_root_node(&doc), "servers");
-    struct strv found = STRV_INIT;
-    int rc = 0;
-    if (servers != NULL && servers->type == YAML_MAPPING_NODE)
-        for (yaml_node_pair_t *pair = servers->data.mapping.pairs.start;
-             rc == 0 && pair < servers->data.mapping.pairs.top; pair++) {
-            const char *name = scalar(yaml_document_get_node(&doc, pair->key));
-            if (name != NULL && strv_add(&found, name, NULL) < 0)
-                rc = client_errorf(error, "NO_MEMORY", "out of memory");
-        }
-    yaml_document_delete(&doc);
-    if (rc == 0 && found.count == 0)
-        rc = client_errorf(error, "CONFIG", "--all: no servers in %s", path);
-    *count = found.count;
-    *names = strv_steal(&found);
-    return rc;
 }

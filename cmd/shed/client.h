@@ -1,5 +1,5 @@
 /* The REST client behind the `shed` CLI (libcurl): JSON requests, SSE streams, the HTTP
- * upgrade of connect, and the client config (~/.config/shed/client.yaml). */
+ * upgrade of connect. (client.yaml and -s SERVER are client_config.h's.) */
 #ifndef SHED_API_CLIENT_H
 #define SHED_API_CLIENT_H
 
@@ -20,6 +20,7 @@ int client_errorf(struct client_error *error, const char *code, const char *fmt,
 struct client {
     char *base_url;       /* "http://host:port", no trailing slash */
     char *token;          /* bearer token or NULL */
+    char *origin;         /* where base_url came from ("-s", "server \"lab\" of ..."), or NULL */
     long timeout_seconds; /* limit for a whole transfer; 0 (client_init's default): none */
 };
 
@@ -28,7 +29,8 @@ struct client_response {
     json_t *json; /* the parsed body, NULL when empty */
 };
 
-int client_init(struct client *client, const char *base_url, const char *token,
+/* origin (may be NULL) says where base_url came from, for the hint of a connection error. */
+int client_init(struct client *client, const char *base_url, const char *token, const char *origin,
                 struct client_error *error);
 void client_cleanup(struct client *client);
 void client_response_clear(struct client_response *response);
@@ -52,16 +54,5 @@ int client_stream(const struct client *client, const char *method, const char *p
  * server sent after its headers are returned in *extra (malloc'd) / *extra_len. */
 int client_connect_upgrade(const struct client *client, const char *shed, uint16_t port, int *fd,
                            char **extra, size_t *extra_len, struct client_error *error);
-
-/* Resolves -s: a URL (contains "://") is used as is; otherwise a server name from the client
- * config; NULL means the config's `default` server, else http://127.0.0.1:8080. Also
- * returns the server's token from the config, if any (malloc'd, may be NULL). */
-int client_resolve_server(const char *selector, char **url, char **token,
-                          struct client_error *error);
-
-/* The names of the client config's `servers:` mapping, in file order, for --all: a
- * NULL-terminated malloc'd array of *count malloc'd strings. A missing config or one without
- * servers is an error. On error *names may hold names already read (free them). */
-int client_server_names(char ***names, size_t *count, struct client_error *error);
 
 #endif

@@ -15,18 +15,19 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client_config.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/strv.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = CLI_EXIT_OK, EXIT_FAIL = CLI_EXIT_FAILURE };
+enum { OPT_TTY = OPT_FIRST_FREE + 40, OPT_INSTALL };
 
 #define KNOWN_HOSTS_MAX (1u << 20)
 
@@ -42,14 +43,7 @@ struct ssh_target {
 
 static int fail(const struct client_error *error)
 {
-    fprintf(stderr, "shed: %s: %s\n", error->code, error->message);
-    return EXIT_FAIL;
-}
-
-static int usage(const char *command, const char *message)
-{
-    fprintf(stderr, "shed %s: %s\nTry 'shed %s --help'.\n", command, message, command);
-    return EXIT_USAGE;
+    return shed_fail(error);
 }
 
 /* ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$ as the server checks it (runtime/instance.c). */
@@ -283,93 +277,96 @@ static int run_ssh_command(const struct ssh_target *target, const char *name, ch
 
 /* ---- the commands --------------------------------------------------------------------- */
 
-static void print_ssh_help(const char *command)
+/* The target of the call's server, with the host key pinned. */
+static int ready_target(const struct cli_call *call, struct ssh_target *target)
 {
-    if (strcmp(command, "exec") == 0)
-        printf("Usage: shed exec [-t] NAME -- CMD [ARG...]\n\n"
-               "Run CMD in shed NAME over SSH (the server's SSH port and pinned host key), with\n"
-               "stdin, stdout and stderr passed through; the exit status is CMD's (255 when ssh\n"
-               "itself fails). CMD and its arguments reach the shed exactly as given.\n"
-               "  -t, --tty   run CMD on a terminal\n");
-    else if (strcmp(command, "attach") == 0)
-        printf("Usage: shed attach NAME [SESSION]\n\n"
-               "Attach this terminal to tmux session SESSION (default \"default\") in shed NAME\n"
-               "over SSH, creating it when missing. Detach with the tmux prefix + d.\n");
-    else
-        printf("Usage: shed ssh NAME [-- CMD...]\n\n"
-               "Log in to shed NAME over SSH (a login shell), or run CMD as ssh runs a command.\n"
-               "A stopped shed is started. Your ssh keys and ~/.ssh/config apply as usual.\n");
-}
-
-/* NAME [-t] [-- CMD...] after the command word. *rest: what follows "--". */
-static int parse_ssh_args(const char *command, int argc, char **argv, const char **name, bool *tty,
-                          int *rest)
-{
-    static const struct option options[] = {
-        {"tty", no_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int opt;
-    optind = 0;
-    *tty = false;
-    while ((opt = getopt_long(argc, argv, "+th", options, NULL)) != -1) {
-        if (opt == 'h') {
-            print_ssh_help(command);
-            return -1;
-        }
-        if (opt != 't' || strcmp(command, "exec") != 0)
-            return usage(command, "invalid option");
-        *tty = true;
+    struct client_error error;
+    if (fetch_target(&shed_cli_of(call)->client, target, &error) < 0 ||
+        pin_host_key(target, &error) < 0) {
+        target_clear(target);
+        return fail(&error);
     }
-    if (optind >= argc)
-        return usage(command, "missing shed NAME");
-    *name = argv[optind++];
-    if (!shed_name_is_valid(*name))
-        return usage(command, "invalid shed name (lowercase letters, digits and '-')");
-    if (optind < argc && strcmp(argv[optind], "--") == 0)
-        optind++;
-    *rest = optind;
     return 0;
 }
 
-static int cmd_ssh(const struct client *client, const char *command, int argc, char **argv)
+static int check_shed_name(const struct cli_call *call, const char *name)
 {
-    const char *name = NULL;
-    bool tty = false;
-    int rest = 0;
-    int rc = parse_ssh_args(command, argc, argv, &name, &tty, &rest);
-    if (rc != 0)
-        return rc < 0 ? EXIT_OK : rc;
-    const char *session = "default";
-    if (strcmp(command, "exec") == 0 && rest >= argc)
-        return usage(command, "missing CMD");
-    if (strcmp(command, "attach") == 0) {
-        if (argc - rest > 1)
-            return usage(command, "expected NAME [SESSION]");
-        if (rest < argc)
-            session = argv[rest];
-        if (!session_name_is_valid(session))
-            return usage(command, "invalid session name (letters, digits, '_' and '-')");
-    }
+    if (!shed_name_is_valid(name))
+        return cli_usage_error(call, "invalid shed name '%s' (lowercase letters, digits, '-')",
+                               name);
+    return 0;
+}
+
+/* shed ssh NAME [CMD...]: ssh itself, CMD as ssh takes it. */
+int cmd_ssh(const struct cli_call *call)
+{
+    const char *name = call->operands[0];
     struct ssh_target target;
-    struct client_error error;
-    if (fetch_target(client, &target, &error) < 0 || pin_host_key(&target, &error) < 0) {
-        target_clear(&target);
-        return fail(&error);
-    }
-    if (strcmp(command, "attach") == 0) {
-        char tmux[200];
-        snprintf(tmux, sizeof tmux, "tmux new-session -A -s %s", session);
-        char *words[] = {tmux};
-        rc = run_ssh_command(&target, name, words, 1, true, false);
-    } else if (strcmp(command, "exec") == 0) {
-        cleanup_free char *quoted = shell_quote_words(argv + rest, argc - rest);
-        char *words[] = {quoted};
-        rc = quoted != NULL ? run_ssh_command(&target, name, words, 1, tty, !tty) : EXIT_FAIL;
-    } else {
-        rc = run_ssh_command(&target, name, argv + rest, argc - rest, false, false);
-    }
+    int rc = check_shed_name(call, name);
+    if (rc == 0)
+        rc = ready_target(call, &target);
+    if (rc != 0)
+        return rc;
+    rc = run_ssh_command(&target, name, call->operands + 1, (int)call->operand_count - 1, false,
+                         false);
     target_clear(&target);
     return rc;
 }
+
+/* shed exec [-t] NAME CMD...: CMD's words quoted, so the shed gets exactly this argv. */
+int cmd_exec(const struct cli_call *call)
+{
+    const char *name = call->operands[0];
+    bool tty = cli_flag(call, OPT_TTY);
+    struct ssh_target target;
+    int rc = check_shed_name(call, name);
+    if (rc == 0)
+        rc = ready_target(call, &target);
+    if (rc != 0)
+        return rc;
+    cleanup_free char *quoted = shell_quote_words(call->operands + 1, (int)call->operand_count - 1);
+    char *words[] = {quoted};
+    rc = quoted != NULL ? run_ssh_command(&target, name, words, 1, tty, !tty) : EXIT_FAIL;
+    target_clear(&target);
+    return rc;
+}
+
+/* shed attach NAME [SESSION]: tmux new-session -A on a terminal. */
+int cmd_attach(const struct cli_call *call)
+{
+    const char *name = call->operands[0];
+    const char *session = call->operand_count > 1 ? call->operands[1] : "default";
+    if (!session_name_is_valid(session))
+        return cli_usage_error(call, "invalid session name '%s' (letters, digits, '_', '-')",
+                               session);
+    struct ssh_target target;
+    int rc = check_shed_name(call, name);
+    if (rc == 0)
+        rc = ready_target(call, &target);
+    if (rc != 0)
+        return rc;
+    char tmux[200];
+    snprintf(tmux, sizeof tmux, "tmux new-session -A -s %s", session);
+    char *words[] = {tmux};
+    rc = run_ssh_command(&target, name, words, 1, true, false);
+    target_clear(&target);
+    return rc;
+}
+
+const struct cli_option shed_ssh_options[] = {SHED_SERVER_OPTIONS, SHED_OPTIONS_END};
+const struct cli_option shed_exec_options[] = {
+    {"tty", 't', NULL, "run CMD on a terminal", OPT_TTY},
+    SHED_SERVER_OPTIONS,
+    SHED_OPTIONS_END,
+};
+const struct cli_option shed_ssh_config_options[] = {
+    {"install", 'i', NULL,
+     "write ~/.config/shed/ssh_config and Include it from ~/.ssh/config (once, at the top)",
+     OPT_INSTALL},
+    {"all", 'a', NULL, "every server of client.yaml (default: the selected one)", OPT_ALL},
+    SHED_SERVER_OPTIONS,
+    SHED_OPTIONS_END,
+};
 
 /* ---- ssh-config ------------------------------------------------------------------------ */
 
@@ -426,11 +423,11 @@ static int all_servers_config(const struct client *client, bool all, FILE *out,
     size_t count = 0;
     int rc = client_server_names(&names, &count, error);
     for (size_t i = 0; rc == 0 && i < count; i++) {
-        cleanup_free char *url = NULL, *token = NULL;
+        cleanup_free char *url = NULL, *token = NULL, *origin = NULL;
         struct client server;
-        rc = client_resolve_server(names[i], &url, &token, error);
+        rc = client_resolve_server(names[i], &url, &token, &origin, error);
         if (rc == 0)
-            rc = client_init(&server, url, token, error);
+            rc = client_init(&server, url, token, origin, error);
         if (rc == 0) {
             rc = server_config(&server, out, error);
             client_cleanup(&server);
@@ -471,33 +468,10 @@ static int add_include(const char *path, struct client_error *error)
     return 0;
 }
 
-static int cmd_ssh_config(const struct client *client, int argc, char **argv)
+int cmd_ssh_config(const struct cli_call *call)
 {
-    static const struct option options[] = {{"install", no_argument, NULL, 'i'},
-                                            {"all", no_argument, NULL, 'a'},
-                                            {"help", no_argument, NULL, 'h'},
-                                            {NULL, 0, NULL, 0}};
-    bool install = false, all = false;
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, "iah", options, NULL)) != -1) {
-        switch (opt) {
-        case 'i': install = true; break;
-        case 'a': all = true; break;
-        case 'h':
-            printf("Usage: shed ssh-config [--install] [--all]\n\n"
-                   "Print an OpenSSH client configuration with a `Host SHED.SERVER` entry per\n"
-                   "shed (HostName, Port, User, and the server's host key pinned in shed's own\n"
-                   "known_hosts), so that `ssh SHED.SERVER`, scp, rsync and IDEs reach the sheds.\n"
-                   "  -i, --install  write it to ~/.config/shed/ssh_config and Include that\n"
-                   "                 from ~/.ssh/config (added once, at the top)\n"
-                   "  -a, --all      every server of client.yaml (default: the selected one)\n");
-            return EXIT_OK;
-        default: return usage("ssh-config", "invalid option");
-        }
-    }
-    if (optind < argc)
-        return usage("ssh-config", "unexpected argument");
+    const struct client *client = &shed_cli_of(call)->client;
+    bool install = cli_flag(call, OPT_INSTALL), all = cli_flag(call, OPT_ALL);
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
@@ -523,11 +497,4 @@ static int cmd_ssh_config(const struct client *client, int argc, char **argv)
     }
     free(text);
     return rc < 0 ? fail(&error) : EXIT_OK;
-}
-
-int cli_ssh_run(const struct client *client, int argc, char **argv)
-{
-    if (strcmp(argv[0], "ssh-config") == 0)
-        return cmd_ssh_config(client, argc, argv);
-    return cmd_ssh(client, argv[0], argc, argv);
 }

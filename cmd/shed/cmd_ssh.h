@@ -1,12 +1,16 @@
 /* `shed ssh|exec|attach|ssh-config` (cmd_ssh.c): the SSH front door from any machine, through
- * the system's OpenSSH client, hooked into the shed CLI's command table. */
+ * the system's OpenSSH client; main.c's command table points here. */
 #ifndef SHED_CMD_SSH_H
 #define SHED_CMD_SSH_H
 
-#include "client.h"
+#include "shed.h"
 
-/* argv[0] is the command ("ssh", "exec", "attach", "ssh-config"). Returns the exit status
- * (for ssh, exec and attach: the remote command's, as ssh reports it). */
-int cli_ssh_run(const struct client *client, int argc, char **argv);
+/* Each returns the exit status: for ssh, exec and attach the remote command's, as ssh
+ * reports it (they exec ssh). */
+int cmd_ssh(const struct cli_call *call);
+int cmd_exec(const struct cli_call *call);
+int cmd_attach(const struct cli_call *call);
+int cmd_ssh_config(const struct cli_call *call);
+extern const struct cli_option shed_ssh_options[], shed_exec_options[], shed_ssh_config_options[];
 
 #endif

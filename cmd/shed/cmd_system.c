@@ -1,25 +1,22 @@
 /* shed system df|prune: disk usage and cleanup through the REST API, on one server or, with
  * --all, on every server of client.yaml in parallel (one thread per server, 10-minute
  * timeout each: a prune may run for minutes). */
-#include "cmd_system.h"
-
 #include <curl/curl.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "client_config.h"
 #include "cmd/common/system_print.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/strv.h"
+#include "shed.h"
 
 #define SYSTEM_TIMEOUT_SECONDS 600L
 #define MAX_QUERY 2048
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 struct system_args {
     bool df;
@@ -39,38 +36,6 @@ struct target {
     const char *method;
     char path[MAX_QUERY + 64];
 };
-
-static int usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "shed system: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'shed system --help'.\n");
-    return EXIT_USAGE;
-}
-
-static void print_help(void)
-{
-    fputs("Usage: shed system df [-v] [--json] [--all]\n"
-          "       shed system prune [--scope S]... [--until DURATION] [--log-tail-bytes N]\n"
-          "                         [--dry-run] [--force] [--json] [--all]\n"
-          "\n"
-          "df     disk usage of the server's images, sheds and orphans (logical, physical and\n"
-          "       exclusive bytes: reflink clones are not double counted)\n"
-          "prune  shows the dry run and asks before deleting (unless --force): stopped sheds\n"
-          "       older than --until (default 72h), unused images, orphaned temporary files,\n"
-          "       and with --scope logs, console logs cut to their last bytes\n"
-          "\n"
-          "Options:\n"
-          "  -v, --verbose           df: one line per image, shed and orphan\n"
-          "  -j, --json              the server's JSON (prune: executes only with --force)\n"
-          "  -a, --all               every server in client.yaml, in parallel\n"
-          "  -s, --scope S           images, instances, logs, orphans (repeatable)\n"
-          "  -u, --until DURATION    e.g. 72h, 90m, 0s\n"
-          "      --log-tail-bytes N  bytes each console log keeps (0: 5 MiB)\n"
-          "  -n, --dry-run           only show what would be pruned\n"
-          "  -f, --force             prune without asking\n",
-          stdout);
-}
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
@@ -132,8 +97,9 @@ static int target_client(struct target *target, const char *name, struct client_
 {
     cleanup_free char *url = NULL;
     cleanup_free char *token = NULL;
-    if (client_resolve_server(name, &url, &token, error) < 0 ||
-        client_init(&target->client, url, token, error) < 0)
+    cleanup_free char *origin = NULL;
+    if (client_resolve_server(name, &url, &token, &origin, error) < 0 ||
+        client_init(&target->client, url, token, origin, error) < 0)
         return -1;
     target->client.timeout_seconds = SYSTEM_TIMEOUT_SECONDS;
     return 0;
@@ -175,7 +141,7 @@ static int one_target(const struct client *client, struct target **out, struct c
         targets_free(target, 1);
         return client_errorf(error, "NO_MEMORY", "out of memory");
     }
-    if (client_init(&target->client, client->base_url, client->token, error) < 0) {
+    if (client_init(&target->client, client->base_url, client->token, client->origin, error) < 0) {
         targets_free(target, 1);
         return -1;
     }
@@ -198,65 +164,26 @@ static int append_query(struct system_args *args, const char *key, const char *v
     return n < 0 || (size_t)n >= sizeof args->query - used ? -1 : 0;
 }
 
-static int parse_option(int opt, struct system_args *args)
+/* The prune query: every --scope, --until and --log-tail-bytes, in order (the server checks
+ * the values). */
+static int parse_args(const struct cli_call *call, bool df, struct system_args *args)
 {
-    switch (opt) {
-    case 'v': args->verbose = true; return 0;
-    case 'j': args->json = true; return 0;
-    case 'a': args->all = true; return 0;
-    case 'f': args->force = true; return 0;
-    case 'n': args->dry_run = true; return 0;
-    case 's':
-        return append_query(args, "scope", optarg) < 0 ? usage_error("%s: query too long", optarg)
-                                                       : 0;
-    case 'u':
-        return append_query(args, "until", optarg) < 0 ? usage_error("%s: query too long", optarg)
-                                                       : 0;
-    case 'l':
-        return append_query(args, "log_tail_bytes", optarg) < 0
-                   ? usage_error("%s: query too long", optarg)
-                   : 0;
-    case 'h': print_help(); return -1;
-    default: return usage_error("%s", "invalid option");
-    }
-}
-
-/* 0: run; -1: help printed; else a usage status. */
-static int parse_args(int argc, char **argv, bool global_json, struct system_args *args)
-{
-    static const struct option options[] = {
-        {"verbose", no_argument, NULL, 'v'},     {"json", no_argument, NULL, 'j'},
-        {"all", no_argument, NULL, 'a'},         {"force", no_argument, NULL, 'f'},
-        {"dry-run", no_argument, NULL, 'n'},     {"scope", required_argument, NULL, 's'},
-        {"until", required_argument, NULL, 'u'}, {"log-tail-bytes", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
-    };
     memset(args, 0, sizeof *args);
-    args->json = global_json;
-    if (argc < 2)
-        return usage_error("%s", "missing subcommand (df or prune)");
-    const char *sub = argv[1];
-    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
-        print_help();
-        return -1;
+    args->df = df;
+    args->json = shed_cli_of(call)->json;
+    args->verbose = cli_flag(call, OPT_VERBOSE);
+    args->all = cli_flag(call, OPT_ALL);
+    args->force = cli_flag(call, OPT_FORCE);
+    args->dry_run = cli_flag(call, OPT_DRY_RUN);
+    for (size_t i = 0; i < call->option_count; i++) {
+        const struct cli_value *option = &call->options[i];
+        const char *key = option->id == OPT_SCOPE            ? "scope"
+                          : option->id == OPT_UNTIL          ? "until"
+                          : option->id == OPT_LOG_TAIL_BYTES ? "log_tail_bytes"
+                                                             : NULL;
+        if (key != NULL && append_query(args, key, option->value) < 0)
+            return cli_usage_error(call, "%.40s: query too long", option->value);
     }
-    args->df = strcmp(sub, "df") == 0;
-    if (!args->df && strcmp(sub, "prune") != 0)
-        return usage_error("unknown subcommand '%s' (df or prune)", sub);
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc - 1, argv + 1, "+vjafns:u:h", options, NULL)) != -1) {
-        int rc = parse_option(opt, args);
-        if (rc != 0)
-            return rc;
-    }
-    if (optind < argc - 1)
-        return usage_error("unexpected argument '%s'", argv[optind + 1]);
-    if (args->df && (args->force || args->dry_run || args->query[0] != '\0'))
-        return usage_error("%s", "--scope, --until, --log-tail-bytes, --dry-run and --force only "
-                                 "apply to prune");
-    if (!args->df && args->verbose)
-        return usage_error("%s", "--verbose only applies to df");
     return 0;
 }
 
@@ -289,13 +216,13 @@ static void print_all_json(const struct target *targets, size_t count)
     json_decref(root);
 }
 
-/* Prints every target's result; returns EXIT_FAIL when any failed. */
+/* Prints every target's result; returns CLI_EXIT_FAILURE when any failed. */
 static int print_results(const struct target *targets, size_t count, const struct system_args *args)
 {
-    int rc = EXIT_OK;
+    int rc = CLI_EXIT_OK;
     for (size_t i = 0; i < count; i++)
         if (targets[i].failed)
-            rc = EXIT_FAIL;
+            rc = CLI_EXIT_FAILURE;
     if (args->json) {
         if (args->all)
             print_all_json(targets, count);
@@ -347,13 +274,22 @@ static bool confirmed(void)
            strcmp(line, "y") == 0;
 }
 
+/* Whether the dry runs that succeeded found nothing to do: then nothing is asked. */
+static bool nothing_to_prune(const struct target *targets, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!targets[i].failed && json_int(json_object_get(targets[i].body, "totals"), "items") > 0)
+            return false;
+    return true;
+}
+
 static int run_prune(struct target *targets, size_t count, struct system_args *args)
 {
     bool execute_now = args->force && !args->dry_run;
     set_request(targets, count, "POST", args, !execute_now);
     run_targets(targets, count);
     int rc = print_results(targets, count, args);
-    if (execute_now || args->dry_run)
+    if (execute_now || args->dry_run || nothing_to_prune(targets, count))
         return rc;
     if (args->json) {
         fprintf(stderr, "shed system prune: --json shows the dry run only; add --force to prune\n");
@@ -377,7 +313,7 @@ static int run_prune(struct target *targets, size_t count, struct system_args *a
     struct target *live = calloc(kept, sizeof *live);
     if (live == NULL) {
         fprintf(stderr, "shed: NO_MEMORY: out of memory\n");
-        return EXIT_FAIL;
+        return CLI_EXIT_FAILURE;
     }
     for (size_t i = 0, j = 0; i < count; i++)
         if (targets[i].method != NULL)
@@ -389,22 +325,23 @@ static int run_prune(struct target *targets, size_t count, struct system_args *a
             targets[i].body = live[j++].body;
         }
     free(live);
-    return rc != EXIT_OK ? rc : final;
+    return rc != CLI_EXIT_OK ? rc : final;
 }
 
-int cli_system_run(const struct client *client, bool json, int argc, char **argv)
+static int run_system(const struct cli_call *call, bool df)
 {
+    const struct client *client = &shed_cli_of(call)->client;
     struct system_args args;
-    int rc = parse_args(argc, argv, json, &args);
+    int rc = parse_args(call, df, &args);
     if (rc != 0)
-        return rc < 0 ? EXIT_OK : rc;
+        return rc;
     struct target *targets = NULL;
     size_t count = 1;
     struct client_error error;
     if ((args.all ? all_targets(&targets, &count, &error) : one_target(client, &targets, &error)) <
         0) {
         fprintf(stderr, "shed: %s: %s\n", error.code, error.message);
-        return EXIT_FAIL;
+        return CLI_EXIT_FAILURE;
     }
     if (args.df) {
         set_request(targets, count, "GET", &args, false);
@@ -416,3 +353,49 @@ int cli_system_run(const struct client *client, bool json, int argc, char **argv
     targets_free(targets, count);
     return rc;
 }
+
+static int system_df(const struct cli_call *call)
+{
+    return run_system(call, true);
+}
+
+static int system_prune(const struct cli_call *call)
+{
+    return run_system(call, false);
+}
+
+/* -s is --server everywhere in shed; --scope has no short form. */
+static const struct cli_option df_options[] = {
+    {"verbose", 'v', NULL, "one line per image, shed and orphan, and the notes", OPT_VERBOSE},
+    {"all", 'a', NULL, "every server of client.yaml, in parallel", OPT_ALL},
+    SHED_SERVER_OPTIONS,
+    SHED_OPTION_JSON,
+    SHED_OPTIONS_END,
+};
+
+static const struct cli_option prune_options[] = {
+    {"scope", 0, "SCOPE", "images, instances, logs or orphans (repeatable; default: all but logs)",
+     OPT_SCOPE},
+    {"until", 'u', "DURATION", "prune sheds stopped for longer (default 72h; e.g. 90m, 0s)",
+     OPT_UNTIL},
+    {"log-tail-bytes", 0, "N", "bytes each console log keeps (0: 5 MiB)", OPT_LOG_TAIL_BYTES},
+    {"dry-run", 'n', NULL, "only show what would be pruned", OPT_DRY_RUN},
+    {"force", 'f', NULL, "prune without asking", OPT_FORCE},
+    {"all", 'a', NULL, "every server of client.yaml, in parallel", OPT_ALL},
+    SHED_SERVER_OPTIONS,
+    SHED_OPTION_JSON,
+    SHED_OPTIONS_END,
+};
+
+const struct cli_command shed_system_commands[] = {
+    {"df", NULL, "[OPTIONS]",
+     "Disk usage of the server's images, sheds and orphans (logical, physical, exclusive).",
+     "Exclusive bytes are the blocks no reflink clone shares: what deleting the item frees.\n",
+     df_options, .run = system_df, .max_operands = 0},
+    {"prune", NULL, "[OPTIONS]",
+     "Delete stopped sheds, unused images and orphans, after showing the dry run.",
+     "Shows the dry run, then asks 'Proceed? [y/N]' (not when there is nothing to prune,\n"
+     "nor with --force). With --json and without --force it prints the dry run only.\n",
+     prune_options, .run = system_prune, .max_operands = 0},
+    {NULL},
+};

@@ -263,6 +263,84 @@ static void test_bad_container_network_is_named(void)
     check_refused("container_network: bridge\n", "container_network: expected a mapping");
 }
 
+static void test_hardening_keys_default(void)
+{
+    struct shed_config config;
+    CHECK(parse("name: a\n", &config) == 0);
+    CHECK(config.container.pids_limit == 4096);
+    CHECK(config.container.tmp_size == 1ULL << 30);
+    CHECK(config.container.nofile == 65536);
+    CHECK(config.container.max_cpus >= 1);
+    CHECK(config.container.max_cpus == (int)sysconf(_SC_NPROCESSORS_ONLN));
+    CHECK(config.container.max_memory_mb >= 64);
+    CHECK(!config.container.userns);
+    CHECK(config.container.userns_base == 100000);
+    CHECK(config.local_dir_roots != NULL && config.local_dir_roots[0] == NULL);
+    CHECK(config.console_log_max_bytes == 16ULL << 20);
+    shed_config_free(&config);
+}
+
+static void test_hardening_keys_are_parsed_and_printed(void)
+{
+    struct shed_config config;
+    CHECK(parse("container:\n  pids_limit: 100\n  tmp_size: 64M\n  nofile: 4096\n"
+                "  max_cpus: 3\n  max_memory_mb: 2048\n  userns: true\n  userns_base: 200000\n"
+                "local_dir_roots: [/home/, /srv/work]\nconsole_log_max_bytes: 1M\n",
+                &config) == 0);
+    CHECK(config.container.pids_limit == 100);
+    CHECK(config.container.tmp_size == 64ULL << 20);
+    CHECK(config.container.nofile == 4096);
+    CHECK(config.container.max_cpus == 3);
+    CHECK(config.container.max_memory_mb == 2048);
+    CHECK(config.container.userns);
+    CHECK(config.container.userns_base == 200000);
+    CHECK_STR_EQ(config.local_dir_roots[0], "/home");
+    CHECK_STR_EQ(config.local_dir_roots[1], "/srv/work");
+    CHECK(config.local_dir_roots[2] == NULL);
+    CHECK(config.console_log_max_bytes == 1ULL << 20);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    CHECK(out != NULL);
+    CHECK(shed_config_print(&config, out) == 0);
+    fclose(out);
+    CHECK_STR_CONTAINS(text, "container:\n  pids_limit: 100\n  tmp_size: 67108864\n");
+    CHECK_STR_CONTAINS(text, "local_dir_roots:\n  - \"/home\"\n  - \"/srv/work\"\n");
+    CHECK_STR_CONTAINS(text, "console_log_max_bytes: 1048576\n");
+    struct shed_config again;
+    CHECK(parse(text, &again) == 0);
+    CHECK(again.container.pids_limit == 100);
+    CHECK(again.container.userns);
+    CHECK(again.container.max_memory_mb == 2048);
+    CHECK_STR_EQ(again.local_dir_roots[1], "/srv/work");
+    CHECK(again.console_log_max_bytes == 1ULL << 20);
+    shed_config_free(&again);
+    shed_config_free(&config);
+    free(text);
+}
+
+static void test_bad_hardening_keys_are_named(void)
+{
+    check_refused("local_dir_roots: [/]\n", "server.yaml:1: local_dir_roots: \"/\" would allow");
+    check_refused("local_dir_roots:\n  - /srv\n  - relative\n",
+                  "server.yaml:3: local_dir_roots: expected an absolute path");
+    check_refused("local_dir_roots: [/srv/../etc]\n", "use a plain absolute path");
+    check_refused("local_dir_roots: [/srv//x]\n", "use a plain absolute path");
+    check_refused("local_dir_roots: /srv\n", "local_dir_roots: expected a list");
+    check_refused("console_log_max_bytes: 1K\n", "console_log_max_bytes: size \"1K\" is too small");
+    check_refused("container:\n  pids_limit: 0\n",
+                  "server.yaml:2: container.pids_limit: expected an integer 32-4194304");
+    check_refused("container:\n  userns: maybe\n", "container.userns: expected true or false");
+    check_refused("container:\n  max_cpus: 2000\n", "container.max_cpus: expected an integer");
+    check_refused("container:\n  tmp_size: lots\n", "container.tmp_size: invalid size");
+    check_refused("container:\n  seccomp: off\n", "server.yaml:2: container.seccomp: unknown key");
+    check_refused("container:\n  nofile: 100\n  nofile: 200\n", "container.nofile: duplicate key");
+    check_refused("container: []\n", "container: expected a mapping");
+    check_refused("container_network:\n  mode: bridge\ncontainer:\n  userns: true\n",
+                  "server.yaml:4: container.userns: cannot be combined with container_network "
+                  "mode bridge");
+}
+
 static void test_duplicate_key_is_refused(void)
 {
     check_refused("http_port: 1\nname: a\nhttp_port: 2\n",
@@ -478,6 +556,9 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_container_network_defaults_to_none),
     CHECK_TEST(test_container_network_bridge_is_parsed_and_printed),
     CHECK_TEST(test_bad_container_network_is_named),
+    CHECK_TEST(test_hardening_keys_default),
+    CHECK_TEST(test_hardening_keys_are_parsed_and_printed),
+    CHECK_TEST(test_bad_hardening_keys_are_named),
     CHECK_TEST(test_duplicate_key_is_refused),
     CHECK_TEST(test_yaml_syntax_error_names_the_line),
     CHECK_TEST(test_printed_config_parses_back),

@@ -3,11 +3,10 @@ compressions, platforms, digest pinning, integrity, the store and ref index, CLI
 
 import json
 import os
-import pty
-import select
 import subprocess
 
 import ocitest
+import terminal
 from ocitest import layer, sha256_of, shedtest
 
 
@@ -342,38 +341,31 @@ class PullTest(ocitest.PullTestCase):
         _, _, descs = shedtest.push_image(self.pusher, "progress/img", "v1", layers)
         result = self.pull_ok(self.ref("progress/img", "v1"))
         lines = result.stderr.strip().splitlines()
-        self.assertEqual(len(lines), 3, result.stderr)
+        # a line per finished layer, then the download's summary line
+        self.assertEqual(len(lines), 4, result.stderr)
         for d in descs:
             self.assertEqual(len([l for l in lines if d["digest"] in l]), 1)
+        self.assertRegex(lines[-1], r"^downloading 3 layer\(s\): .* in [0-9.]+ s")
+        self.assertNotIn("\r", result.stderr)
+        self.assertNotIn("\x1b", result.stderr)
 
-    def test_tty_progress_draws_a_bar_per_layer(self):
+    def test_tty_progress_is_one_line_below_the_finished_layers(self):
+        # (Until issue 12 this drew a bar per layer; now every command draws progress the
+        # same way: one line per phase, here the download, with the layers above it.)
         layers = [(layer({"t%d" % i: os.urandom(5000)}), "gzip") for i in range(2)]
         digest, _, descs = shedtest.push_image(self.pusher, "progress/tty", "v1", layers)
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([ocitest.SHED_SERVER, "pull", "--data-dir", self.data_dir,
-                                 self.ref("progress/tty", "v1")], stdout=subprocess.PIPE,
-                                stderr=slave)
-        os.close(slave)
-        output = b""
-        while True:
-            ready, _, _ = select.select([master], [], [], 60)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        stdout, _ = proc.communicate(timeout=60)
-        os.close(master)
-        self.assertEqual(proc.returncode, 0)
-        self.assertEqual(stdout.decode().strip(), digest)
-        text = output.decode(errors="replace")
+        code, output, stdout = terminal.run_on_pty(
+            [ocitest.SHED_SERVER, "pull", "--data-dir", self.data_dir,
+             self.ref("progress/tty", "v1")], columns=100, stdout_on_pty=False)
+        self.assertEqual(code, 0, output)
+        self.assertEqual(stdout.strip(), digest)
+        shown = terminal.screen(output, columns=100)
+        self.assertEqual(len(shown), 3, shown)
         for d in descs:
-            self.assertIn(d["digest"][7:26], text)
-        self.assertIn("[" + "#" * 30 + "]", text)
+            self.assertEqual(len([l for l in shown if d["digest"] in l]), 1, shown)
+        self.assertRegex(shown[-1], r"^downloading 2 layer\(s\): .* in [0-9.]+ s")
+        self.assertIn("[####################] 100%", output)  # the bar was drawn, full
+        self.assertTrue(terminal.ends_complete(output), repr(output[-80:]))
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ class InfoTests(ServerTestCase):
         status, headers, body, _ = self.server.request("GET", "/api/info")
         self.assertEqual(status, 200)
         self.assertEqual(headers["Content-Type"], "application/json")
-        self.assertEqual(set(body), {"name", "version", "ssh_port", "http_port", "backend"})
+        self.assertEqual(set(body), {"name", "version", "ssh_port", "http_port", "backend",
+                                     "backends"})
         self.assertEqual(body["name"], "test-server")
         # ssh_port: the SSH front door's real port (--ssh-port 0 here), where it answers.
         with socket.create_connection(("127.0.0.1", body["ssh_port"]), timeout=30) as ssh:
@@ -182,6 +183,8 @@ class InfoTests(ServerTestCase):
         self.assertRegex(body["version"], r"^\d+\.\d+\.\d+$")
         # default_backend is detect: the first usable backend, or honestly "none"
         self.assertIn(body["backend"], {"none", "container", "qemu", "firecracker"})
+        # the backends this build runs (only the container backend is built in)
+        self.assertEqual(body["backends"], ["container"])
 
     def test_info_reports_the_port_actually_bound_with_port_0(self):
         proc = subprocess.Popen([SHED_SERVER, "serve", "--config", self.server.config, "--port",
@@ -331,12 +334,16 @@ class ShedTests(ServerTestCase):
         names = [s["name"] for s in body["sheds"]]
         self.assertEqual(names, ["alpha", "beta", "full", "mid-1", "zeta"])
         alpha = body["sheds"][0]
-        self.assertEqual(set(alpha), SHED_FIELDS)
+        # rootfs_path is derived from the instance dir, never taken from metadata.json: every
+        # shed has one, and an edited one is not believed.
+        self.assertEqual(set(alpha), SHED_FIELDS | {"rootfs_path"})
         full = body["sheds"][2]
         self.assertEqual(set(full), SHED_FIELDS | {"cpus", "memory_mb", "rootfs_path",
                                                    "local_dir", "ip_address"})
         self.assertEqual(full["cpus"], 4)
         self.assertEqual(full["memory_mb"], 2048)
+        self.assertEqual(full["rootfs_path"],
+                         os.path.join(self.server.instance_dir, "full", "rootfs.ext4"))
 
     def test_get_one_shed_and_404(self):
         write_shed(self.server.instance_dir, "box", image="dev")
@@ -381,7 +388,10 @@ class ShedTests(ServerTestCase):
                          "SHED_NOT_FOUND")
         sleeper = subprocess.Popen(["sleep", "60"])
         try:
-            write_shed(self.server.instance_dir, "busy", status="running", pid=sleeper.pid)
+            # A backend this build lacks: the recorded pid is all there is to go by (the
+            # container backend only believes a pid in the shed's own cgroup).
+            write_shed(self.server.instance_dir, "busy", status="running", pid=sleeper.pid,
+                       backend="firecracker")
             self.assertError(self.server.request("POST", "/api/sheds/busy/start"), 409,
                              "SHED_ALREADY_RUNNING")
         finally:
@@ -423,7 +433,8 @@ class ShedTests(ServerTestCase):
         shutil.rmtree(os.path.join(self.server.instance_dir, "one"))  # removed by hand
         self.assertEqual(names(), [("two", "stopped")])
         sleeper = subprocess.Popen(["sleep", "60"])
-        write_shed(self.server.instance_dir, "live", status="running", pid=sleeper.pid)
+        write_shed(self.server.instance_dir, "live", status="running", pid=sleeper.pid,
+                   backend="firecracker")  # not built in: the pid is what tells
         self.assertEqual(names(), [("live", "running"), ("two", "stopped")])
         self.assertEqual(names(), [("live", "running"), ("two", "stopped")])
         sleeper.kill()
@@ -489,12 +500,14 @@ class ShedTests(ServerTestCase):
         try:
             write_shed(self.server.instance_dir, "on", status="running", pid=sleeper.pid)
             # a hand-made "running" shed has no container behind it: an error, never a
-            # pretended success (501 without a backend, 500/502 from a backend that tried)
+            # pretended success (501 without a backend, 500/502 from a backend that tried,
+            # 409/503 not running from the container backend, which does not take a pid
+            # outside the shed's cgroup for the shed)
             for path, headers in [("/api/sheds/on/sessions", {}),
                                   ("/api/sheds/on/connect/80",
                                    {"Connection": "Upgrade", "Upgrade": "shed-tcp"})]:
                 status, _, body, _ = self.server.request("GET", path, headers=headers)
-                self.assertIn(status, {500, 501, 502, 503}, body)
+                self.assertIn(status, {409, 500, 501, 502, 503}, body)
                 self.assertIn("error", body)
         finally:
             sleeper.kill()
@@ -507,7 +520,14 @@ class CreateTests(ServerTestCase):
     # The default backend is one this build does not have, so a valid create has no backend to
     # run on even as root with runc (real creates: tests/server/test_create.py).
     extra_config = ("default_backend: firecracker\n"
-                    "base_image: 127.0.0.1:5000/base:latest\nimages:\n  dev: 127.0.0.1:5000/dev:1\n")
+                    "base_image: 127.0.0.1:5000/base:latest\nimages:\n  dev: 127.0.0.1:5000/dev:1\n"
+                    "local_dir_roots: [%s]\n" % os.path.realpath(tempfile.gettempdir()) +
+                    "container:\n  max_cpus: 4\n  max_memory_mb: 2048\n")
+
+    def setUp(self):
+        super().setUp()
+        self.share = os.path.join(os.path.realpath(self.tmp), "share")
+        os.makedirs(self.share)
 
     def create(self, body, headers=None):
         return self.server.request("POST", "/api/sheds", body=body, headers=headers)
@@ -531,7 +551,11 @@ class CreateTests(ServerTestCase):
             ({"name": "ok", "local_dir": "relative"}, "INVALID_LOCAL_DIR"),
             ({"name": "ok", "local_dir": "/does/not/exist"}, "INVALID_LOCAL_DIR"),
             ({"name": "ok", "local_dir": a_file}, "INVALID_LOCAL_DIR"),
-            ({"name": "ok", "repo": "o/r", "local_dir": self.tmp}, "INVALID_REQUEST"),
+            ({"name": "ok", "local_dir": self.tmp}, "INVALID_LOCAL_DIR"),  # holds the data dir
+            ({"name": "ok", "local_dir": self.data_dir}, "INVALID_LOCAL_DIR"),
+            ({"name": "ok", "local_dir": "/"}, "INVALID_LOCAL_DIR"),
+            ({"name": "ok", "local_dir": "/etc"}, "INVALID_LOCAL_DIR"),
+            ({"name": "ok", "repo": "o/r", "local_dir": self.share}, "INVALID_REQUEST"),
             ({"name": "ok", "image": "nope"}, "UNKNOWN_IMAGE"),
             ({"name": "ok", "image": "../x"}, "UNKNOWN_IMAGE"),
             ({"name": "ok", "backend": "docker"}, "INVALID_REQUEST"),
@@ -550,9 +574,24 @@ class CreateTests(ServerTestCase):
         write_shed(self.server.instance_dir, "taken")
         self.assertError(self.create({"name": "taken"}), 409, "SHED_ALREADY_EXISTS")
 
+    def test_resources_above_the_server_maximum_are_400_naming_it(self):
+        for body, maximum in [({"name": "big", "cpus": 5}, "cpus 5 is more than this server "
+                               "allows (at most 4)"),
+                              ({"name": "big", "memory_mb": 16777216}, "memory_mb 16777216 is "
+                               "more than this server allows (at most 2048)")]:
+            for headers in (None, {"Accept": "text/event-stream"}):
+                with self.subTest(body=body, headers=headers):
+                    result = self.create(body, headers=headers)
+                    self.assertError(result, 400, "INVALID_REQUEST")
+                    self.assertEqual(result[2]["error"]["message"], maximum)
+        # at the maximum: past validation (no backend here: 501)
+        self.assertError(self.create({"name": "big", "cpus": 4, "memory_mb": 2048}), 501,
+                         "NOT_SUPPORTED")
+        self.assertEqual(os.listdir(self.server.instance_dir), [".locks"])
+
     def test_valid_create_without_a_backend_is_501_and_leaves_nothing(self):
         for body in [{"name": "fresh"}, {"name": "fresh", "image": "dev", "repo": "o/r"},
-                     {"name": "fresh", "local_dir": self.tmp, "cpus": 2, "memory_mb": 1024},
+                     {"name": "fresh", "local_dir": self.share, "cpus": 2, "memory_mb": 1024},
                      {"name": "fresh", "backend": "qemu"},
                      {"name": "fresh", "repo": "https://example.com/x.git"},
                      {"name": "fresh", "repo": "git@github.com:o/r.git"}]:

@@ -88,8 +88,8 @@ def proc_alive(pid):
 class Server(shedserver.ServerProcess):
     def __init__(self, data_dir, images):
         config = ("name: create-test\nbase_image: %s\nrootfs_size: 256M\ndefault_cpus: 1\n"
-                  "default_memory_mb: 256\ndefault_backend: detect\nimages:\n"
-                  % IMAGE_REFS["base"])
+                  "default_memory_mb: 256\ndefault_backend: detect\nlocal_dir_roots: [%s]\n"
+                  "images:\n" % (IMAGE_REFS["base"], WORK))
         for name, ref in images.items():
             config += "  %s: %s\n" % (name, ref)
         super().__init__(SHED_SERVER, data_dir, config, stop_timeout=300)
@@ -451,11 +451,12 @@ class ImagesTest(CreateTestCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(set(body), {"images"})
         for image in body["images"]:
-            self.assertEqual(set(image), IMAGE_FIELDS, image)
+            extra = {"is_base"} if image["name"] == "_base" else set()
+            self.assertEqual(set(image), IMAGE_FIELDS | extra, image)
         return {image["name"]: image for image in body["images"]}, [i["name"] for i in body["images"]]
 
     def test_list_delete_prune(self):
-        status, shed = self.create("user", image="imgs")  # caches imgs (and _base is not listed)
+        status, shed = self.create("user", image="imgs")  # caches imgs, not _base
         self.assertEqual(status, 201, shed)
         self.discover("stray")
         self.discover("kept")
@@ -465,7 +466,13 @@ class ImagesTest(CreateTestCase):
         self.assertEqual(shed["image"], "kept")
 
         by_name, order = self.list_images()
-        self.assertEqual(order, ["imgs", "notpulled", "gone", "kept", "stray"])
+        # config variants, the base image (issue 12: listed like the others, marked), then
+        # the discovered ones
+        self.assertEqual(order, ["imgs", "notpulled", "_base", "gone", "kept", "stray"])
+        self.assertEqual(by_name["_base"],
+                         {"name": "_base", "path": "", "docker_ref": IMAGE_REFS["base"],
+                          "digest": "", "size_bytes": 0, "source": "config", "cached": False,
+                          "is_base": True})
         imgs = by_name["imgs"]
         self.assertEqual((imgs["source"], imgs["cached"], imgs["docker_ref"]),
                          ("config", True, IMAGE_REFS["imgs"]))
@@ -501,7 +508,7 @@ class ImagesTest(CreateTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.images_dir, "stray-rootfs.ext4")))
         self.assertEqual(self.server.request("POST", "/api/images/prune"),
                          (200, {"deleted": []}))
-        self.assertEqual(self.list_images()[1], ["imgs", "notpulled", "kept"])
+        self.assertEqual(self.list_images()[1], ["imgs", "notpulled", "_base", "kept"])
         # the shed on the discovered image still runs; once it is gone, its image is prunable
         self.assert_running("keeper")
         self.assertEqual(self.server.request("DELETE", "/api/sheds/keeper")[0], 204)

@@ -814,6 +814,35 @@ static void test_device_nodes_and_fifos(void)
     ext2fs_close_free(&fs);
 }
 
+/* 12 bits of major and 20 of minor fit; one more would be stored as another device. */
+static void test_device_numbers_out_of_range_are_refused(void)
+{
+    static const struct {
+        uint32_t major, minor;
+    } refused[] = {{4096, 0}, {0, 0x100000}, {UINT32_MAX, 1}};
+    struct ext4_writer *w = image_create(32 * MiB);
+    struct shed_err err = {0};
+    struct ext4_meta meta = meta_of(S_IFCHR | 0600, 0, 0, 1600000000);
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        meta.rdev_major = refused[i].major;
+        meta.rdev_minor = refused[i].minor;
+        CHECK(ext4_writer_mknod(w, "dev/bad", &meta, &err) == -1);
+        CHECK(err.code == SHED_E_INVALID_IMAGE);
+        CHECK_STR_CONTAINS(err.msg, "out of range");
+    }
+    meta.rdev_major = 4095;
+    meta.rdev_minor = 0xfffff;
+    must(ext4_writer_mknod(w, "dev/largest", &meta, &err), &err, "dev/largest");
+    image_finish(w);
+    expect_fsck_clean();
+    char *stat = debugfs("stat /dev/largest");
+    CHECK_STR_CONTAINS(stat, "Device major/minor number: 4095:1048575");
+    free(stat);
+    char *listing = debugfs("ls /dev");
+    CHECK(strstr(listing, "bad") == NULL);
+    free(listing);
+}
+
 static void test_extended_attributes_round_trip(void)
 {
     /* VFS_CAP_REVISION_2 with cap_net_bind_service permitted + effective. */
@@ -1394,6 +1423,7 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_timestamps_before_1970_and_after_2038_round_trip),
     CHECK_TEST(test_fast_and_slow_symlinks),
     CHECK_TEST(test_device_nodes_and_fifos),
+    CHECK_TEST(test_device_numbers_out_of_range_are_refused),
     CHECK_TEST(test_extended_attributes_round_trip),
     CHECK_TEST(test_hardlinks_share_one_inode),
     CHECK_TEST(test_hardlink_survives_removal_of_first_name),

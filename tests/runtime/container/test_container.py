@@ -214,7 +214,8 @@ class BackendTest(unittest.TestCase, LeftoverChecks):
 class Server(shedserver.ServerProcess):
     def __init__(self, data_dir, images):
         config = ("name: ctr-test\nbase_image: %s\nrootfs_size: 2G\ndefault_cpus: 1\n"
-                  "default_memory_mb: 512\nimages:\n" % images["tmux"])
+                  "default_memory_mb: 512\nlocal_dir_roots: [%s]\nimages:\n"
+                  % (images["tmux"], WORK))
         for name, ref in images.items():
             config += "  %s: %s\n" % (name, ref)
         super().__init__(SHED_SERVER, data_dir, config, stop_timeout=120, log_tail=4000)
@@ -562,6 +563,17 @@ class ServerTest(ServerTestCase):
         self.exec_("withdir", "sh", "-c", "echo shed > /workspace/shed-file")
         with open(os.path.join(local, "shed-file")) as f:
             self.assertEqual(f.read(), "shed\n")
+        mounts = self.exec_("withdir", "cat", "/proc/mounts").stdout
+        workspace = [line.split() for line in mounts.splitlines()
+                     if line.split()[1] == "/workspace"]
+        self.assertEqual(len(workspace), 1, mounts)
+        options = workspace[0][3].split(",")
+        self.assertIn("rw", options)
+        self.assertIn("nosuid", options)
+        self.assertIn("nodev", options)
+        # The staging mount on the host went once the shed was up.
+        self.assertEqual(ctrtest.mounts_under(os.path.join(self.data_dir, "instances", "withdir",
+                                                           "container", "workspace")), [])
 
     def test_exec_passes_stdio_and_exit_status(self):
         self.create("ex")

@@ -508,7 +508,7 @@ class ApiTest(SystemTestCase):
         for option in (["--until", "1h"], ["--dry-run"], ["--scope", "logs"]):
             proc = self.system("df", *option, check=False)
             self.assertEqual(proc.returncode, 2, (option, proc.stderr))
-            self.assertIn("only apply to prune", proc.stderr)
+            self.assertIn("only applies to 'system prune'", proc.stderr)
 
     def test_every_bad_query_value_is_400_and_changes_nothing(self):
         before = all_files(self.data_dir)
