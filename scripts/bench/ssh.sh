@@ -47,7 +47,7 @@ import ctrtest, shedserver
 GIB = 1 << 30
 ROUNDS = int(os.environ["ROUNDS"])
 work = tempfile.mkdtemp(prefix="shed-bench-ssh-")
-fixture = server = sshd = None
+fixture = server = sshd = echo = None
 
 
 def free_port():
@@ -79,7 +79,7 @@ def timed(argv):
     return (time.monotonic() - start) * 1000
 
 
-def pump_gib(write, read_chunk, finish_writing):
+def pump_gib(what, write, read_chunk, finish_writing):
     """Writes 1 GiB with write() while reading it back; seconds from start to last byte."""
     chunk = os.urandom(1 << 20)
     start = time.monotonic()
@@ -98,26 +98,27 @@ def pump_gib(write, read_chunk, finish_writing):
         got += len(block)
     writer.join()
     if got != GIB:
-        sys.exit("ssh.sh: %d bytes came back, not %d" % (got, GIB))
+        sys.exit("ssh.sh: %s: %d bytes came back, not %d" % (what, got, GIB))
     return time.monotonic() - start
 
 
-def through_cat(argv):
+def through_cat(what, argv):
     proc = subprocess.Popen(argv + ["--", "cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    seconds = pump_gib(proc.stdin.write, lambda: proc.stdout.read1(1 << 20), proc.stdin.close)
+    seconds = pump_gib(what + " cat", proc.stdin.write, lambda: proc.stdout.read1(1 << 20),
+                       proc.stdin.close)
     if proc.wait() != 0:
         sys.exit("ssh.sh: ssh cat failed")
     return GIB / (1 << 20) / seconds
 
 
-def through_forward(argv, echo_port):
+def through_forward(what, argv, echo_port):
     local = free_port()
     proc = subprocess.Popen(argv[:-1] + ["-N", "-o", "ExitOnForwardFailure=yes", "-L",
                                          "%d:127.0.0.1:%d" % (local, echo_port), argv[-1]])
     try:
         wait_port(local)
         conn = socket.create_connection(("127.0.0.1", local))
-        seconds = pump_gib(conn.sendall, lambda: conn.recv(1 << 20),
+        seconds = pump_gib(what + " -L", conn.sendall, lambda: conn.recv(1 << 20),
                            lambda: conn.shutdown(socket.SHUT_WR))
         conn.close()
     finally:
@@ -172,10 +173,10 @@ try:
     openssh = ssh_argv(sshd_port, "root", known_hosts, key)
 
     # echo servers for -L: in the shed's loopback, and on the host's
-    subprocess.run(shed + ["--", "socat TCP-LISTEN:7000,bind=127.0.0.1,fork,reuseaddr EXEC:cat "
+    subprocess.run(shed + ["--", "socat -t 60 TCP-LISTEN:7000,bind=127.0.0.1,fork,reuseaddr EXEC:cat "
                            ">/dev/null 2>&1 &"], check=True)
     host_echo_port = free_port()
-    echo = subprocess.Popen(["socat", "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr"
+    echo = subprocess.Popen(["socat", "-t", "60", "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr"
                              % host_echo_port, "EXEC:cat"])
     wait_port(host_echo_port)
     deadline = time.monotonic() + 60
@@ -192,11 +193,10 @@ try:
     cat = {"shed": [], "openssh": []}
     forward = {"shed": [], "openssh": []}
     for _ in range(3):
-        cat["shed"].append(through_cat(shed))
-        cat["openssh"].append(through_cat(openssh))
-        forward["shed"].append(through_forward(shed, 7000))
-        forward["openssh"].append(through_forward(openssh, host_echo_port))
-    echo.kill()
+        cat["shed"].append(through_cat("shed-server", shed))
+        cat["openssh"].append(through_cat("sshd", openssh))
+        forward["shed"].append(through_forward("shed-server", shed, 7000))
+        forward["openssh"].append(through_forward("sshd", openssh, host_echo_port))
 
     exec_argv = [os.environ["SHED_SERVER"], "exec", "--config", server.config, "--data-dir", data,
                  "bench", "--", "true"]
@@ -216,6 +216,9 @@ try:
     line("ssh -L (1 GiB)", "MiB/s", forward, False, 0.8)
     print("%-22s shed-server exec SHED true: %.1f ms (median of %d)" % ("exec", exec_ms, ROUNDS))
 finally:
+    if echo is not None:
+        echo.kill()
+        echo.wait()
     if sshd is not None:
         sshd.kill()
         sshd.wait()
