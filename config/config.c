@@ -97,6 +97,8 @@ void shed_config_free(struct shed_config *config)
     free(config->repo.user);
     free(config->repo.ssh_key);
     free(config->repo.ssh_known_hosts);
+    free(config->ssh.authorized_keys);
+    strv_free_items(config->ssh.keys);
     strv_free_items(config->local_dir_roots);
     memset(config, 0, sizeof *config);
 }
@@ -983,6 +985,123 @@ static int parse_console_log_max_bytes(struct parse_ctx *ctx, const char *key,
     return get_size(ctx, key, node, 64ULL << 10, "64K", &ctx->config->console_log_max_bytes);
 }
 
+/* ---- ssh: {authorized_keys, keys, shell, auth, max_auth_tries, login_grace_seconds,
+ * max_connections} ---- */
+
+static int parse_ssh_authorized_keys(struct parse_ctx *ctx, const char *key,
+                                     const yaml_node_t *node)
+{
+    return get_path(ctx, key, node, &ctx->config->ssh.authorized_keys);
+}
+
+/* An OpenSSH public key line: "<type> <base64>[ comment]" with a type we know the shape of;
+ * the key itself is checked when the SSH server loads it. */
+static bool public_key_line_is_plausible(const char *line)
+{
+    static const char *const prefixes[] = {"ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp",
+                                           "sk-ssh-ed25519@openssh.com ",
+                                           "sk-ecdsa-sha2-nistp256@openssh.com "};
+    for (const char *p = line; *p; p++)
+        if (iscntrl((unsigned char)*p))
+            return false;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+            return strchr(line, ' ') != NULL && strchr(line, ' ')[1] != '\0';
+    return false;
+}
+
+static int parse_ssh_keys(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    if (node_is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return config_error(ctx, node, key, "expected a list of public keys, got %s",
+                            node_kind(node));
+    size_t count = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+    char **list = calloc(count + 1, sizeof *list);
+    if (list == NULL)
+        return shed_errf(ctx->err, SHED_E_NO_MEMORY, "out of memory");
+    strv_free_items(ctx->config->ssh.keys);
+    ctx->config->ssh.keys = list;
+    for (size_t i = 0; i < count; i++) {
+        const yaml_node_t *item =
+            yaml_document_get_node(ctx->doc, node->data.sequence.items.start[i]);
+        if (get_string(ctx, key, item, &list[i]) < 0)
+            return -1;
+        if (!public_key_line_is_plausible(list[i]))
+            return config_error(ctx, item, key,
+                                "expected an OpenSSH public key such as \"ssh-ed25519 AAAA... "
+                                "me@laptop\", got \"%.60s\"",
+                                list[i]);
+    }
+    return 0;
+}
+
+static int parse_ssh_shell(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "login") == 0)
+        ctx->config->ssh.shell = SHED_SSH_SHELL_LOGIN;
+    else if (strcmp(text, "tmux") == 0)
+        ctx->config->ssh.shell = SHED_SSH_SHELL_TMUX;
+    else
+        return config_error(ctx, node, key, "expected login or tmux, got \"%s\"", text);
+    return 0;
+}
+
+static int parse_ssh_auth(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    if (strcmp(text, "keys") == 0)
+        ctx->config->ssh.auth = SHED_SSH_AUTH_KEYS;
+    else if (strcmp(text, "none") == 0)
+        ctx->config->ssh.auth = SHED_SSH_AUTH_NONE;
+    else
+        return config_error(ctx, node, key, "expected keys or none, got \"%s\"", text);
+    return 0;
+}
+
+static int parse_ssh_max_auth_tries(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 100, &ctx->config->ssh.max_auth_tries);
+}
+
+static int parse_ssh_login_grace(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 3600, &ctx->config->ssh.login_grace_seconds);
+}
+
+static int parse_ssh_max_connections(struct parse_ctx *ctx, const char *key,
+                                     const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 10000, &ctx->config->ssh.max_connections);
+}
+
+static int parse_ssh(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    static const struct field_handler fields[] = {
+        {"authorized_keys", parse_ssh_authorized_keys},
+        {"keys", parse_ssh_keys},
+        {"shell", parse_ssh_shell},
+        {"auth", parse_ssh_auth},
+        {"max_auth_tries", parse_ssh_max_auth_tries},
+        {"login_grace_seconds", parse_ssh_login_grace},
+        {"max_connections", parse_ssh_max_connections},
+    };
+    return parse_mapping_fields(ctx, key, node, fields, sizeof fields / sizeof fields[0],
+                                "authorized_keys, keys, shell, auth, max_auth_tries, "
+                                "login_grace_seconds or max_connections");
+}
+
+static int parse_sessions_timeout(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    return get_int(ctx, key, node, 1, 300, &ctx->config->sessions_timeout_seconds);
+}
+
 struct key_handler {
     const char *key;
     int (*parse)(struct parse_ctx *ctx, const char *key, const yaml_node_t *node);
@@ -1031,6 +1150,8 @@ static const struct key_handler key_handlers[] = {
     {"pull_min_progress", parse_pull_min_progress},
     {"max_layer_bytes", parse_max_layer_bytes},
     {"max_image_bytes", parse_max_image_bytes},
+    {"ssh", parse_ssh},
+    {"sessions_timeout_seconds", parse_sessions_timeout},
     {"container", parse_container},
     {"local_dir_roots", parse_local_dir_roots},
     {"console_log_max_bytes", parse_console_log_max_bytes},
@@ -1165,6 +1286,44 @@ static void fill_container_defaults(struct shed_config_container *container)
         container->userns_base = SHED_CONFIG_DEFAULT_USERNS_BASE;
 }
 
+/* The directory a default file of the server goes to: the config file's own, else /etc/shed
+ * for root and ~/.config/shed for a user (where the lookup would find a server.yaml). */
+static char *config_dir(const char *config_path)
+{
+    if (config_path != NULL) {
+        const char *slash = strrchr(config_path, '/');
+        if (slash == NULL)
+            return strdup(".");
+        return strndup(config_path, slash == config_path ? 1 : (size_t)(slash - config_path));
+    }
+    if (geteuid() == 0)
+        return strdup("/etc/shed");
+    const char *home = getenv("HOME");
+    return str_printf("%s/.config/shed", home != NULL && home[0] == '/' ? home : ".");
+}
+
+static int fill_ssh_defaults(struct shed_config *config, struct shed_err *err)
+{
+    struct shed_config_ssh *ssh = &config->ssh;
+    if (ssh->max_auth_tries == 0)
+        ssh->max_auth_tries = SHED_CONFIG_DEFAULT_MAX_AUTH_TRIES;
+    if (ssh->login_grace_seconds == 0)
+        ssh->login_grace_seconds = SHED_CONFIG_DEFAULT_LOGIN_GRACE_SECONDS;
+    if (ssh->max_connections == 0)
+        ssh->max_connections = SHED_CONFIG_DEFAULT_MAX_CONNECTIONS;
+    if (ssh->keys == NULL && (ssh->keys = calloc(1, sizeof(char *))) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    if (ssh->authorized_keys != NULL && !ssh->authorized_keys_default)
+        return 0;
+    cleanup_free char *dir = config_dir(config->path);
+    cleanup_free char *absolute = dir != NULL ? realpath(dir, NULL) : NULL;
+    free(ssh->authorized_keys);
+    ssh->authorized_keys =
+        dir != NULL ? fs_path_join(absolute ? absolute : dir, "authorized_keys") : NULL;
+    ssh->authorized_keys_default = true;
+    return ssh->authorized_keys == NULL ? shed_errf(err, SHED_E_NO_MEMORY, "out of memory") : 0;
+}
+
 /* Fills every key the file left unset; derived directories follow data_dir. base_image_seen:
  * the file named base_image (a null there disables the built-in default). */
 static int fill_defaults(struct shed_config *config, bool base_image_seen, struct shed_err *err)
@@ -1220,6 +1379,10 @@ static int fill_defaults(struct shed_config *config, bool base_image_seen, struc
         config->unix_socket_mode = SHED_CONFIG_DEFAULT_UNIX_SOCKET_MODE;
     fill_http_defaults(&config->http);
     fill_pull_defaults(&config->pull);
+    if (fill_ssh_defaults(config, err) < 0)
+        return -1;
+    if (config->sessions_timeout_seconds == 0)
+        config->sessions_timeout_seconds = SHED_CONFIG_DEFAULT_SESSIONS_TIMEOUT_SECONDS;
     return fill_repo_defaults(&config->repo, err);
 }
 
@@ -1315,7 +1478,8 @@ int shed_config_load_file(const char *path, struct shed_config *config, struct s
     if (shed_config_parse(text, len, path, config, err) < 0)
         return -1;
     config->path = strdup(path);
-    if (config->path == NULL) {
+    /* The default authorized_keys sits beside the file, now that it is known. */
+    if (config->path == NULL || fill_ssh_defaults(config, err) < 0) {
         shed_config_free(config);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -1471,6 +1635,23 @@ static void print_pull(FILE *out, const struct shed_config_pull *pull)
             (unsigned long long)pull->max_image_bytes);
 }
 
+static void print_ssh(FILE *out, const struct shed_config_ssh *ssh)
+{
+    fputs("ssh:\n  authorized_keys: ", out);
+    print_quoted(out, ssh->authorized_keys);
+    fputs(ssh->keys[0] == NULL ? "\n  keys: []\n" : "\n  keys:\n", out);
+    for (char **key = ssh->keys; *key != NULL; key++) {
+        fputs("    - ", out);
+        print_quoted(out, *key);
+        fputc('\n', out);
+    }
+    fprintf(out, "  shell: \"%s\"\n  auth: \"%s\"\n",
+            ssh->shell == SHED_SSH_SHELL_TMUX ? "tmux" : "login",
+            ssh->auth == SHED_SSH_AUTH_NONE ? "none" : "keys");
+    fprintf(out, "  max_auth_tries: %d\n  login_grace_seconds: %d\n  max_connections: %d\n",
+            ssh->max_auth_tries, ssh->login_grace_seconds, ssh->max_connections);
+}
+
 int shed_config_use_data_dir(struct shed_config *config, const char *dir, struct shed_err *err)
 {
     char *data_dir = strdup(dir);
@@ -1542,6 +1723,8 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_http(out, &config->http);
     print_repo(out, &config->repo);
     print_pull(out, &config->pull);
+    print_ssh(out, &config->ssh);
+    fprintf(out, "sessions_timeout_seconds: %d\n", config->sessions_timeout_seconds);
     return ferror(out) ? -1 : 0;
 }
 
@@ -1654,7 +1837,9 @@ static int keep_listeners(struct shed_config *next, const struct shed_config *ru
         if (strv_add(changed, "unix_socket_mode", err) < 0)
             return -1;
     }
-    if (keep_string(&next->unix_socket, running->unix_socket, "unix_socket", changed, err) < 0)
+    if (keep_string(&next->unix_socket, running->unix_socket, "unix_socket", changed, err) < 0 ||
+        keep_int(&next->ssh.max_connections, running->ssh.max_connections, "ssh.max_connections",
+                 changed, err) < 0)
         return -1;
     return keep_string(&next->unix_socket_group, running->unix_socket_group, "unix_socket_group",
                        changed, err);

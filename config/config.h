@@ -96,6 +96,28 @@ struct shed_config_pull {
     uint64_t max_image_bytes;    /* max_image_bytes: the sum of an image's layers */
 };
 
+/* `ssh:` — the SSH front door (ssh/), on bind:ssh_port. */
+enum shed_ssh_shell { SHED_SSH_SHELL_LOGIN, SHED_SSH_SHELL_TMUX };
+enum shed_ssh_auth { SHED_SSH_AUTH_KEYS, SHED_SSH_AUTH_NONE };
+#define SHED_CONFIG_DEFAULT_MAX_AUTH_TRIES 6
+#define SHED_CONFIG_DEFAULT_LOGIN_GRACE_SECONDS 120
+#define SHED_CONFIG_DEFAULT_MAX_CONNECTIONS 100
+#define SHED_CONFIG_DEFAULT_SESSIONS_TIMEOUT_SECONDS 5
+
+struct shed_config_ssh {
+    /* OpenSSH authorized_keys file; default <config dir>/authorized_keys (the directory of
+     * the server.yaml in use; /etc/shed as root and ~/.config/shed otherwise without one).
+     * A missing file is no key. */
+    char *authorized_keys;
+    bool authorized_keys_default; /* not set in the file: the default location */
+    char **keys;                  /* inline keys ("ssh-ed25519 AAAA... comment"), NULL-terminated */
+    enum shed_ssh_shell shell;    /* what an interactive session runs: login shell or tmux */
+    enum shed_ssh_auth auth;      /* keys (default), or none: anyone who can connect gets in */
+    int max_auth_tries;           /* failed attempts before the connection is closed */
+    int login_grace_seconds;      /* time from connect to authenticated */
+    int max_connections;          /* connections served at once; more are refused */
+};
+
 /* `container:` — limits and isolation of every container shed. */
 #define SHED_CONFIG_DEFAULT_PIDS_LIMIT 4096
 #define SHED_CONFIG_DEFAULT_TMP_SIZE (1ULL << 30)
@@ -165,6 +187,10 @@ struct shed_config {
      * NULL itself); empty: local_dir is refused. */
     char **local_dir_roots;
     uint64_t console_log_max_bytes;
+    struct shed_config_ssh ssh;
+    /* The deadline of each tmux command behind the sessions API: a shed whose tmux hangs is
+     * skipped by GET /api/sessions and answers 500 for its own sessions. */
+    int sessions_timeout_seconds;
 };
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */

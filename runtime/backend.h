@@ -8,7 +8,8 @@
  * Ownership and locking: every call that changes a shed (create/start/stop/delete) is made
  * with the shed's lock held (instance_store_lock), so a backend never sees two lifecycle
  * calls for one shed at once; calls for different sheds may run concurrently on different
- * threads. status/exec/dial may run concurrently with anything and must not block for long.
+ * threads. status/exec/dial/spawn/listen may run concurrently with anything and must not
+ * block for long.
  *
  * Errors: every function returns 0 or -1 with err filled (shed_errf). Use SHED_E_BACKEND_ERROR
  * (or an internal code, reported as BACKEND_ERROR) for failures of the machinery, and the API
@@ -22,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "common/shed_err.h"
 #include "runtime/instance.h"
@@ -56,6 +58,137 @@ struct backend_exec_request {
     int stdout_fd;
     int stderr_fd;
 };
+
+/* ---- processes in a running shed (spawn) ------------------------------------------------
+ *
+ * What the SSH front door, sessions and `shed-server exec` run in a shed. A process is
+ * started by a backend's spawn and then driven through the backend_process_* functions,
+ * which work the same for every backend: wait on backend_process_event_fd in a poll loop,
+ * signal it, resize its terminal, collect its exit. Freeing a process that still runs hangs
+ * it up (SIGHUP to its process group, SIGKILL shortly after): a caller that goes away leaves
+ * nothing running behind. */
+
+/* A terminal's size: rows and columns, and pixels (0 when unknown). */
+struct backend_winsize {
+    uint16_t rows, cols, xpixels, ypixels;
+};
+
+struct backend_spawn_request {
+    /* Without login: the command, argv[0] looked up in the PATH of env. */
+    const char *const *argv;
+    /* With login: run through root's login shell from the shed's /etc/passwd, as OpenSSH
+     * does — command as `$SHELL -c command`, or command NULL for an interactive login shell;
+     * HOME, SHELL, USER, LOGNAME and PATH are added to env unless it has them. */
+    bool login;
+    const char *command;
+    /* "NAME=value" strings, NULL-terminated: the process gets exactly these. NULL: the
+     * shed's default environment (what its init has: PATH, TERM, HOME, LANG). */
+    const char *const *env;
+    const char *cwd; /* NULL: / (HOME with login) */
+    /* A new terminal of the shed's own (the process's controlling terminal, stdin, stdout
+     * and stderr; `tty` in the shed names it), sized winsize (zero: the kernel's default). */
+    bool tty;
+    struct backend_winsize winsize;
+    /* Without tty: what the process's stdin/stdout/stderr are (-1: /dev/null). The caller
+     * keeps its fds (the process gets copies). */
+    int stdin_fd, stdout_fd, stderr_fd;
+    /* The longest starting may take (a wedged shed must not hang the caller); 0: 10 s. */
+    int timeout_ms;
+};
+
+/* How a process ended. */
+struct backend_exit {
+    bool signaled;
+    int code;  /* the exit code, when !signaled */
+    int signo; /* the signal that killed it, when signaled */
+    bool core_dumped;
+};
+
+/* As a shell reports it: the code, or 128+N when killed by signal N. */
+static inline int backend_exit_status(const struct backend_exit *exit)
+{
+    return exit->signaled ? 128 + exit->signo : exit->code;
+}
+
+/* The exit status a missing command gets (as shells report it): spawn fails with code
+ * SHED_E_NOT_FOUND and errno ENOENT when argv[0] does not exist in the shed. */
+#define BACKEND_EXIT_NOT_FOUND 127
+
+struct backend_process;
+
+/* A backend's implementation of its processes. */
+struct backend_process_ops {
+    int (*signal)(struct backend_process *process, int signo, struct shed_err *err);
+    /* 0 with *exit filled once the process has ended, 1 while it still runs after timeout_ms
+     * (-1: wait as long as it takes), -1 on error (e.g. the shed stopped under it). */
+    int (*wait)(struct backend_process *process, int timeout_ms, struct backend_exit *exit,
+                struct shed_err *err);
+    void (*free)(struct backend_process *process);
+};
+
+/* The backend-independent part of a process; backends embed it first in their own. */
+struct backend_process {
+    const struct backend_process_ops *ops;
+    int pty_fd;   /* the terminal's master (read output, write input); -1 without tty */
+    int event_fd; /* readable once backend_process_wait would not block */
+    long pid;     /* the process's pid as the shed sees it (for logs); 0 when unknown */
+};
+
+static inline int backend_process_pty_fd(const struct backend_process *process)
+{
+    return process->pty_fd;
+}
+
+static inline int backend_process_event_fd(const struct backend_process *process)
+{
+    return process->event_fd;
+}
+
+static inline int backend_process_signal(struct backend_process *process, int signo,
+                                         struct shed_err *err)
+{
+    return process->ops->signal(process, signo, err);
+}
+
+static inline int backend_process_wait(struct backend_process *process, int timeout_ms,
+                                       struct backend_exit *exit, struct shed_err *err)
+{
+    return process->ops->wait(process, timeout_ms, exit, err);
+}
+
+/* Kills it if it still runs (see above); NULL is fine. */
+static inline void backend_process_free(struct backend_process *process)
+{
+    if (process != NULL)
+        process->ops->free(process);
+}
+
+/* Resizes the process's terminal (TIOCSWINSZ on the master: the shed sees SIGWINCH). */
+int backend_process_resize(struct backend_process *process, const struct backend_winsize *size,
+                           struct shed_err *err);
+
+/* Copies between a local terminal (or any pair of fds) and the process's pty until the
+ * process ends: in_fd to the pty, the pty to out_fd. A terminal in_fd is raw meanwhile, and
+ * its size is copied to the pty at the start. signal_fd (-1: none) is a signalfd: SIGWINCH
+ * copies in_fd's size to the pty again, any other signal is passed on to the process.
+ * Fills *exit. */
+int backend_process_relay_tty(struct backend_process *process, int in_fd, int out_fd, int signal_fd,
+                              struct backend_exit *exit, struct shed_err *err);
+
+/* A listening unix socket inside a running shed, made for SSH agent forwarding: processes
+ * in the shed connect to path; the host accepts on fd. Its path is removed when it is
+ * closed. */
+struct backend_listener {
+    int fd;
+    char path[108];
+    void (*close)(struct backend_listener *listener);
+};
+
+static inline void backend_listener_close(struct backend_listener *listener)
+{
+    if (listener != NULL)
+        listener->close(listener);
+}
 
 struct shed_backend {
     /* "container", "qemu", "firecracker", "vz": the name stored in metadata.json. */
@@ -95,6 +228,15 @@ struct shed_backend {
      * listens there. */
     int (*dial)(const struct shed_backend *self, const struct instance *inst, uint16_t port,
                 int *fd, struct shed_err *err);
+    /* Starts a process in a running shed (see backend_spawn_request); *process is the
+     * caller's (backend_process_free). SHED_E_SHED_NOT_RUNNING, SHED_E_NOT_FOUND (with
+     * errno ENOENT) for a command that does not exist in the shed. */
+    int (*spawn)(const struct shed_backend *self, const struct instance *inst,
+                 const struct backend_spawn_request *request, struct backend_process **process,
+                 struct shed_err *err);
+    /* Makes a listening unix socket inside a running shed (backend_listener). */
+    int (*listen)(const struct shed_backend *self, const struct instance *inst,
+                  struct backend_listener **listener, struct shed_err *err);
 };
 
 /* Backend names the API accepts in `backend` (api.md), "detect" included. */

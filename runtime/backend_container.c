@@ -19,6 +19,7 @@
 #include "common/fsutil.h"
 #include "common/io.h"
 #include "common/testhook.h"
+#include "container_agent.h"
 #include "container_internal.h"
 #include "container_runc.h"
 #include "runtime/local_dir.h"
@@ -271,9 +272,12 @@ static int run_runc(const struct container_state *state, const struct container_
 {
     if (workspace_fd >= 0 && container_bind_workspace(workspace_fd, paths->workspace, err) < 0)
         return -1;
+    cleanup_close int agent_fd = -1; /* the shed's init keeps its own copy */
     int rc = write_spec(state, paths, inst, workspace_fd >= 0, err);
     if (rc == 0)
-        rc = runc_run_detached(state, paths, console, err);
+        rc = container_agent_socket_create(paths, &agent_fd, err);
+    if (rc == 0)
+        rc = runc_run_detached(state, paths, console, agent_fd, err);
     struct shed_err unbind_err = {0};
     if (workspace_fd >= 0 && container_unbind_workspace(paths->workspace, &unbind_err) < 0 &&
         rc == 0) {
@@ -493,6 +497,8 @@ static int container_exec(const struct shed_backend *self, const struct instance
     cleanup_container_paths struct container_paths paths;
     if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
         return -1;
+    if (container_agent_present(&paths))
+        return container_agent_exec(&paths, request, exit_status, err);
     if (!command_exists(paths.mountpoint, request->argv[0])) {
         report_not_found(request->stderr_fd, request->argv[0]);
         *exit_status = CONTAINER_EXIT_NOT_FOUND;
@@ -508,6 +514,35 @@ static int container_dial_port(const struct shed_backend *self, const struct ins
     if (!init_is_running(state_of(self), inst))
         return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
     return container_dial(inst->pid, recorded_start_time(inst), port, fd, err);
+}
+
+/* Through the shed's agent; a shed started before it existed falls back to runc exec. */
+static int container_spawn_process(const struct shed_backend *self, const struct instance *inst,
+                                   const struct backend_spawn_request *request,
+                                   struct backend_process **process, struct shed_err *err)
+{
+    if (!init_is_running(state_of(self), inst))
+        return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
+    cleanup_container_paths struct container_paths paths;
+    if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
+        return -1;
+    if (container_agent_present(&paths))
+        return container_agent_spawn(&paths, request, process, err);
+    return container_runc_spawn(state_of(self), &paths, request, process, err);
+}
+
+static int container_listen(const struct shed_backend *self, const struct instance *inst,
+                            struct backend_listener **listener, struct shed_err *err)
+{
+    if (!init_is_running(state_of(self), inst))
+        return shed_errf(err, SHED_E_SHED_NOT_RUNNING, "shed \"%s\" is not running", inst->name);
+    cleanup_container_paths struct container_paths paths;
+    if (container_paths_init(state_of(self), inst->name, &paths, err) < 0)
+        return -1;
+    if (!container_agent_present(&paths))
+        return shed_errf(err, SHED_E_NOT_SUPPORTED,
+                         "shed \"%s\" was started by an older shed-server: restart it", inst->name);
+    return container_agent_listen(&paths, listener, err);
 }
 
 /* ---- construction -------------------------------------------------------------------- */
@@ -606,6 +641,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         .status = container_status,
         .exec = container_exec,
         .dial = container_dial_port,
+        .spawn = container_spawn_process,
+        .listen = container_listen,
     };
     if (network_rc < 0) {
         container_backend_free(backend);

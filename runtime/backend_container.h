@@ -10,8 +10,11 @@
  * containers.
  *
  * Status is read from /proc/<init pid>/stat and compared with the start time recorded at
- * start (pid reuse), so a status read spawns nothing. exec is `runc exec`; dial enters the
- * shed's network namespace from a short-lived thread (see container_dial.c).
+ * start (pid reuse), so a status read spawns nothing. Processes (spawn, exec, listen) go
+ * through the shed's agent — shed-init serving runtime/agent_protocol.h on the socket
+ * <bundle>/agent.sock that runc hands it as fd 3 —, a connect and a fork in the shed; a shed
+ * started by an older server (no socket) falls back to `runc exec` until its next start.
+ * dial enters the shed's network namespace from a short-lived thread (see container_dial.c).
  *
  * Sheds outlive the server: the container's init is not the server's child, and a restarted
  * server finds the same runc root and the recorded pid. */
@@ -32,8 +35,9 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
                           struct shed_err *err);
 void container_backend_free(struct shed_backend *backend);
 
-/* The exit status exec reports when the command does not exist in the shed (as shells do);
- * the command is looked up in the shed's PATH before runc is asked to run it. */
+/* The exit status exec reports when the command does not exist in the shed (as shells do):
+ * the agent's exec fails with ENOENT (without the agent, the command is looked up in the
+ * shed's PATH before runc is asked to run it). */
 #define CONTAINER_EXIT_NOT_FOUND 127
 
 #endif

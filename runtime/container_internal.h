@@ -7,6 +7,8 @@
  *     config.json          the OCI runtime spec (container_spec.c); runc exec reads it too
  *     rootfs/              mount point of rootfs.ext4 (loop device, autoclear) while running
  *     init.pid             runc --pid-file: host pid of shed-init
+ *     agent.sock           0600: the listening socket shed-init serves the agent protocol on
+ *                          (runtime/agent_protocol.h, container_agent.c)
  *     netns                with container_network mode bridge: the shed's network namespace
  *                          (nsfs bind mount) while running; see container_network.h
  *     workspace/           with a local_dir: its staging bind mount while the shed starts
@@ -15,6 +17,7 @@
 #define SHED_CONTAINER_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -128,6 +131,14 @@ int container_spec_write(const char *path, const struct container_spec_params *p
  * that), in a new session when new_session (so a terminal's ^C never reaches the shed). */
 int container_spawn(const char *const *argv, int stdin_fd, int stdout_fd, int stderr_fd,
                     bool new_session, pid_t *pid, struct shed_err *err);
+/* container_spawn with any number of fds: fds[0..2] as stdin/stdout/stderr (-1:
+ * /dev/null), fds[3..count) passed at their index (e.g. runc run --preserve-fds). */
+int container_spawn_fds(const char *const *argv, const int *fds, size_t count, bool new_session,
+                        pid_t *pid, struct shed_err *err);
+/* Spawns argv in a new session whose controlling terminal is tty_path (a pty slave), as its
+ * stdin, stdout and stderr. */
+int container_spawn_on_terminal(const char *const *argv, const char *tty_path, pid_t *pid,
+                                struct shed_err *err);
 /* Waits for a spawned child; *exit_status is its exit code, or 128+N when killed by N. */
 int container_wait(pid_t pid, int *exit_status, struct shed_err *err);
 /* Runs argv to completion with stdout+stderr captured (the last max_output bytes are kept;

@@ -48,22 +48,32 @@ static int prepare_attr(posix_spawnattr_t *attr, bool new_session)
     return 0;
 }
 
-/* stdin/stdout/stderr: dup2 of the given fds (or /dev/null); every other fd closed. */
-static int prepare_actions(posix_spawn_file_actions_t *actions, const int fds[3])
+/* fds[0..2] become stdin/stdout/stderr (-1: /dev/null), fds[3..count) keep their index
+ * (-1 there: left closed); every other fd is closed. */
+static int prepare_actions(posix_spawn_file_actions_t *actions, const int *fds, size_t count)
 {
-    for (int target = 0; target < 3; target++) {
-        int rc = fds[target] >= 0
-                     ? posix_spawn_file_actions_adddup2(actions, fds[target], target)
-                     : posix_spawn_file_actions_addopen(actions, target, "/dev/null",
-                                                        target == 0 ? O_RDONLY : O_WRONLY, 0);
+    for (size_t target = 0; target < count; target++) {
+        int rc = 0;
+        if (fds[target] >= 0)
+            rc = posix_spawn_file_actions_adddup2(actions, fds[target], (int)target);
+        else if (target < 3)
+            rc = posix_spawn_file_actions_addopen(actions, (int)target, "/dev/null",
+                                                  target == 0 ? O_RDONLY : O_WRONLY, 0);
         if (rc != 0)
             return -1;
     }
-    return posix_spawn_file_actions_addclosefrom_np(actions, 3) != 0 ? -1 : 0;
+    return posix_spawn_file_actions_addclosefrom_np(actions, (int)count) != 0 ? -1 : 0;
 }
 
 int container_spawn(const char *const *argv, int stdin_fd, int stdout_fd, int stderr_fd,
                     bool new_session, pid_t *pid, struct shed_err *err)
+{
+    const int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    return container_spawn_fds(argv, fds, 3, new_session, pid, err);
+}
+
+int container_spawn_fds(const char *const *argv, const int *fds, size_t count, bool new_session,
+                        pid_t *pid, struct shed_err *err)
 {
     posix_spawn_file_actions_t actions_storage;
     posix_spawnattr_t attr_storage;
@@ -75,8 +85,7 @@ int container_spawn(const char *const *argv, int stdin_fd, int stdout_fd, int st
     if (posix_spawnattr_init(&attr_storage) != 0)
         return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawnattr_init failed");
     attr = &attr_storage;
-    const int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
-    if (prepare_attr(attr, new_session) < 0 || prepare_actions(actions, fds) < 0)
+    if (prepare_attr(attr, new_session) < 0 || prepare_actions(actions, fds, count) < 0)
         return shed_errf(err, SHED_E_NO_MEMORY, "cannot prepare to spawn %s", argv[0]);
     int rc = posix_spawnp(pid, argv[0], actions, attr, (char *const *)argv, environ);
     if (rc != 0)
@@ -231,5 +240,32 @@ int container_proc_terminate(pid_t pid, uint64_t start_time, int grace_ms, int k
         return shed_errf(err, SHED_E_BACKEND_ERROR,
                          "shed init %d did not exit within %d ms of SIGKILL", (int)pid,
                          kill_grace_ms);
+    return 0;
+}
+
+int container_spawn_on_terminal(const char *const *argv, const char *tty_path, pid_t *pid,
+                                struct shed_err *err)
+{
+    posix_spawn_file_actions_t actions_storage;
+    posix_spawnattr_t attr_storage;
+    __attribute__((cleanup(cleanup_file_actions))) posix_spawn_file_actions_t *actions = NULL;
+    __attribute__((cleanup(cleanup_spawnattr))) posix_spawnattr_t *attr = NULL;
+    if (posix_spawn_file_actions_init(&actions_storage) != 0)
+        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawn_file_actions_init failed");
+    actions = &actions_storage;
+    if (posix_spawnattr_init(&attr_storage) != 0)
+        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawnattr_init failed");
+    attr = &attr_storage;
+    /* glibc runs setsid before the file actions: the open (without O_NOCTTY) by the new
+     * session's leader makes the terminal its controlling one. */
+    if (prepare_attr(attr, true) < 0 ||
+        posix_spawn_file_actions_addopen(actions, 0, tty_path, O_RDWR, 0) != 0 ||
+        posix_spawn_file_actions_adddup2(actions, 0, 1) != 0 ||
+        posix_spawn_file_actions_adddup2(actions, 0, 2) != 0 ||
+        posix_spawn_file_actions_addclosefrom_np(actions, 3) != 0)
+        return shed_errf(err, SHED_E_NO_MEMORY, "cannot prepare to spawn %s", argv[0]);
+    int rc = posix_spawnp(pid, argv[0], actions, attr, (char *const *)argv, environ);
+    if (rc != 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, rc, "cannot run %s", argv[0]);
     return 0;
 }

@@ -36,17 +36,29 @@ static const char *runc_message(char *output)
 }
 
 int runc_run_detached(const struct container_state *state, const struct container_paths *paths,
-                      struct container_console *console, struct shed_err *err)
+                      struct container_console *console, int agent_fd, struct shed_err *err)
 {
     if (unlink(paths->pid_file) < 0 && errno != ENOENT)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "unlink %s", paths->pid_file);
-    const char *const argv[] = {
-        state->runc_path, "--root",     state->runc_root, "run",     "--detach", "--bundle",
-        paths->bundle,    "--pid-file", paths->pid_file,  paths->id, NULL};
+    const char *fixed[] = {state->runc_path, "--root",   state->runc_root, "run",
+                           "--detach",       "--bundle", paths->bundle,    "--pid-file",
+                           paths->pid_file};
+    const char *argv[sizeof fixed / sizeof fixed[0] + 4];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        argv[n++] = fixed[i];
+    /* The agent's socket is fd 3 of runc, and runc hands it on as fd 3 of the shed's init. */
+    if (agent_fd >= 0) {
+        argv[n++] = "--preserve-fds";
+        argv[n++] = "1";
+    }
+    argv[n++] = paths->id;
+    argv[n] = NULL;
+    /* runc passes its stdout/stderr on to the shed's PID 1: both are the console pipe. */
+    const int fds[4] = {-1, console->write_fd, console->write_fd, agent_fd};
     pid_t pid;
     int status = 0;
-    /* runc passes its stdout/stderr on to the shed's PID 1: both are the console pipe. */
-    if (container_spawn(argv, -1, console->write_fd, console->write_fd, true, &pid, err) < 0 ||
+    if (container_spawn_fds(argv, fds, agent_fd >= 0 ? 4 : 3, true, &pid, err) < 0 ||
         container_console_wait(console, pid, &status, err) < 0)
         return -1;
     if (status == 0)

@@ -9,9 +9,10 @@
 #include "runtime/backend.h"
 
 /* runc run --detach with the shed's stdout/stderr on the console's pipe, drained into
- * console.log while runc runs; runc's message on failure. */
+ * console.log while runc runs, and agent_fd (-1: none) as fd 3 of its init (--preserve-fds
+ * 1); runc's message on failure. */
 int runc_run_detached(const struct container_state *state, const struct container_paths *paths,
-                      struct container_console *console, struct shed_err *err);
+                      struct container_console *console, int agent_fd, struct shed_err *err);
 /* The init pid runc wrote with --pid-file. */
 int runc_read_pid_file(const struct container_paths *paths, pid_t *pid, struct shed_err *err);
 /* Whether runc has state for the container (its directory under --root). */

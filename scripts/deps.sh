@@ -8,11 +8,11 @@ set -euo pipefail
 
 BUILD_PKGS=(build-essential cmake pkg-config
   libcurl4-openssl-dev libarchive-dev libext2fs-dev e2fsprogs libjansson-dev
-  libmicrohttpd-dev libyaml-dev libssl-dev libzstd-dev zlib1g-dev libisal-dev)
+  libmicrohttpd-dev libyaml-dev libssl-dev libzstd-dev zlib1g-dev libisal-dev libssh-dev)
 TEST_PKGS=(docker-registry umoci skopeo busybox-static apache2-utils debootstrap
   xfsprogs btrfs-progs tmux runc qemu-system-x86 wrk isal zstd gzip curl
   python3 openssl iproute2 iptables util-linux time jq clang-format man-db zsh clang
-  libclang-rt-14-dev git openssh-client)
+  libclang-rt-14-dev git openssh-server openssh-client openssh-sftp-server rsync socat)
 
 if [[ $(id -u) -ne 0 ]]; then
   SUDO=sudo

@@ -6,6 +6,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "handlers.h"
+#include "runtime/host_key.h"
 
 int api_context_open(struct api_context *context, const struct shed_config *config,
                      const struct backend_set *backends, size_t *discovered, struct shed_err *err)
@@ -18,6 +19,7 @@ int api_context_open(struct api_context *context, const struct shed_config *conf
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
+    context->lifecycle = (struct shed_lifecycle){.store = context->instances, .backends = backends};
     context->list_cache = shed_list_cache_new();
     if (context->list_cache == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
@@ -27,7 +29,7 @@ int api_context_open(struct api_context *context, const struct shed_config *conf
     cleanup_free char *comment = str_printf("shed@%s", config->name);
     if (comment == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    if (api_host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
+    if (host_key_load_or_create(config->data_dir, comment, &context->host_public_key, err) < 0)
         return -1;
     /* Re-discover the sheds that exist on disk (and warm the metadata cache). */
     struct instance_list list;

@@ -12,6 +12,7 @@
 #include "http_util.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
+#include "runtime/shed_lifecycle.h"
 #include "tunnel.h"
 
 /* GET /api/sheds's rendered body, reused while the store's generation is unchanged and
@@ -33,6 +34,7 @@ struct api_context {
     struct config_snapshot *snapshot;
     struct instance_store *instances;
     const struct backend_set *backends;
+    struct shed_lifecycle lifecycle; /* instances + backends, for runtime/shed_lifecycle.h */
     /* What GET /api/info reports as "backend": the configured backend, or with `detect` the
      * first backend that probed usable when the snapshot was made, or "none". */
     const char *info_backend;
@@ -63,10 +65,6 @@ void api_route(const struct api_request *request, const struct api_context *cont
 void handle_info(const struct api_request *, const struct api_context *, struct api_response *);
 void handle_ssh_host_key(const struct api_request *, const struct api_context *,
                          struct api_response *);
-/* Loads <data_dir>/ssh_host_ed25519_key.pub, generating the key pair first when absent:
- * the private key as PKCS#8 PEM (0600), the public one in OpenSSH format. */
-int api_host_key_load_or_create(const char *data_dir, const char *comment, char **public_key,
-                                struct shed_err *err);
 
 /* handlers_sheds.c */
 void handle_sheds_list(const struct api_request *, const struct api_context *,
@@ -82,7 +80,7 @@ void handle_shed_stop(const struct api_request *, const struct api_context *,
                       struct api_response *);
 /* The API's shed object: empty strings and zero numbers are left out. */
 json_t *api_shed_json(const struct instance *inst);
-/* Loads a shed and reconciles its status with the backend (see handlers_sheds.c). */
+/* Loads a shed and reconciles its status with the backend (shed_lifecycle_load). */
 int api_load_shed(const struct api_context *context, const char *name, struct instance *inst,
                   struct shed_err *err);
 

@@ -4,8 +4,10 @@
  * network namespace (dial). Every check api.md defines is made first — names, port, 404,
  * 409/503 not running —, then:
  * - sessions run `tmux list-sessions -F …` / `tmux kill-session -t =NAME` in the shed
- *   through backend->exec, output captured in memory files; exit status 127 (the command
- *   does not exist in the shed) is 503 TMUX_NOT_AVAILABLE;
+ *   through the backend's process API (backend->spawn), output captured in memory files,
+ *   each within sessions_timeout_seconds (a tmux that hangs is killed: 500 for that shed,
+ *   skipped by GET /api/sessions); a missing tmux (exit status 127) is 503
+ *   TMUX_NOT_AVAILABLE;
  * - connect reserves a tunnel for its client (503 SERVER_BUSY over tunnel_max_per_client),
  *   dials (502 CONNECT_FAILED when nothing listens), then answers 101; the tunnel itself —
  *   its thread, idle timeout and stop — is tunnel.c's. */
@@ -25,8 +27,8 @@
 #include "common/timeutil.h"
 #include "handlers.h"
 
-/* The exit status backend->exec reports when the command does not exist in the shed. */
-#define EXIT_COMMAND_NOT_FOUND 127
+/* The exit status of a command that does not exist in the shed. */
+#define EXIT_COMMAND_NOT_FOUND BACKEND_EXIT_NOT_FOUND
 /* tmux output kept (a session line is short; this is thousands of sessions). */
 #define TMUX_OUTPUT_MAX (1 << 20)
 
@@ -56,7 +58,7 @@ static int running_shed_backend(const struct api_context *context, const char *n
         rc = shed_errf(err, SHED_E_NOT_SUPPORTED,
                        "shed \"%s\" uses backend \"%s\", which is not available in this build",
                        name, inst->backend);
-    } else if (need_dial ? (*backend)->dial == NULL : (*backend)->exec == NULL) {
+    } else if (need_dial ? (*backend)->dial == NULL : (*backend)->spawn == NULL) {
         rc = shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" does not support %s yet",
                        (*backend)->name, need_dial ? "connect" : "sessions");
     }
@@ -94,26 +96,105 @@ static char *read_memfd(int fd)
     return text;
 }
 
-/* Runs argv in the shed with stdout and stderr captured (memory files: no pipe to drain
- * while waiting). */
-static int run_in_shed(const struct shed_backend *backend, const struct instance *inst,
-                       const char *const *argv, struct captured *captured, struct shed_err *err)
+static int64_t now_ms(void)
 {
-    cleanup_close int out = memfd_create("shed-tmux-out", MFD_CLOEXEC);
-    cleanup_close int errout = memfd_create("shed-tmux-err", MFD_CLOEXEC);
-    if (out < 0 || errout < 0)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A tmux command running in one shed, stdout and stderr into memory files (no pipe to drain
+ * while waiting). Several run at once for GET /api/sessions, under one deadline. */
+struct tmux_run {
+    const struct instance *inst;
+    struct backend_process *process;
+    int out, err;
+    bool started;
+};
+
+static void tmux_run_clear(struct tmux_run *run)
+{
+    backend_process_free(run->process); /* one still running is killed */
+    run->process = NULL;
+    if (run->out >= 0)
+        close(run->out);
+    if (run->err >= 0)
+        close(run->err);
+    run->out = run->err = -1;
+}
+
+static int remaining(int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    return left > 0 ? (int)left : 1;
+}
+
+/* Starts argv in the shed. A command the shed does not have "runs" and exits 127 at once. */
+static int tmux_start(const struct shed_backend *backend, const struct instance *inst,
+                      const char *const *argv, int64_t deadline, struct tmux_run *run,
+                      struct shed_err *err)
+{
+    *run = (struct tmux_run){.inst = inst, .out = -1, .err = -1};
+    run->out = memfd_create("shed-tmux-out", MFD_CLOEXEC);
+    run->err = memfd_create("shed-tmux-err", MFD_CLOEXEC);
+    if (run->out < 0 || run->err < 0) {
+        tmux_run_clear(run);
         return shed_errf_errno(err, SHED_E_IO, errno, "memfd_create");
-    struct backend_exec_request request = {
-        .argv = argv, .tty = false, .stdin_fd = -1, .stdout_fd = out, .stderr_fd = errout};
-    if (backend->exec(backend, inst, &request, &captured->status, err) < 0)
-        return -1;
-    captured->out = read_memfd(out);
-    captured->err = read_memfd(errout);
-    if (captured->out == NULL || captured->err == NULL) {
-        captured_clear(captured);
-        return shed_errf(err, SHED_E_NO_MEMORY, "cannot read tmux output");
     }
+    struct backend_spawn_request request = {.argv = argv,
+                                            .stdin_fd = -1,
+                                            .stdout_fd = run->out,
+                                            .stderr_fd = run->err,
+                                            .timeout_ms = remaining(deadline)};
+    if (backend->spawn(backend, inst, &request, &run->process, err) < 0 &&
+        err->code != SHED_E_NOT_FOUND) {
+        tmux_run_clear(run);
+        return -1;
+    }
+    shed_err_clear(err); /* not found is an answer: exit status 127 */
+    run->started = true;
     return 0;
+}
+
+/* Waits for a started run until the deadline; a run still going then is killed and fails. */
+static int tmux_finish(struct tmux_run *run, int64_t deadline, const struct api_context *context,
+                       struct captured *captured, struct shed_err *err)
+{
+    struct backend_exit exit = {.code = EXIT_COMMAND_NOT_FOUND};
+    int rc = run->process != NULL
+                 ? backend_process_wait(run->process, remaining(deadline), &exit, err)
+                 : 0;
+    if (rc == 1)
+        rc = shed_errf(err, SHED_E_BACKEND_ERROR, "tmux in shed \"%s\" did not answer within %d s",
+                       run->inst->name, context->config->sessions_timeout_seconds);
+    if (rc == 0) {
+        captured->status = backend_exit_status(&exit);
+        captured->out = read_memfd(run->out);
+        captured->err = read_memfd(run->err);
+        if (captured->out == NULL || captured->err == NULL) {
+            captured_clear(captured);
+            rc = shed_errf(err, SHED_E_NO_MEMORY, "cannot read tmux output");
+        }
+    }
+    tmux_run_clear(run);
+    return rc;
+}
+
+static int64_t tmux_deadline(const struct api_context *context)
+{
+    return now_ms() + (int64_t)context->config->sessions_timeout_seconds * 1000;
+}
+
+/* Runs argv in the shed with stdout and stderr captured, within the sessions deadline. */
+static int run_in_shed(const struct api_context *context, const struct shed_backend *backend,
+                       const struct instance *inst, const char *const *argv,
+                       struct captured *captured, struct shed_err *err)
+{
+    int64_t deadline = tmux_deadline(context);
+    struct tmux_run run;
+    if (tmux_start(backend, inst, argv, deadline, &run, err) < 0)
+        return -1;
+    return tmux_finish(&run, deadline, context, captured, err);
 }
 
 /* tmux's answers when no tmux server runs in the shed (no session was ever started, or the
@@ -160,39 +241,51 @@ static json_t *session_json(const char *shed_name, char *line)
                      atoi(fields[3]));
 }
 
-/* Appends the sessions of a running shed to sessions. */
-static int list_sessions(const struct shed_backend *backend, const struct instance *inst,
-                         json_t *sessions, struct shed_err *err)
-{
-    const char *const argv[] = {"tmux", "list-sessions", "-F", TMUX_LIST_FORMAT, NULL};
-    struct captured captured = {0};
-    if (run_in_shed(backend, inst, argv, &captured, err) < 0)
-        return -1;
-    int rc = 0;
-    if (captured.status != 0) {
-        if (captured.status == EXIT_COMMAND_NOT_FOUND || !tmux_has_no_server(captured.err))
-            rc = tmux_failure(inst, &captured, "list-sessions", err);
-    } else {
-        char *save = NULL;
-        for (char *line = strtok_r(captured.out, "\n", &save); line != NULL && rc == 0;
-             line = strtok_r(NULL, "\n", &save)) {
-            json_t *session = session_json(inst->name, line);
-            if (session != NULL && json_array_append_new(sessions, session) < 0)
-                rc = shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-        }
+#define TMUX_LIST_ARGV                                                                             \
+    {                                                                                              \
+        "tmux", "list-sessions", "-F", TMUX_LIST_FORMAT, NULL                                      \
     }
+
+/* Appends the sessions a finished `tmux list-sessions` printed to sessions. */
+static int parse_sessions(const struct instance *inst, struct captured *captured, json_t *sessions,
+                          struct shed_err *err)
+{
+    if (captured->status != 0) {
+        if (captured->status == EXIT_COMMAND_NOT_FOUND || !tmux_has_no_server(captured->err))
+            return tmux_failure(inst, captured, "list-sessions", err);
+        return 0;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(captured->out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        json_t *session = session_json(inst->name, line);
+        if (session != NULL && json_array_append_new(sessions, session) < 0)
+            return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
+    return 0;
+}
+
+/* Appends the sessions of a running shed to sessions. */
+static int list_sessions(const struct api_context *context, const struct shed_backend *backend,
+                         const struct instance *inst, json_t *sessions, struct shed_err *err)
+{
+    const char *const argv[] = TMUX_LIST_ARGV;
+    struct captured captured = {0};
+    if (run_in_shed(context, backend, inst, argv, &captured, err) < 0)
+        return -1;
+    int rc = parse_sessions(inst, &captured, sessions, err);
     captured_clear(&captured);
     return rc;
 }
 
-static int kill_session(const struct shed_backend *backend, const struct instance *inst,
-                        const char *session, struct shed_err *err)
+static int kill_session(const struct api_context *context, const struct shed_backend *backend,
+                        const struct instance *inst, const char *session, struct shed_err *err)
 {
     char target[160];
     snprintf(target, sizeof target, "=%s", session); /* "=": exact name, never a prefix */
     const char *const argv[] = {"tmux", "kill-session", "-t", target, NULL};
     struct captured captured = {0};
-    if (run_in_shed(backend, inst, argv, &captured, err) < 0)
+    if (run_in_shed(context, backend, inst, argv, &captured, err) < 0)
         return -1;
     int rc = 0;
     if (captured.status != 0) {
@@ -234,7 +327,7 @@ void handle_shed_sessions(const struct api_request *request, const struct api_co
     json_t *sessions = json_array();
     if (sessions == NULL)
         shed_errf(&err, SHED_E_NO_MEMORY, "out of memory");
-    if (sessions == NULL || list_sessions(backend, &inst, sessions, &err) < 0) {
+    if (sessions == NULL || list_sessions(context, backend, &inst, sessions, &err) < 0) {
         json_decref(sessions);
         api_respond_error(response, &err);
     } else {
@@ -256,15 +349,43 @@ void handle_shed_session_delete(const struct api_request *request,
     if (!sessions_shed(request, context, &inst, &backend, response))
         return;
     struct shed_err err = {0};
-    if (kill_session(backend, &inst, request->params[1], &err) < 0)
+    if (kill_session(context, backend, &inst, request->params[1], &err) < 0)
         api_respond_error(response, &err);
     else
         api_respond_empty(response, 204);
     instance_clear(&inst);
 }
 
-/* Sessions of every running shed; a shed that fails (stopped meanwhile, no tmux, backend
- * without exec) is skipped (api.md). */
+/* The sheds of GET /api/sessions, each with its tmux run. */
+struct shed_listing {
+    struct instance inst;
+    bool loaded;
+    struct tmux_run run;
+};
+
+/* Starts `tmux list-sessions` in every running shed; a shed that cannot (stopped
+ * meanwhile, backend without spawn, agent not answering) is left out. */
+static void start_listings(const struct api_context *context, const struct instance_list *list,
+                           int64_t deadline, struct shed_listing *listings)
+{
+    const char *const argv[] = TMUX_LIST_ARGV;
+    for (size_t i = 0; i < list->count; i++) {
+        const struct shed_backend *backend = NULL;
+        struct shed_err skipped = {0};
+        listings[i].run.started = false;
+        if (list->items[i].status != INSTANCE_RUNNING ||
+            running_shed_backend(context, list->items[i].name, SHED_E_SHED_NOT_RUNNING, false,
+                                 &listings[i].inst, &backend, &skipped) < 0)
+            continue;
+        listings[i].loaded = true;
+        if (tmux_start(backend, &listings[i].inst, argv, deadline, &listings[i].run, &skipped) < 0)
+            fprintf(stderr, "sessions: shed %s skipped: %s\n", list->items[i].name, skipped.msg);
+    }
+}
+
+/* Sessions of every running shed. The listings run at once under one deadline
+ * (sessions_timeout_seconds): a shed whose tmux hangs, fails or is missing is skipped, and
+ * never holds up the others (api.md). */
 void handle_sessions_all(const struct api_request *request, const struct api_context *context,
                          struct api_response *response)
 {
@@ -275,21 +396,29 @@ void handle_sessions_all(const struct api_request *request, const struct api_con
         api_respond_error(response, &err);
         return;
     }
-    json_t *sessions = json_array();
+    struct shed_listing *listings = calloc(list.count ? list.count : 1, sizeof *listings);
+    json_t *sessions = listings != NULL ? json_array() : NULL;
+    int64_t deadline = tmux_deadline(context);
+    if (sessions != NULL)
+        start_listings(context, &list, deadline, listings);
     for (size_t i = 0; sessions != NULL && i < list.count; i++) {
-        struct instance inst;
-        const struct shed_backend *backend = NULL;
+        struct shed_listing *listing = &listings[i];
+        struct captured captured = {0};
         struct shed_err skipped = {0};
-        if (list.items[i].status != INSTANCE_RUNNING ||
-            running_shed_backend(context, list.items[i].name, SHED_E_SHED_NOT_RUNNING, false, &inst,
-                                 &backend, &skipped) < 0)
-            continue;
         json_t *shed_sessions = json_array();
-        if (shed_sessions != NULL && list_sessions(backend, &inst, shed_sessions, &skipped) == 0)
+        if (listing->run.started && shed_sessions != NULL &&
+            tmux_finish(&listing->run, deadline, context, &captured, &skipped) == 0 &&
+            parse_sessions(&listing->inst, &captured, shed_sessions, &skipped) == 0)
             json_array_extend(sessions, shed_sessions);
+        else if (listing->run.started)
+            fprintf(stderr, "sessions: shed %s skipped: %s\n", listing->inst.name, skipped.msg);
+        captured_clear(&captured);
         json_decref(shed_sessions);
-        instance_clear(&inst);
     }
+    for (size_t i = 0; listings != NULL && i < list.count; i++)
+        if (listings[i].loaded)
+            instance_clear(&listings[i].inst);
+    free(listings);
     instance_list_clear(&list);
     api_respond_json(response, 200,
                      sessions != NULL ? json_pack("{s:o}", "sessions", sessions) : NULL);

@@ -1,11 +1,8 @@
-/* /api/sheds: list, get, create, delete, start, stop; backend resolution; status
- * reconciliation.
- *
- * Every lifecycle operation takes the shed's lock (instance_store_lock), so operations on
- * one shed are serialised while different sheds proceed in parallel; reads take no lock. */
+/* /api/sheds: list, get, create, delete, start, stop. Loading with status reconciliation
+ * and the lifecycle operations themselves (under the shed's lock) are
+ * runtime/shed_lifecycle.h, shared with the SSH front door. */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +18,8 @@
 #include "runtime/local_dir.h"
 #include "runtime/repo.h"
 #include "runtime/shed_create.h"
+#include "runtime/shed_lifecycle.h"
 #include "sse.h"
-
-/* ---- backends ------------------------------------------------------------------------ */
-
-/* The backend that manages an existing shed (by the name in its metadata). */
-static int backend_of(const struct api_context *context, const struct instance *inst,
-                      const struct shed_backend **out, struct shed_err *err)
-{
-    *out = backend_set_find(context->backends, inst->backend);
-    if (*out == NULL)
-        return shed_errf(err, SHED_E_NOT_SUPPORTED,
-                         "shed \"%s\" uses backend \"%s\", which is not available in this build "
-                         "of shed-server",
-                         inst->name, inst->backend[0] ? inst->backend : "(none)");
-    return 0;
-}
 
 /* ---- shed JSON and reconciliation ---------------------------------------------------- */
 
@@ -73,84 +56,10 @@ json_t *api_shed_json(const struct instance *inst)
     return obj;
 }
 
-/* Whether a shed recorded as running still runs: the backend's answer when it is built in,
- * else whether the recorded pid is alive. -1: cannot tell (keep the recorded status). */
-static int shed_is_alive(const struct api_context *context, const struct instance *inst)
-{
-    const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
-    if (backend != NULL && backend->status != NULL) {
-        enum instance_status status;
-        struct shed_err ignored = {0};
-        if (backend->status(backend, inst, &status, &ignored) < 0)
-            return -1;
-        return status == INSTANCE_RUNNING;
-    }
-    if (inst->pid <= 0)
-        return -1;
-    return !(kill(inst->pid, 0) < 0 && errno == ESRCH);
-}
-
-/* Saves a dead "running" shed as stopped — unless a lifecycle operation holds its lock
- * (it is changing the state right now; it will save the truth), or it changed meanwhile. */
-static void save_as_stopped(const struct api_context *context, struct instance *inst)
-{
-    int lock = -1;
-    struct shed_err ignored = {0};
-    if (instance_store_trylock(context->instances, inst->name, &lock, &ignored) < 0 || lock < 0)
-        return;
-    struct instance fresh;
-    if (instance_store_load(context->instances, inst->name, &fresh, &ignored) == 0) {
-        if (fresh.status == INSTANCE_RUNNING && fresh.pid == inst->pid) {
-            fresh.status = INSTANCE_STOPPED;
-            fresh.pid = 0;
-            instance_store_save(context->instances, &fresh, &ignored);
-        }
-        instance_clear(&fresh);
-    }
-    instance_store_unlock(lock);
-}
-
-/* A shed recorded "starting" whose lock nobody holds was left by a create that never
- * finished (the server was killed mid-create): report and save it as "error", so that it is
- * visibly broken and DELETE (which releases whatever the backend set up) cleans it away. */
-static void mark_interrupted_create(const struct api_context *context, struct instance *inst)
-{
-    int lock = -1;
-    struct shed_err ignored = {0};
-    if (instance_store_trylock(context->instances, inst->name, &lock, &ignored) < 0 || lock < 0)
-        return; /* a create is running right now: "starting" is the truth */
-    struct instance fresh;
-    if (instance_store_load(context->instances, inst->name, &fresh, &ignored) == 0) {
-        if (fresh.status == INSTANCE_STARTING) {
-            fresh.status = INSTANCE_ERROR;
-            if (instance_store_save(context->instances, &fresh, &ignored) == 0)
-                inst->status = INSTANCE_ERROR;
-        }
-        instance_clear(&fresh);
-    }
-    instance_store_unlock(lock);
-}
-
-static void reconcile(const struct api_context *context, struct instance *inst)
-{
-    if (inst->status == INSTANCE_STARTING) {
-        mark_interrupted_create(context, inst);
-        return;
-    }
-    if (inst->status != INSTANCE_RUNNING || shed_is_alive(context, inst) != 0)
-        return;
-    save_as_stopped(context, inst);
-    inst->status = INSTANCE_STOPPED;
-    inst->pid = 0;
-}
-
 int api_load_shed(const struct api_context *context, const char *name, struct instance *inst,
                   struct shed_err *err)
 {
-    if (instance_store_load(context->instances, name, inst, err) < 0)
-        return -1;
-    reconcile(context, inst);
-    return 0;
+    return shed_lifecycle_load(&context->lifecycle, name, inst, err);
 }
 
 /* ---- list / get ---------------------------------------------------------------------- */
@@ -192,7 +101,7 @@ static char *cached_list_body(const struct api_context *context, uint64_t genera
     if (cache->valid && cache->generation == generation) {
         bool all_alive = true;
         for (size_t i = 0; all_alive && i < cache->running.count; i++)
-            all_alive = shed_is_alive(context, &cache->running.items[i]) != 0;
+            all_alive = shed_lifecycle_is_alive(&context->lifecycle, &cache->running.items[i]) != 0;
         if (all_alive)
             body = strdup(cache->body);
     }
@@ -226,7 +135,7 @@ static char *render_list(const struct api_context *context, struct instance_list
 {
     json_t *sheds = json_array();
     for (size_t i = 0; sheds != NULL && i < list->count; i++) {
-        reconcile(context, &list->items[i]);
+        shed_lifecycle_reconcile(&context->lifecycle, &list->items[i]);
         if (json_array_append_new(sheds, api_shed_json(&list->items[i])) < 0) {
             json_decref(sheds);
             sheds = NULL;
@@ -563,84 +472,16 @@ void handle_shed_create(const struct api_request *request, const struct api_cont
 
 /* ---- delete / start / stop ----------------------------------------------------------- */
 
-/* Runs op on the shed with its lock held; the shed is (re)loaded under the lock. */
-typedef int (*locked_op)(const struct api_context *context, struct instance *inst,
-                         struct shed_err *err);
-
-static int with_shed_locked(const struct api_context *context, const char *name, locked_op op,
-                            struct instance *inst, struct shed_err *err)
-{
-    if (instance_check_name(name, err) < 0)
-        return -1;
-    int lock = -1;
-    if (instance_store_lock(context->instances, name, &lock, err) < 0)
-        return -1;
-    int rc = api_load_shed(context, name, inst, err);
-    if (rc == 0) {
-        rc = op(context, inst, err);
-        if (rc < 0)
-            instance_clear(inst);
-    }
-    instance_store_unlock(lock);
-    return rc;
-}
-
-static int stop_locked(const struct api_context *context, struct instance *inst,
-                       struct shed_err *err)
-{
-    if (inst->status != INSTANCE_RUNNING)
-        return shed_errf(err, SHED_E_SHED_ALREADY_STOPPED, "shed \"%s\" is not running",
-                         inst->name);
-    const struct shed_backend *backend;
-    if (backend_of(context, inst, &backend, err) < 0)
-        return -1;
-    if (backend->stop == NULL)
-        return shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot stop sheds",
-                         backend->name);
-    if (backend->stop(backend, inst, err) < 0)
-        return -1;
-    inst->status = INSTANCE_STOPPED;
-    inst->pid = 0;
-    return instance_store_save(context->instances, inst, err);
-}
-
-static int start_locked(const struct api_context *context, struct instance *inst,
-                        struct shed_err *err)
-{
-    if (inst->status == INSTANCE_RUNNING)
-        return shed_errf(err, SHED_E_SHED_ALREADY_RUNNING, "shed \"%s\" is already running",
-                         inst->name);
-    const struct shed_backend *backend;
-    if (backend_of(context, inst, &backend, err) < 0)
-        return -1;
-    if (backend->start == NULL)
-        return shed_errf(err, SHED_E_NOT_SUPPORTED, "backend \"%s\" cannot start sheds",
-                         backend->name);
-    if (backend->start(backend, inst, NULL, err) < 0)
-        return -1;
-    inst->status = INSTANCE_RUNNING;
-    return instance_store_save(context->instances, inst, err);
-}
-
-/* A running shed is stopped first. A stopped shed whose backend is not built in can still be
- * deleted: nothing of it runs, and the directory removal never crosses a mount point. */
-static int delete_locked(const struct api_context *context, struct instance *inst,
-                         struct shed_err *err)
-{
-    if (inst->status == INSTANCE_RUNNING && stop_locked(context, inst, err) < 0)
-        return shed_err_prefix(err, "cannot stop shed \"%s\" before deleting it", inst->name);
-    const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
-    if (backend != NULL && backend->delete != NULL && backend->delete (backend, inst, err) < 0)
-        return -1;
-    return instance_store_delete(context->instances, inst->name, err);
-}
+/* A lifecycle operation of runtime/shed_lifecycle.h on the shed named by params[0]. */
+typedef int (*lifecycle_op)(const struct shed_lifecycle *lifecycle, const char *name,
+                            struct instance *inst, struct shed_err *err);
 
 static void respond_locked(const struct api_request *request, const struct api_context *context,
-                           struct api_response *response, locked_op op, unsigned ok_status)
+                           struct api_response *response, lifecycle_op op, unsigned ok_status)
 {
     struct instance inst;
     struct shed_err err = {0};
-    if (with_shed_locked(context, request->params[0], op, &inst, &err) < 0) {
+    if (op(&context->lifecycle, request->params[0], &inst, &err) < 0) {
         api_respond_error(response, &err);
         return;
     }
@@ -665,7 +506,7 @@ void handle_shed_delete(const struct api_request *request, const struct api_cont
     }
     bool cancelled = create_cancel(context->creates, name);
     struct instance inst;
-    if (with_shed_locked(context, name, delete_locked, &inst, &err) < 0) {
+    if (shed_lifecycle_delete(&context->lifecycle, name, &inst, &err) < 0) {
         if (cancelled && err.code == SHED_E_SHED_NOT_FOUND)
             api_respond_empty(response, 204);
         else
@@ -679,11 +520,11 @@ void handle_shed_delete(const struct api_request *request, const struct api_cont
 void handle_shed_start(const struct api_request *request, const struct api_context *context,
                        struct api_response *response)
 {
-    respond_locked(request, context, response, start_locked, 200);
+    respond_locked(request, context, response, shed_lifecycle_start, 200);
 }
 
 void handle_shed_stop(const struct api_request *request, const struct api_context *context,
                       struct api_response *response)
 {
-    respond_locked(request, context, response, stop_locked, 200);
+    respond_locked(request, context, response, shed_lifecycle_stop, 200);
 }

@@ -27,6 +27,7 @@
 #include "handlers.h"
 #include "listen.h"
 #include "run_files.h"
+#include "runtime/host_key.h"
 
 /* A body announced larger than this is refused before it is read (the connection is then
  * closed, and a client still sending may see a reset instead of the 413). Bodies between

@@ -2,15 +2,24 @@
  *
  * Host-side admin access: it reads the config and the shed's metadata.json directly and
  * drives the shed's backend itself, with no server involved (a server may or may not be
- * running). stdin, stdout and stderr are the command's; its exit status is ours. */
+ * running). stdin, stdout and stderr are the command's; its exit status is ours. The command
+ * runs through the backend's process API (for containers: the shed's agent): with -t on a
+ * terminal of the shed, relayed to ours (raw, resized on SIGWINCH); SIGINT, SIGTERM, SIGHUP
+ * and SIGQUIT are passed on to it. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "cli_util.h"
 #include "commands.h"
+#include "common/io.h"
 #include "config/config.h"
 #include "runtime/backend.h"
 #include "runtime/instance.h"
@@ -38,7 +47,7 @@ static int open_running_shed(const struct shed_config *config, const struct back
         return -1;
     *backend = backend_set_find(backends, inst->backend);
     enum instance_status status = INSTANCE_STOPPED;
-    if (*backend == NULL || (*backend)->exec == NULL)
+    if (*backend == NULL || (*backend)->spawn == NULL)
         rc = shed_errf(err, SHED_E_NOT_SUPPORTED,
                        "shed \"%s\" uses backend \"%s\", which cannot run commands in this build",
                        name, inst->backend);
@@ -49,6 +58,80 @@ static int open_running_shed(const struct shed_config *config, const struct back
     if (rc < 0)
         instance_clear(inst);
     return rc;
+}
+
+/* The signals passed on to the command (and SIGWINCH, which resizes its terminal), taken
+ * through a signalfd instead of ending shed-server. */
+static int forwarded_signals_fd(bool tty, sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGQUIT);
+    if (tty)
+        sigaddset(set, SIGWINCH);
+    if (sigprocmask(SIG_BLOCK, set, NULL) < 0)
+        return -1;
+    return signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/* Without a terminal: the command has our stdio; signals are passed on until it ends. */
+static int wait_forwarding(struct backend_process *process, int signal_fd,
+                           struct backend_exit *exit, struct shed_err *err)
+{
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = backend_process_event_fd(process), .events = POLLIN},
+                                {.fd = signal_fd, .events = POLLIN}};
+        if (TEMP_FAILURE_RETRY(poll(fds, 2, -1)) < 0)
+            return shed_errf_errno(err, SHED_E_IO, errno, "poll");
+        struct signalfd_siginfo info;
+        while (fds[1].revents && read(signal_fd, &info, sizeof info) == (ssize_t)sizeof info) {
+            struct shed_err ignored = {0};
+            backend_process_signal(process, (int)info.ssi_signo, &ignored);
+        }
+        if (fds[0].revents) {
+            int rc = backend_process_wait(process, 0, exit, err);
+            if (rc <= 0)
+                return rc;
+        }
+    }
+}
+
+static int run_command(const struct shed_backend *backend, const struct instance *inst, bool tty,
+                       const char *const *command, struct shed_err *err)
+{
+    struct backend_spawn_request request = {.argv = command,
+                                            .tty = tty,
+                                            .stdin_fd = STDIN_FILENO,
+                                            .stdout_fd = STDOUT_FILENO,
+                                            .stderr_fd = STDERR_FILENO};
+    struct winsize ws;
+    if (tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+        request.winsize =
+            (struct backend_winsize){ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel};
+    sigset_t signals;
+    int signal_fd = forwarded_signals_fd(tty, &signals);
+    if (signal_fd < 0)
+        return shed_errf_errno(err, SHED_E_IO, errno, "signalfd");
+    struct backend_process *process = NULL;
+    struct backend_exit exit;
+    int rc = backend->spawn(backend, inst, &request, &process, err);
+    if (rc == 0)
+        rc = tty ? backend_process_relay_tty(process, STDIN_FILENO, STDOUT_FILENO, signal_fd, &exit,
+                                             err)
+                 : wait_forwarding(process, signal_fd, &exit, err);
+    backend_process_free(process);
+    close(signal_fd);
+    sigprocmask(SIG_UNBLOCK, &signals, NULL);
+    if (rc == 0)
+        return backend_exit_status(&exit);
+    if (err->code == SHED_E_NOT_FOUND) {
+        fprintf(stderr, "shed-server exec: %s: command not found in shed \"%s\"\n", command[0],
+                inst->name);
+        return BACKEND_EXIT_NOT_FOUND;
+    }
+    return -1;
 }
 
 int shed_exec_command(const struct shed_exec_options *options, const char *const *command)
@@ -68,15 +151,9 @@ int shed_exec_command(const struct shed_exec_options *options, const char *const
         shed_config_free(&config);
         return EXIT_EXEC_FAILED;
     }
-    struct backend_exec_request request = {
-        .argv = command,
-        .tty = options->tty,
-        .stdin_fd = STDIN_FILENO,
-        .stdout_fd = STDOUT_FILENO,
-        .stderr_fd = STDERR_FILENO,
-    };
     fflush(stdout);
-    if (backend->exec(backend, &inst, &request, &exit_status, &err) < 0) {
+    exit_status = run_command(backend, &inst, options->tty, command, &err);
+    if (exit_status < 0) {
         cli_fail(&err);
         exit_status = EXIT_EXEC_FAILED;
     }

@@ -1,4 +1,5 @@
-/* shed-server serve: runs the REST API until SIGTERM/SIGINT; SIGHUP reloads server.yaml. */
+/* shed-server serve: runs the REST API and the SSH front door until SIGTERM/SIGINT; SIGHUP
+ * reloads server.yaml. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,17 +14,21 @@
 #include "runtime/instance.h"
 #include "runtime/reap.h"
 #include "server/server.h"
+#include "ssh/sshd.h"
 
 struct serve_args {
     const char *config_path; /* --config, or NULL: the lookup */
     const char *data_dir;    /* --data-dir, or NULL */
     const char *bind;
-    int port; /* -1: from the config */
+    int port;           /* -1: from the config */
+    int ssh_port;       /* -1: from the config */
+    int bound_ssh_port; /* the port serving, once known (what --ssh-port 0 became) */
 };
 
 const struct cli_option serve_options[] = {
     SERVER_CONFIG_OPTIONS,
     {"port", 'p', "N", "HTTP port (overrides http_port; 0: a free port)", OPT_PORT},
+    {"ssh-port", 0, "N", "SSH port (overrides ssh_port; 0: a free port)", OPT_SSH_PORT},
     {"bind", 'b', "ADDR", "IPv4 address to listen on (overrides bind)", OPT_BIND},
     SERVER_OPTIONS_END,
 };
@@ -41,13 +46,16 @@ static int parse_port(const char *text, int *port)
 
 static int parse_args(const struct cli_call *call, struct serve_args *args)
 {
-    args->port = -1;
+    args->port = args->ssh_port = -1;
     args->config_path = cli_value(call, OPT_CONFIG);
     args->data_dir = cli_value(call, OPT_DATA_DIR);
     args->bind = cli_value(call, OPT_BIND);
     const char *port = cli_value(call, OPT_PORT);
     if (port != NULL && parse_port(port, &args->port) < 0)
         return cli_usage_error(call, "invalid port '%s' (0-65535)", port);
+    const char *ssh_port = cli_value(call, OPT_SSH_PORT);
+    if (ssh_port != NULL && parse_port(ssh_port, &args->ssh_port) < 0)
+        return cli_usage_error(call, "invalid SSH port '%s' (0-65535)", ssh_port);
     return 0;
 }
 
@@ -58,6 +66,8 @@ static int apply_overrides(const struct serve_args *args, struct shed_config *co
         return -1;
     if (args->port >= 0)
         config->http_port = args->port;
+    if (args->ssh_port >= 0)
+        config->ssh_port = args->bound_ssh_port > 0 ? args->bound_ssh_port : args->ssh_port;
     if (args->bind == NULL)
         return 0;
     char *bind = strdup(args->bind);
@@ -130,9 +140,10 @@ static int reap_leftovers(const struct shed_config *config, const struct backend
 static void print_serving(struct server *server)
 {
     const struct shed_config *config = server_config_acquire(server);
-    fprintf(stderr, "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found)\n",
+    fprintf(stderr,
+            "shed-server: serving http://%s:%u (name %s, data %s, %zu sheds found, ssh port %d)\n",
             config->bind, (unsigned)server_port(server), config->name, config->data_dir,
-            server_discovered_sheds(server));
+            server_discovered_sheds(server), config->ssh_port);
     server_config_release(config);
 }
 
@@ -150,11 +161,24 @@ static int wait_for_stop(struct server *server, const sigset_t *signals)
     }
 }
 
-/* config is moved into the server. */
-static int serve(struct shed_config *config, const struct server_config_source *source,
-                 const sigset_t *stop_signals)
+static const struct shed_config *acquire_config(void *ctx)
+{
+    return server_config_acquire(ctx);
+}
+
+static void release_config(const struct shed_config *config, void *ctx)
+{
+    (void)ctx;
+    server_config_release(config);
+}
+
+/* The SSH front door listens before the API, so /api/info reports the port it really has
+ * (with --ssh-port 0, one the kernel picked; reloads keep it). config is moved into the
+ * server, whose configuration every SSH connection then takes. */
+static int serve(struct shed_config *config, struct serve_args *args, const sigset_t *stop_signals)
 {
     struct server *server = NULL;
+    struct sshd *sshd = NULL;
     struct shed_err err = {0};
     struct backend_set *backends = NULL;
     if (backend_set_new(config, &backends, &err) < 0)
@@ -170,7 +194,23 @@ static int serve(struct shed_config *config, const struct server_config_source *
         backend_set_free(backends);
         return cli_fail(&err);
     }
-    if (server_start(config, claim, source, backends, &server, &err) < 0) {
+    if (sshd_start(config, backends, config->ssh_port, &sshd, &err) < 0) {
+        server_claim_release(claim);
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
+    args->bound_ssh_port = config->ssh_port = sshd_port(sshd);
+    struct server_config_source source = {.load = load_config, .file = config_file, .ctx = args};
+    if (server_start(config, claim, &source, backends, &server, &err) < 0) {
+        sshd_stop(sshd);
+        backend_set_free(backends);
+        return cli_fail(&err);
+    }
+    struct sshd_config_source ssh_source = {
+        .acquire = acquire_config, .release = release_config, .ctx = server};
+    if (sshd_serve(sshd, &ssh_source, &err) < 0) {
+        sshd_stop(sshd);
+        server_stop(server);
         backend_set_free(backends);
         return cli_fail(&err);
     }
@@ -178,6 +218,7 @@ static int serve(struct shed_config *config, const struct server_config_source *
     int signo = wait_for_stop(server, stop_signals);
     fprintf(stderr, "shed-server: %s received, finishing requests in flight\n",
             signo == SIGINT ? "SIGINT" : "SIGTERM");
+    sshd_stop(sshd);
     server_stop(server);
     backend_set_free(backends);
     fprintf(stderr, "shed-server: stopped\n");
@@ -199,8 +240,7 @@ int cmd_serve(const struct cli_call *call)
     struct shed_err err = {0};
     if (load_config(&args, &config, &err) < 0)
         return cli_fail(&err);
-    struct server_config_source source = {.load = load_config, .file = config_file, .ctx = &args};
-    rc = serve(&config, &source, &stop_signals);
+    rc = serve(&config, &args, &stop_signals);
     shed_config_free(&config); /* empty when the server took it */
     return rc;
 }

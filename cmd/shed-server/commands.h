@@ -29,6 +29,7 @@ enum server_option_id {
     OPT_NAME,
     OPT_FORMAT,
     OPT_TIMEOUT,
+    OPT_SSH_PORT,
     OPT_FIRST_FREE,
 };
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "client_config.h"
+#include "cmd_ssh.h"
 #include "common/cleanup.h"
 #include "shed.h"
 
@@ -53,6 +54,19 @@ static const struct cli_command commands[] = {
      .subcommands = shed_system_commands},
     {"server", "servers", NULL, "Add, list or remove the servers of client.yaml.",
      .subcommands = shed_server_commands, .default_subcommand = "ls"},
+    /* cmd_ssh.c: through the system's OpenSSH client */
+    {"ssh", NULL, "[OPTIONS] NAME [-- CMD...]",
+     "Log in to a shed over SSH (or run CMD as ssh does).", NULL, shed_ssh_options, .run = cmd_ssh,
+     .min_operands = 1, .max_operands = -1, .passthrough_after = 1, .complete_kind = COMPLETE_SHED},
+    {"exec", NULL, "[OPTIONS] NAME -- CMD...",
+     "Run a command in a shed over SSH; its exit status is CMD's.", NULL, shed_exec_options,
+     .run = cmd_exec, .min_operands = 2, .max_operands = -1, .passthrough_after = 1,
+     .complete_kind = COMPLETE_SHED},
+    {"attach", NULL, "[OPTIONS] NAME [SESSION]",
+     "Attach to a tmux session in a shed over SSH (created if missing).", NULL, shed_ssh_options,
+     .run = cmd_attach, .min_operands = 1, .max_operands = 2, .complete_kind = COMPLETE_SHED},
+    {"ssh-config", NULL, "[OPTIONS]", "Print (or install) an ssh config with a Host per shed.",
+     NULL, shed_ssh_config_options, .run = cmd_ssh_config, .max_operands = 0},
     {NULL},
 };
 

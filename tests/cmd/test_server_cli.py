@@ -176,7 +176,8 @@ class SurfaceTest(ServerCliTestCase):
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            result = self.server("serve", "--config", self.config, "--port", str(port))
+            result = self.server("serve", "--config", self.config, "--port", str(port),
+                                 "--ssh-port", "0")
         self.assertEqual(result.returncode, 1)
         self.assertEqual(result.stderr, "shed-server: IO: cannot listen on 127.0.0.1:%d: Address "
                          "already in use\n" % port)

@@ -666,6 +666,88 @@ static void test_bind_loopback_rule(void)
     CHECK(!shed_config_bind_is_loopback("128.0.0.1"));
 }
 
+static void test_ssh_section_is_parsed_and_printed(void)
+{
+    struct shed_config config;
+    CHECK(parse("ssh:\n"
+                "  authorized_keys: /etc/keys/shed\n"
+                "  keys:\n"
+                "    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7u me@laptop\n"
+                "  shell: tmux\n"
+                "  auth: none\n"
+                "  max_auth_tries: 3\n"
+                "  login_grace_seconds: 30\n"
+                "  max_connections: 8\n"
+                "sessions_timeout_seconds: 2\n",
+                &config) == 0);
+    CHECK_STR_EQ(config.ssh.authorized_keys, "/etc/keys/shed");
+    CHECK_STR_EQ(config.ssh.keys[0], "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7u me@laptop");
+    CHECK(config.ssh.keys[1] == NULL);
+    CHECK(config.ssh.shell == SHED_SSH_SHELL_TMUX);
+    CHECK(config.ssh.auth == SHED_SSH_AUTH_NONE);
+    CHECK(config.ssh.max_auth_tries == 3);
+    CHECK(config.ssh.login_grace_seconds == 30);
+    CHECK(config.ssh.max_connections == 8);
+    CHECK(config.sessions_timeout_seconds == 2);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    CHECK(out != NULL && shed_config_print(&config, out) == 0);
+    fclose(out);
+    CHECK_STR_CONTAINS(text, "ssh:\n  authorized_keys: \"/etc/keys/shed\"\n  keys:\n"
+                             "    - \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7u me@laptop\"\n"
+                             "  shell: \"tmux\"\n  auth: \"none\"\n");
+    struct shed_config again;
+    CHECK(parse(text, &again) == 0);
+    CHECK(again.ssh.auth == SHED_SSH_AUTH_NONE && again.ssh.max_connections == 8);
+    shed_config_free(&again);
+    shed_config_free(&config);
+    free(text);
+}
+
+static void test_ssh_defaults_keys_only_beside_the_config(void)
+{
+    struct shed_config config;
+    CHECK(parse("name: a\n", &config) == 0);
+    CHECK(config.ssh.auth == SHED_SSH_AUTH_KEYS); /* never open by default */
+    CHECK(config.ssh.shell == SHED_SSH_SHELL_LOGIN);
+    CHECK(config.ssh.keys[0] == NULL);
+    CHECK(config.ssh.max_auth_tries == 6);
+    CHECK(config.ssh.login_grace_seconds == 120);
+    CHECK(config.ssh.max_connections == 100);
+    CHECK(config.sessions_timeout_seconds == 5);
+    /* No file: where the lookup would look for one. */
+    CHECK_STR_EQ(config.ssh.authorized_keys,
+                 geteuid() == 0 ? "/etc/shed/authorized_keys" : config.ssh.authorized_keys);
+    shed_config_free(&config);
+
+    char dir[] = "/tmp/shed-test-config-ssh-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    cleanup_free char *file = fs_path_join(dir, "server.yaml");
+    CHECK(fs_write_file_atomic(file, "name: a\n", 8, 0600, &err) == 0);
+    CHECK(shed_config_load(file, &config, &err) == 0);
+    cleanup_free char *beside = fs_path_join(dir, "authorized_keys");
+    CHECK_STR_EQ(config.ssh.authorized_keys, beside);
+    shed_config_free(&config);
+    unlink(file);
+    rmdir(dir);
+}
+
+static void test_bad_ssh_settings_are_named(void)
+{
+    check_refused("ssh:\n  shell: zsh\n", "server.yaml:2: ssh.shell: expected login or tmux");
+    check_refused("ssh:\n  auth: password\n", "server.yaml:2: ssh.auth: expected keys or none");
+    check_refused("ssh:\n  keys: [not-a-key]\n", "ssh.keys: expected an OpenSSH public key");
+    check_refused("ssh:\n  keys: ssh-ed25519 AAAA\n", "ssh.keys: expected a list");
+    check_refused("ssh:\n  authorized_keys: keys.txt\n",
+                  "ssh.authorized_keys: expected an absolute path");
+    check_refused("ssh:\n  max_auth_tries: 0\n", "ssh.max_auth_tries: expected an integer 1-100");
+    check_refused("ssh:\n  port: 22\n", "server.yaml:2: ssh.port: unknown key");
+    check_refused("ssh:\n  auth: keys\n  auth: none\n", "server.yaml:3: ssh.auth: duplicate key");
+    check_refused("ssh: [a]\n", "server.yaml:1: ssh: expected a mapping");
+    check_refused("sessions_timeout_seconds: 0\n", "sessions_timeout_seconds: expected an integer");
+}
+
 static void test_image_name_rules(void)
 {
     CHECK(shed_image_name_is_valid("base"));
@@ -716,6 +798,9 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_bad_limits_and_policies_are_named),
     CHECK_TEST(test_printed_strings_are_escaped_so_they_read_back),
     CHECK_TEST(test_bind_loopback_rule),
+    CHECK_TEST(test_ssh_section_is_parsed_and_printed),
+    CHECK_TEST(test_ssh_defaults_keys_only_beside_the_config),
+    CHECK_TEST(test_bad_ssh_settings_are_named),
 };
 
 int main(int argc, char **argv)

@@ -67,7 +67,7 @@ class Server:
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(
                 [SHED_SERVER, "serve", "--config", self.config, "--port", str(self.port),
-                 "--bind", "127.0.0.1", "--data-dir", self.data_dir],
+                 "--bind", "127.0.0.1", "--data-dir", self.data_dir, "--ssh-port", "0"],
                 stdout=log, stderr=log)
             log.close()
             if self._wait_ready():
@@ -178,7 +178,9 @@ class InfoTests(ServerTestCase):
         self.assertEqual(set(body), {"name", "version", "ssh_port", "http_port", "backend",
                                      "backends"})
         self.assertEqual(body["name"], "test-server")
-        self.assertEqual(body["ssh_port"], 2299)
+        # ssh_port: the SSH front door's real port (--ssh-port 0 here), where it answers.
+        with socket.create_connection(("127.0.0.1", body["ssh_port"]), timeout=30) as ssh:
+            self.assertTrue(ssh.recv(64).startswith(b"SSH-2.0-"))
         self.assertEqual(body["http_port"], self.server.port)
         self.assertRegex(body["version"], r"^\d+\.\d+\.\d+$")
         # default_backend is detect: the first usable backend, or honestly "none"
@@ -188,7 +190,7 @@ class InfoTests(ServerTestCase):
 
     def test_info_reports_the_port_actually_bound_with_port_0(self):
         proc = subprocess.Popen([SHED_SERVER, "serve", "--config", self.server.config, "--port",
-                                 "0", "--data-dir", self.data_dir + "-port0"],
+                                 "0", "--data-dir", self.data_dir + "-port0", "--ssh-port", "0"],
                                 stderr=subprocess.PIPE, text=True)
         try:
             line = proc.stderr.readline()  # "shed-server: serving http://127.0.0.1:PORT (...)"
@@ -650,7 +652,8 @@ class ShutdownTests(ServerTestCase):
         other_data = tempfile.mkdtemp(prefix="shed-api-other-")
         self.addCleanup(shutil.rmtree, other_data, True)
         other = subprocess.run([SHED_SERVER, "serve", "--config", self.server.config, "--port",
-                                str(self.server.port), "--data-dir", other_data],
+                                str(self.server.port), "--data-dir", other_data,
+                                "--ssh-port", "0"],
                                capture_output=True, text=True, timeout=30)
         self.assertEqual(other.returncode, 1)
         self.assertIn("cannot listen", other.stderr)

@@ -1,8 +1,10 @@
 """The include-direction rule, over every C file of the tree (a ctest entry:
 structure.include_direction).
 
-Modules, lowest first: common -> config -> oci -> imaged -> runtime -> server -> cmd. A file
-may include headers of its own module and of modules below it, never above. Exceptions:
+Modules, lowest first: common -> config -> oci -> imaged -> runtime -> {server, ssh} -> cmd.
+A file may include headers of its own module and of modules below it, never above; server
+(the HTTP API) and ssh (the SSH front door) are siblings on one level and never include each
+other. Exceptions:
 cmd/shed (the REST client) may use only common and cmd/common, and cmd/common (shared by the
 client) only common; a program under cmd/ never includes another program's headers. Tests
 under tests/<module>/ may include <module>, what is below it, and the harness
@@ -27,7 +29,11 @@ import re
 import subprocess
 import sys
 
-ORDER = ["common", "config", "oci", "imaged", "runtime", "server", "cmd"]
+# Levels, lowest first; the modules of one level are siblings.
+LEVELS = [["common"], ["config"], ["oci"], ["imaged"], ["runtime"], ["server", "ssh"], ["cmd"]]
+ORDER = [module for level in LEVELS for module in level]
+ORDER_TEXT = " -> ".join(level[0] if len(level) == 1 else "{%s}" % ", ".join(level)
+                         for level in LEVELS)
 # Modules whose allowed set is not "everything below": module -> what it may include.
 RESTRICTED = {
     "cmd/shed": {"common", "cmd/common"},
@@ -42,7 +48,14 @@ SHED_MODULE = re.compile(r"shed_module\(\s*\S+\s+HEADERS\s+(.*?)\s+DEPENDS\b", r
 
 
 def rank(module):
-    return ORDER.index(module.split("/")[0])
+    """The level of a module (siblings share it)."""
+    top = module.split("/")[0]
+    return next(i for i, level in enumerate(LEVELS) if top in level)
+
+
+def below(module):
+    """The modules on the levels under module's."""
+    return {m for level in LEVELS[:rank(module)] for m in level}
 
 
 def module_of(path):
@@ -70,7 +83,7 @@ def allowed(module, test):
     elif module.startswith("cmd/"):
         found = set(ORDER[:-1]) | {"cmd/common"}
     else:
-        found = set(ORDER[:rank(module)])
+        found = below(module)
     found.add(module)
     if test:
         found.add(HARNESS)
@@ -121,8 +134,11 @@ def check_include(source_dir, path, module, test, name, doors):
             why = "%s may include only %s" % (who, ", ".join(sorted(RESTRICTED[module])))
         elif target.startswith("cmd/") or module.startswith("cmd/"):
             why = "%s may not include the headers of %s" % (who, target)
+        elif rank(target) == rank(module):
+            why = "%s and %s are siblings (one level of %s): neither includes the other" % (
+                target, module, ORDER_TEXT)
         else:
-            why = "%s is above %s in the order %s" % (target, who, " -> ".join(ORDER))
+            why = "%s is above %s in the order %s" % (target, who, ORDER_TEXT)
         return why
     if target != HARNESS and header not in doors(target):
         return ("%s is not a public header of %s (HEADERS in %s/CMakeLists.txt); a module's "
@@ -215,7 +231,7 @@ def main(argv):
               % len(violations))
         return 1
     print("%d files: every include goes to the file's own module or down the order %s"
-          % (checked, " -> ".join(ORDER)))
+          % (checked, ORDER_TEXT))
     return 0
 
 

@@ -20,6 +20,7 @@ MODULES = {  # module dir -> public headers (shed_module HEADERS)
     "imaged": ["cache.h"],
     "runtime": ["instance.h"],
     "server": ["server.h"],
+    "ssh": ["sshd.h"],
     "cmd/common": ["system_print.h"],
 }
 
@@ -60,6 +61,14 @@ class IncludeRulesTest(unittest.TestCase):
         self.assertRefused("runtime/a.c", "server/server.h", "server is above runtime")
         self.assertRefused("oci/a.c", "imaged/cache.h", "imaged is above oci")
         self.assertRefused("common/a.c", "oci/oci.h", "oci is above common")
+
+    def test_server_and_ssh_are_siblings(self):
+        self.assertRefused("ssh/a.c", "server/server.h", "server and ssh are siblings")
+        self.assertRefused("server/a.c", "ssh/sshd.h", "ssh and server are siblings")
+        self.assertEqual(self.violations("ssh/a.c", "runtime/instance.h"), [])
+        self.assertEqual(self.violations("cmd/shed-server/a.c", "ssh/sshd.h",
+                                         "server/server.h"), [])
+        self.assertRefused("runtime/a.c", "ssh/sshd.h", "ssh is above runtime")
 
     def test_private_headers_of_another_module_are_refused(self):
         self.assertRefused("runtime/a.c", "imaged/cache_internal.h",

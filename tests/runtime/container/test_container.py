@@ -22,6 +22,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,31 @@ class BackendTest(unittest.TestCase, LeftoverChecks):
         self.driver("life", "delete", check=True)
         self.names.remove("life")
         self.assert_no_leftovers(self.data_dir, "life")
+
+    def agent_socket(self, name):
+        return os.path.join(self.data_dir, "instances", name, "container", "agent.sock")
+
+    def test_exec_goes_through_the_agent_with_exactly_its_environment(self):
+        self.create("agent")
+        st = os.lstat(self.agent_socket("agent"))
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        env = self.driver("agent", "exec", "env", check=True).stdout.split()
+        self.assertEqual(sorted(env), sorted([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TERM=xterm-256color", "HOME=/root", "LANG=C.UTF-8"]))
+        # The agent's own socket (fd 3 of shed-init) never reaches a process in the shed.
+        fds = self.driver("agent", "exec", "sh", "-c", "ls /proc/$$/fd", check=True).stdout
+        self.assertEqual(sorted(fds.split(), key=int), ["0", "1", "2"])
+        self.assertEqual(self.driver("agent", "exec", "sh", "-c", "cat; exit 6",
+                                     input="through\n").stdout, "through\n")
+
+    def test_shed_started_before_the_agent_falls_back_to_runc_exec(self):
+        self.create("old")
+        os.unlink(self.agent_socket("old"))  # as a shed started by an older server
+        self.assertEqual(self.driver("old", "exec", "hostname", check=True).stdout.strip(), "old")
+        self.assertEqual(self.driver("old", "exec", "sh", "-c", "exit 5").returncode, 5)
+        self.assertEqual(self.driver("old", "exec", "no-such-command").returncode, 127)
 
     def test_cgroup_limits_applied(self):
         self.create("limits", "cpus=1", "memory_mb=256")
@@ -381,6 +407,30 @@ class ServerTest(ServerTestCase):
         status, body = self.server.request("GET", "/api/sheds/nope/sessions")
         self.assertEqual((status, body["error"]["code"]), (404, "SHED_NOT_FOUND"))
 
+    def test_sessions_skip_a_shed_whose_tmux_hangs(self):
+        self.create("hangs")
+        self.create("healthy")
+        for name in ("hangs", "healthy"):
+            self.assertEqual(self.exec_(name, "tmux", "new", "-d", "-s", "work-" + name)
+                             .returncode, 0)
+        # A frozen tmux server: its clients wait for an answer that never comes.
+        frozen = self.exec_("hangs", "sh", "-c", "kill -STOP $(tmux display -p '#{pid}')")
+        self.assertEqual(frozen.returncode, 0, frozen.stderr)
+        try:
+            started = time.monotonic()
+            status, body = self.server.request("GET", "/api/sessions")
+            self.assertEqual(status, 200)
+            self.assertEqual([s["name"] for s in body["sessions"]], ["work-healthy"])
+            status, body = self.server.request("GET", "/api/sheds/hangs/sessions")
+            self.assertEqual((status, body["error"]["code"]), (500, "BACKEND_ERROR"))
+            self.assertIn("did not answer within 5 s", body["error"]["message"])
+            # Both answered after the deadline (5 s each), not after the client's timeout.
+            self.assertLess(time.monotonic() - started, 60)
+            status, body = self.server.request("GET", "/api/sheds/healthy/sessions")
+            self.assertEqual([s["name"] for s in body["sessions"]], ["work-healthy"])
+        finally:
+            self.exec_("hangs", "sh", "-c", "kill -CONT $(pgrep -x tmux)")
+
     def test_sessions_without_tmux_is_503(self):
         self.create("bare", image="notmux")
         status, body = self.server.request("GET", "/api/sheds/bare/sessions")
@@ -561,6 +611,20 @@ class ServerTest(ServerTestCase):
         ghost = shed_server("exec", "--data-dir", self.data_dir, "ghost", "--", "true")
         self.assertEqual(ghost.returncode, 125)
         self.assertIn("SHED_NOT_FOUND", ghost.stderr)
+
+    def test_exec_and_sessions_of_a_shed_started_before_the_agent(self):
+        self.create("older")
+        # As a shed started by a server without the agent: no socket, so runc exec it is.
+        os.unlink(os.path.join(self.data_dir, "instances", "older", "container", "agent.sock"))
+        result = self.exec_("older", "sh", "-c", "cat; echo err >&2; exit 3", input="in\n")
+        self.assertEqual((result.returncode, result.stdout, result.stderr), (3, "in\n", "err\n"))
+        self.assertEqual(self.exec_("older", "tmux", "new", "-d", "-s", "old").returncode, 0)
+        status, body = self.server.request("GET", "/api/sheds/older/sessions")
+        self.assertEqual([s["name"] for s in body["sessions"]], ["old"])
+        code, out = self.run_on_pty([SHED_SERVER, "exec", "--data-dir", self.data_dir, "older",
+                                     "-t", "--", "sh", "-c", "tty; exit 4"])
+        self.assertEqual(code, 4, out)
+        self.assertIn("/dev/pts/", out)
 
     def run_on_pty(self, argv, send=b"", ready=None, timeout=300):
         """Runs argv with a pseudo-terminal as its stdio; returns (exit status, output).

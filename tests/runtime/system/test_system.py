@@ -511,7 +511,7 @@ class Server:
         self.port = free_port()
         self.log = open(os.path.join(data_dir, "..", "server.log"), "ab")
         self.proc = subprocess.Popen([SHED_SERVER, "serve", "--config", config, "--port",
-                                      str(self.port), "--bind", "127.0.0.1"],
+                                      str(self.port), "--bind", "127.0.0.1", "--ssh-port", "0"],
                                      stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 120  # generous: the CI machine is loaded
         while time.monotonic() < deadline and self.proc.poll() is None:
