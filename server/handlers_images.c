@@ -1,6 +1,6 @@
 /* /api/images: list, delete, prune — on the image cache library (imaged/cache.h), with the
  * names the sheds use (the instance store's instance_store_image_refs) protecting their
- * images. */
+ * images and the overlay sheds' lowers pinned (runtime/instance_disk.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +8,7 @@
 #include "handlers.h"
 #include "imaged/cache.h"
 #include "runtime/instance.h"
+#include "runtime/instance_disk.h"
 
 /* The API's image object (api.md); "is_base" marks _base, the cache of base_image. */
 static json_t *image_json(const struct image_info *image)
@@ -70,8 +71,12 @@ void handle_image_delete(const struct api_request *request, const struct api_con
     }
     char **in_use = NULL;
     struct shed_err err = {0};
-    if (images_in_use(context, &in_use, &err) < 0 ||
-        image_cache_remove(context->config, name, (const char *const *)in_use, &err) < 0)
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, context->instances, context->config);
+    if (instance_disk_check_image_unused(context->instances, name, &err) < 0 ||
+        images_in_use(context, &in_use, &err) < 0 ||
+        image_cache_remove(context->config, name, (const char *const *)in_use, &pins.pins, &err) <
+            0)
         api_respond_error(response, &err);
     else
         api_respond_empty(response, 204);
@@ -85,9 +90,12 @@ void handle_images_prune(const struct api_request *request, const struct api_con
     char **in_use = NULL;
     struct image_info_list pruned = {0};
     struct shed_err err = {0};
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, context->instances, context->config);
     if (api_query_bool(request, "dry_run", false, &dry_run, &err) < 0 ||
         images_in_use(context, &in_use, &err) < 0 ||
-        image_cache_prune(context->config, (const char *const *)in_use, dry_run, &pruned, &err) < 0)
+        image_cache_prune(context->config, (const char *const *)in_use, &pins.pins, dry_run,
+                          &pruned, &err) < 0)
         api_respond_error(response, &err);
     else
         api_respond_json(response, 200, image_list_json("deleted", &pruned));

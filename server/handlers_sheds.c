@@ -420,11 +420,11 @@ static void log_create(const struct shed_create_request *request,
         snprintf(stamp, sizeof stamp, "-");
     fprintf(stderr,
             "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "
-            "clone=%s result=%s ms=%.2f%s%s\n",
+            "clone=%s disk=%s result=%s ms=%.2f%s%s\n",
             stamp, request->name, request->image != NULL ? request->image : SHED_BASE_IMAGE_NAME,
             request->backend->name, image_outcome_name(report->image_outcome),
             (unsigned long long)report->image_bytes_fetched,
-            clone_strategy_name(report->clone_strategy),
+            clone_strategy_name(report->clone_strategy), instance_disk_name(report->disk),
             err != NULL ? shed_code_api_name(err->code) : "ok", api_elapsed_ms(start),
             err != NULL ? " error=" : "", err != NULL ? err->msg : "");
 }

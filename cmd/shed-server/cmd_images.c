@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "imaged/cache.h"
 #include "runtime/instance.h"
+#include "runtime/instance_disk.h"
 
 /* The REST API's image object (server/handlers_images.c), "is_base" included. */
 static json_t *image_to_json(const struct image_info *info)
@@ -99,25 +100,26 @@ static int images_ls(const struct shed_config *config, bool json)
 }
 
 /* The images the sheds use, read through the instance store as the server reads them. */
-static int images_in_use(const struct shed_config *config, char ***in_use, struct shed_err *err)
+static int images_in_use(struct instance_store *store, char ***in_use, struct shed_err *err)
 {
-    struct instance_store *store = NULL;
     *in_use = NULL;
-    if (instance_store_open(config->instance_dir, &store, err) < 0)
-        return -1;
-    int ret = instance_store_image_refs(store, in_use, err);
-    instance_store_close(store);
-    return ret;
+    return instance_store_image_refs(store, in_use, err);
 }
 
 static int images_rm(const struct shed_config *config, const char *name, bool data_dir_given)
 {
     struct shed_err err;
     char **in_use = NULL;
-    if (images_in_use(config, &in_use, &err) < 0)
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, &err) < 0)
         return cli_fail(&err);
-    int ret = image_cache_remove(config, name, (const char *const *)in_use, &err);
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, store, config);
+    int ret = instance_disk_check_image_unused(store, name, &err);
+    if (ret == 0 && (ret = images_in_use(store, &in_use, &err)) == 0)
+        ret = image_cache_remove(config, name, (const char *const *)in_use, &pins.pins, &err);
     instance_image_refs_free(in_use);
+    instance_store_close(store);
     if (ret < 0)
         return cli_fail_where(&err, config, data_dir_given);
     printf("removed image %s\n", name);
@@ -144,11 +146,18 @@ static int images_prune(const struct shed_config *config, bool dry_run, bool jso
 {
     struct shed_err err;
     char **in_use = NULL;
-    if (images_in_use(config, &in_use, &err) < 0)
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, &err) < 0)
         return cli_fail(&err);
-    struct image_info_list pruned;
-    int ret = image_cache_prune(config, (const char *const *)in_use, dry_run, &pruned, &err);
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, store, config);
+    struct image_info_list pruned = {0};
+    int ret = images_in_use(store, &in_use, &err);
+    if (ret == 0)
+        ret = image_cache_prune(config, (const char *const *)in_use, &pins.pins, dry_run, &pruned,
+                                &err);
     instance_image_refs_free(in_use);
+    instance_store_close(store);
     if (ret < 0)
         return cli_fail(&err);
     ret = EXIT_OK;
