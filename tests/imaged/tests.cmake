@@ -18,3 +18,6 @@ foreach(suite LayerSemanticsTest FilesystemTest BadInputTest RootlessTest Debian
 endforeach()
 
 shed_python_test(imaged.cache ${CMAKE_CURRENT_LIST_DIR}/test_pull_images.py TIMEOUT 900)
+
+# ext4_write_from_dir (the writer behind `shed-server export`): a real tree, every entry kind.
+shed_python_test(imaged.from_dir ${CMAKE_CURRENT_LIST_DIR}/test_from_dir.py TIMEOUT 300)
