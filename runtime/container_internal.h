@@ -108,6 +108,9 @@ bool container_is_mounted(const char *mountpoint);
 
 /* ---- container_overlay.c: an overlay shed's root -------------------------------------- */
 
+/* The overlay's options besides its three directories (container_overlay.c says why). */
+#define CONTAINER_OVERLAY_OPTIONS "index=on,xino=on,redirect_dir=on,metacopy=off"
+
 /* Mounts the shed's lower (once per image, shared), its upper.ext4 and the overlay of both at
  * paths->mountpoint. On failure nothing of it stays mounted (a lower another shed uses stays). */
 int container_overlay_mount(const struct container_state *state,

@@ -42,7 +42,6 @@
 #include "container_internal.h"
 #include "imaged/layout.h"
 
-#define OVERLAY_OPTIONS "index=on,xino=on,redirect_dir=on,metacopy=off"
 /* How long a stop waits for the kernel to let go of upper.ext4 after the last unmount (the
  * container's mount namespace can outlive its processes for a moment). A ceiling. */
 #define UPPER_RELEASE_WAIT_MS 10000
@@ -252,7 +251,7 @@ static int mount_overlay(const struct container_paths *paths, const struct lower
         check_option_path(paths->upper_mount, err) < 0)
         return -1;
     cleanup_free char *options =
-        str_printf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work," OVERLAY_OPTIONS,
+        str_printf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work," CONTAINER_OVERLAY_OPTIONS,
                    lower->mountpoint, paths->upper_mount, paths->upper_mount);
     if (options == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
