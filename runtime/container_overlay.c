@@ -39,6 +39,7 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/testhook.h"
 #include "container_internal.h"
 #include "imaged/layout.h"
 
@@ -300,6 +301,8 @@ int container_overlay_mount(const struct container_state *state,
      * image cannot take the lower away in between. */
     int rc = mount_lower(&lower, inst->name, err);
     if (rc == 0)
+        shed_test_pause("overlay-lower-mounted");
+    if (rc == 0)
         rc = mount_upper(paths, err);
     if (rc == 0)
         rc = mount_overlay(paths, &lower, err);
@@ -317,10 +320,13 @@ int container_overlay_unmount(const struct container_state *state,
                               const struct container_paths *paths, const struct instance *inst,
                               struct shed_err *err)
 {
+    bool was_mounted = container_is_mounted(paths->mountpoint);
     if (container_unmount_rootfs(paths->mountpoint, err) < 0 ||
         container_unmount_rootfs(paths->upper_mount, err) < 0)
         return -1;
     wait_upper_released(paths);
+    if (was_mounted)
+        shed_test_pause("overlay-unmounted");
     cleanup_lower_paths struct lower_paths lower;
     struct shed_err ignored = {0};
     if (lower_paths_init(state, inst, &lower, &ignored) == 0)

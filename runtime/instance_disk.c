@@ -219,6 +219,20 @@ void instance_disk_pins_init(struct instance_disk_pins *pins, struct instance_st
     pins->pins = (struct image_content_pins){.check = check_pinned, .ctx = pins};
 }
 
+int instance_disk_release_lower(const struct shed_config *config, struct instance_store *store,
+                                const struct instance *inst, struct shed_err *err)
+{
+    if (inst->disk != INSTANCE_DISK_OVERLAY)
+        return 0;
+    cleanup_free char *path =
+        image_layout_content_rootfs(config->images_dir, inst->lower.digest, inst->lower.size);
+    if (path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, store, config);
+    return image_cache_remove_unlinked_content(path, 0, 0, &pins.pins, err);
+}
+
 /* ---- images in use --------------------------------------------------------------------- */
 
 static void join_names(char *const *names, char *out, size_t len)

@@ -87,6 +87,12 @@ void instance_disk_pins_init(struct instance_disk_pins *pins, struct instance_st
 int instance_disk_lower_users(struct instance_store *store, const char *images_dir,
                               const char *content_path, char ***sheds, struct shed_err *err);
 
+/* After an overlay shed is deleted: its lower goes too when no variant links it any more and
+ * no other shed stands on it (the old content of a re-pulled tag), under the image cache's
+ * rule and lock. Nothing for other disk kinds. */
+int instance_disk_release_lower(const struct shed_config *config, struct instance_store *store,
+                                const struct instance *inst, struct shed_err *err);
+
 /* SHED_E_IMAGE_IN_USE naming the sheds that use image ("image \"big\" is used by shed(s) a,
  * b; a is an overlay over it"), or 0 when none does. For `images rm`, before the image
  * cache's own checks. */

@@ -14,9 +14,11 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/testhook.h"
 #include "common/timeutil.h"
 #include "handlers.h"
 #include "imaged/layout.h"
+#include "runtime/instance_disk.h"
 #include "runtime/local_dir.h"
 #include "runtime/shed_create.h"
 #include "sse.h"
@@ -64,7 +66,10 @@ json_t *api_shed_json(const struct instance *inst)
         set_if_nonzero(obj, "memory_mb", inst->memory_mb) < 0 ||
         set_if_nonzero(obj, "pid", inst->pid) < 0 ||
         set_if_nonempty(obj, "rootfs_path", inst->rootfs_path) < 0 ||
-        set_if_nonempty(obj, "local_dir", inst->local_dir) < 0) {
+        set_if_nonempty(obj, "local_dir", inst->local_dir) < 0 ||
+        /* with the rootfs_path: an unreadable metadata.json tells neither */
+        (inst->rootfs_path[0] != '\0' &&
+         set_if_nonempty(obj, "disk", instance_disk_name(inst->disk)) < 0)) {
         json_decref(obj);
         return NULL;
     }
@@ -634,7 +639,13 @@ static int delete_locked(const struct api_context *context, struct instance *ins
     const struct shed_backend *backend = backend_set_find(context->backends, inst->backend);
     if (backend != NULL && backend->delete != NULL && backend->delete (backend, inst, err) < 0)
         return -1;
-    return instance_store_delete(context->instances, inst->name, err);
+    shed_test_pause("delete-released");
+    if (instance_store_delete(context->instances, inst->name, err) < 0)
+        return -1;
+    /* An older lower this shed was the last to stand on; if that fails, prune collects it. */
+    struct shed_err ignored = {0};
+    instance_disk_release_lower(context->config, context->instances, inst, &ignored);
+    return 0;
 }
 
 static void respond_locked(const struct api_request *request, const struct api_context *context,
