@@ -211,15 +211,19 @@ class CreateTest(CreateTestCase):
         self.assertEqual(shed["backend"], "container")
         self.assertEqual(shed["image"], "_base")
         self.assertEqual((shed["cpus"], shed["memory_mb"]), (1, 128))
+        # the shed's own disk: a clone where the data dir can reflink, else (ext4) the upper
+        # layer of an overlay over the image
+        own = {"reflink": "rootfs.ext4", "copy": "rootfs.ext4", "overlay": "upper.ext4"}
         self.assertEqual(os.path.realpath(shed["rootfs_path"]),
-                         os.path.realpath(os.path.join(self.instance_dir, "plain", "rootfs.ext4")))
+                         os.path.realpath(os.path.join(self.instance_dir, "plain",
+                                                       own[shed["disk"]])))
         self.assertTrue(os.path.isfile(shed["rootfs_path"]))
         self.assertEqual(self.assert_running("plain"), shed)
         with open(os.path.join(self.instance_dir, "plain", "metadata.json")) as f:
             self.assertEqual(json.load(f)["status"], "running")
         self.assertRegex(self.server.log(), r"create shed=plain image=_base backend=container "
                          r"image_outcome=\w+ bytes_fetched=\d+ clone=(reflink|copy_file_range|"
-                         r"sparse_copy) result=ok")
+                         r"sparse_copy|none) disk=(reflink|copy|overlay) result=ok")
         status, _ = self.server.request("DELETE", "/api/sheds/plain")
         self.assertEqual(status, 204)
         self.names.remove("plain")
