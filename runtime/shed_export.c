@@ -219,8 +219,8 @@ static int run_child(struct export_job *job, struct shed_err *err)
 }
 
 /* The larger of the shed's own disk and its lower: what the shed could hold. */
-static int default_size(const struct shed_config *config, const struct instance *inst,
-                        const char *instance_dir, uint64_t *size, struct shed_err *err)
+static int default_size(const struct instance *inst, const char *instance_dir, uint64_t *size,
+                        struct shed_err *err)
 {
     cleanup_free char *disk =
         fs_path_join(instance_dir, instance_file_name(instance_disk_file(inst)));
@@ -233,7 +233,6 @@ static int default_size(const struct shed_config *config, const struct instance 
     *size = (uint64_t)st.st_size;
     if (inst->disk == INSTANCE_DISK_OVERLAY && inst->lower.size > *size)
         *size = inst->lower.size;
-    (void)config;
     return 0;
 }
 
@@ -265,7 +264,7 @@ static int export_locked(const struct shed_config *config, struct instance_store
     job.tmp_path = tmp;
     job.size_bytes = opts->size_bytes;
     if (rc == 0 && job.size_bytes == 0)
-        rc = default_size(config, &inst, instance_dir, &job.size_bytes, err);
+        rc = default_size(&inst, instance_dir, &job.size_bytes, err);
     if (rc == 0 && unlink(tmp) < 0 && errno != ENOENT)
         rc = shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", tmp);
     if (rc == 0)
