@@ -104,6 +104,13 @@ class HardeningCase(unittest.TestCase):
             self.server.start()
         for name in self.names:
             self.server.request("DELETE", "/api/sheds/" + name)
+        if self.server.request("GET", "/api/sheds")[1]["sheds"] == []:
+            # No shed left: nothing of the data dir is mounted or attached, including what
+            # sheds share outside their directories (an overlay shed's lower under lowers/).
+            self.assertEqual(ctrtest.mounts_under(self.data_dir), [], "mounts left behind")
+            wait_for(lambda: not ctrtest.loop_devices_backed_by(self.data_dir))
+            self.assertEqual(ctrtest.loop_devices_backed_by(self.data_dir), [],
+                             "loop devices left behind")
         ctrtest.force_cleanup(self.data_dir)
         for name in self.names:
             self.assert_no_leftovers(name)
