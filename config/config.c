@@ -128,6 +128,20 @@ bool shed_config_bind_is_loopback(const char *bind)
     return inet_pton(AF_INET, bind, &addr) == 1 && (ntohl(addr.s_addr) >> 24) == 127;
 }
 
+static const char *const instance_disk_names[] = {
+    [SHED_INSTANCE_DISK_AUTO] = "auto",
+    [SHED_INSTANCE_DISK_REFLINK] = "reflink",
+    [SHED_INSTANCE_DISK_OVERLAY] = "overlay",
+    [SHED_INSTANCE_DISK_COPY] = "copy",
+};
+
+const char *shed_instance_disk_name(enum shed_instance_disk disk)
+{
+    if ((size_t)disk >= sizeof instance_disk_names / sizeof instance_disk_names[0])
+        return "auto";
+    return instance_disk_names[disk];
+}
+
 /* ---- parsing ------------------------------------------------------------------------- */
 
 struct parse_ctx {
@@ -136,7 +150,8 @@ struct parse_ctx {
     struct shed_config *config;
     struct shed_err *err;
     bool base_image_seen;           /* even as null: then the built-in default does not apply */
-    const yaml_node_t *userns_node; /* container.userns, for the check across keys */
+    const yaml_node_t *userns_node; /* container.userns, for the checks across keys */
+    const yaml_node_t *instance_disk_node; /* instance_disk, for the check with userns */
 };
 
 /* "origin:line: key: message" with code SHED_E_CONFIG. */
@@ -905,6 +920,17 @@ static int check_userns_network(struct parse_ctx *ctx)
                         "network namespace)");
 }
 
+/* An overlay root cannot be idmapped (overlayfs refuses MOUNT_ATTR_IDMAP), and with idmapped
+ * layers the kernel makes its copy-ups as the mounter, whom the mapping does not contain. */
+static int check_userns_overlay(struct parse_ctx *ctx)
+{
+    if (!ctx->config->container.userns || ctx->config->instance_disk != SHED_INSTANCE_DISK_OVERLAY)
+        return 0;
+    return config_error(ctx, ctx->instance_disk_node, "instance_disk",
+                        "overlay cannot be combined with container.userns (an overlay root "
+                        "cannot be idmapped); use auto, reflink or copy");
+}
+
 static int parse_userns_base(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
 {
     int base = 0;
@@ -977,6 +1003,22 @@ static int parse_local_dir_roots(struct parse_ctx *ctx, const char *key, const y
             return -1;
     }
     return 0;
+}
+
+static int parse_instance_disk(struct parse_ctx *ctx, const char *key, const yaml_node_t *node)
+{
+    cleanup_free char *text = NULL;
+    if (get_string(ctx, key, node, &text) < 0)
+        return -1;
+    ctx->instance_disk_node = node;
+    for (size_t i = 0; i < sizeof instance_disk_names / sizeof instance_disk_names[0]; i++) {
+        if (strcmp(text, instance_disk_names[i]) == 0) {
+            ctx->config->instance_disk = (enum shed_instance_disk)i;
+            return 0;
+        }
+    }
+    return config_error(ctx, node, key, "expected auto, reflink, overlay or copy, got \"%s\"",
+                        text);
 }
 
 static int parse_console_log_max_bytes(struct parse_ctx *ctx, const char *key,
@@ -1155,6 +1197,7 @@ static const struct key_handler key_handlers[] = {
     {"container", parse_container},
     {"local_dir_roots", parse_local_dir_roots},
     {"console_log_max_bytes", parse_console_log_max_bytes},
+    {"instance_disk", parse_instance_disk},
 };
 #define KEY_HANDLER_COUNT (sizeof key_handlers / sizeof key_handlers[0])
 
@@ -1411,6 +1454,8 @@ static int parse_document(struct parse_ctx *ctx, yaml_parser_t *parser)
         ret = parse_top_level(ctx, root);
     if (ret == 0)
         ret = check_userns_network(ctx);
+    if (ret == 0)
+        ret = check_userns_overlay(ctx);
     if (ret == 0 && root != NULL) {
         /* A second document would be silently ignored: refuse it instead. */
         yaml_document_t next;
@@ -1725,6 +1770,7 @@ int shed_config_print(const struct shed_config *config, FILE *out)
     print_pull(out, &config->pull);
     print_ssh(out, &config->ssh);
     fprintf(out, "sessions_timeout_seconds: %d\n", config->sessions_timeout_seconds);
+    fprintf(out, "instance_disk: %s\n", shed_instance_disk_name(config->instance_disk));
     return ferror(out) ? -1 : 0;
 }
 

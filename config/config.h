@@ -137,6 +137,17 @@ struct shed_config_container {
     uint32_t userns_base; /* first host uid/gid of the range mapped to 0..65535 inside */
 };
 
+/* `instance_disk:` — how a shed's root filesystem is made from its image. */
+enum shed_instance_disk {
+    SHED_INSTANCE_DISK_AUTO = 0, /* reflink where the data dir can, else overlay */
+    SHED_INSTANCE_DISK_REFLINK,  /* a clone of the image (FICLONE; a full copy where it cannot) */
+    SHED_INSTANCE_DISK_OVERLAY,  /* the image read-only under the shed's own upper.ext4 */
+    SHED_INSTANCE_DISK_COPY,     /* a full copy that shares nothing with the image */
+};
+
+/* "auto", "reflink", "overlay", "copy". */
+const char *shed_instance_disk_name(enum shed_instance_disk disk);
+
 /* One entry of `images:`: a registry reference or an absolute path to a ready ext4. */
 struct shed_config_image {
     char *name;
@@ -191,6 +202,7 @@ struct shed_config {
     /* The deadline of each tmux command behind the sessions API: a shed whose tmux hangs is
      * skipped by GET /api/sessions and answers 500 for its own sessions. */
     int sessions_timeout_seconds;
+    enum shed_instance_disk instance_disk; /* default auto */
 };
 
 /* Finds and parses the config (see the lookup order above). explicit_path may be NULL. */

@@ -164,15 +164,26 @@ json_t *image_info_to_json(const struct image_info *info);
 int image_cache_list(const struct shed_config *config, struct image_info_list *list,
                      struct shed_err *err);
 
+/* Content-addressed rootfs files that something outside the image cache still needs: the
+ * read-only lowers of overlay sheds (runtime/instance_disk.c). check is asked under the
+ * content file's lock, right before the file would be deleted because no variant links to it
+ * any more; *pinned keeps it. -1 (cannot tell) keeps it too. A NULL pins (or check) pins
+ * nothing. */
+struct image_content_pins {
+    int (*check)(const char *content_path, bool *pinned, void *ctx, struct shed_err *err);
+    void *ctx;
+};
+
 /* Removes <name>-rootfs.ext4, its .source, .tmp and kernel files (the .lock stays), the
- * content-addressed rootfs when nothing links it any more, and what the OCI store kept only
+ * content-addressed rootfs when nothing links it any more and pins keeps nothing of it, and
+ * what the OCI store kept only
  * for this variant: its ref index entry and the blobs nothing else reaches (image_reclaim_*;
  * *reclaimed says what went, may be NULL). SHED_E_IMAGE_IN_USE when the name is in the
  * config or in in_use (NULL-terminated names used by sheds) or a conversion holds the lock;
  * SHED_E_IMAGE_NOT_FOUND when not cached. */
 int image_cache_remove(const struct shed_config *config, const char *name,
-                       const char *const *in_use, struct image_reclaimed *reclaimed,
-                       struct shed_err *err);
+                       const char *const *in_use, const struct image_content_pins *pins,
+                       struct image_reclaimed *reclaimed, struct shed_err *err);
 
 /* The prune decision for one cached variant (images prune and system prune: runtime/prune.h
  * lists everything before deleting anything). KEEP: a shed uses it, the config names it and
@@ -187,10 +198,28 @@ int image_cache_prune_variant(const struct shed_config *config, const char *name
                               enum image_prune_decision *decision, struct shed_err *err);
 
 /* Deletes the content-addressed rootfs at path when no variant links to it any more (link
- * count 1), unless its lock is held (a conversion is about to link it) or path is no longer
- * the file (dev, ino) the caller measured (any file when both are 0). A missing file is not
- * an error. */
+ * count 1) and pins does not keep it, unless its lock is held (a conversion is about to link
+ * it, or a create is pinning it) or path is no longer the file (dev, ino) the caller
+ * measured (any file when both are 0). A missing file is not an error. */
 int image_cache_remove_unlinked_content(const char *path, dev_t dev, ino_t ino,
+                                        const struct image_content_pins *pins,
                                         struct shed_err *err);
+
+/* ---- the content a variant is --------------------------------------------------------- */
+
+/* What an overlay shed's lower is: the content-addressed rootfs a cached variant is the same
+ * file as (rootfs/sha256/<hex>-<size>.ext4 of the digest and filesystem size its .source
+ * records). found is false for a variant whose rootfs is not such a file: a configured local
+ * ext4, a rootfs put into images_dir by hand, or a variant caught in the middle of a rebuild. */
+struct image_content_ref {
+    bool found;
+    char digest[DIGEST_STRING_LEN + 1];
+    uint64_t size;
+    char *path; /* malloc'd when found */
+};
+
+int image_cache_variant_content(const char *images_dir, const char *name,
+                                struct image_content_ref *ref, struct shed_err *err);
+void image_content_ref_clear(struct image_content_ref *ref);
 
 #endif

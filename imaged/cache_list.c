@@ -259,8 +259,20 @@ static int try_lock_variant(const char *images_dir, const char *name, int *fd, s
     return ret;
 }
 
+/* Whether pins keeps path; "cannot tell" keeps it as well. */
+static bool content_pinned(const struct image_content_pins *pins, const char *path)
+{
+    if (pins == NULL || pins->check == NULL)
+        return false;
+    bool pinned = true;
+    struct shed_err ignored = {0};
+    if (pins->check(path, &pinned, pins->ctx, &ignored) < 0)
+        return true;
+    return pinned;
+}
+
 int image_cache_remove_unlinked_content(const char *path, dev_t dev, ino_t ino,
-                                        struct shed_err *err)
+                                        const struct image_content_pins *pins, struct shed_err *err)
 {
     struct stat st;
     if (lstat(path, &st) < 0)
@@ -276,13 +288,14 @@ int image_cache_remove_unlinked_content(const char *path, dev_t dev, ino_t ino,
         return -1;
     if (lock_fd < 0)
         return 0; /* a conversion is about to link it again */
-    /* Under the lock nobody can link it meanwhile: check again, then remove. */
-    if (lstat(path, &st) == 0 && st.st_nlink == 1)
+    /* Under the lock nobody can link or pin it meanwhile: check again, then remove. */
+    if (lstat(path, &st) == 0 && st.st_nlink == 1 && !content_pinned(pins, path))
         return unlink_if_present(path, err);
     return 0;
 }
 
-static int collect_content_entry(const char *dir_path, const char *entry, struct shed_err *err)
+static int collect_content_entry(const char *dir_path, const char *entry,
+                                 const struct image_content_pins *pins, struct shed_err *err)
 {
     enum image_content_kind kind;
     cleanup_free char *base = NULL;
@@ -293,11 +306,12 @@ static int collect_content_entry(const char *dir_path, const char *entry, struct
     cleanup_free char *path = fs_path_join(dir_path, entry);
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
-    return image_cache_remove_unlinked_content(path, 0, 0, err);
+    return image_cache_remove_unlinked_content(path, 0, 0, pins, err);
 }
 
-/* Deletes content-addressed rootfs files that no variant links to any more. */
-static int collect_unlinked_content(const char *images_dir, struct shed_err *err)
+/* Deletes content-addressed rootfs files that no variant links to and pins does not keep. */
+static int collect_unlinked_content(const char *images_dir, const struct image_content_pins *pins,
+                                    struct shed_err *err)
 {
     cleanup_free char *dir_path = image_layout_content_dir(images_dir);
     if (dir_path == NULL)
@@ -309,7 +323,7 @@ static int collect_unlinked_content(const char *images_dir, struct shed_err *err
     int ret = 0;
     struct dirent *entry;
     while ((ret = fs_dir_next(dir, dir_path, &entry, err)) > 0)
-        if ((ret = collect_content_entry(dir_path, entry->d_name, err)) < 0)
+        if ((ret = collect_content_entry(dir_path, entry->d_name, pins, err)) < 0)
             break;
     return ret;
 }
@@ -335,8 +349,8 @@ static int check_removable(const struct shed_config *config, const char *name,
 }
 
 int image_cache_remove(const struct shed_config *config, const char *name,
-                       const char *const *in_use, struct image_reclaimed *reclaimed,
-                       struct shed_err *err)
+                       const char *const *in_use, const struct image_content_pins *pins,
+                       struct image_reclaimed *reclaimed, struct shed_err *err)
 {
     struct image_reclaimed ignored;
     if (reclaimed == NULL)
@@ -365,7 +379,7 @@ int image_cache_remove(const struct shed_config *config, const char *name,
         rc = delete_variant_files(config->images_dir, name, err);
     close(lock_fd);
     if (rc == 0)
-        rc = collect_unlinked_content(config->images_dir, err);
+        rc = collect_unlinked_content(config->images_dir, pins, err);
     if (rc == 0)
         rc = image_reclaim_apply(config, reclaim, NULL, reclaimed, err);
     image_reclaim_free(reclaim);
@@ -410,4 +424,46 @@ int image_cache_prune_variant(const struct shed_config *config, const char *name
     if (*decision == IMAGE_PRUNE_REMOVE && remove)
         return delete_variant_files(config->images_dir, name, err);
     return 0;
+}
+
+/* ---- the content a variant is ------------------------------------------------------------ */
+
+void image_content_ref_clear(struct image_content_ref *ref)
+{
+    free(ref->path);
+    memset(ref, 0, sizeof *ref);
+}
+
+static bool same_regular_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return lstat(a, &sa) == 0 && lstat(b, &sb) == 0 && S_ISREG(sa.st_mode) &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int image_cache_variant_content(const char *images_dir, const char *name,
+                                struct image_content_ref *ref, struct shed_err *err)
+{
+    memset(ref, 0, sizeof *ref);
+    struct image_source record;
+    if (image_source_read(images_dir, name, &record, err) < 0)
+        return -1;
+    int ret = 0;
+    if (record.present && record.rootfs_size > 0) {
+        cleanup_free char *variant = image_layout_variant_rootfs(images_dir, name);
+        char *content = image_layout_content_rootfs(images_dir, record.digest, record.rootfs_size);
+        if (variant == NULL || content == NULL) {
+            free(content);
+            ret = shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+        } else if (same_regular_file(variant, content)) {
+            ref->found = true;
+            snprintf(ref->digest, sizeof ref->digest, "%s", record.digest);
+            ref->size = record.rootfs_size;
+            ref->path = content;
+        } else {
+            free(content);
+        }
+    }
+    image_source_clear(&record);
+    return ret;
 }

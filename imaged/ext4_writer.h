@@ -99,4 +99,25 @@ void ext4_writer_abort(struct ext4_writer *writer);
 /* Bytes of data written so far (for "needs at least N bytes" messages). */
 uint64_t ext4_writer_bytes_used(const struct ext4_writer *writer);
 
+/* ---- reading and copying existing trees ---------------------------------------------- */
+
+/* The mode, owner and times of the root directory of the ext4 image at path, read with
+ * libext2fs (nothing mounted, nothing written; xattrs not read). */
+int ext4_read_root_meta(const char *path, struct ext4_meta *meta, struct shed_err *err);
+
+struct ext4_from_dir_opts {
+    uint64_t size_bytes; /* size of the new filesystem */
+    /* non-fatal conditions, e.g. "skipping socket run/x.sock" (may be NULL) */
+    void (*warning)(const char *message, void *ctx);
+    void *ctx;
+};
+
+/* Writes the tree under the directory dir_fd (a mounted filesystem, walked without following
+ * symlinks and without crossing into another mount) as a new ext4 at out_path (O_EXCL):
+ * types (sockets too), modes, owners, times, xattrs, hardlinks, device numbers and holes as
+ * they are. A directory another file system is mounted on is skipped with a warning. The
+ * result is fsynced; on failure out_path is removed. */
+int ext4_write_from_dir(int dir_fd, const char *out_path, const struct ext4_from_dir_opts *opts,
+                        struct shed_err *err);
+
 #endif

@@ -38,6 +38,7 @@ int container_paths_init(const struct container_state *state, const char *name,
             fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_CONSOLE_LOG));
         paths->rootfs_image =
             fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_ROOTFS));
+        paths->upper_image = fs_path_join(paths->instance, instance_file_name(INSTANCE_FILE_UPPER));
     }
     if (paths->bundle != NULL) {
         paths->mountpoint = fs_path_join(paths->bundle, "rootfs");
@@ -45,11 +46,13 @@ int container_paths_init(const struct container_state *state, const char *name,
         paths->pid_file = fs_path_join(paths->bundle, "init.pid");
         paths->netns = fs_path_join(paths->bundle, "netns");
         paths->workspace = fs_path_join(paths->bundle, "workspace");
+        paths->upper_mount = fs_path_join(paths->bundle, "upper");
     }
     paths->runc_state = fs_path_join(state->runc_root, paths->id);
     if (paths->mountpoint == NULL || paths->config_json == NULL || paths->pid_file == NULL ||
         paths->netns == NULL || paths->workspace == NULL || paths->console_log == NULL ||
-        paths->rootfs_image == NULL || paths->runc_state == NULL) {
+        paths->rootfs_image == NULL || paths->runc_state == NULL || paths->upper_image == NULL ||
+        paths->upper_mount == NULL) {
         container_paths_free(paths);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     }
@@ -67,6 +70,8 @@ void container_paths_free(struct container_paths *paths)
     free(paths->workspace);
     free(paths->console_log);
     free(paths->rootfs_image);
+    free(paths->upper_image);
+    free(paths->upper_mount);
     free(paths->runc_state);
     memset(paths, 0, sizeof *paths);
 }
@@ -145,8 +150,11 @@ static int teardown(const struct container_state *state, const struct container_
         return -1;
     if (runc_delete_force(state, paths, err) < 0 ||
         container_network_teardown(paths->netns, inst->ip_address, err) < 0 ||
-        container_unbind_workspace(paths->workspace, err) < 0 ||
-        container_unmount_rootfs(paths->mountpoint, err) < 0)
+        container_unbind_workspace(paths->workspace, err) < 0)
+        return -1;
+    if (inst->disk == INSTANCE_DISK_OVERLAY)
+        return container_overlay_unmount(state, paths, inst, err);
+    if (container_unmount_rootfs(paths->mountpoint, err) < 0)
         return -1;
     container_release_loops(paths->rootfs_image);
     return 0;
@@ -196,10 +204,12 @@ static int make_bundle_dirs(const struct container_paths *paths, struct shed_err
 }
 
 /* The instance's own rootfs.ext4 (whatever rootfs_path metadata.json records) on a loop
- * device at the mount point. */
-static int mount_rootfs(const struct container_paths *paths, char loop_device[64],
-                        struct shed_err *err)
+ * device at the mount point; for an overlay shed the overlay of its lower and upper.ext4. */
+static int mount_rootfs(const struct container_state *state, const struct container_paths *paths,
+                        const struct instance *inst, char loop_device[64], struct shed_err *err)
 {
+    if (inst->disk == INSTANCE_DISK_OVERLAY)
+        return container_overlay_mount(state, paths, inst, err);
     cleanup_close int image_fd = -1;
     if (container_open_rootfs_image(paths->instance, &image_fd, err) < 0)
         return -1;
@@ -335,7 +345,8 @@ static int launch(const struct container_state *state, struct instance *inst, bo
     inst->pid = 0;
     char loop_device[64] = "";
     backend_report(progress, "rootfs", "Mounting the root filesystem", false);
-    if (make_bundle_dirs(&paths, err) < 0 || mount_rootfs(&paths, loop_device, err) < 0)
+    if (make_bundle_dirs(&paths, err) < 0 ||
+        mount_rootfs(state, &paths, inst, loop_device, err) < 0)
         return -1;
     shed_test_pause("container-mounted");
     int rc = 0;
@@ -587,6 +598,8 @@ static void state_free(struct container_state *state)
     free(state->logger_path);
     free(state->instance_dir);
     free(state->data_dir);
+    free(state->images_dir);
+    free(state->lowers_dir);
     container_network_free(&state->network);
     local_dir_policy_free(&state->local_dir);
     free(state);
@@ -626,6 +639,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
     state->console_log_max_bytes = config->console_log_max_bytes;
     state->instance_dir = strdup(config->instance_dir);
     state->data_dir = strdup(config->data_dir);
+    state->images_dir = strdup(config->images_dir);
+    state->lowers_dir = fs_path_join(config->data_dir, "lowers");
     state->limits = config->container;
     int network_rc = container_network_init(&state->network, config, err);
     if (network_rc == 0)
@@ -649,7 +664,8 @@ int container_backend_new(const struct shed_config *config, struct shed_backend 
         return -1;
     }
     if (state->runc_root == NULL || state->init_path == NULL || state->logger_path == NULL ||
-        state->instance_dir == NULL || state->data_dir == NULL ||
+        state->instance_dir == NULL || state->data_dir == NULL || state->images_dir == NULL ||
+        state->lowers_dir == NULL ||
         derive_cgroup_parent(state->instance_dir, state->cgroup_parent) < 0) {
         container_backend_free(backend);
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");

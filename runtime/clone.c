@@ -146,11 +146,15 @@ static int next_data_segment(int fd, off_t offset, off_t size, off_t *data, off_
     return 0;
 }
 
-/* Copies every data segment of src into dst at the same offsets; holes stay holes. */
-static int copy_sparse(int src_fd, int dst_fd, off_t size, enum clone_strategy *used)
+/* Copies every data segment of src into dst at the same offsets; holes stay holes. Without
+ * allow_sharing, copy_file_range is not used (XFS and btrfs may serve it by sharing extents). */
+static int copy_sparse(int src_fd, int dst_fd, off_t size, bool allow_sharing,
+                       enum clone_strategy *used)
 {
-    struct segment_copier copier = {
-        .src_fd = src_fd, .dst_fd = dst_fd, .copy_file_range_usable = true, .buffer = NULL};
+    struct segment_copier copier = {.src_fd = src_fd,
+                                    .dst_fd = dst_fd,
+                                    .copy_file_range_usable = allow_sharing,
+                                    .buffer = NULL};
     int ret = 0;
     off_t offset = 0;
     while (ret == 0 && offset < size) {
@@ -173,9 +177,13 @@ static int copy_sparse(int src_fd, int dst_fd, off_t size, enum clone_strategy *
     return ftruncate(dst_fd, size);
 }
 
-/* Fills dst_fd from src_fd with the cheapest strategy that works; errno on failure. */
-static int clone_contents(int src_fd, int dst_fd, off_t size, enum clone_strategy *used)
+/* Fills dst_fd from src_fd with the cheapest strategy that works (that shares nothing,
+ * without allow_sharing); errno on failure. */
+static int clone_contents(int src_fd, int dst_fd, off_t size, bool allow_sharing,
+                          enum clone_strategy *used)
 {
+    if (!allow_sharing)
+        return copy_sparse(src_fd, dst_fd, size, false, used);
     int reflinked = try_reflink(src_fd, dst_fd);
     if (reflinked < 0)
         return -1;
@@ -183,7 +191,7 @@ static int clone_contents(int src_fd, int dst_fd, off_t size, enum clone_strateg
         *used = CLONE_STRATEGY_REFLINK;
         return 0;
     }
-    return copy_sparse(src_fd, dst_fd, size, used);
+    return copy_sparse(src_fd, dst_fd, size, true, used);
 }
 
 #ifdef __APPLE__
@@ -199,14 +207,14 @@ static int try_clonefile(const char *src, const char *dst, struct shed_err *err)
 }
 #endif
 
-int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
-               struct shed_err *err)
+static int clone_or_copy(const char *src, const char *dst, bool allow_sharing,
+                         enum clone_strategy *strategy, struct shed_err *err)
 {
     enum clone_strategy used = CLONE_STRATEGY_NONE;
     if (strategy != NULL)
         *strategy = used;
 #ifdef __APPLE__
-    int cloned = try_clonefile(src, dst, err);
+    int cloned = allow_sharing ? try_clonefile(src, dst, err) : 1;
     if (cloned <= 0) {
         if (cloned == 0 && strategy != NULL)
             *strategy = CLONE_STRATEGY_REFLINK;
@@ -226,7 +234,7 @@ int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
     if (dst_fd < 0)
         return shed_errf_errno(err, code_for_errno(errno), errno, "cannot create %s", dst);
     /* From here on dst is ours: every failure removes it. */
-    if (clone_contents(src_fd, dst_fd, st.st_size, &used) < 0 || fsync(dst_fd) < 0) {
+    if (clone_contents(src_fd, dst_fd, st.st_size, allow_sharing, &used) < 0 || fsync(dst_fd) < 0) {
         int saved = errno;
         unlink(dst);
         return shed_errf_errno(err, code_for_errno(saved), saved, "cannot copy %s to %s (%s)", src,
@@ -243,5 +251,38 @@ int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
     }
     if (strategy != NULL)
         *strategy = used;
+    return 0;
+}
+
+int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
+               struct shed_err *err)
+{
+    return clone_or_copy(src, dst, true, strategy, err);
+}
+
+int clone_file_copy(const char *src, const char *dst, enum clone_strategy *strategy,
+                    struct shed_err *err)
+{
+    return clone_or_copy(src, dst, false, strategy, err);
+}
+
+int clone_can_reflink(int src_fd, const char *dst_dir, bool *can, struct shed_err *err)
+{
+    *can = false;
+#ifdef FICLONERANGE
+    cleanup_close int fd = open(dst_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno_means_unsupported(errno) || errno == EISDIR
+                   ? 0
+                   : shed_errf_errno(err, SHED_E_IO, errno, "cannot probe %s", dst_dir);
+    struct file_clone_range range = {.src_fd = src_fd, .src_offset = 0, .src_length = 4096};
+    if (ioctl(fd, FICLONERANGE, &range) == 0)
+        *can = true;
+    else if (!errno_means_unsupported(errno))
+        return shed_errf_errno(err, SHED_E_IO, errno, "cannot probe reflinks into %s", dst_dir);
+#else
+    (void)src_fd;
+    (void)dst_dir;
+#endif
     return 0;
 }

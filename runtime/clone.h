@@ -7,6 +7,8 @@
 #ifndef SHED_RUNTIME_CLONE_H
 #define SHED_RUNTIME_CLONE_H
 
+#include <stdbool.h>
+
 #include "common/shed_err.h"
 
 enum clone_strategy {
@@ -27,5 +29,13 @@ const char *clone_strategy_name(enum clone_strategy strategy);
  * non-NULL, reports the strategy that produced dst. */
 int clone_file(const char *src, const char *dst, enum clone_strategy *strategy,
                struct shed_err *err);
+/* Like clone_file, but a full copy that shares no extent with src: the read/write copy of the
+ * data segments, never FICLONE or copy_file_range (which XFS and btrfs may serve by sharing
+ * extents). *strategy is CLONE_STRATEGY_SPARSE_COPY. */
+int clone_file_copy(const char *src, const char *dst, enum clone_strategy *strategy,
+                    struct shed_err *err);
+/* Whether a reflink of the open file src_fd into a new file of dst_dir works (FICLONERANGE
+ * of its first 4 KiB into an O_TMPFILE, gone again on return; nothing is left in dst_dir). */
+int clone_can_reflink(int src_fd, const char *dst_dir, bool *can, struct shed_err *err);
 
 #endif

@@ -1,11 +1,14 @@
 /* Private to the container backend (backend_container.c and container_*.c).
  *
  * Layout of one shed, under <instance_dir>/<name>/:
- *   rootfs.ext4            the instance rootfs (cloned by the caller)
+ *   rootfs.ext4            the instance rootfs (cloned by the caller), or for an overlay shed
+ *   upper.ext4             its own layer (container_overlay.c)
  *   console.log            the shed's stdout/stderr, and runc's own messages
  *   container/             0700: keeps host users out of the mounted rootfs
  *     config.json          the OCI runtime spec (container_spec.c); runc exec reads it too
- *     rootfs/              mount point of rootfs.ext4 (loop device, autoclear) while running
+ *     rootfs/              mount point of rootfs.ext4 (loop device, autoclear) while running,
+ *                          or of the overlay
+ *     upper/               overlay sheds: mount point of upper.ext4 while running
  *     init.pid             runc --pid-file: host pid of shed-init
  *     agent.sock           0600: the listening socket shed-init serves the agent protocol on
  *                          (runtime/agent_protocol.h, container_agent.c)
@@ -44,6 +47,8 @@ struct container_state {
     uint64_t console_log_max_bytes;
     char *instance_dir; /* config instance_dir */
     char *data_dir;     /* config data_dir */
+    char *images_dir;   /* config images_dir: where overlay sheds' lowers are */
+    char *lowers_dir;   /* <data_dir>/lowers: their shared read-only mounts */
     /* Parent of every shed's cgroup: "shed-<12 hex of sha256(instance_dir)>", so servers with
      * different data dirs on one host never share (or limit) each other's cgroups. */
     char cgroup_parent[32];
@@ -63,6 +68,8 @@ struct container_paths {
     char *workspace;    /* <bundle>/workspace: local_dir's staging mount while starting */
     char *console_log;  /* <instance>/console.log */
     char *rootfs_image; /* <instance>/rootfs.ext4 (for messages: opened by container_loop.c) */
+    char *upper_image;  /* <instance>/upper.ext4: an overlay shed's own layer */
+    char *upper_mount;  /* <bundle>/upper: its mount point while running */
     char *runc_state;   /* <runc_root>/<id> */
     char id[80];        /* runc container id: "shed-<name>" */
 };
@@ -73,15 +80,27 @@ void container_paths_free(struct container_paths *paths);
 
 /* ---- container_loop.c: the rootfs on a loop device --------------------------------- */
 
-/* Opens <instance>/rootfs.ext4 read-write, the path derived from the instance directory
- * (never taken from metadata.json) and resolved beneath it: not a symlink, not on another
- * mount, a regular file with one link (not a hardlink to some other host file). */
+/* Opens dir/name with flags (O_RDONLY, O_RDWR), resolved beneath dir: not a symlink, no magic
+ * link, not on another mount, a regular file. */
+int container_open_beneath(const char *dir, const char *name, int flags, int *fd,
+                           struct shed_err *err);
+/* Opens a disk of the shed (<instance>/rootfs.ext4 or upper.ext4) read-write, the path derived
+ * from the instance directory (never taken from metadata.json) and resolved beneath it: not
+ * a symlink, not on another mount, a regular file with one link (not a hardlink to some other
+ * host file). */
+int container_open_disk_image(const char *instance, enum instance_file file, int *fd,
+                              struct shed_err *err);
 int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *err);
 /* Attaches the open image to a free loop device (autoclear, so the device goes away with the
  * last mount) and mounts it as ext4 at mountpoint; image names it in messages. *device_out
- * (may be NULL) gets "/dev/loopN". */
+ * (may be NULL) gets "/dev/loopN". read_only: a read-only loop device (LO_FLAGS_READ_ONLY)
+ * mounted ro,noload: nothing can write the image. */
+int container_mount_image(int image_fd, const char *image, const char *mountpoint, bool read_only,
+                          char *device_out, size_t device_len, struct shed_err *err);
 int container_mount_rootfs(int image_fd, const char *image, const char *mountpoint,
                            char *device_out, size_t device_len, struct shed_err *err);
+/* Whether some loop device is still bound to image. */
+bool container_loops_backed_by(const char *image);
 /* Detaches every loop device still bound to image without a mount: what a process killed
  * between attaching and mounting leaves (autoclear acts only on a device a mount held). */
 void container_release_loops(const char *image);
@@ -90,6 +109,22 @@ int container_unmount_rootfs(const char *mountpoint, struct shed_err *err);
 /* Whether mountpoint is a mount point (statx STATX_ATTR_MOUNT_ROOT; on kernels without it, a
  * different device than its parent). */
 bool container_is_mounted(const char *mountpoint);
+
+/* ---- container_overlay.c: an overlay shed's root -------------------------------------- */
+
+/* The overlay's options besides its three directories (container_overlay.c says why). */
+#define CONTAINER_OVERLAY_OPTIONS "index=on,xino=on,redirect_dir=on,metacopy=off"
+
+/* Mounts the shed's lower (once per image, shared), its upper.ext4 and the overlay of both at
+ * paths->mountpoint. On failure nothing of it stays mounted (a lower another shed uses stays). */
+int container_overlay_mount(const struct container_state *state,
+                            const struct container_paths *paths, const struct instance *inst,
+                            struct shed_err *err);
+/* Unmounts the overlay and upper.ext4 (waiting until the kernel released the file), then the
+ * lower and every other lower when no overlay uses them any more. Nothing mounted is fine. */
+int container_overlay_unmount(const struct container_state *state,
+                              const struct container_paths *paths, const struct instance *inst,
+                              struct shed_err *err);
 
 /* ---- container_workspace.c: local_dir at /workspace ---------------------------------- */
 

@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <linux/loop.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +30,12 @@
  * EBUSY from LOOP_CONFIGURE and asks again. */
 #define LOOP_ATTACH_ATTEMPTS 64
 
-static int loop_configure(int loop_fd, int image_fd, const char *image)
+static int loop_configure(int loop_fd, int image_fd, const char *image, bool read_only)
 {
     struct loop_config config;
     memset(&config, 0, sizeof config);
     config.fd = (unsigned)image_fd;
-    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    config.info.lo_flags = LO_FLAGS_AUTOCLEAR | (read_only ? LO_FLAGS_READ_ONLY : 0);
     snprintf((char *)config.info.lo_file_name, sizeof config.info.lo_file_name, "%s", image);
     if (ioctl(loop_fd, LOOP_CONFIGURE, &config) == 0)
         return 0;
@@ -52,7 +54,7 @@ static int loop_configure(int loop_fd, int image_fd, const char *image)
 }
 
 /* Opens a free loop device already bound to image_fd; *loop_fd is owned by the caller. */
-static int loop_attach(int image_fd, const char *image, int *loop_fd, char *device,
+static int loop_attach(int image_fd, const char *image, bool read_only, int *loop_fd, char *device,
                        size_t device_len, struct shed_err *err)
 {
     cleanup_close int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -70,7 +72,7 @@ static int loop_attach(int image_fd, const char *image, int *loop_fd, char *devi
                 continue; /* removed meanwhile */
             return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", device);
         }
-        if (loop_configure(fd, image_fd, image) == 0) {
+        if (loop_configure(fd, image_fd, image, read_only) == 0) {
             *loop_fd = steal_fd(&fd);
             return 0;
         }
@@ -83,24 +85,40 @@ static int loop_attach(int image_fd, const char *image, int *loop_fd, char *devi
                      LOOP_ATTACH_ATTEMPTS);
 }
 
-int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *err)
+int container_open_beneath(const char *dir, const char *name, int flags, int *fd,
+                           struct shed_err *err)
 {
-    const char *name = instance_file_name(INSTANCE_FILE_ROOTFS);
-    cleanup_close int dir_fd = open(instance, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    cleanup_close int dir_fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir_fd < 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", instance);
-    /* No symlink, no magic link, no other mount: the file itself, in the shed's directory. */
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s", dir);
+    /* No symlink, no magic link, no other mount: the file itself, in that directory. */
     struct open_how how = {
-        .flags = O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+        .flags = (uint64_t)flags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
     };
-    cleanup_close int image_fd = (int)syscall(SYS_openat2, dir_fd, name, &how, sizeof how);
-    if (image_fd < 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s/%s", instance, name);
+    cleanup_close int file_fd = (int)syscall(SYS_openat2, dir_fd, name, &how, sizeof how);
+    if (file_fd < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "open %s/%s", dir, name);
+    struct stat st;
+    if (fstat(file_fd, &st) < 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "stat %s/%s", dir, name);
+    if (!S_ISREG(st.st_mode))
+        return shed_errf(err, SHED_E_BACKEND_ERROR, "%s/%s is not a regular file", dir, name);
+    *fd = steal_fd(&file_fd);
+    return 0;
+}
+
+int container_open_disk_image(const char *instance, enum instance_file file, int *fd,
+                              struct shed_err *err)
+{
+    const char *name = instance_file_name(file);
+    cleanup_close int image_fd = -1;
+    if (container_open_beneath(instance, name, O_RDWR, &image_fd, err) < 0)
+        return -1;
     struct stat st;
     if (fstat(image_fd, &st) < 0)
         return shed_errf_errno(err, SHED_E_BACKEND_ERROR, errno, "stat %s/%s", instance, name);
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1)
+    if (st.st_nlink != 1)
         return shed_errf(err, SHED_E_BACKEND_ERROR,
                          "%s/%s is not the shed's own regular file (a link to another file?)",
                          instance, name);
@@ -108,14 +126,28 @@ int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *
     return 0;
 }
 
+int container_open_rootfs_image(const char *instance, int *fd, struct shed_err *err)
+{
+    return container_open_disk_image(instance, INSTANCE_FILE_ROOTFS, fd, err);
+}
+
 int container_mount_rootfs(int image_fd, const char *image, const char *mountpoint,
                            char *device_out, size_t device_len, struct shed_err *err)
 {
+    return container_mount_image(image_fd, image, mountpoint, false, device_out, device_len, err);
+}
+
+int container_mount_image(int image_fd, const char *image, const char *mountpoint, bool read_only,
+                          char *device_out, size_t device_len, struct shed_err *err)
+{
     char device[64];
     cleanup_close int loop_fd = -1;
-    if (loop_attach(image_fd, image, &loop_fd, device, sizeof device, err) < 0)
+    if (loop_attach(image_fd, image, read_only, &loop_fd, device, sizeof device, err) < 0)
         return -1;
-    if (mount(device, mountpoint, "ext4", 0, NULL) < 0) {
+    /* Read-only: noload, so not even a journal replay is attempted (the lower is clean, and
+     * nothing may write it). */
+    if (mount(device, mountpoint, "ext4", read_only ? MS_RDONLY : 0, read_only ? "noload" : NULL) <
+        0) {
         int saved = errno;
         /* Not mounted: autoclear only acts on a device that was opened by a mount, so
          * detach explicitly. */
@@ -170,6 +202,20 @@ void container_release_loops(const char *image)
     for (struct dirent *entry; (entry = readdir(block)) != NULL;)
         if (strncmp(entry->d_name, "loop", 4) == 0 && loop_backed_by(entry->d_name, canonical))
             detach_loop_of(entry->d_name, &st);
+}
+
+bool container_loops_backed_by(const char *image)
+{
+    char canonical[PATH_MAX];
+    if (realpath(image, canonical) == NULL)
+        return false;
+    cleanup_closedir DIR *block = opendir("/sys/block");
+    if (block == NULL)
+        return false;
+    for (struct dirent *entry; (entry = readdir(block)) != NULL;)
+        if (strncmp(entry->d_name, "loop", 4) == 0 && loop_backed_by(entry->d_name, canonical))
+            return true;
+    return false;
 }
 
 bool container_is_mounted(const char *mountpoint)

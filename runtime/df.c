@@ -16,6 +16,7 @@
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "df_private.h"
+#include "imaged/layout.h"
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -148,6 +149,12 @@ void df_report_free(struct df_report *report)
     df_file_list_clear(&report->orphans);
     free(report->blobs_unknown_reason);
     free(report->no_reflink_reason);
+    for (size_t i = 0; i < report->lower_pin_count; i++) {
+        free(report->lower_pins[i].shed);
+        free(report->lower_pins[i].image);
+        free(report->lower_pins[i].path);
+    }
+    free(report->lower_pins);
     for (size_t i = 0; i < report->note_count; i++)
         free(report->notes[i]);
     free(report->notes);
@@ -363,8 +370,16 @@ int df_check_reflink(const struct shed_config *config, struct df_report *report,
     if (statfs(config->instance_dir, &instances) < 0 ||
         stat(config->instance_dir, &instances_st) < 0 || stat(config->images_dir, &images_st) < 0)
         return 0; /* nothing created yet: nothing to say */
+    /* Where reflinks fail, instance_disk auto makes overlay sheds: no full copies then. */
+    bool overlay_sheds =
+        config->instance_disk == SHED_INSTANCE_DISK_OVERLAY ||
+        (config->instance_disk == SHED_INSTANCE_DISK_AUTO && !config->container.userns);
     char reason[200] = "";
-    if (images_st.st_dev != instances_st.st_dev)
+    if (config->instance_disk == SHED_INSTANCE_DISK_COPY)
+        snprintf(reason, sizeof reason, "instance_disk is copy");
+    else if (overlay_sheds)
+        return 0;
+    else if (images_st.st_dev != instances_st.st_dev)
         snprintf(reason, sizeof reason,
                  "images_dir and instance_dir are on different file systems, so a shed's rootfs "
                  "cannot be a reflink of its image");
@@ -441,6 +456,61 @@ static int add_notes(struct df_report *report, struct shed_err *err)
     return 0;
 }
 
+bool df_lower_pinned(const struct df_report *report, const char *path,
+                     bool (*except)(const char *shed, const void *ctx), const void *ctx)
+{
+    if (report->lower_pins_unknown)
+        return true;
+    for (size_t i = 0; i < report->lower_pin_count; i++) {
+        const struct df_lower_pin *pin = &report->lower_pins[i];
+        if (strcmp(pin->path, path) == 0 && (except == NULL || !except(pin->shed, ctx)))
+            return true;
+    }
+    return false;
+}
+
+static int add_lower_pin(struct df_report *report, const struct shed_config *config,
+                         const struct instance_lower_ref *ref, struct shed_err *err)
+{
+    struct df_lower_pin *grown =
+        realloc(report->lower_pins, (report->lower_pin_count + 1) * sizeof *grown);
+    if (grown == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    report->lower_pins = grown;
+    struct df_lower_pin *pin = &report->lower_pins[report->lower_pin_count++];
+    pin->shed = strdup(ref->name);
+    pin->image = strdup(ref->image);
+    pin->path = image_layout_content_rootfs(config->images_dir, ref->lower.digest, ref->lower.size);
+    if (pin->shed == NULL || pin->image == NULL || pin->path == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    return 0;
+}
+
+/* The overlay sheds' lowers, before anything of images_dir is classified. */
+static int load_lower_pins(struct df_scan_ctx *ctx, struct shed_err *err)
+{
+    if (ctx->instances == NULL)
+        return shed_errf(err, SHED_E_BACKEND_ERROR, "df_scan needs the instance store");
+    struct instance_lower_refs refs;
+    struct shed_err read_err = {0};
+    if (instance_store_lower_refs(ctx->instances, &refs, &read_err) < 0) {
+        if (read_err.code == SHED_E_NO_MEMORY) {
+            *err = read_err;
+            return -1;
+        }
+        ctx->report->lower_pins_unknown = true;
+        return df_report_add_note(ctx->report, err,
+                                  "every content-addressed rootfs counts as an overlay shed's "
+                                  "lower (so prune keeps them all): %s",
+                                  read_err.msg);
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < refs.count; i++)
+        rc = add_lower_pin(ctx->report, ctx->config, &refs.items[i], err);
+    instance_lower_refs_clear(&refs);
+    return rc;
+}
+
 int df_scan(const struct df_opts *opts, struct df_report *report, struct shed_err *err)
 {
     memset(report, 0, sizeof *report);
@@ -452,7 +522,9 @@ int df_scan(const struct df_opts *opts, struct df_report *report, struct shed_er
                               .probe = opts->probe,
                               .extents = opts->extents != NULL ? opts->extents : own_extents,
                               .report = report};
-    int rc = df_scan_images(&ctx, err);
+    int rc = load_lower_pins(&ctx, err);
+    if (rc == 0)
+        rc = df_scan_images(&ctx, err);
     if (rc == 0 && !opts->images_only)
         rc = df_scan_sheds(&ctx, err);
     if (rc == 0)

@@ -66,8 +66,9 @@ void df_size_add(struct df_size *total, const struct df_size *part);
 /* One file as found on disk. */
 struct df_file {
     char *path;
-    const char *kind; /* "rootfs", "console_log", "console_log_rotated", "kernel", "initrd", "lock",
-                         "tmp", "source", "blob", "metadata", "other" (static strings) */
+    const char *kind;    /* "rootfs", "upper", "lower", "console_log", "console_log_rotated",
+                            "kernel", "initrd", "lock", "tmp", "source", "blob", "metadata",
+                            "other" (static strings) */
     struct df_size size; /* files = 1 */
     dev_t dev;
     ino_t ino;
@@ -107,6 +108,13 @@ struct df_shed {
     const char *shared_with; /* its image, when the rootfs still shares blocks with it */
 };
 
+/* A content-addressed rootfs an overlay shed uses as its read-only lower. */
+struct df_lower_pin {
+    char *shed;  /* the shed's name */
+    char *image; /* its variant */
+    char *path;  /* rootfs/sha256/<hex>-<size>.ext4 */
+};
+
 struct df_report {
     struct df_image *images;
     size_t image_count;
@@ -133,7 +141,20 @@ struct df_report {
     char *no_reflink_reason;
     char **notes; /* NULL-terminated */
     size_t note_count;
+    /* Every overlay shed's lower, read before images_dir is scanned. A content rootfs pinned
+     * by a shed is referenced: listed as the image's rootfs when a variant still links to it,
+     * else among the other files of the pinning shed's image (kind "lower"; under "blobs"
+     * when that image is gone). lower_pins_unknown: a metadata.json could not be read, so
+     * every content rootfs counts as pinned (unreadable means keep). */
+    struct df_lower_pin *lower_pins;
+    size_t lower_pin_count;
+    bool lower_pins_unknown;
 };
+
+/* Whether a shed pins the content rootfs at path; with except (may be NULL) a function that
+ * says which sheds not to count (e.g. those a prune is about to delete). */
+bool df_lower_pinned(const struct df_report *report, const char *path,
+                     bool (*except)(const char *shed, const void *ctx), const void *ctx);
 
 struct df_opts {
     const struct shed_config *config;

@@ -252,6 +252,15 @@ static int named_by_source(const struct images_scan *scan, const char *path, boo
     return 0;
 }
 
+/* The image of the first shed that pins path, when that image is in the report. */
+static struct df_image *pinning_image(struct df_report *report, const char *path)
+{
+    for (size_t i = 0; i < report->lower_pin_count; i++)
+        if (strcmp(report->lower_pins[i].path, path) == 0)
+            return find_image(report, report->lower_pins[i].image);
+    return NULL;
+}
+
 static int add_content_rootfs(struct images_scan *scan, const char *path, struct shed_err *err)
 {
     struct df_report *report = scan->ctx->report;
@@ -265,7 +274,16 @@ static int add_content_rootfs(struct images_scan *scan, const char *path, struct
         df_file_clear(&file);
         return -1;
     }
-    bool referenced = named || is_variant_inode(report, &file);
+    bool variant = is_variant_inode(report, &file);
+    bool pinned = df_lower_pinned(report, path, NULL, NULL);
+    /* Content no variant links any more but an overlay shed still stands on (a re-pulled
+     * tag's old content): counted once, under the shed's image. */
+    struct df_image *image = pinned && !variant ? pinning_image(report, path) : NULL;
+    if (image != NULL) {
+        file.kind = "lower";
+        return df_file_list_add(&image->other_files, &file, err);
+    }
+    bool referenced = named || variant || pinned;
     return df_file_list_add(referenced ? &report->blobs : &report->orphans, &file, err);
 }
 

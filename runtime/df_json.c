@@ -77,9 +77,10 @@ static json_t *image_to_json(const struct df_image *image)
 static json_t *shed_to_json(const struct df_shed *shed)
 {
     json_t *obj =
-        json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", shed->inst.name, "status",
+        json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "name", shed->inst.name, "status",
                   instance_status_name(shed->inst.status), "image",
-                  shed->inst.image != NULL ? shed->inst.image : "", "other_files",
+                  shed->inst.image != NULL ? shed->inst.image : "", "disk",
+                  instance_disk_name(shed->inst.disk), "other_files",
                   file_list_to_json(&shed->other_files), "total", total_to_json(&shed->total));
     if (obj == NULL)
         return NULL;

@@ -24,6 +24,8 @@ static const char *shed_file_kind(const char *relative)
     case INSTANCE_FILE_CONSOLE_LOG: return "console_log";
     case INSTANCE_FILE_CONSOLE_LOG_ROTATED: return "console_log_rotated";
     case INSTANCE_FILE_METADATA: return "metadata";
+    case INSTANCE_FILE_UPPER: return "upper";
+    case INSTANCE_FILE_UPPER_TMP: return "tmp";
     }
     return "other";
 }
@@ -33,7 +35,10 @@ static int add_shed_file(struct df_scan_ctx *ctx, struct df_shed *shed, const ch
 {
     const char *kind = shed_file_kind(relative);
     bool found = false;
-    if (strcmp(kind, "rootfs") == 0) {
+    /* The shed's own disk: rootfs.ext4, or an overlay shed's upper.ext4 (its lower is the
+     * image's, counted under the image). */
+    enum instance_file file;
+    if (instance_file_from_name(relative, &file) && file == instance_disk_file(&shed->inst)) {
         if (df_measure_into(ctx, path, kind, &shed->rootfs, &found, err) < 0)
             return -1;
         shed->has_rootfs = found;

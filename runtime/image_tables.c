@@ -31,12 +31,13 @@ static int add_sizes(const struct df_report *report, struct image_info_list *lis
     return 0;
 }
 
-int image_tables_list(const struct shed_config *config, struct image_info_list *list,
-                      struct shed_err *err)
+int image_tables_list(const struct shed_config *config, struct instance_store *instances,
+                      struct image_info_list *list, struct shed_err *err)
 {
     if (image_cache_list(config, list, err) < 0)
         return -1;
-    struct df_opts opts = {.config = config, .images_only = true};
+    /* The sheds' metadata says which older content rootfs files overlay sheds stand on. */
+    struct df_opts opts = {.config = config, .instances = instances, .images_only = true};
     struct df_report report;
     int rc = df_scan(&opts, &report, err);
     if (rc == 0) {
@@ -78,10 +79,11 @@ static json_t *infos_to_json(const struct image_info_list *list, const struct pr
     return array;
 }
 
-int image_tables_list_json(const struct shed_config *config, json_t **body, struct shed_err *err)
+int image_tables_list_json(const struct shed_config *config, struct instance_store *instances,
+                           json_t **body, struct shed_err *err)
 {
     struct image_info_list list;
-    if (image_tables_list(config, &list, err) < 0)
+    if (image_tables_list(config, instances, &list, err) < 0)
         return -1;
     *body = json_pack("{s:o}", "images", infos_to_json(&list, NULL));
     image_info_list_free(&list);
@@ -122,7 +124,7 @@ int image_tables_prune_json(const struct prune_opts *opts, json_t **body, struct
     instance_image_refs_free(in_use);
     /* The sizes as they are before anything goes: what `images` showed for these images. */
     struct image_info_list before;
-    if (image_tables_list(opts->config, &before, err) < 0)
+    if (image_tables_list(opts->config, opts->instances, &before, err) < 0)
         return -1;
     struct prune_opts images_only = *opts;
     images_only.scopes = PRUNE_SCOPE_IMAGES;

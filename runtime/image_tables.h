@@ -14,11 +14,12 @@
 
 /* The image list (image_cache_list) with physical_bytes, disk_bytes and shared_with filled
  * from a df scan of images_dir. */
-int image_tables_list(const struct shed_config *config, struct image_info_list *list,
-                      struct shed_err *err);
+int image_tables_list(const struct shed_config *config, struct instance_store *instances,
+                      struct image_info_list *list, struct shed_err *err);
 
 /* {"images": [image objects]} */
-int image_tables_list_json(const struct shed_config *config, json_t **body, struct shed_err *err);
+int image_tables_list_json(const struct shed_config *config, struct instance_store *instances,
+                           json_t **body, struct shed_err *err);
 
 /* Prunes images (opts: config, instances, probe, dry_run; the scope is images): unused
  * variants, their content-addressed rootfs and what the OCI store kept only for them (their

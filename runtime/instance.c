@@ -28,6 +28,8 @@ static const char *const instance_file_names[] = {
     [INSTANCE_FILE_ROOTFS] = "rootfs.ext4",
     [INSTANCE_FILE_CONSOLE_LOG] = "console.log",
     [INSTANCE_FILE_CONSOLE_LOG_ROTATED] = "console.log.1",
+    [INSTANCE_FILE_UPPER] = "upper.ext4",
+    [INSTANCE_FILE_UPPER_TMP] = "upper.ext4.tmp",
 };
 
 const char *instance_file_name(enum instance_file file)
@@ -97,6 +99,35 @@ bool instance_status_parse(const char *text, enum instance_status *status)
         }
     }
     return false;
+}
+
+static const char *const disk_names[] = {
+    [INSTANCE_DISK_COPY] = "copy",
+    [INSTANCE_DISK_REFLINK] = "reflink",
+    [INSTANCE_DISK_OVERLAY] = "overlay",
+};
+
+const char *instance_disk_name(enum instance_disk_kind kind)
+{
+    if ((size_t)kind >= sizeof disk_names / sizeof disk_names[0])
+        return "copy";
+    return disk_names[kind];
+}
+
+bool instance_disk_parse(const char *text, enum instance_disk_kind *kind)
+{
+    for (size_t i = 0; i < sizeof disk_names / sizeof disk_names[0]; i++) {
+        if (strcmp(text, disk_names[i]) == 0) {
+            *kind = (enum instance_disk_kind)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum instance_file instance_disk_file(const struct instance *inst)
+{
+    return inst->disk == INSTANCE_DISK_OVERLAY ? INSTANCE_FILE_UPPER : INSTANCE_FILE_ROOTFS;
 }
 
 /* ---- the instance value ------------------------------------------------------------ */
@@ -176,6 +207,8 @@ int instance_copy(struct instance *dst, const struct instance *src, struct shed_
     dst->cpus = src->cpus;
     dst->memory_mb = src->memory_mb;
     dst->pid = src->pid;
+    dst->disk = src->disk;
+    dst->lower = src->lower;
     char **to[STRING_FIELD_COUNT], **from[STRING_FIELD_COUNT];
     string_fields(dst, to);
     string_fields(src, from);
@@ -200,6 +233,15 @@ fail:
 static const char *const string_field_names[STRING_FIELD_COUNT] = {
     "repo", "backend", "image", "ip_address", "rootfs_path", "local_dir"};
 
+/* {"kind": "overlay", "lower_digest": "sha256:…", "lower_size": N} or {"kind": "copy"}. */
+static json_t *disk_to_json(const struct instance *inst)
+{
+    if (inst->disk != INSTANCE_DISK_OVERLAY)
+        return json_pack("{s:s}", "kind", instance_disk_name(inst->disk));
+    return json_pack("{s:s, s:s, s:I}", "kind", instance_disk_name(inst->disk), "lower_digest",
+                     inst->lower.digest, "lower_size", (json_int_t)inst->lower.size);
+}
+
 json_t *instance_to_json(const struct instance *inst)
 {
     json_t *obj =
@@ -215,6 +257,8 @@ json_t *instance_to_json(const struct instance *inst)
                                 json_string(*fields[i] != NULL ? *fields[i] : "")) < 0)
             goto fail;
     }
+    if (json_object_set_new(obj, "disk", disk_to_json(inst)) < 0)
+        goto fail;
     if (inst->backend_state != NULL &&
         json_object_set(obj, "backend_state", inst->backend_state) < 0)
         goto fail;
@@ -278,13 +322,47 @@ static int instance_scalars_from_json(const json_t *json, struct instance *inst,
     return 0;
 }
 
+/* The lower must name a content rootfs exactly: a digest and a size, nothing a path could be
+ * made of. */
+static int lower_from_json(const json_t *disk, struct instance *inst, struct shed_err *err)
+{
+    const char *digest = "";
+    if (json_get_string(disk, "lower_digest", true, &digest, err) < 0)
+        return -1;
+    if (!digest_is_valid(digest))
+        return shed_errf(err, SHED_E_IO, "metadata: \"disk\": \"lower_digest\" is not a digest");
+    json_t *size = json_object_get(disk, "lower_size");
+    if (!json_is_integer(size) || json_integer_value(size) <= 0)
+        return shed_errf(err, SHED_E_IO, "metadata: \"disk\": \"lower_size\" is not a size");
+    snprintf(inst->lower.digest, sizeof inst->lower.digest, "%s", digest);
+    inst->lower.size = (uint64_t)json_integer_value(size);
+    return 0;
+}
+
+/* No "disk" (an older version's metadata): a full rootfs.ext4. An unknown kind is an error,
+ * never a guess: the shed's disk could be mistaken for another one. */
+static int disk_from_json(const json_t *json, struct instance *inst, struct shed_err *err)
+{
+    const json_t *disk = json_object_get(json, "disk");
+    if (disk == NULL || json_is_null(disk))
+        return 0;
+    if (!json_is_object(disk))
+        return shed_errf(err, SHED_E_IO, "metadata: \"disk\" is not an object");
+    const char *kind = "";
+    if (json_get_string(disk, "kind", true, &kind, err) < 0)
+        return -1;
+    if (!instance_disk_parse(kind, &inst->disk))
+        return shed_errf(err, SHED_E_IO, "metadata: unknown disk kind \"%.40s\"", kind);
+    return inst->disk == INSTANCE_DISK_OVERLAY ? lower_from_json(disk, inst, err) : 0;
+}
+
 int instance_from_json(const json_t *json, struct instance *inst, struct shed_err *err)
 {
     if (!json_is_object(json))
         return shed_errf(err, SHED_E_IO, "metadata: not a JSON object");
     if (instance_init_empty(inst, err) < 0)
         return -1;
-    if (instance_scalars_from_json(json, inst, err) < 0)
+    if (instance_scalars_from_json(json, inst, err) < 0 || disk_from_json(json, inst, err) < 0)
         goto fail;
     char **fields[STRING_FIELD_COUNT];
     string_fields(inst, fields);
@@ -569,12 +647,13 @@ static int parse_metadata_fd(int fd, const char *path, struct instance *inst, st
     return 0;
 }
 
-/* The recorded rootfs_path is never believed: the shed's disk is <dir>/<name>/rootfs.ext4,
- * whatever an edited metadata.json says (the API shows the derived path). */
+/* The recorded rootfs_path is never believed: the shed's disk is <dir>/<name>/rootfs.ext4
+ * (upper.ext4 for an overlay shed), whatever an edited metadata.json says (the API shows the
+ * derived path). */
 static int derive_rootfs_path(const struct instance_store *store, struct instance *inst,
                               struct shed_err *err)
 {
-    cleanup_free char *path = instance_store_file_path(store, inst->name, INSTANCE_FILE_ROOTFS);
+    cleanup_free char *path = instance_store_file_path(store, inst->name, instance_disk_file(inst));
     if (path == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
     return instance_set_string(&inst->rootfs_path, path, err);
@@ -1027,4 +1106,101 @@ int instance_store_image_refs(struct instance_store *store, char ***names, struc
     /* Callers walk the list without a NULL check: an empty one is an empty array. */
     *names = refs.count > 0 ? strv_steal(&refs) : calloc(1, sizeof **names);
     return *names != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+}
+
+/* -- who uses an image, and which lowers the overlay sheds pin -- */
+
+/* Loads every shed that has metadata.json, for fn; unreadable metadata fails (never guessed). */
+static int for_each_loaded_shed(struct instance_store *store,
+                                int (*fn)(const struct instance *inst, void *ctx,
+                                          struct shed_err *err),
+                                void *ctx, struct shed_err *err)
+{
+    struct name_list sheds = {0};
+    int rc = read_instance_names(store->dir, &sheds, err);
+    for (size_t i = 0; rc == 0 && i < sheds.count; i++) {
+        struct instance inst;
+        struct shed_err load_err = {0};
+        if (load_metadata(store, sheds.names[i], false, &inst, &load_err) < 0) {
+            if (load_err.code == SHED_E_SHED_NOT_FOUND)
+                continue;
+            *err = load_err;
+            rc = -1;
+            break;
+        }
+        rc = fn(&inst, ctx, err);
+        instance_clear(&inst);
+    }
+    name_list_clear(&sheds);
+    return rc;
+}
+
+struct image_users {
+    const char *image;
+    struct strv names;
+    bool overlay;
+};
+
+static int add_image_user(const struct instance *inst, void *ctx, struct shed_err *err)
+{
+    struct image_users *users = ctx;
+    if (strcmp(inst->image, users->image) != 0)
+        return 0;
+    users->overlay |= inst->disk == INSTANCE_DISK_OVERLAY;
+    return strv_add(&users->names, inst->name, err);
+}
+
+int instance_store_image_users(struct instance_store *store, const char *image, char ***names,
+                               bool *overlay, struct shed_err *err)
+{
+    *names = NULL;
+    *overlay = false;
+    struct image_users users = {.image = image, .names = STRV_INIT};
+    if (for_each_loaded_shed(store, add_image_user, &users, err) < 0) {
+        strv_free(&users.names);
+        return -1;
+    }
+    *overlay = users.overlay;
+    *names = users.names.count > 0 ? strv_steal(&users.names) : calloc(1, sizeof **names);
+    strv_free(&users.names);
+    return *names != NULL ? 0 : shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+}
+
+void instance_lower_refs_clear(struct instance_lower_refs *refs)
+{
+    for (size_t i = 0; i < refs->count; i++)
+        free(refs->items[i].image);
+    free(refs->items);
+    memset(refs, 0, sizeof *refs);
+}
+
+static int add_lower_ref(const struct instance *inst, void *ctx, struct shed_err *err)
+{
+    struct instance_lower_refs *refs = ctx;
+    if (inst->disk != INSTANCE_DISK_OVERLAY)
+        return 0;
+    struct instance_lower_ref *grown = realloc(refs->items, (refs->count + 1) * sizeof *grown);
+    if (grown == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    refs->items = grown;
+    struct instance_lower_ref *ref = &refs->items[refs->count];
+    memset(ref, 0, sizeof *ref);
+    snprintf(ref->name, sizeof ref->name, "%s", inst->name);
+    ref->lower = inst->lower;
+    ref->image = strdup(inst->image);
+    if (ref->image == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    refs->count++;
+    return 0;
+}
+
+int instance_store_lower_refs(struct instance_store *store, struct instance_lower_refs *refs,
+                              struct shed_err *err)
+{
+    memset(refs, 0, sizeof *refs);
+    if (for_each_loaded_shed(store, add_lower_ref, refs, err) < 0) {
+        instance_lower_refs_clear(refs);
+        return -1;
+    }
+    return 0;
 }

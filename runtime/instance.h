@@ -1,7 +1,12 @@
 /* The instance store: one directory per shed under instance_dir.
  *
  *   <instance_dir>/<name>/metadata.json   the shed object (written atomically)
- *   <instance_dir>/<name>/rootfs.ext4     its root filesystem (a clone of the image)
+ *   <instance_dir>/<name>/rootfs.ext4     its root filesystem: a clone of the image (disk
+ *                                         kinds reflink and copy)
+ *   <instance_dir>/<name>/upper.ext4      disk kind overlay: the shed's own writable layer (an
+ *                                         ext4 holding upper/ and work/) over the read-only
+ *                                         image, its "lower" (docs/architecture.md)
+ *   <instance_dir>/<name>/upper.ext4.tmp  an upper.ext4 being made (a create killed there)
  *   <instance_dir>/<name>/console.log     what the shed printed, where the backend keeps it
  *   <instance_dir>/<name>/console.log.1   its older part, once console.log reached its cap
  *   <instance_dir>/.locks/<name>.lock     the shed's lifecycle lock (flock)
@@ -27,6 +32,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/digest.h"
 #include "common/shed_err.h"
 
 #define INSTANCE_NAME_MAX 63
@@ -38,6 +44,21 @@ enum instance_status {
     INSTANCE_ERROR,
 };
 
+/* What the shed's root filesystem is made of ("disk" in metadata.json). */
+enum instance_disk_kind {
+    INSTANCE_DISK_COPY = 0, /* rootfs.ext4, a full copy of the image (also: nothing recorded) */
+    INSTANCE_DISK_REFLINK,  /* rootfs.ext4, a reflink clone sharing the image's extents */
+    INSTANCE_DISK_OVERLAY,  /* upper.ext4 over the image's content-addressed rootfs */
+};
+
+/* The read-only lower of an overlay shed: a content-addressed rootfs of the image cache,
+ * rootfs/sha256/<hex>-<size>.ext4 (imaged/layout.h image_layout_content_rootfs), pinned by
+ * this record: the image cache never deletes a content rootfs a shed names here. */
+struct instance_lower {
+    char digest[DIGEST_STRING_LEN + 1]; /* the image's manifest digest */
+    uint64_t size;                      /* the filesystem size it was converted at */
+};
+
 /* One shed. String fields are never NULL once initialised ("" when unset). */
 struct instance {
     char name[INSTANCE_NAME_MAX + 1];
@@ -47,11 +68,15 @@ struct instance {
     char *backend;
     char *image;
     char *ip_address;
-    char *rootfs_path; /* loaded: always <instance_dir>/<name>/rootfs.ext4 (never the file's) */
+    /* loaded: always <instance_dir>/<name>/rootfs.ext4, or upper.ext4 for an overlay shed
+     * (never the file's) */
+    char *rootfs_path;
     char *local_dir;
     int cpus;
     int memory_mb;
     pid_t pid;
+    enum instance_disk_kind disk;
+    struct instance_lower lower; /* disk overlay only */
     /* Backend-private fields, stored as the "backend_state" object of metadata.json
      * (NULL when none). Owned by the instance. */
     json_t *backend_state;
@@ -63,6 +88,10 @@ bool instance_name_is_valid(const char *name);
 int instance_check_name(const char *name, struct shed_err *err);
 
 const char *instance_status_name(enum instance_status status);
+/* "copy", "reflink", "overlay". */
+const char *instance_disk_name(enum instance_disk_kind kind);
+/* false when text names no disk kind. */
+bool instance_disk_parse(const char *text, enum instance_disk_kind *kind);
 /* false when text names no status. */
 bool instance_status_parse(const char *text, enum instance_status *status);
 
@@ -93,6 +122,8 @@ enum instance_file {
     INSTANCE_FILE_ROOTFS,              /* rootfs.ext4 */
     INSTANCE_FILE_CONSOLE_LOG,         /* console.log, where the backend writes one */
     INSTANCE_FILE_CONSOLE_LOG_ROTATED, /* console.log.1: the one older part (log cap) */
+    INSTANCE_FILE_UPPER,               /* upper.ext4: an overlay shed's own layer */
+    INSTANCE_FILE_UPPER_TMP,           /* upper.ext4.tmp: one being made */
 };
 
 const char *instance_file_name(enum instance_file file);
@@ -146,6 +177,35 @@ void instance_list_clear(struct instance_list *list);
  * an image a shed needs). */
 int instance_store_image_refs(struct instance_store *store, char ***names, struct shed_err *err);
 void instance_image_refs_free(char **names);
+/* The shed a disk file belongs to: rootfs.ext4, or upper.ext4 for an overlay shed. */
+enum instance_file instance_disk_file(const struct instance *inst);
+
+/* The sheds using an image, for a refusal that names them: every shed whose "image" is
+ * image, and whether any of them is an overlay shed (whose root is that image's content). *names:
+ * malloc'd, NULL-terminated, sorted (free with instance_image_refs_free). Unreadable
+ * metadata is an error, as for instance_store_image_refs. */
+int instance_store_image_users(struct instance_store *store, const char *image, char ***names,
+                               bool *overlay, struct shed_err *err);
+
+/* One overlay shed's lower (instance_store_lower_refs). */
+struct instance_lower_ref {
+    char name[INSTANCE_NAME_MAX + 1]; /* the shed */
+    char *image;                      /* its variant name */
+    struct instance_lower lower;
+};
+
+struct instance_lower_refs {
+    struct instance_lower_ref *items; /* sorted by shed name */
+    size_t count;
+};
+
+/* The lowers every overlay shed pins, read by the store's own parser. A directory without
+ * metadata.json pins nothing; a metadata.json that cannot be read or parsed is an error (the
+ * caller must then keep every content rootfs: unreadable means keep). */
+int instance_store_lower_refs(struct instance_store *store, struct instance_lower_refs *refs,
+                              struct shed_err *err);
+void instance_lower_refs_clear(struct instance_lower_refs *refs);
+
 /* Directories of instance_dir named like a shed but without metadata.json: what a create
  * killed between its mkdir and its first metadata write leaves, or a stray directory. Not
  * sheds (never listed, 404 everywhere); df reports them as orphans, prune (orphans scope) and

@@ -255,13 +255,16 @@ static int plan_instance(struct prune_plan *plan, const struct df_shed *shed, st
     return prune_list_add(&plan->items, &item, err);
 }
 
+static int plan_lowers(struct prune_plan *plan, const struct df_report *report,
+                       struct shed_err *err);
+
 static int plan_instances(struct prune_plan *plan, const struct df_report *report,
                           struct shed_err *err)
 {
     for (size_t i = 0; i < report->shed_count; i++)
         if (plan_instance(plan, &report->sheds[i], err) < 0)
             return -1;
-    return 0;
+    return plan_lowers(plan, report, err);
 }
 
 static bool instance_planned(const struct prune_plan *plan, const char *name)
@@ -273,9 +276,57 @@ static bool instance_planned(const struct prune_plan *plan, const char *name)
     return false;
 }
 
+/* For df_lower_pinned: the sheds this plan deletes pin nothing any more. */
+static bool shed_is_planned(const char *shed, const void *ctx)
+{
+    return instance_planned(ctx, shed);
+}
+
+static struct prune_item *planned_instance(struct prune_plan *plan, const char *name)
+{
+    for (size_t i = 0; i < plan->items.count; i++)
+        if (plan->items.items[i].kind == PRUNE_KIND_INSTANCE &&
+            strcmp(plan->items.items[i].name, name) == 0)
+            return &plan->items.items[i];
+    return NULL;
+}
+
+/* An older lower (no variant links to it, kind "lower") that only planned sheds stand on goes
+ * with the last of them in plan order: the image cache deletes it right after that shed
+ * (prune_execute.c), so the item that frees it says so, and only once. */
+static int plan_lower(struct prune_plan *plan, const struct df_report *report,
+                      const struct df_file *lower, struct shed_err *err)
+{
+    if (df_lower_pinned(report, lower->path, shed_is_planned, plan))
+        return 0;
+    struct prune_item *last = NULL;
+    for (size_t i = 0; i < report->lower_pin_count; i++) {
+        const struct df_lower_pin *pin = &report->lower_pins[i];
+        struct prune_item *item =
+            strcmp(pin->path, lower->path) == 0 ? planned_instance(plan, pin->shed) : NULL;
+        if (item != NULL && (last == NULL || item > last))
+            last = item;
+    }
+    return last != NULL ? copy_file_into(&last->files, lower, err) : 0;
+}
+
+static int plan_lowers(struct prune_plan *plan, const struct df_report *report,
+                       struct shed_err *err)
+{
+    for (size_t i = 0; i < report->image_count; i++) {
+        const struct df_file_list *files = &report->images[i].other_files;
+        for (size_t j = 0; j < files->count; j++)
+            if (strcmp(files->items[j].kind, "lower") == 0 &&
+                plan_lower(plan, report, &files->items[j], err) < 0)
+                return -1;
+    }
+    return 0;
+}
+
 /* ---- images --------------------------------------------------------------------------- */
 
-/* Images of the sheds that survive the planned instance deletions, NULL-terminated. */
+/* Images of the non-overlay sheds that survive the planned instance deletions,
+ * NULL-terminated. */
 static int surviving_images(const struct prune_plan *plan, const struct df_report *report,
                             char ***names, bool *unknown, struct shed_err *err)
 {
@@ -290,7 +341,8 @@ static int surviving_images(const struct prune_plan *plan, const struct df_repor
             continue;
         if (metadata_unreadable(inst))
             *unknown = true;
-        if (inst->image != NULL && inst->image[0] != '\0')
+        /* Overlay sheds keep their image too, but plan_image names them in a skip. */
+        if (inst->image != NULL && inst->image[0] != '\0' && inst->disk != INSTANCE_DISK_OVERLAY)
             (*names)[count++] = inst->image; /* borrowed from the report */
     }
     return 0;
@@ -301,11 +353,12 @@ static bool same_inode(const struct df_file *a, const struct df_file *b)
     return a->path != NULL && b->path != NULL && a->dev == b->dev && a->ino == b->ino;
 }
 
-/* Whether a file listed with an image goes with it: not its .lock, and of its OCI blobs only
+/* Whether a file listed with an image goes with it: not its .lock, not an overlay shed's
+ * older lower ("lower": it goes with its last shed, plan_lowers), and of its OCI blobs only
  * those nothing that stays reaches. */
 static bool goes_with_image(const struct df_file *file, const struct image_reclaim *reclaim)
 {
-    if (strcmp(file->kind, "lock") == 0)
+    if (strcmp(file->kind, "lock") == 0 || strcmp(file->kind, "lower") == 0)
         return false;
     if (strcmp(file->kind, "blob") == 0)
         return file->digest != NULL && image_reclaim_blob(reclaim, file->digest);
@@ -313,21 +366,23 @@ static bool goes_with_image(const struct df_file *file, const struct image_recla
 }
 
 /* The files image_cache_prune_variant deletes (all but the .lock), the content-addressed
- * rootfs the variant links to, which the image's removal leaves unlinked, and the OCI blobs
- * that become unneeded (every pruned image's, wherever df listed them). */
-static int image_files(const struct df_report *report, const struct df_image *image,
-                       const struct image_reclaim *reclaim, struct prune_item *item,
-                       struct shed_err *err)
+ * rootfs the variant links to, which the image's removal leaves unlinked unless a surviving
+ * overlay shed stands on it, and the OCI blobs that become unneeded (every pruned image's,
+ * wherever df listed them). */
+static int image_files(const struct prune_plan *plan, const struct df_report *report,
+                       const struct df_image *image, const struct image_reclaim *reclaim,
+                       struct prune_item *item, struct shed_err *err)
 {
     struct df_file_list *files = &item->files;
     if (copy_file_into(files, &image->rootfs, err) < 0)
         return -1;
     for (size_t i = 0; i < image->other_files.count; i++) {
         const struct df_file *file = &image->other_files.items[i];
-        if (goes_with_image(file, reclaim) && copy_file_into(files, file, err) < 0)
-            return -1;
-        if (strcmp(file->kind, "blob") == 0 && goes_with_image(file, reclaim) &&
-            strv_add(&item->blob_digests, file->digest, err) < 0)
+        if (!goes_with_image(file, reclaim))
+            continue;
+        if (copy_file_into(files, file, err) < 0 ||
+            (strcmp(file->kind, "blob") == 0 &&
+             strv_add(&item->blob_digests, file->digest, err) < 0))
             return -1;
     }
     if (image->is_base && (copy_file_into(files, &report->kernel, err) < 0 ||
@@ -335,7 +390,9 @@ static int image_files(const struct df_report *report, const struct df_image *im
         return -1;
     for (size_t i = 0; i < report->blobs.count; i++) {
         const struct df_file *blob = &report->blobs.items[i];
-        if (same_inode(blob, &image->rootfs) && copy_file_into(files, blob, err) < 0)
+        if (same_inode(blob, &image->rootfs) &&
+            !df_lower_pinned(report, blob->path, shed_is_planned, plan) &&
+            copy_file_into(files, blob, err) < 0)
             return -1;
     }
     return 0;
@@ -349,6 +406,22 @@ static bool is_cached_variant(const struct prune_plan *plan, const struct df_ima
     return expected != NULL && strcmp(expected, image->rootfs.path) == 0;
 }
 
+/* "used by overlay shed(s) a, b": the surviving overlay sheds whose root is image, or "". */
+static void overlay_users(const struct prune_plan *plan, const struct df_report *report,
+                          const char *image, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < report->shed_count && used + 1 < len; i++) {
+        const struct instance *inst = &report->sheds[i].inst;
+        if (inst->disk != INSTANCE_DISK_OVERLAY || strcmp(inst->image, image) != 0 ||
+            instance_planned(plan, inst->name))
+            continue;
+        used += (size_t)snprintf(out + used, len - used, "%s%s",
+                                 used == 0 ? "used by overlay shed(s) " : ", ", inst->name);
+    }
+}
+
 static int plan_image(struct prune_plan *plan, const struct df_report *report,
                       const struct df_image *image, const struct image_reclaim *reclaim,
                       struct shed_err *err)
@@ -357,22 +430,32 @@ static int plan_image(struct prune_plan *plan, const struct df_report *report,
     if (item_init(&item, PRUNE_KIND_IMAGE, image->name, image->rootfs.path, err) < 0)
         return -1;
     if (set_disk(&item, image->total.disk, image->shared_with, err) < 0 ||
-        image_files(report, image, reclaim, &item, err) < 0) {
+        image_files(plan, report, image, reclaim, &item, err) < 0) {
         prune_item_clear(&item);
         return -1;
     }
     return prune_list_add(&plan->items, &item, err);
 }
 
-/* The decision for one image: NULL to keep it, else it goes (*locked: skipped instead). */
-static int decide_image(struct prune_plan *plan, const struct df_image *image,
-                        const char *const *in_use, bool *goes, struct shed_err *err)
+/* The decision for one image: *goes, or kept, or skipped (locked, or overlay sheds stand on
+ * it: they are named). */
+static int decide_image(struct prune_plan *plan, const struct df_report *report,
+                        const struct df_image *image, const char *const *in_use, bool *goes,
+                        struct shed_err *err)
 {
     *goes = false;
     enum image_prune_decision decision;
     if (image_cache_prune_variant(plan->opts.config, image->name, in_use, false, &decision, err) <
         0)
         return -1;
+    if (decision == IMAGE_PRUNE_KEEP)
+        return 0;
+    /* Only overlay sheds keep it: say so, since deleting it would take their root away. */
+    char users[400];
+    overlay_users(plan, report, image->name, users, sizeof users);
+    if (users[0] != '\0')
+        return prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name, image->rootfs.path, users,
+                          err);
     if (decision == IMAGE_PRUNE_LOCKED)
         return prune_skip(&plan->skipped, PRUNE_KIND_IMAGE, image->name, image->rootfs.path,
                           PRUNE_REASON_LOCK_HELD, err);
@@ -402,7 +485,7 @@ static int plan_images(struct prune_plan *plan, const struct df_report *report,
                                   "a surviving shed's metadata.json is unreadable, so its "
                                   "image is unknown",
                                   err)
-                     : decide_image(plan, image, (const char *const *)in_use, &goes, err);
+                     : decide_image(plan, report, image, (const char *const *)in_use, &goes, err);
         if (rc < 0 || (goes && strv_add(&going, image->name, err) < 0))
             return -1;
     }

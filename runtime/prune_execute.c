@@ -14,6 +14,7 @@
 #include "imaged/layout.h"
 #include "oci/oci.h"
 #include "prune_private.h"
+#include "runtime/instance_disk.h"
 
 #define COPY_CHUNK (1u << 20)
 /* Appenders faster than we copy would keep us busy forever: after this many rounds the
@@ -37,8 +38,25 @@ struct run_state {
     int store_lock;
     bool store_lock_tried;
     struct oci_blob_set *reachable;
-    struct strv planned_blobs; /* every OCI blob the plan lists with an image */
+    struct strv planned_blobs;      /* every OCI blob the plan lists with an image */
+    struct instance_disk_pins pins; /* the overlay sheds' lowers, asked at each deletion */
 };
+
+/* The content-addressed rootfs files among an item's files go once nothing links or pins
+ * them any more (the image cache's own rule, under its lock). */
+static int remove_unlinked_contents(struct run_state *run, const struct prune_item *item,
+                                    struct shed_err *err)
+{
+    const struct shed_config *config = run->plan->opts.config;
+    for (size_t i = 0; i < item->files.count; i++) {
+        const struct df_file *file = &item->files.items[i];
+        if (image_layout_is_content_rootfs(config->images_dir, file->path) &&
+            image_cache_remove_unlinked_content(file->path, file->dev, file->ino, &run->pins.pins,
+                                                err) < 0)
+            return -1;
+    }
+    return 0;
+}
 
 /* ---- instances ------------------------------------------------------------------------ */
 
@@ -61,6 +79,9 @@ static int execute_instance_locked(struct run_state *run, struct prune_item *ite
         rc = opts->probe->release(&inst, opts->probe->ctx, err);
     if (rc == 0 && *skip == NULL)
         rc = instance_store_delete(opts->instances, item->name, err);
+    /* An older overlay lower the plan let go with this shed (prune.c plan_lowers). */
+    if (rc == 0 && *skip == NULL)
+        rc = remove_unlinked_contents(run, item, err);
     instance_clear(&inst);
     return rc;
 }
@@ -174,21 +195,16 @@ static int execute_image(struct run_state *run, struct prune_item *item, const c
     if (rc < 0)
         return -1;
     /* The content-addressed copy the removed variant linked to goes too once nothing links
-     * it any more (the image cache's own rule and lock). */
-    for (size_t i = 0; i < item->files.count; i++) {
-        const struct df_file *file = &item->files.items[i];
-        if (image_layout_is_content_rootfs(config->images_dir, file->path) &&
-            image_cache_remove_unlinked_content(file->path, file->dev, file->ino, err) < 0)
-            return -1;
-    }
-    return 0;
+     * or pins it any more (the image cache's own rule and lock). */
+    return remove_unlinked_contents(run, item, err);
 }
 
 /* ---- orphans -------------------------------------------------------------------------- */
 
-static int orphan_still_orphan(const struct shed_config *config, const struct prune_item *item,
+static int orphan_still_orphan(struct run_state *run, const struct prune_item *item,
                                const char **skip, struct shed_err *err)
 {
+    const struct shed_config *config = run->plan->opts.config;
     const struct df_file *planned = &item->files.items[0];
     struct stat st;
     if (lstat(item->path, &st) < 0) {
@@ -204,6 +220,14 @@ static int orphan_still_orphan(const struct shed_config *config, const struct pr
     if (item->kind == PRUNE_KIND_BLOB) {
         if (st.st_nlink > 1)
             *skip = REASON_NOW_IN_USE; /* a variant links it again */
+        else if (image_layout_is_content_rootfs(config->images_dir, item->path)) {
+            int users = instance_disk_lower_users(run->pins.store, config->images_dir, item->path,
+                                                  NULL, err);
+            if (users < 0)
+                return -1;
+            if (users > 0)
+                *skip = REASON_NOW_IN_USE; /* an overlay shed stands on it now */
+        }
         return 0;
     }
     /* The rootfs whose absence made the file an orphan (none for the OCI blob store). */
@@ -300,7 +324,7 @@ static int execute_orphan(struct run_state *run, struct prune_item *item, const 
         return 0;
     }
     /* With the lock held (when the file has one) nothing can start using it meanwhile. */
-    if (orphan_still_orphan(run->plan->opts.config, item, skip, err) < 0 || *skip != NULL)
+    if (orphan_still_orphan(run, item, skip, err) < 0 || *skip != NULL)
         return *skip != NULL ? 0 : -1;
     if (unlink(item->path) < 0 && errno != ENOENT)
         return shed_errf_errno(err, SHED_E_IO, errno, "cannot remove %s", item->path);
@@ -484,6 +508,7 @@ int prune_execute(struct prune_plan *plan, struct shed_err *err)
                 plan->items = pending; /* nothing ran: the plan keeps its items */
                 return -1;
             }
+    instance_disk_pins_init(&run.pins, plan->opts.instances, plan->opts.config);
     int rc = run_items(&run, &pending, err);
     oci_store_unlock_blobs(run.store_lock);
     oci_blob_set_free(run.reachable);

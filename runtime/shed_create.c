@@ -9,6 +9,7 @@
 #include "common/fsutil.h"
 #include "common/testhook.h"
 #include "imaged/layout.h"
+#include "runtime/instance_disk.h"
 
 /* Pull progress is reported in steps of at least 1/PROGRESS_STEPS of the total, so a pull
  * sends about a hundred frames per phase however many chunks the transfer is cut into. */
@@ -165,16 +166,25 @@ static int check_absent(const struct create_run *run, struct shed_err *err)
     return 0;
 }
 
-static int clone_rootfs(const struct create_run *run, const char *image_rootfs,
-                        const char *instance_rootfs, struct shed_create_report *out,
-                        struct shed_err *err)
+/* The shed's disk (instance_disk.h): its own clone of the image, or an empty upper.ext4 over
+ * the image's content as the read-only lower. */
+static int make_disk(const struct create_run *run, const struct instance_disk_plan *plan,
+                     struct instance *inst, struct shed_create_report *out, struct shed_err *err)
 {
-    report_message(run, "rootfs", "Cloning the image's root filesystem", false);
-    if (clone_file(image_rootfs, instance_rootfs, &out->clone_strategy, err) < 0)
-        return shed_err_prefix(err, "cannot clone %s", image_rootfs);
+    bool overlay = plan->kind == INSTANCE_DISK_OVERLAY;
+    report_message(run, "rootfs",
+                   overlay ? "Making the shed's own layer over the image"
+                           : "Cloning the image's root filesystem",
+                   false);
+    if (instance_disk_make(run->config, run->store, plan, inst, &out->clone_strategy, err) < 0)
+        return -1;
+    out->disk = inst->disk;
     char text[200];
-    snprintf(text, sizeof text, "Root filesystem ready (%s)",
-             clone_strategy_name(out->clone_strategy));
+    if (overlay)
+        snprintf(text, sizeof text, "Root filesystem ready (overlay over the image, read-only)");
+    else
+        snprintf(text, sizeof text, "Root filesystem ready (%s)",
+                 clone_strategy_name(out->clone_strategy));
     report_message(run, "rootfs", text, false);
     return 0;
 }
@@ -198,13 +208,20 @@ static int min_int(int a, int b)
     return a < b ? a : b;
 }
 
-static int describe_instance(const struct create_run *run, const char *rootfs,
+static int describe_instance(const struct create_run *run, const struct instance_disk_plan *plan,
                              struct instance *inst, struct shed_err *err)
 {
     const struct shed_create_request *request = run->request;
     if (instance_init(inst, request->name, err) < 0)
         return -1;
     inst->status = INSTANCE_STARTING;
+    instance_disk_describe(plan, inst);
+    cleanup_free char *rootfs =
+        instance_store_file_path(run->store, request->name, instance_disk_file(inst));
+    if (rootfs == NULL) {
+        instance_clear(inst);
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    }
     /* A default above the maximum (default_cpus 2 on a one-CPU host) is the maximum. */
     const struct shed_config *config = run->config;
     inst->cpus = request->cpus > 0 ? request->cpus
@@ -285,6 +302,28 @@ static int start_on_backend(const struct create_run *run, struct instance *inst,
     return 0;
 }
 
+/* The directory, metadata.json and the disk; rolled back on failure. */
+static int make_instance(struct create_run *run, const struct instance_disk_plan *plan,
+                         struct instance *inst, struct shed_create_report *out,
+                         struct shed_err *err)
+{
+    if (instance_store_create_dir(run->store, run->request->name, err) < 0)
+        return -1;
+    shed_test_pause("create-dir");
+    /* For an overlay shed this is also the pin on its lower (instance_disk.h). */
+    if (instance_disk_save_pinned(run->store, plan, inst, err) < 0) {
+        roll_back(run, inst, false, err);
+        return -1;
+    }
+    shed_test_pause("create-metadata");
+    if (make_disk(run, plan, inst, out, err) < 0 || check_cancel(run, err) < 0) {
+        roll_back(run, inst, false, err);
+        return -1;
+    }
+    shed_test_pause("create-rootfs");
+    return 0;
+}
+
 /* Everything after the name is locked and known to be free. */
 static int create_locked(struct create_run *run, struct instance *created,
                          struct shed_create_report *out, struct shed_err *err)
@@ -292,33 +331,21 @@ static int create_locked(struct create_run *run, struct instance *created,
     cleanup_free char *image_rootfs = NULL;
     if (check_absent(run, err) < 0 || ensure_image(run, &image_rootfs, out, err) < 0)
         return -1;
-    cleanup_free char *rootfs =
-        instance_store_file_path(run->store, run->request->name, INSTANCE_FILE_ROOTFS);
-    if (rootfs == NULL)
-        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    struct instance_disk_plan plan;
+    if (instance_disk_plan(run->config, run->image, image_rootfs, &plan, err) < 0)
+        return -1;
+    if (plan.note[0] != '\0')
+        report_message(run, "rootfs", plan.note, true);
     /* metadata.json ("starting") is the first thing in the directory: a create killed at any
      * later point leaves a shed that reads "error" and can be deleted, never an invisible
      * directory (one killed in between leaves an orphan that df, prune and startup see). */
     struct instance inst;
-    if (describe_instance(run, rootfs, &inst, err) < 0)
-        return -1;
-    if (instance_store_create_dir(run->store, run->request->name, err) < 0) {
+    int rc = describe_instance(run, &plan, &inst, err);
+    if (rc == 0 && (rc = make_instance(run, &plan, &inst, out, err)) < 0)
         instance_clear(&inst);
+    instance_disk_plan_clear(&plan);
+    if (rc < 0)
         return -1;
-    }
-    shed_test_pause("create-dir");
-    if (instance_store_save(run->store, &inst, err) < 0) {
-        roll_back(run, &inst, false, err);
-        instance_clear(&inst);
-        return -1;
-    }
-    shed_test_pause("create-metadata");
-    if (clone_rootfs(run, image_rootfs, rootfs, out, err) < 0 || check_cancel(run, err) < 0) {
-        roll_back(run, &inst, false, err);
-        instance_clear(&inst);
-        return -1;
-    }
-    shed_test_pause("create-rootfs");
     if (start_on_backend(run, &inst, err) < 0) {
         instance_clear(&inst);
         return -1;

@@ -1,10 +1,11 @@
 /* Creating a shed: the pipeline behind POST /api/sheds.
  *
  *   lock the name → 409 if it exists → make the image ready (image_cache_ensure: pull and
- *   convert at most once across processes and threads) → create the instance directory →
- *   metadata.json (status starting) → clone the image into
- *   <instance_dir>/<name>/rootfs.ext4 (clone_file) → backend->create → metadata.json (status
- *   running).
+ *   convert at most once across processes and threads) → decide the disk (instance_disk.h:
+ *   config instance_disk) → create the instance directory → metadata.json (status starting;
+ *   for an overlay shed written under its lower's lock, which pins the lower) → the disk:
+ *   clone the image into <instance_dir>/<name>/rootfs.ext4, or make an empty upper.ext4 →
+ *   backend->create → metadata.json (status running).
  *
  * Crash consistency: metadata.json is written right after the directory, so a create killed
  * at any later point leaves a shed that reads "error" (a "starting" shed whose lock is free)
@@ -65,7 +66,8 @@ struct shed_create_observer {
 struct shed_create_report {
     enum image_ensure_outcome image_outcome; /* IMAGE_ENSURE_LOCAL also for a discovered image */
     uint64_t image_bytes_fetched;
-    enum clone_strategy clone_strategy;
+    enum clone_strategy clone_strategy; /* CLONE_STRATEGY_NONE for an overlay shed */
+    enum instance_disk_kind disk;
 };
 
 /* The server's maximums (config container.max_cpus / max_memory_mb, by default the host's CPU

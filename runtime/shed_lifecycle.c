@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <signal.h>
 
+#include "common/testhook.h"
+#include "runtime/instance_disk.h"
+
 int shed_lifecycle_backend(const struct shed_lifecycle *lifecycle, const struct instance *inst,
                            const struct shed_backend **backend, struct shed_err *err)
 {
@@ -165,7 +168,13 @@ static int delete_locked(const struct shed_lifecycle *lifecycle, struct instance
     const struct shed_backend *backend = backend_set_find(lifecycle->backends, inst->backend);
     if (backend != NULL && backend->delete != NULL && backend->delete (backend, inst, err) < 0)
         return -1;
-    return instance_store_delete(lifecycle->store, inst->name, err);
+    shed_test_pause("delete-released");
+    if (instance_store_delete(lifecycle->store, inst->name, err) < 0)
+        return -1;
+    /* An older lower this shed was the last to stand on; if that fails, prune collects it. */
+    struct shed_err ignored = {0};
+    instance_disk_release_lower(lifecycle->images_dir, lifecycle->store, inst, &ignored);
+    return 0;
 }
 
 int shed_lifecycle_start(const struct shed_lifecycle *lifecycle, const char *name,

@@ -22,6 +22,7 @@
 struct shed_lifecycle {
     struct instance_store *store;
     const struct backend_set *backends;
+    const char *images_dir; /* where an overlay shed's lower lives (owned by the caller) */
 };
 
 /* The backend that manages an existing shed (by the name in its metadata);

@@ -19,7 +19,10 @@ int api_context_open(struct api_context *context, const struct shed_config *conf
         return -1;
     if (instance_store_open(config->instance_dir, &context->instances, err) < 0)
         return -1;
-    context->lifecycle = (struct shed_lifecycle){.store = context->instances, .backends = backends};
+    if ((context->images_dir = strdup(config->images_dir)) == NULL)
+        return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
+    context->lifecycle = (struct shed_lifecycle){
+        .store = context->instances, .backends = backends, .images_dir = context->images_dir};
     context->list_cache = shed_list_cache_new();
     if (context->list_cache == NULL)
         return shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
@@ -48,5 +51,6 @@ void api_context_close(struct api_context *context)
     instance_store_close(context->instances);
     shed_list_cache_free(context->list_cache);
     free(context->host_public_key);
+    free(context->images_dir);
     memset(context, 0, sizeof *context);
 }

@@ -43,6 +43,7 @@ struct api_context {
     struct shed_list_cache *list_cache; /* synchronises itself */
     struct create_registry *creates;    /* creates in flight, to cancel (creates.h) */
     struct tunnel_registry *tunnels;    /* connect tunnels (tunnel.h) */
+    char *images_dir;                   /* the running one (a restart key), for lifecycle */
 };
 
 /* context.c: the context server_start and server_route (route.h) run on: the data and

@@ -2,7 +2,7 @@
  * runtime/image_tables.h (sizes as system df counts them; images prune is system prune's plan
  * in the images scope); delete is the image cache's own removal (imaged/cache.h), which also
  * reclaims what the OCI store kept only for the image. The names the sheds use protect their
- * images. */
+ * images, and the overlay sheds' lowers are pinned (runtime/instance_disk.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +12,7 @@
 #include "runtime/df.h"
 #include "runtime/image_tables.h"
 #include "runtime/instance.h"
+#include "runtime/instance_disk.h"
 
 void handle_images_list(const struct api_request *request, const struct api_context *context,
                         struct api_response *response)
@@ -19,7 +20,7 @@ void handle_images_list(const struct api_request *request, const struct api_cont
     (void)request;
     json_t *body = NULL;
     struct shed_err err = {0};
-    if (image_tables_list_json(context->config, &body, &err) < 0)
+    if (image_tables_list_json(context->config, context->instances, &body, &err) < 0)
         api_respond_error(response, &err);
     else
         api_respond_json(response, 200, body);
@@ -44,8 +45,12 @@ void handle_image_delete(const struct api_request *request, const struct api_con
     }
     char **in_use = NULL;
     struct shed_err err = {0};
-    if (images_in_use(context, &in_use, &err) < 0 ||
-        image_cache_remove(context->config, name, (const char *const *)in_use, NULL, &err) < 0)
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, context->instances, context->config);
+    if (instance_disk_check_image_unused(context->instances, name, &err) < 0 ||
+        images_in_use(context, &in_use, &err) < 0 ||
+        image_cache_remove(context->config, name, (const char *const *)in_use, &pins.pins, NULL,
+                           &err) < 0)
         api_respond_error(response, &err);
     else
         api_respond_empty(response, 204);

@@ -11,10 +11,12 @@
 
 #include "common/cleanup.h"
 #include "common/fsutil.h"
+#include "common/testhook.h"
 #include "common/timeutil.h"
 #include "config_snapshot.h"
 #include "handlers.h"
 #include "imaged/layout.h"
+#include "runtime/instance_disk.h"
 #include "runtime/local_dir.h"
 #include "runtime/repo.h"
 #include "runtime/shed_create.h"
@@ -49,7 +51,10 @@ json_t *api_shed_json(const struct instance *inst)
         set_if_nonzero(obj, "memory_mb", inst->memory_mb) < 0 ||
         set_if_nonzero(obj, "pid", inst->pid) < 0 ||
         set_if_nonempty(obj, "rootfs_path", inst->rootfs_path) < 0 ||
-        set_if_nonempty(obj, "local_dir", inst->local_dir) < 0) {
+        set_if_nonempty(obj, "local_dir", inst->local_dir) < 0 ||
+        /* with the rootfs_path: an unreadable metadata.json tells neither */
+        (inst->rootfs_path[0] != '\0' &&
+         set_if_nonempty(obj, "disk", instance_disk_name(inst->disk)) < 0)) {
         json_decref(obj);
         return NULL;
     }
@@ -305,11 +310,11 @@ static void log_create(const struct shed_create_request *request,
         snprintf(stamp, sizeof stamp, "-");
     fprintf(stderr,
             "%s create shed=%s image=%s backend=%s image_outcome=%s bytes_fetched=%llu "
-            "clone=%s result=%s ms=%.2f%s%s\n",
+            "clone=%s disk=%s result=%s ms=%.2f%s%s\n",
             stamp, request->name, request->image != NULL ? request->image : SHED_BASE_IMAGE_NAME,
             request->backend->name, image_outcome_name(report->image_outcome),
             (unsigned long long)report->image_bytes_fetched,
-            clone_strategy_name(report->clone_strategy),
+            clone_strategy_name(report->clone_strategy), instance_disk_name(report->disk),
             err != NULL ? shed_code_api_name(err->code) : "ok", api_elapsed_ms(start),
             err != NULL ? " error=" : "", err != NULL ? err->msg : "");
 }

@@ -52,6 +52,7 @@ struct sshd {
     struct conn_slot *slots; /* under lock */
     size_t active;           /* under lock */
     size_t max_connections;  /* ssh.max_connections at start */
+    char *images_dir;        /* for the lifecycle (a restart key) */
 };
 
 static pthread_once_t libssh_once = PTHREAD_ONCE_INIT;
@@ -284,6 +285,7 @@ static void free_server(struct sshd *server)
     instance_store_close(server->store);
     pthread_mutex_destroy(&server->lock);
     free(server->shared.host_name);
+    free(server->images_dir);
     free(server);
 }
 
@@ -300,9 +302,10 @@ int sshd_start(const struct shed_config *config, const struct backend_set *backe
     pthread_mutex_init(&server->lock, NULL);
     server->max_connections = (size_t)config->ssh.max_connections;
     server->shared.host_name = strdup(config->name);
+    server->images_dir = strdup(config->images_dir);
     server->shared.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     server->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (server->shared.host_name == NULL) {
+    if (server->shared.host_name == NULL || server->images_dir == NULL) {
         shed_errf(err, SHED_E_NO_MEMORY, "out of memory");
         free_server(server);
         return -1;
@@ -319,8 +322,8 @@ int sshd_start(const struct shed_config *config, const struct backend_set *backe
         free_server(server);
         return -1;
     }
-    server->shared.lifecycle =
-        (struct shed_lifecycle){.store = server->store, .backends = backends};
+    server->shared.lifecycle = (struct shed_lifecycle){
+        .store = server->store, .backends = backends, .images_dir = server->images_dir};
     *out = server;
     return 0;
 }

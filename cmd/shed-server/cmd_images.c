@@ -14,13 +14,19 @@
 #include "runtime/df.h"
 #include "runtime/image_tables.h"
 #include "runtime/instance.h"
+#include "runtime/instance_disk.h"
 
 /* The REST API's bodies (runtime/image_tables.h): the same sizes as system df. */
 static int images_ls(const struct shed_config *config, bool json)
 {
     json_t *body = NULL;
     struct shed_err err;
-    if (image_tables_list_json(config, &body, &err) < 0)
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, &err) < 0)
+        return cli_fail(&err);
+    int listed = image_tables_list_json(config, store, &body, &err);
+    instance_store_close(store);
+    if (listed < 0)
         return cli_fail(&err);
     int ret = EXIT_OK;
     if (json)
@@ -32,26 +38,28 @@ static int images_ls(const struct shed_config *config, bool json)
 }
 
 /* The images the sheds use, read through the instance store as the server reads them. */
-static int images_in_use(const struct shed_config *config, char ***in_use, struct shed_err *err)
+static int images_in_use(struct instance_store *store, char ***in_use, struct shed_err *err)
 {
-    struct instance_store *store = NULL;
     *in_use = NULL;
-    if (instance_store_open(config->instance_dir, &store, err) < 0)
-        return -1;
-    int ret = instance_store_image_refs(store, in_use, err);
-    instance_store_close(store);
-    return ret;
+    return instance_store_image_refs(store, in_use, err);
 }
 
 static int images_rm(const struct shed_config *config, const char *name, bool data_dir_given)
 {
     struct shed_err err;
     char **in_use = NULL;
-    if (images_in_use(config, &in_use, &err) < 0)
+    struct instance_store *store = NULL;
+    if (instance_store_open(config->instance_dir, &store, &err) < 0)
         return cli_fail(&err);
+    struct instance_disk_pins pins;
+    instance_disk_pins_init(&pins, store, config);
     struct image_reclaimed reclaimed;
-    int ret = image_cache_remove(config, name, (const char *const *)in_use, &reclaimed, &err);
+    int ret = instance_disk_check_image_unused(store, name, &err);
+    if (ret == 0 && (ret = images_in_use(store, &in_use, &err)) == 0)
+        ret = image_cache_remove(config, name, (const char *const *)in_use, &pins.pins, &reclaimed,
+                                 &err);
     instance_image_refs_free(in_use);
+    instance_store_close(store);
     if (ret < 0)
         return cli_fail_where(&err, config, data_dir_given);
     char size[32];

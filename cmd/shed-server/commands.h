@@ -69,9 +69,10 @@ int cmd_exec(const struct cli_call *call);
 int cmd_attach(const struct cli_call *call);
 int cmd_import(const struct cli_call *call);
 int cmd_reload(const struct cli_call *call);
+int cmd_export(const struct cli_call *call);
 extern const struct cli_option serve_options[], pull_options[], convert_options[],
     pull_images_options[], clone_options[], exec_options[], attach_options[], import_options[],
-    reload_options[];
+    reload_options[], export_options[];
 extern const struct cli_command config_commands[], images_commands[], system_commands[];
 
 /* cmd_exec.c, shared with attach: runs command in a running shed with our stdio; returns

@@ -64,6 +64,14 @@ static const struct cli_command commands[] = {
      "read/write copy that keeps holes. DST must not exist.\n",
      clone_options, .run = cmd_clone, .min_operands = 2, .max_operands = 2,
      .complete_kind = COMPLETE_FILE},
+    {"export", NULL, "[OPTIONS] NAME -o FILE.ext4",
+     "Flatten a stopped shed's root filesystem into one plain ext4 image.",
+     "The tree the shed sees (an overlay shed's image and its changes, or its own copy) is\n"
+     "written entry for entry: types, modes, owners, times, xattrs, hardlinks, devices,\n"
+     "holes. FILE.ext4 appears only when complete. Needs root (it mounts the shed's disks\n"
+     "in a private mount namespace). A running shed is refused: stop it first.\n",
+     export_options, .run = cmd_export, .min_operands = 1, .max_operands = 1,
+     .complete_kind = COMPLETE_SHED},
     {"system", NULL, NULL, "Disk usage (df) and cleanup (prune) of the data dir.",
      .subcommands = system_commands},
     {"exec", NULL, "[OPTIONS] NAME [--] CMD [ARG...]",

@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Instance-rootfs clone benchmark: `shed-server clone` of a 20 GiB sparse ext4 image holding
-# ~300 MB of data, on a loop-mounted XFS (reflink=1: FICLONE) and on the ext4 this machine
-# runs on (the copy_file_range / sparse-copy fallback), against `cp --reflink=never`.
+# Instance-disk benchmark, in two parts.
 #
-# Usage: scripts/bench/clone.sh [BUILD_DIR]     (needs root for the loop mount)
+# 1. Files: `shed-server clone` of a 20 GiB sparse ext4 image holding ~300 MB of data, on a
+#    loop-mounted XFS (reflink=1: FICLONE) and on the ext4 this machine runs on (the
+#    copy_file_range / sparse-copy fallback), against `cp --reflink=never`.
+# 2. Sheds (scripts/bench/clone_sheds.py): whole sheds through a real server and runc from
+#    an image with ~2 GiB of data, as overlay sheds and full copies on this machine's ext4
+#    and as reflink clones on a loop XFS: median create→running, new disk per shed, and
+#    inside one shed sequential write/read, an untar of a git repository of /usr/include and
+#    `git status` on it; with the ratios of issue 13's targets (overlay create within 2x of
+#    a reflink, <= 1 MiB new disk per shed, in-shed throughput >= 0.7x a full copy).
+#
+# Usage: scripts/bench/clone.sh [BUILD_DIR]     (needs root for the loop mounts)
 # Env:   CLONES=100 (clones per file system)  CP_RUNS=10 (cp runs per file system)
 #        DATA_MB=300  IMAGE_SIZE=20G  WORK_DIR=/var/tmp (must be on the local ext4)
+#        SHEDS=1 (0: part 1 only)  SHED_ROUNDS=5 (creates per disk kind)  SHED_RUNS=3
+#        (workload runs)  SHED_DATA_MB=2048 (the image's data); part 2 needs runc,
+#        docker-registry, git and the fixture image (build-cache/, built when missing) and
+#        drops the machine's page cache before its cold reads.
 # Prints, per file system: the strategy, the median ms per clone measured inside shed-server
 # (clone_file only, fsync of file and directory included) and around the process (exec
 # included), the median ms of cp alone and of cp followed by an fsync of the copy (clone_file
-# is durable, cp is not), and the ratios.
+# is durable, cp is not), and the ratios; then part 2's table.
 set -euo pipefail
 
 BUILD_DIR=${1:-build}
 SHED_SERVER=$(realpath "$BUILD_DIR/shed-server")
+REPO=$(realpath "$(dirname "$0")/../..")
+SHEDS=${SHEDS:-1}
 CLONES=${CLONES:-100}
 CP_RUNS=${CP_RUNS:-10}
 DATA_MB=${DATA_MB:-300}
@@ -98,3 +112,12 @@ bench_fs xfs "$mnt"
 mkdir -p "$work/ext4"
 make_image "$work/ext4/image.ext4"
 bench_fs "$(findmnt -n -o FSTYPE -T "$work/ext4")" "$work/ext4"
+
+# Part 2: whole sheds (overlay, copy, reflink) through a real server.
+if [[ $SHEDS != 0 ]]; then
+  mkdir -p "$work/sheds"
+  SHED_BUILD_CACHE=${SHED_BUILD_CACHE:-$(realpath -m "$BUILD_DIR/../build-cache")} \
+  SHED_FIXTURES=$REPO/tests/fixtures ROUNDS=${SHED_ROUNDS:-5} RUNS=${SHED_RUNS:-3} \
+  DATA_MB=${SHED_DATA_MB:-2048} \
+    python3 "$REPO/scripts/bench/clone_sheds.py" "$SHED_SERVER" "$work/sheds"
+fi

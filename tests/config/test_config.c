@@ -425,6 +425,50 @@ static void test_bad_hardening_keys_are_named(void)
                   "mode bridge");
 }
 
+static void test_instance_disk_defaults_to_auto_and_is_printed(void)
+{
+    struct shed_config config;
+    CHECK(parse("name: a\n", &config) == 0);
+    CHECK(config.instance_disk == SHED_INSTANCE_DISK_AUTO);
+    shed_config_free(&config);
+    const char *names[] = {"auto", "reflink", "overlay", "copy"};
+    const enum shed_instance_disk kinds[] = {SHED_INSTANCE_DISK_AUTO, SHED_INSTANCE_DISK_REFLINK,
+                                             SHED_INSTANCE_DISK_OVERLAY, SHED_INSTANCE_DISK_COPY};
+    for (size_t i = 0; i < 4; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "instance_disk: %s\n", names[i]);
+        CHECK(parse(text, &config) == 0);
+        CHECK(config.instance_disk == kinds[i]);
+        char *printed = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&printed, &len);
+        CHECK(out != NULL);
+        CHECK(shed_config_print(&config, out) == 0);
+        fclose(out);
+        CHECK_STR_CONTAINS(printed, text);
+        struct shed_config again;
+        CHECK(parse(printed, &again) == 0);
+        CHECK(again.instance_disk == kinds[i]);
+        shed_config_free(&again);
+        free(printed);
+        shed_config_free(&config);
+    }
+}
+
+static void test_bad_instance_disk_is_named(void)
+{
+    check_refused("name: a\ninstance_disk: thin\n",
+                  "server.yaml:2: instance_disk: expected auto, reflink, overlay or copy, got "
+                  "\"thin\"");
+    check_refused("instance_disk: [overlay]\n", "instance_disk: expected");
+    check_refused("instance_disk: overlay\ncontainer:\n  userns: true\n",
+                  "server.yaml:1: instance_disk: overlay cannot be combined with container.userns");
+    /* auto picks a reflink or a copy there, so it combines. */
+    struct shed_config config;
+    CHECK(parse("instance_disk: auto\ncontainer:\n  userns: true\n", &config) == 0);
+    shed_config_free(&config);
+}
+
 static void test_duplicate_key_is_refused(void)
 {
     check_refused("http_port: 1\nname: a\nhttp_port: 2\n",
@@ -788,6 +832,8 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_hardening_keys_default),
     CHECK_TEST(test_hardening_keys_are_parsed_and_printed),
     CHECK_TEST(test_bad_hardening_keys_are_named),
+    CHECK_TEST(test_instance_disk_defaults_to_auto_and_is_printed),
+    CHECK_TEST(test_bad_instance_disk_is_named),
     CHECK_TEST(test_duplicate_key_is_refused),
     CHECK_TEST(test_yaml_syntax_error_names_the_line),
     CHECK_TEST(test_printed_config_parses_back),

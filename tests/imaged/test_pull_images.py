@@ -522,7 +522,9 @@ class ImagesCommands(unittest.TestCase):
         self.add_shed("dev", "old")
         proc = self.images("rm", "old")
         self.assertNotEqual(proc.returncode, 0)
-        self.assertEqual(proc.stderr, "shed-server: IMAGE_IN_USE: image \"old\" is used by a shed\n")
+        # the refusal names the sheds
+        self.assertEqual(proc.stderr,
+                         "shed-server: IMAGE_IN_USE: image \"old\" is used by shed(s) dev\n")
         self.assertTrue(os.path.exists(path))
 
     def test_rm_and_prune_refuse_to_guess_past_an_unreadable_shed_metadata(self):

@@ -30,3 +30,6 @@ foreach(suite EveryKindTest HostileInputTest DebianImageTest)
 endforeach()
 shed_python_test(imaged.import.ImportedShedTest ${CMAKE_CURRENT_LIST_DIR}/test_import.py
                  ARGS ImportedShedTest TIMEOUT 900 SERIAL)
+
+# ext4_write_from_dir (the writer behind `shed-server export`): a real tree, every entry kind.
+shed_python_test(imaged.from_dir ${CMAKE_CURRENT_LIST_DIR}/test_from_dir.py TIMEOUT 300)

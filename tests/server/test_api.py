@@ -30,7 +30,8 @@ SHED_SERVER = None
 SHED = None
 
 SHED_FIELDS = {"name", "status", "created_at", "repo", "backend", "image"}
-OPTIONAL_SHED_FIELDS = {"ip_address", "cpus", "memory_mb", "pid", "rootfs_path", "local_dir"}
+OPTIONAL_SHED_FIELDS = {"ip_address", "cpus", "memory_mb", "pid", "rootfs_path", "disk",
+                        "local_dir"}
 
 
 def free_port():
@@ -338,14 +339,31 @@ class ShedTests(ServerTestCase):
         alpha = body["sheds"][0]
         # rootfs_path is derived from the instance dir, never taken from metadata.json: every
         # shed has one, and an edited one is not believed.
-        self.assertEqual(set(alpha), SHED_FIELDS | {"rootfs_path"})
+        self.assertEqual(set(alpha), SHED_FIELDS | {"rootfs_path", "disk"})
         full = body["sheds"][2]
-        self.assertEqual(set(full), SHED_FIELDS | {"cpus", "memory_mb", "rootfs_path",
+        self.assertEqual(set(full), SHED_FIELDS | {"cpus", "memory_mb", "rootfs_path", "disk",
                                                    "local_dir", "ip_address"})
         self.assertEqual(full["cpus"], 4)
         self.assertEqual(full["memory_mb"], 2048)
         self.assertEqual(full["rootfs_path"],
                          os.path.join(self.server.instance_dir, "full", "rootfs.ext4"))
+
+    def test_disk_kind_and_the_shed_s_own_disk_are_shown(self):
+        # no "disk" recorded (an older server's shed): a full rootfs.ext4
+        write_shed(self.server.instance_dir, "older")
+        write_shed(self.server.instance_dir, "layered", disk={
+            "kind": "overlay", "lower_size": 1 << 31,
+            "lower_digest": "sha256:" + "ab" * 32})
+        write_shed(self.server.instance_dir, "weird", disk={"kind": "thin"})
+        sheds = {s["name"]: s for s in self.server.request("GET", "/api/sheds")[2]["sheds"]}
+        self.assertEqual((sheds["older"]["disk"], sheds["older"]["rootfs_path"]),
+                         ("copy", os.path.join(self.server.instance_dir, "older", "rootfs.ext4")))
+        self.assertEqual((sheds["layered"]["disk"], sheds["layered"]["rootfs_path"]),
+                         ("overlay",
+                          os.path.join(self.server.instance_dir, "layered", "upper.ext4")))
+        # an unknown kind is never guessed: the metadata counts as unreadable
+        self.assertEqual(sheds["weird"]["status"], "error")
+        self.assertNotIn("disk", sheds["weird"])
 
     def test_get_one_shed_and_404(self):
         write_shed(self.server.instance_dir, "box", image="dev")

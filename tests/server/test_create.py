@@ -12,6 +12,7 @@ Run: test_create.py --shed-server PATH
 """
 
 import argparse
+import fcntl
 import http.client
 import json
 import os
@@ -80,6 +81,19 @@ def runc_status(runc_root, container):
     result = subprocess.run(["runc", "--root", runc_root, "state", container],
                             capture_output=True, text=True)
     return json.loads(result.stdout)["status"] if result.returncode == 0 else None
+
+
+def can_reflink(directory):
+    """Whether FICLONE works between two files of directory: what instance_disk auto asks."""
+    ficlone = 0x40049409
+    with tempfile.TemporaryFile(dir=directory) as src, tempfile.TemporaryFile(dir=directory) as dst:
+        src.write(b"x" * 4096)
+        src.flush()
+        try:
+            fcntl.ioctl(dst.fileno(), ficlone, src.fileno())
+            return True
+        except OSError:
+            return False
 
 
 def proc_alive(pid):
@@ -219,15 +233,20 @@ class CreateTest(CreateTestCase):
         self.assertEqual(shed["backend"], "container")
         self.assertEqual(shed["image"], "_base")
         self.assertEqual((shed["cpus"], shed["memory_mb"]), (1, 128))
+        # the shed's own disk (instance_disk auto): a reflink clone where the data dir can
+        # reflink, else (ext4) the upper layer of an overlay over the image
+        kind, own = (("reflink", "rootfs.ext4") if can_reflink(self.instance_dir)
+                     else ("overlay", "upper.ext4"))
+        self.assertEqual(shed["disk"], kind)
         self.assertEqual(os.path.realpath(shed["rootfs_path"]),
-                         os.path.realpath(os.path.join(self.instance_dir, "plain", "rootfs.ext4")))
+                         os.path.realpath(os.path.join(self.instance_dir, "plain", own)))
         self.assertTrue(os.path.isfile(shed["rootfs_path"]))
         self.assertEqual(self.assert_running("plain"), shed)
         with open(os.path.join(self.instance_dir, "plain", "metadata.json")) as f:
             self.assertEqual(json.load(f)["status"], "running")
         self.assertRegex(self.server.log(), r"create shed=plain image=_base backend=container "
-                         r"image_outcome=\w+ bytes_fetched=\d+ clone=(reflink|copy_file_range|"
-                         r"sparse_copy) result=ok")
+                         r"image_outcome=\w+ bytes_fetched=\d+ clone=%s disk=%s result=ok"
+                         % ("reflink" if kind == "reflink" else "none", kind))
         status, _ = self.server.request("DELETE", "/api/sheds/plain")
         self.assertEqual(status, 204)
         self.names.remove("plain")

@@ -104,6 +104,13 @@ class HardeningCase(unittest.TestCase):
             self.server.start()
         for name in self.names:
             self.server.request("DELETE", "/api/sheds/" + name)
+        if self.server.request("GET", "/api/sheds")[1]["sheds"] == []:
+            # No shed left: nothing of the data dir is mounted or attached, including what
+            # sheds share outside their directories (an overlay shed's lower under lowers/).
+            self.assertEqual(ctrtest.mounts_under(self.data_dir), [], "mounts left behind")
+            wait_for(lambda: not ctrtest.loop_devices_backed_by(self.data_dir))
+            self.assertEqual(ctrtest.loop_devices_backed_by(self.data_dir), [],
+                             "loop devices left behind")
         ctrtest.force_cleanup(self.data_dir)
         for name in self.names:
             self.assert_no_leftovers(name)
@@ -138,6 +145,12 @@ class HardeningCase(unittest.TestCase):
     def metadata(self, name):
         with open(self.metadata_path(name)) as f:
             return json.load(f)
+
+    def disk_file(self, name):
+        """The shed's own disk: rootfs.ext4, or upper.ext4 for an overlay shed (the default
+        where the data dir cannot reflink: this machine's ext4)."""
+        overlay = self.metadata(name).get("disk", {}).get("kind") == "overlay"
+        return os.path.join(self.instance_dir, name, "upper.ext4" if overlay else "rootfs.ext4")
 
     def edit_metadata(self, name, **fields):
         meta = self.metadata(name)
@@ -269,7 +282,7 @@ class MetadataTest(HardeningCase):
         self.edit_metadata("meta", rootfs_path=victim)
         status, body = self.server.request("POST", "/api/sheds/meta/start")
         self.assertEqual((status, body["status"]), (200, "running"), body)
-        own = os.path.join(self.instance_dir, "meta", "rootfs.ext4")
+        own = self.disk_file("meta")
         self.assertEqual(body["rootfs_path"], own)
         self.assertEqual(self.exec_("meta", "cat", "/root/marker").stdout, b"mine\n")
         self.assertEqual([b for _, b in ctrtest.loop_devices_backed_by(WORK) if b == victim], [])
@@ -441,10 +454,13 @@ class ConsoleTest(HardeningCase):
     def test_runc_messages_still_reach_console_log(self):
         self.create("broken")
         self.assertEqual(self.server.request("POST", "/api/sheds/broken/stop")[0], 200)
-        # shed-init's mount point made a file: runc fails to start the shed
-        rootfs = os.path.join(self.instance_dir, "broken", "rootfs.ext4")
-        for request in ("rm /.shed/init", "rmdir /.shed", "write /etc/hostname .shed"):
-            subprocess.run(["debugfs", "-w", "-R", request, rootfs], capture_output=True,
+        # shed-init's mount point made a file: runc fails to start the shed (an overlay
+        # shed's /.shed is in its upper.ext4, under upper/)
+        disk = self.disk_file("broken")
+        top = "/upper" if disk.endswith("upper.ext4") else ""
+        for request in ("rm %s/.shed/init" % top, "rmdir %s/.shed" % top,
+                        "write /etc/hostname %s/.shed" % top):
+            subprocess.run(["debugfs", "-w", "-R", request, disk], capture_output=True,
                            check=True)
         status, body = self.server.request("POST", "/api/sheds/broken/start")
         self.assertEqual(status, 500, body)
@@ -686,8 +702,9 @@ class ModesTest(HardeningCase):
         for path in (self.data_dir, self.instance_dir, os.path.join(self.data_dir, "images"),
                      self.runc_root, os.path.join(self.instance_dir, "private")):
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o700, path)
-        for name in ("rootfs.ext4", "metadata.json", "console.log"):
-            path = os.path.join(self.instance_dir, "private", name)
+        for path in [self.disk_file("private")] + [
+                os.path.join(self.instance_dir, "private", name)
+                for name in ("metadata.json", "console.log")]:
             self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600, path)
         images = os.path.join(self.data_dir, "images")
         cached = [f for f in os.listdir(images) if f.endswith("-rootfs.ext4")]

@@ -191,6 +191,124 @@ static void test_list_sorted_with_error_entries(void)
     instance_store_close(store);
 }
 
+#define LOWER_DIGEST "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void save_overlay(struct instance_store *store, const char *name, const char *image)
+{
+    struct shed_err err = {0};
+    struct instance inst;
+    CHECK_OK(instance_init(&inst, name, &err), &err);
+    CHECK_OK(instance_store_create_dir(store, name, &err), &err);
+    CHECK_OK(instance_set_string(&inst.image, image, &err), &err);
+    inst.disk = INSTANCE_DISK_OVERLAY;
+    snprintf(inst.lower.digest, sizeof inst.lower.digest, "%s", LOWER_DIGEST);
+    inst.lower.size = 2ULL << 30;
+    CHECK_OK(instance_store_save(store, &inst, &err), &err);
+    instance_clear(&inst);
+}
+
+/* The disk kind and the lower survive a round trip; an overlay shed's disk is upper.ext4;
+ * metadata without "disk" (older versions) is a full copy. */
+static void test_disk_kind_and_lower_round_trip(void)
+{
+    struct shed_err err = {0};
+    save_overlay(store, "over", "big");
+    save_new(store, "plain", INSTANCE_STOPPED);
+    struct instance inst;
+    CHECK_OK(instance_store_load(store, "over", &inst, &err), &err);
+    CHECK(inst.disk == INSTANCE_DISK_OVERLAY);
+    CHECK_STR_EQ(inst.lower.digest, LOWER_DIGEST);
+    CHECK(inst.lower.size == 2ULL << 30);
+    char *upper = str_printf("%s/over/upper.ext4", instance_store_dir(store));
+    CHECK_STR_EQ(inst.rootfs_path, upper);
+    free(upper);
+    struct instance copy;
+    CHECK_OK(instance_copy(&copy, &inst, &err), &err);
+    CHECK(copy.disk == INSTANCE_DISK_OVERLAY && copy.lower.size == 2ULL << 30);
+    instance_clear(&copy);
+    instance_clear(&inst);
+
+    char *path = str_printf("%s/plain/metadata.json", instance_store_dir(store));
+    write_text(path, "{\"name\":\"plain\",\"status\":\"stopped\",\"image\":\"base\"}");
+    CHECK_OK(instance_store_load(store, "plain", &inst, &err), &err);
+    CHECK(inst.disk == INSTANCE_DISK_COPY);
+    CHECK(strstr(inst.rootfs_path, "/plain/rootfs.ext4") != NULL);
+    instance_clear(&inst);
+    free(path);
+}
+
+/* A disk that cannot be told is never guessed: an unknown kind, or a lower that is not a
+ * digest and a size (a path could be made of anything else). */
+static void test_bad_disk_is_refused(void)
+{
+    static const char *const bad[] = {
+        "{\"name\":\"x\",\"status\":\"stopped\",\"disk\":{\"kind\":\"thin\"}}",
+        "{\"name\":\"x\",\"status\":\"stopped\",\"disk\":\"overlay\"}",
+        "{\"name\":\"x\",\"status\":\"stopped\",\"disk\":{\"kind\":\"overlay\"}}",
+        "{\"name\":\"x\",\"status\":\"stopped\",\"disk\":{\"kind\":\"overlay\","
+        "\"lower_digest\":\"sha256:../../etc\",\"lower_size\":1}}",
+        "{\"name\":\"x\",\"status\":\"stopped\",\"disk\":{\"kind\":\"overlay\","
+        "\"lower_digest\":\"" LOWER_DIGEST "\",\"lower_size\":-5}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_error_t jerr;
+        json_t *json = json_loads(bad[i], 0, &jerr);
+        CHECK(json != NULL);
+        struct instance inst;
+        struct shed_err err = {0};
+        CHECK(instance_from_json(json, &inst, &err) < 0);
+        CHECK(err.code == SHED_E_IO);
+        json_decref(json);
+    }
+}
+
+/* What pins a lower and what names an image's users: read from every metadata.json. */
+static void test_lower_refs_and_image_users(void)
+{
+    struct shed_err err = {0};
+    char *dir = str_printf("%s/pins", root);
+    struct instance_store *pins = NULL;
+    CHECK_OK(instance_store_open(dir, &pins, &err), &err);
+    save_overlay(pins, "one", "big");
+    save_overlay(pins, "two", "big");
+    save_new(pins, "three", INSTANCE_STOPPED); /* image "base", a full copy */
+    char *creating = str_printf("%s/creating", dir);
+    mkdir(creating, 0700); /* no metadata yet: pins nothing */
+
+    struct instance_lower_refs refs;
+    CHECK_OK(instance_store_lower_refs(pins, &refs, &err), &err);
+    CHECK(refs.count == 2);
+    if (refs.count == 2) {
+        CHECK_STR_EQ(refs.items[0].name, "one");
+        CHECK_STR_EQ(refs.items[1].name, "two");
+        CHECK_STR_EQ(refs.items[1].image, "big");
+        CHECK_STR_EQ(refs.items[1].lower.digest, LOWER_DIGEST);
+    }
+    instance_lower_refs_clear(&refs);
+
+    char **names = NULL;
+    bool overlay = false;
+    CHECK_OK(instance_store_image_users(pins, "big", &names, &overlay, &err), &err);
+    CHECK(overlay && names[0] != NULL && strcmp(names[0], "one") == 0 && names[1] != NULL &&
+          strcmp(names[1], "two") == 0 && names[2] == NULL);
+    instance_image_refs_free(names);
+    CHECK_OK(instance_store_image_users(pins, "base", &names, &overlay, &err), &err);
+    CHECK(!overlay && names[0] != NULL && names[1] == NULL);
+    instance_image_refs_free(names);
+
+    /* Unreadable metadata: an error, so nobody deletes a lower that might be needed. */
+    char *broken = str_printf("%s/broken", dir);
+    mkdir(broken, 0700);
+    char *broken_file = str_printf("%s/broken/metadata.json", dir);
+    write_text(broken_file, "{not json");
+    CHECK(instance_store_lower_refs(pins, &refs, &err) < 0);
+    instance_store_close(pins);
+    free(broken_file);
+    free(broken);
+    free(creating);
+    free(dir);
+}
+
 struct lock_worker {
     struct instance_store *store;
     const char *name;
@@ -248,6 +366,9 @@ static const struct check_test tests[] = {
     CHECK_TEST(test_hand_edit_is_seen),
     CHECK_TEST(test_list_sorted_with_error_entries),
     CHECK_TEST(test_locks),
+    CHECK_TEST(test_disk_kind_and_lower_round_trip),
+    CHECK_TEST(test_bad_disk_is_refused),
+    CHECK_TEST(test_lower_refs_and_image_users),
 };
 
 int main(int argc, char **argv)
