@@ -470,3 +470,30 @@ void conn_run(const struct sshd_shared *shared, ssh_session session, int fd)
     ssh_free(session); /* closes fd */
     shared->source.release(conn.config, shared->source.ctx);
 }
+
+int conn_channel_on_data(ssh_session session, ssh_channel channel, void *data, uint32_t len,
+                         int is_stderr, void *userdata)
+{
+    (void)session;
+    (void)channel;
+    struct conn_channel *cc = userdata;
+    if (is_stderr)
+        return (int)len;
+    return stream_on_data(&cc->stream, data, len);
+}
+
+void conn_channel_on_eof(ssh_session session, ssh_channel channel, void *userdata)
+{
+    (void)session;
+    (void)channel;
+    struct conn_channel *cc = userdata;
+    cc->stream.client_eof = true;
+}
+
+void conn_channel_on_close(ssh_session session, ssh_channel channel, void *userdata)
+{
+    (void)session;
+    (void)channel;
+    struct conn_channel *cc = userdata;
+    cc->remote_closed = true;
+}

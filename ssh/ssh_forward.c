@@ -37,35 +37,6 @@ static void log_forward(const struct conn *conn, const char *host, int port, con
 
 /* ---- the byte channel ----------------------------------------------------------------- */
 
-static struct conn_channel *from(void *userdata)
-{
-    return userdata;
-}
-
-static int on_data(ssh_session session, ssh_channel channel, void *data, uint32_t len,
-                   int is_stderr, void *userdata)
-{
-    (void)session;
-    (void)channel;
-    if (is_stderr)
-        return (int)len;
-    return stream_on_data(&from(userdata)->stream, data, len);
-}
-
-static void on_eof(ssh_session session, ssh_channel channel, void *userdata)
-{
-    (void)session;
-    (void)channel;
-    from(userdata)->stream.client_eof = true;
-}
-
-static void on_close(ssh_session session, ssh_channel channel, void *userdata)
-{
-    (void)session;
-    (void)channel;
-    from(userdata)->remote_closed = true;
-}
-
 /* A channel whose other end is a connected socket (ours to close). */
 static void byte_channel_setup(struct conn_channel *cc, int fd, bool accepting)
 {
@@ -77,9 +48,9 @@ static void byte_channel_setup(struct conn_channel *cc, int fd, bool accepting)
     stream->accepting = accepting;
     cc->callbacks = (struct ssh_channel_callbacks_struct){
         .userdata = cc,
-        .channel_data_function = on_data,
-        .channel_eof_function = on_eof,
-        .channel_close_function = on_close,
+        .channel_data_function = conn_channel_on_data,
+        .channel_eof_function = conn_channel_on_eof,
+        .channel_close_function = conn_channel_on_close,
     };
     ssh_callbacks_init(&cc->callbacks);
     ssh_set_channel_callbacks(stream->channel, &cc->callbacks);

@@ -186,6 +186,13 @@ int conn_running_shed(struct conn *conn, struct conn_channel *channel, struct sh
 struct conn_channel *conn_channel_new(struct conn *conn, enum channel_kind kind,
                                       ssh_channel channel);
 int64_t conn_now_ms(void);
+/* libssh channel callbacks every channel kind shares (userdata: its struct conn_channel):
+ * client data into the channel's stream (stderr from a client is dropped: it has none to
+ * send), its EOF, its close. */
+int conn_channel_on_data(ssh_session session, ssh_channel channel, void *data, uint32_t len,
+                         int is_stderr, void *userdata);
+void conn_channel_on_eof(ssh_session session, ssh_channel channel, void *userdata);
+void conn_channel_on_close(ssh_session session, ssh_channel channel, void *userdata);
 
 /* ---- ssh_session.c -------------------------------------------------------------------- */
 

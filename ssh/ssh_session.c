@@ -201,37 +201,13 @@ static void on_signal(ssh_session session, ssh_channel channel, const char *name
         backend_process_signal(cc->process, signo, &ignored);
 }
 
-static int on_data(ssh_session session, ssh_channel channel, void *data, uint32_t len,
-                   int is_stderr, void *userdata)
-{
-    (void)session;
-    (void)channel;
-    if (is_stderr)
-        return (int)len; /* a client has no stderr to send */
-    return stream_on_data(&from(userdata)->stream, data, len);
-}
-
-static void on_eof(ssh_session session, ssh_channel channel, void *userdata)
-{
-    (void)session;
-    (void)channel;
-    from(userdata)->stream.client_eof = true;
-}
-
-static void on_close(ssh_session session, ssh_channel channel, void *userdata)
-{
-    (void)session;
-    (void)channel;
-    from(userdata)->remote_closed = true;
-}
-
 void session_channel_setup(struct conn_channel *cc)
 {
     cc->callbacks = (struct ssh_channel_callbacks_struct){
         .userdata = cc,
-        .channel_data_function = on_data,
-        .channel_eof_function = on_eof,
-        .channel_close_function = on_close,
+        .channel_data_function = conn_channel_on_data,
+        .channel_eof_function = conn_channel_on_eof,
+        .channel_close_function = conn_channel_on_close,
         .channel_signal_function = on_signal,
         .channel_pty_request_function = on_pty_request,
         .channel_shell_request_function = on_shell,

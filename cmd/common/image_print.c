@@ -3,25 +3,14 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "cmd/common/json_get.h"
 #include "cmd/common/table.h"
 #include "common/fsutil.h"
 
-static const char *str_of(const json_t *obj, const char *key)
-{
-    const char *value = json_string_value(json_object_get(obj, key));
-    return value != NULL ? value : "";
-}
-
-static unsigned long long uint_of(const json_t *obj, const char *key)
-{
-    json_int_t value = json_integer_value(json_object_get(obj, key));
-    return value > 0 ? (unsigned long long)value : 0;
-}
-
 void image_print_disk_cell(const json_t *obj, char *out, size_t len)
 {
-    const char *shared = str_of(obj, "shared_with");
-    unsigned long long disk = uint_of(obj, "disk_bytes");
+    const char *shared = json_get_str(obj, "shared_with");
+    unsigned long long disk = json_get_uint(obj, "disk_bytes");
     char size[32];
     format_size(disk, size, sizeof size);
     if (shared[0] != '\0' && disk == 0)
@@ -36,9 +25,9 @@ void image_print_disk_cell(const json_t *obj, char *out, size_t len)
 static const char *source_of(const json_t *image)
 {
     if (json_is_true(json_object_get(image, "is_base")) &&
-        strcmp(str_of(image, "source"), "config") == 0)
+        strcmp(json_get_str(image, "source"), "config") == 0)
         return "base_image";
-    return str_of(image, "source");
+    return json_get_str(image, "source");
 }
 
 void image_print_table(const json_t *images)
@@ -54,13 +43,14 @@ void image_print_table(const json_t *images)
         char disk[160] = "-", logical[32] = "-", digest[20];
         if (cached) {
             image_print_disk_cell(image, disk, sizeof disk);
-            format_size(uint_of(image, "logical_bytes"), logical, sizeof logical);
+            format_size(json_get_uint(image, "logical_bytes"), logical, sizeof logical);
         }
-        snprintf(digest, sizeof digest, "%.19s", str_of(image, "digest"));
-        const char *ref = str_of(image, "docker_ref");
-        table_add(&table, (const char *[]){str_of(image, "name"), cached ? "yes" : "no", disk,
-                                           logical, source_of(image),
-                                           ref[0] != '\0' ? ref : str_of(image, "path"), digest});
+        snprintf(digest, sizeof digest, "%.19s", json_get_str(image, "digest"));
+        const char *ref = json_get_str(image, "docker_ref");
+        table_add(&table,
+                  (const char *[]){json_get_str(image, "name"), cached ? "yes" : "no", disk,
+                                   logical, source_of(image),
+                                   ref[0] != '\0' ? ref : json_get_str(image, "path"), digest});
     }
     table_print_free(&table);
 }
@@ -68,12 +58,12 @@ void image_print_table(const json_t *images)
 void image_print_prune_detail(const json_t *item, char *out, size_t len)
 {
     char disk[32], freed[32], shares[160] = "";
-    unsigned long long disk_bytes = uint_of(item, "disk_bytes");
-    const char *shared = str_of(item, "shared_with");
+    unsigned long long disk_bytes = json_get_uint(item, "disk_bytes");
+    const char *shared = json_get_str(item, "shared_with");
     if (shared[0] != '\0')
         snprintf(shares, sizeof shares, ", shares %s", shared);
     const json_t *frees = json_object_get(item, "freed");
-    unsigned long long freed_disk = uint_of(frees, "disk_bytes");
+    unsigned long long freed_disk = json_get_uint(frees, "disk_bytes");
     bool differs = frees != NULL && freed_disk != disk_bytes;
     snprintf(out, len, "(%s on disk%s%s%s)", format_size(disk_bytes, disk, sizeof disk), shares,
              differs ? ", frees " : "",
@@ -91,17 +81,17 @@ void image_print_prune(FILE *out, const json_t *body)
         char detail[256];
         image_print_prune_detail(entry, detail, sizeof detail);
         fprintf(out, "%s image %s %s\n", dry_run ? "would delete" : "deleted",
-                str_of(entry, "name"), detail);
+                json_get_str(entry, "name"), detail);
     }
-    json_array_foreach(json_object_get(body, "skipped"), i, entry)
-        fprintf(out, "skipped image %s: %s\n", str_of(entry, "name"), str_of(entry, "reason"));
+    json_array_foreach(json_object_get(body, "skipped"), i, entry) fprintf(
+        out, "skipped image %s: %s\n", json_get_str(entry, "name"), json_get_str(entry, "reason"));
     if (json_array_size(deleted) == 0) {
         fprintf(out, "Nothing to prune.\n");
         return;
     }
     char freed[32];
-    fprintf(
-        out, "%s %zu image(s): %s freed on disk\n", dry_run ? "Dry run:" : "Pruned",
-        json_array_size(deleted),
-        format_size(uint_of(json_object_get(body, "freed"), "disk_bytes"), freed, sizeof freed));
+    fprintf(out, "%s %zu image(s): %s freed on disk\n", dry_run ? "Dry run:" : "Pruned",
+            json_array_size(deleted),
+            format_size(json_get_uint(json_object_get(body, "freed"), "disk_bytes"), freed,
+                        sizeof freed));
 }

@@ -153,6 +153,13 @@ void progress_begin(struct progress *p, const char *fmt, ...)
         draw(p, p->started);
 }
 
+void progress_update_phase(struct progress *p, const char *title, uint64_t done, uint64_t total)
+{
+    if (!p->open || strcmp(title, p->title) != 0)
+        progress_begin(p, "%s", title);
+    progress_update(p, done, total);
+}
+
 void progress_retitle(struct progress *p, const char *fmt, ...)
 {
     if (!p->open)

@@ -44,6 +44,8 @@ void progress_retitle(struct progress *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Bytes done of total (0: unknown) in the running phase. */
 void progress_update(struct progress *p, uint64_t done, uint64_t total);
+/* Byte progress of the phase titled title: begins it unless it is the one running. */
+void progress_update_phase(struct progress *p, const char *title, uint64_t done, uint64_t total);
 /* Ends the running phase: its line becomes "TITLE: RESULT (bytes in s, rate)" and is
  * completed (a plain line when not a terminal). fmt NULL: no result text. No phase: nothing. */
 void progress_end(struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -3,31 +3,20 @@
 #include <string.h>
 
 #include "cmd/common/image_print.h"
+#include "cmd/common/json_get.h"
 #include "common/fsutil.h"
-
-static const char *str_of(const json_t *obj, const char *key)
-{
-    const char *value = json_string_value(json_object_get(obj, key));
-    return value != NULL ? value : "";
-}
-
-static unsigned long long uint_of(const json_t *obj, const char *key)
-{
-    json_int_t value = json_integer_value(json_object_get(obj, key));
-    return value > 0 ? (unsigned long long)value : 0;
-}
 
 /* ON DISK and LOGICAL of a size object: what every table shows (image_print.h). */
 static void print_sizes(FILE *out, const json_t *size)
 {
     char disk[32], logical[32];
-    fprintf(out, " %10s %10s\n", format_size(uint_of(size, "disk_bytes"), disk, sizeof disk),
-            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical));
+    fprintf(out, " %10s %10s\n", format_size(json_get_uint(size, "disk_bytes"), disk, sizeof disk),
+            format_size(json_get_uint(size, "logical_bytes"), logical, sizeof logical));
 }
 
 static void print_rollup_row(FILE *out, const char *category, const json_t *total)
 {
-    fprintf(out, "%-10s %7llu", category, uint_of(total, "files"));
+    fprintf(out, "%-10s %7llu", category, json_get_uint(total, "files"));
     print_sizes(out, total);
 }
 
@@ -38,7 +27,7 @@ static void print_item_row(FILE *out, const char *type, const char *label, const
     char disk[160], logical[32];
     image_print_disk_cell(item, disk, sizeof disk);
     fprintf(out, "  %-12s %22s %10s  %s\n", type, disk,
-            format_size(uint_of(size, "logical_bytes"), logical, sizeof logical), label);
+            format_size(json_get_uint(size, "logical_bytes"), logical, sizeof logical), label);
 }
 
 static void print_details(FILE *out, const json_t *df)
@@ -49,26 +38,29 @@ static void print_details(FILE *out, const json_t *df)
     json_array_foreach(json_object_get(df, "images"), i, entry)
     {
         char label[160];
-        snprintf(label, sizeof label, "%s%s", str_of(entry, "name"),
+        snprintf(label, sizeof label, "%s%s", json_get_str(entry, "name"),
                  json_is_true(json_object_get(entry, "is_base")) ? " (base_image)" : "");
         print_item_row(out, "image", label, entry, json_object_get(entry, "total"));
     }
     json_array_foreach(json_object_get(df, "sheds"), i, entry)
     {
         char label[128];
-        snprintf(label, sizeof label, "%s (%s)", str_of(entry, "name"), str_of(entry, "status"));
+        snprintf(label, sizeof label, "%s (%s)", json_get_str(entry, "name"),
+                 json_get_str(entry, "status"));
         print_item_row(out, "shed", label, entry, json_object_get(entry, "total"));
     }
     json_array_foreach(json_object_get(df, "orphans"), i, entry)
     {
         char type[32];
-        snprintf(type, sizeof type, "orphan %s", str_of(entry, "kind"));
+        snprintf(type, sizeof type, "orphan %s", json_get_str(entry, "kind"));
         /* An orphan's disk bytes are its size object's. */
-        json_t *item = json_pack("{s:I}", "disk_bytes",
-                                 (json_int_t)uint_of(json_object_get(entry, "size"), "disk_bytes"));
+        json_t *item =
+            json_pack("{s:I}", "disk_bytes",
+                      (json_int_t)json_get_uint(json_object_get(entry, "size"), "disk_bytes"));
         if (item != NULL && json_object_get(entry, "shared_with") != NULL)
             json_object_set(item, "shared_with", json_object_get(entry, "shared_with"));
-        print_item_row(out, type, str_of(entry, "path"), item, json_object_get(entry, "size"));
+        print_item_row(out, type, json_get_str(entry, "path"), item,
+                       json_object_get(entry, "size"));
         json_decref(item);
     }
 }
@@ -100,8 +92,8 @@ void system_print_df(FILE *out, const json_t *df, bool verbose)
 
 static const char *item_label(const json_t *item)
 {
-    const char *name = str_of(item, "name");
-    return name[0] != '\0' ? name : str_of(item, "path");
+    const char *name = json_get_str(item, "name");
+    return name[0] != '\0' ? name : json_get_str(item, "path");
 }
 
 /* "(241.8 MiB on disk)": the item's disk bytes as df counts them, with ", frees Y" when
@@ -114,9 +106,9 @@ static void item_detail(const json_t *item, bool truncate, char *out, size_t len
         image_print_prune_detail(item, out, len);
         return;
     }
-    snprintf(
-        out, len, "(frees %s)",
-        format_size(uint_of(json_object_get(item, "freed"), "disk_bytes"), freed, sizeof freed));
+    snprintf(out, len, "(frees %s)",
+             format_size(json_get_uint(json_object_get(item, "freed"), "disk_bytes"), freed,
+                         sizeof freed));
 }
 
 void system_print_prune(FILE *out, const json_t *prune)
@@ -126,27 +118,27 @@ void system_print_prune(FILE *out, const json_t *prune)
     const json_t *item;
     json_array_foreach(json_object_get(prune, "items"), i, item)
     {
-        const char *action = str_of(item, "action");
+        const char *action = json_get_str(item, "action");
         bool truncate = strcmp(action, "truncated") == 0;
         char detail[256];
         item_detail(item, truncate, detail, sizeof detail);
         fprintf(out, "%s %-11s %s %s\n",
                 dry_run ? (truncate ? "would truncate" : "would delete") : action,
-                str_of(item, "kind"), item_label(item), detail);
+                json_get_str(item, "kind"), item_label(item), detail);
     }
     json_array_foreach(json_object_get(prune, "skipped"), i, item)
-        fprintf(out, "skipped %-11s %s: %s\n", str_of(item, "kind"), item_label(item),
-                str_of(item, "reason"));
+        fprintf(out, "skipped %-11s %s: %s\n", json_get_str(item, "kind"), item_label(item),
+                json_get_str(item, "reason"));
     const json_t *totals = json_object_get(prune, "totals");
     const json_t *freed = json_object_get(totals, "freed");
     char logical[32], disk[32];
-    if (uint_of(totals, "items") == 0)
+    if (json_get_uint(totals, "items") == 0)
         fprintf(out, "Nothing to prune.\n");
     else
         fprintf(out, "%s %llu item(s): %s freed on disk (logical %s)\n",
-                dry_run ? "Dry run:" : "Pruned", uint_of(totals, "items"),
-                format_size(uint_of(freed, "disk_bytes"), disk, sizeof disk),
-                format_size(uint_of(freed, "logical_bytes"), logical, sizeof logical));
+                dry_run ? "Dry run:" : "Pruned", json_get_uint(totals, "items"),
+                format_size(json_get_uint(freed, "disk_bytes"), disk, sizeof disk),
+                format_size(json_get_uint(freed, "logical_bytes"), logical, sizeof logical));
     const json_t *note;
     json_array_foreach(json_object_get(prune, "notes"), i, note)
     {

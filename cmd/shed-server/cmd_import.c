@@ -78,7 +78,6 @@ static int parse_args(const struct cli_call *call, struct import_args *args)
 
 struct import_output {
     struct progress progress;
-    char phase[160];
 };
 
 static void on_log(enum image_log_level level, const char *name, const char *message, void *ctx)
@@ -103,11 +102,7 @@ static void on_progress(const char *name, const char *phase, uint64_t done, uint
              strcmp(phase, "import") == 0    ? "copying blobs into the store"
              : strcmp(phase, "convert") == 0 ? "converting to ext4"
                                              : phase);
-    if (!out->progress.open || strcmp(label, out->phase) != 0) {
-        progress_begin(&out->progress, "%s", label);
-        snprintf(out->phase, sizeof out->phase, "%s", label);
-    }
-    progress_update(&out->progress, done, total);
+    progress_update_phase(&out->progress, label, done, total);
 }
 
 static const char *outcome_text(enum image_ensure_outcome outcome)

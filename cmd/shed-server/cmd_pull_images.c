@@ -50,7 +50,6 @@ const struct cli_option pull_images_options[] = {
 struct pull_output {
     bool verbose;
     struct progress progress;
-    char phase[160]; /* "<name>: <phase>" of the running phase */
 };
 
 /* Milestones end the running phase and get a line of their own (stdout); details and
@@ -79,11 +78,7 @@ static void on_progress(const char *name, const char *phase, uint64_t done, uint
              strcmp(phase, "download") == 0  ? "downloading layers"
              : strcmp(phase, "convert") == 0 ? "converting to ext4"
                                              : phase);
-    if (!out->progress.open || strcmp(label, out->phase) != 0) {
-        progress_begin(&out->progress, "%s", label);
-        snprintf(out->phase, sizeof out->phase, "%s", label);
-    }
-    progress_update(&out->progress, done, total);
+    progress_update_phase(&out->progress, label, done, total);
 }
 
 static const char *outcome_text(enum image_ensure_outcome outcome)

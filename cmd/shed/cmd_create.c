@@ -34,7 +34,7 @@ struct create_progress {
 static void on_progress_event(struct create_progress *state, const json_t *data)
 {
     struct progress *p = &state->renderer;
-    const char *phase = json_str(data, "phase"), *message = json_str(data, "message");
+    const char *phase = json_get_str(data, "phase"), *message = json_get_str(data, "message");
     if (json_is_true(json_object_get(data, "warning"))) {
         progress_printf(p, stderr, "warning: %s: %s", phase, message);
         return;
@@ -65,8 +65,8 @@ static void on_create_event(const char *type, const json_t *data, void *ctx)
     } else if (strcmp(type, "error") == 0) {
         progress_end(&state->renderer, "failed");
         state->failed = true;
-        client_errorf(&state->error, data ? json_str(data, "code") : "PROTOCOL", "%s",
-                      data ? json_str(data, "message") : "malformed error event");
+        client_errorf(&state->error, data ? json_get_str(data, "code") : "PROTOCOL", "%s",
+                      data ? json_get_str(data, "message") : "malformed error event");
     }
 }
 
@@ -122,9 +122,9 @@ static void print_shed_result(const struct shed_cli *cli, const json_t *shed)
         shed_print_json(shed);
         return;
     }
-    printf("created %s (%s, %s%s%s)\n", json_str(shed, "name"), json_str(shed, "status"),
-           json_str(shed, "backend"), json_str(shed, "ip_address")[0] ? ", " : "",
-           json_str(shed, "ip_address"));
+    printf("created %s (%s, %s%s%s)\n", json_get_str(shed, "name"), json_get_str(shed, "status"),
+           json_get_str(shed, "backend"), json_get_str(shed, "ip_address")[0] ? ", " : "",
+           json_get_str(shed, "ip_address"));
 }
 
 int cmd_create(const struct cli_call *call)

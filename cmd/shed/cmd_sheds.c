@@ -38,8 +38,8 @@ static int get_and_print(const struct cli_call *call, const char *path,
 
 static void print_info(const json_t *info)
 {
-    printf("name:       %s\nversion:    %s\nbackend:    %s\n", json_str(info, "name"),
-           json_str(info, "version"), json_str(info, "backend"));
+    printf("name:       %s\nversion:    %s\nbackend:    %s\n", json_get_str(info, "name"),
+           json_get_str(info, "version"), json_get_str(info, "backend"));
     const json_t *backends = json_object_get(info, "backends");
     if (json_is_array(backends)) {
         printf("backends:  ");
@@ -48,8 +48,8 @@ static void print_info(const json_t *info)
         json_array_foreach(backends, i, name) printf(" %s", json_string_value(name));
         printf("%s\n", json_array_size(backends) == 0 ? " none" : "");
     }
-    printf("http_port:  %lld\nssh_port:   %lld\n", json_int(info, "http_port"),
-           json_int(info, "ssh_port"));
+    printf("http_port:  %lld\nssh_port:   %lld\n", json_get_int(info, "http_port"),
+           json_get_int(info, "ssh_port"));
 }
 
 int cmd_info(const struct cli_call *call)
@@ -65,10 +65,10 @@ static void print_shed_table(const json_t *body)
     json_t *shed;
     json_array_foreach(json_object_get(body, "sheds"), i, shed)
     {
-        table_add(&table,
-                  (const char *[]){json_str(shed, "name"), json_str(shed, "status"),
-                                   json_str(shed, "backend"), json_str(shed, "image"),
-                                   json_str(shed, "ip_address"), json_str(shed, "created_at")});
+        table_add(&table, (const char *[]){
+                              json_get_str(shed, "name"), json_get_str(shed, "status"),
+                              json_get_str(shed, "backend"), json_get_str(shed, "image"),
+                              json_get_str(shed, "ip_address"), json_get_str(shed, "created_at")});
     }
     table_print_free(&table);
 }
@@ -180,11 +180,11 @@ static void print_sessions(const json_t *body)
     json_array_foreach(json_object_get(body, "sessions"), i, session)
     {
         char windows[24];
-        snprintf(windows, sizeof windows, "%lld", json_int(session, "window_count"));
+        snprintf(windows, sizeof windows, "%lld", json_get_int(session, "window_count"));
         table_add(&table, (const char *[]){
-                              json_str(session, "name"), json_str(session, "shed_name"),
+                              json_get_str(session, "name"), json_get_str(session, "shed_name"),
                               json_is_true(json_object_get(session, "attached")) ? "yes" : "no",
-                              windows, json_str(session, "created_at")});
+                              windows, json_get_str(session, "created_at")});
     }
     table_print_free(&table);
 }

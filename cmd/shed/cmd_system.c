@@ -278,7 +278,8 @@ static bool confirmed(void)
 static bool nothing_to_prune(const struct target *targets, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        if (!targets[i].failed && json_int(json_object_get(targets[i].body, "totals"), "items") > 0)
+        if (!targets[i].failed &&
+            json_get_int(json_object_get(targets[i].body, "totals"), "items") > 0)
             return false;
     return true;
 }

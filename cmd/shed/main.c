@@ -130,7 +130,7 @@ static void complete_from_server(const struct cli_call *call, const char *path, 
         const json_t *item;
         json_array_foreach(json_object_get(response.json, key), i, item)
         {
-            const char *name = json_str(item, "name");
+            const char *name = json_get_str(item, "name");
             if (strncmp(name, prefix, strlen(prefix)) == 0)
                 printf("%s\n", name);
         }

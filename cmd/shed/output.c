@@ -18,17 +18,6 @@ void shed_print_json(const json_t *json)
     free(text);
 }
 
-const char *json_str(const json_t *obj, const char *key)
-{
-    const char *value = json_string_value(json_object_get(obj, key));
-    return value != NULL ? value : "";
-}
-
-long long json_int(const json_t *obj, const char *key)
-{
-    return json_integer_value(json_object_get(obj, key));
-}
-
 int shed_api_path(char *out, size_t outlen, const char *collection, const char *name,
                   const char *suffix)
 {

@@ -8,6 +8,7 @@
 
 #include "client.h"
 #include "cmd/common/cli.h"
+#include "cmd/common/json_get.h"
 #include "cmd/common/table.h"
 
 enum shed_option_id {
@@ -71,8 +72,6 @@ static inline struct shed_cli *shed_cli_of(const struct cli_call *call)
 int shed_fail(const struct client_error *error);
 /* The JSON on stdout, indented, with a trailing newline. */
 void shed_print_json(const json_t *json);
-const char *json_str(const json_t *obj, const char *key);
-long long json_int(const json_t *obj, const char *key);
 /* "/api/sheds/<name><suffix>"; -1 for a name that would change the path. */
 int shed_api_path(char *out, size_t outlen, const char *collection, const char *name,
                   const char *suffix);
