@@ -1,9 +1,12 @@
 #include "cli_util.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "cmd/common/progress.h"
 #include "commands.h"
 #include "common/cleanup.h"
 
@@ -79,4 +82,28 @@ int cli_print_json(const void *json)
     printf("%s\n", text);
     free(text);
     return EXIT_OK;
+}
+
+static volatile int interrupted;
+
+static void on_interrupt(int sig)
+{
+    if (interrupted) {
+        progress_signal_clear();
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    interrupted = 1;
+}
+
+int cli_catch_interrupts(volatile int **flag)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGINT, &action, NULL) < 0 || sigaction(SIGTERM, &action, NULL) < 0)
+        return -1;
+    *flag = &interrupted;
+    return 0;
 }

@@ -36,6 +36,12 @@ void cli_describe_config(const struct shed_config *config, bool data_dir_given, 
 int cli_fail_where(const struct shed_err *err, const struct shed_config *config,
                    bool data_dir_given);
 
+/* SIGINT/SIGTERM set *flag, which long operations poll as their cancel flag (they stop with
+ * SHED_E_INTERRUPTED and clean up after themselves); a second one kills at once, the progress
+ * line erased first. A signal handler can reach nothing but a static: *flag is that one.
+ * -1 with errno when the handlers cannot be installed. */
+int cli_catch_interrupts(volatile int **flag);
+
 /* The JSON on stdout, indented, with a trailing newline; NULL (out of memory) fails. */
 int cli_print_json(const void *json);
 

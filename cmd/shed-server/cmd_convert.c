@@ -1,7 +1,6 @@
 /* shed-server convert REF -o OUT.ext4: pulls what is missing, then writes the image's
  * flattened layers as an ext4 root filesystem (OUT.ext4.tmp + fsync + rename). */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,28 +26,8 @@ struct convert_args {
     uint64_t size_bytes; /* 0: rootfs_size of the config */
     const char *insecure[MAX_INSECURE_REGISTRIES + 1];
     size_t insecure_count;
+    volatile int *cancel; /* set by SIGINT/SIGTERM (cli_catch_interrupts) */
 };
-
-/* Set from SIGINT/SIGTERM; the library polls it and stops with SHED_E_INTERRUPTED, after
- * which imaged_convert removes its .tmp. A signal handler can only reach a static. */
-static volatile int cancel_requested;
-
-static void on_cancel_signal(int signo)
-{
-    (void)signo;
-    cancel_requested = 1;
-}
-
-static int install_cancel_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_cancel_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
-        return -1;
-    return 0;
-}
 
 const struct cli_option convert_options[] = {
     {"output", 'o', "FILE", "the ext4 image to write (required)", OPT_OUTPUT},
@@ -140,7 +119,7 @@ static int pull_image(struct oci_store *store, const struct shed_config *config,
     pull_opts.insecure_registries = insecure;
     pull_opts.progress = on_pull_progress;
     pull_opts.progress_ctx = bar;
-    pull_opts.cancel = &cancel_requested;
+    pull_opts.cancel = args->cancel;
     struct oci_pull_result result;
     memset(&result, 0, sizeof result);
     int ret = oci_pull(store, args->ref, &pull_opts, &result, err);
@@ -162,7 +141,7 @@ static int convert_image(const struct oci_store *store, const struct convert_arg
         .progress = on_convert_progress,
         .warning = on_convert_warning,
         .ctx = bar,
-        .cancel = &cancel_requested,
+        .cancel = args->cancel,
     };
     progress_begin(bar, "converting to %s", args->output);
     int ret = imaged_convert(store, digest, args->output, &opts, err);
@@ -186,7 +165,7 @@ int cmd_convert(const struct cli_call *call)
         return status;
 
     struct shed_err err = {0};
-    if (install_cancel_handlers() < 0) {
+    if (cli_catch_interrupts(&args.cancel) < 0) {
         shed_errf_errno(&err, SHED_E_IO, errno, "cannot install signal handlers");
         return cli_fail(&err);
     }

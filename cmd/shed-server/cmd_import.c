@@ -2,7 +2,6 @@
  * tarball made a variant of the image cache (imaged/import.h), offline. */
 #include <errno.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,28 +15,6 @@
 #include "common/fsutil.h"
 #include "config/config.h"
 #include "imaged/import.h"
-
-static volatile int interrupted;
-
-static void on_signal(int sig)
-{
-    if (interrupted) {
-        progress_signal_clear();
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    interrupted = 1;
-}
-
-static int install_signal_handlers(void)
-{
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_signal;
-    /* a second Ctrl-C kills at once (on_signal) */
-    sigemptyset(&action.sa_mask);
-    return sigaction(SIGINT, &action, NULL) < 0 || sigaction(SIGTERM, &action, NULL) < 0 ? -1 : 0;
-}
 
 const struct cli_option import_options[] = {
     {"name", 'n', "NAME", "the variant to create (not one of server.yaml's images; required)",
@@ -149,7 +126,8 @@ int cmd_import(const struct cli_call *call)
     if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
     struct shed_err err = {0};
-    if (install_signal_handlers() < 0) {
+    volatile int *interrupted = NULL;
+    if (cli_catch_interrupts(&interrupted) < 0) {
         shed_config_free(&config);
         shed_errf_errno(&err, SHED_E_IO, errno, "cannot install signal handlers");
         return cli_fail(&err);
@@ -157,7 +135,7 @@ int cmd_import(const struct cli_call *call)
     struct import_output out = {0};
     progress_init(&out.progress, stderr);
     struct image_ensure_opts opts = {
-        .log = on_log, .progress = on_progress, .ctx = &out, .cancel = &interrupted};
+        .log = on_log, .progress = on_progress, .ctx = &out, .cancel = interrupted};
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
     struct image_import_result result;

@@ -2,8 +2,8 @@
  * Prints the resolved manifest digest (or a JSON summary with --json) on stdout; progress
  * goes to stderr: one line per finished layer, and on a terminal the download's line with
  * bytes, rate and ETA below them. */
+#include <errno.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +17,6 @@
 #include "common/fsutil.h"
 #include "imaged/cache.h"
 #include "oci/oci.h"
-
-/* Set from the signal handler: the one piece of state a handler may touch. The pull stops,
- * leaving partial .tmp files for the next pull to resume. */
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
 
 /* Layers as lines, the whole download as the renderer's one phase. */
 static void print_layer_line(struct progress *display, const struct oci_progress *p)
@@ -100,6 +90,7 @@ struct pull_args {
     const char *ref, *platform, *creds;
     unsigned parallel;
     bool json;
+    volatile int *cancel; /* set by SIGINT/SIGTERM: the pull stops, its .tmp files resume */
 };
 
 static int parse_args(const struct cli_call *call, struct pull_args *a)
@@ -120,16 +111,6 @@ static int parse_args(const struct cli_call *call, struct pull_args *a)
     return 0;
 }
 
-static void install_signal_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 static int run_pull(const struct pull_args *a, const struct shed_config *config,
                     struct oci_store *store)
 {
@@ -143,7 +124,7 @@ static int run_pull(const struct pull_args *a, const struct shed_config *config,
     opts.max_parallel = a->parallel;
     opts.progress = on_progress;
     opts.progress_ctx = &display;
-    opts.cancel = (volatile int *)&interrupted;
+    opts.cancel = a->cancel;
     struct oci_pull_result result;
     struct shed_err err = {0};
     int rc = oci_pull(store, a->ref, &opts, &result, &err);
@@ -180,7 +161,11 @@ int cmd_pull(const struct cli_call *call)
     struct shed_config config;
     if (cli_load_config_of(call, &config) != 0)
         return EXIT_FAILURE_RUN;
-    install_signal_handlers();
+    if (cli_catch_interrupts(&args.cancel) < 0) {
+        shed_config_free(&config);
+        shed_errf_errno(&err, SHED_E_IO, errno, "cannot install signal handlers");
+        return cli_fail(&err);
+    }
     struct oci_store *store = NULL;
     if (oci_store_open(config.images_dir, &store, &err) < 0)
         rc = cli_fail(&err);

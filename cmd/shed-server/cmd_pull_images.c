@@ -1,6 +1,5 @@
 /* shed-server pull-images: makes every configured image variant (and _base) ready. */
 #include <errno.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,31 +13,9 @@
 #include "imaged/cache.h"
 #include "server/server.h"
 
-/* Set by SIGINT/SIGTERM; the pull and the conversion poll it and clean up after themselves.
- * A signal handler can reach nothing else. */
-static volatile int interrupted;
-
-static void on_signal(int sig)
-{
-    if (interrupted) {
-        progress_signal_clear();
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    interrupted = 1;
-}
-
-/* First Ctrl-C: stop cleanly. A second one kills at once (the progress line erased first). */
-static int install_signal_handlers(void)
-{
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_signal;
-    sigemptyset(&action.sa_mask);
-    if (sigaction(SIGINT, &action, NULL) < 0 || sigaction(SIGTERM, &action, NULL) < 0)
-        return -1;
-    return 0;
-}
+/* Set by SIGINT/SIGTERM (cli_catch_interrupts); the pull and the conversion poll it and
+ * clean up after themselves. */
+static volatile int *interrupted;
 
 const struct cli_option pull_images_options[] = {
     {"variant", 'V', "NAME", "only this variant (\"_base\" for the base image)", OPT_VARIANT},
@@ -97,10 +74,10 @@ static int pull_one(struct image_cache *cache, const char *name, struct pull_out
                     bool *updated, struct shed_err *err)
 {
     struct image_ensure_opts opts = {
-        .log = on_log, .progress = on_progress, .ctx = out, .cancel = &interrupted};
+        .log = on_log, .progress = on_progress, .ctx = out, .cancel = interrupted};
     struct image_ensure_result result;
     if (image_cache_ensure(cache, name, &opts, &result, err) < 0) {
-        progress_end(&out->progress, interrupted ? "interrupted" : "failed");
+        progress_end(&out->progress, *interrupted ? "interrupted" : "failed");
         return -1;
     }
     progress_end(&out->progress, NULL);
@@ -139,7 +116,7 @@ static int pull_all(const struct shed_config *config, char **names, struct pull_
     if (image_cache_open(config, &cache, &err) < 0)
         return cli_fail(&err);
     unsigned pulled = 0, failed = 0;
-    for (char **name = names; *name != NULL && !interrupted; name++) {
+    for (char **name = names; *name != NULL && !*interrupted; name++) {
         bool updated = false;
         if (pull_one(cache, *name, out, &updated, &err) < 0) {
             shed_err_prefix(&err, "%s", *name);
@@ -150,7 +127,7 @@ static int pull_all(const struct shed_config *config, char **names, struct pull_
         }
     }
     image_cache_close(cache);
-    if (interrupted) {
+    if (*interrupted) {
         shed_errf(&err, SHED_E_INTERRUPTED, "interrupted; no partial images were left behind");
         return cli_fail(&err);
     }
@@ -184,7 +161,7 @@ int cmd_pull_images(const struct cli_call *call)
         ret = cli_fail(&err);
     } else if (names[0] == NULL) {
         printf("No images configured (images: and base_image: are empty).\n");
-    } else if (install_signal_handlers() < 0) {
+    } else if (cli_catch_interrupts(&interrupted) < 0) {
         shed_errf_errno(&err, SHED_E_IO, errno, "cannot install signal handlers");
         ret = cli_fail(&err);
     } else {
