@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,8 +27,8 @@
  * beyond this many at once, or this long, they are closed at once. */
 #define LINGER_MAX 128
 #define LINGER_MS 1000
-/* A connection handed to libmicrohttpd that it never started (it refused it for lack of
- * memory) is forgotten after this long. */
+/* A connection handed to libmicrohttpd that it has not started after this long is checked:
+ * forgotten if libmicrohttpd dropped it (its fd closed, or now another file), else kept. */
 #define PENDING_MAX_MS 10000
 #define WATCHDOG_TICK_MS 100
 
@@ -45,6 +46,7 @@ struct conn {
     struct conn *prev, *next;
     struct conn_table *table;
     int fd;
+    ino_t ino; /* the socket's inode: tells our fd from a reused number */
     struct conn_client client;
     enum conn_phase phase;
     uint64_t since_ms;    /* when the phase began */
@@ -308,6 +310,14 @@ static void send_error_response(int fd, enum shed_code code, const char *message
 
 /* ---- the watchdog ---------------------------------------------------------------------- */
 
+/* Whether c's fd is still the socket that was accepted (libmicrohttpd closes the fd of a
+ * connection it drops, and the number may be reused). */
+static bool still_our_socket(const struct conn *c)
+{
+    struct stat st;
+    return fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->ino;
+}
+
 /* Lock held. Shuts down (never closes: libmicrohttpd owns the fd) what is over its deadline;
  * the connection's thread then sees the end of the stream and closes it. */
 static void cut_late_connections(struct conn_table *table, uint64_t now)
@@ -315,8 +325,11 @@ static void cut_late_connections(struct conn_table *table, uint64_t now)
     for (struct conn *c = table->head, *next; c != NULL; c = next) {
         next = c->next;
         if (c->phase == CONN_PENDING && now - c->since_ms > PENDING_MAX_MS) {
-            unlink_conn(table, c); /* libmicrohttpd dropped it without telling */
-            continue;
+            if (!still_our_socket(c)) {
+                unlink_conn(table, c); /* libmicrohttpd dropped it without telling */
+                continue;
+            }
+            c->since_ms = now; /* only slow to start (a loaded machine): still counted */
         }
         bool timed = c->phase == CONN_RECEIVING || c->phase == CONN_IDLE;
         if (!timed || c->cut || now < c->deadline_ms)
@@ -417,7 +430,9 @@ static void admit(struct conn_table *table, int fd, const struct sockaddr_storag
     else if (count_client(table, &client) >= (size_t)table->limits.max_connections_per_client)
         refusal = "too many connections from this client (http_max_connections_per_client)";
     else if ((c = calloc(1, sizeof *c)) != NULL) {
-        *c = (struct conn){.table = table, .fd = fd, .client = client};
+        struct stat st;
+        *c = (struct conn){
+            .table = table, .fd = fd, .ino = fstat(fd, &st) == 0 ? st.st_ino : 0, .client = client};
         set_phase(table, c, CONN_PENDING);
         link_conn(table, c);
     } else
