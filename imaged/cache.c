@@ -103,18 +103,21 @@ struct ensure_ctx {
     struct image_ensure_result *result;
 };
 
-static void __attribute__((format(printf, 3, 4)))
-say(const struct ensure_ctx *ctx, enum image_log_level level, const char *fmt, ...)
+void image_opts_log(const struct image_ensure_opts *opts, enum image_log_level level,
+                    const char *name, const char *fmt, ...)
 {
-    if (ctx->opts == NULL || ctx->opts->log == NULL)
+    if (opts == NULL || opts->log == NULL)
         return;
     char message[640];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    ctx->opts->log(level, ctx->name, message, ctx->opts->ctx);
+    opts->log(level, name, message, opts->ctx);
 }
+
+/* The progress line about this run's variant (image_opts_log). */
+#define say(ctx, level, ...) image_opts_log((ctx)->opts, level, (ctx)->name, __VA_ARGS__)
 
 static bool cancelled(const struct ensure_ctx *ctx)
 {
@@ -182,7 +185,8 @@ static void convert_progress(uint64_t done, uint64_t total, void *opaque)
 
 static void convert_warning(const char *message, void *opaque)
 {
-    say(opaque, IMAGE_LOG_WARNING, "%s", message);
+    const struct ensure_ctx *ctx = opaque;
+    say(ctx, IMAGE_LOG_WARNING, "%s", message);
 }
 
 static int open_store(struct ensure_ctx *ctx, struct shed_err *err)

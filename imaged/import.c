@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache_internal.h"
 #include "common/cleanup.h"
 #include "common/fsutil.h"
 #include "common/io.h"
@@ -54,18 +55,8 @@ void image_import_result_free(struct image_import_result *result)
 
 /* ---- progress and cancellation ---------------------------------------------------------- */
 
-static void __attribute__((format(printf, 3, 4)))
-say(const struct import_run *run, enum image_log_level level, const char *fmt, ...)
-{
-    if (run->opts == NULL || run->opts->log == NULL)
-        return;
-    char message[640];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
-    run->opts->log(level, run->name, message, run->opts->ctx);
-}
+/* The progress line about this run's variant (image_opts_log). */
+#define say(run, level, ...) image_opts_log((run)->opts, level, (run)->name, __VA_ARGS__)
 
 static int count_progress(struct import_run *run, size_t len, struct shed_err *err)
 {

@@ -156,19 +156,6 @@ class CompletionTest(unittest.TestCase):
             self.assertTrue(f.readline().startswith("#compdef shed shed-server"))
 
 
-def busybox_layer():
-    with open("/bin/busybox", "rb") as f:
-        busybox = f.read()
-    layer = shedtest.LayerBuilder()
-    for d in ("bin", "etc", "tmp", "root", "workspace"):
-        layer.dir(d)
-    layer.file("bin/busybox", busybox, mode=0o755)
-    for tool in ("sh", "cat", "sleep", "ls", "echo", "hostname"):
-        layer.symlink("bin/" + tool, "busybox")
-    layer.file("etc/image-marker", b"installed\n")
-    return layer.tar_bytes()
-
-
 class InstalledShedTest(unittest.TestCase):
     """The installed programs alone: serve, create a shed through the installed client,
     exec in it with the installed shed-server, complete its name, delete it."""
@@ -183,7 +170,7 @@ class InstalledShedTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="shed-installed-", dir=WORK)
         cls.registry = shedtest.Registry(workdir=os.path.join(cls.dir, "registry")).start()
         shedtest.push_image(shedtest.Pusher(cls.registry.url), "shed/base", "v1",
-                            [(busybox_layer(), "gzip")])
+                            [(shedtest.busybox_layer("installed\n"), "gzip")])
         cls.data_dir = os.path.join(cls.dir, "data")
         cls.server = shedserver.ServerProcess(
             installed("bin", "shed-server"), cls.data_dir,

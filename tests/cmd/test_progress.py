@@ -38,20 +38,6 @@ def bulk_layer(name, size):
             .file("etc/hostname", name + "\n").tar_bytes())
 
 
-def busybox_layer(marker):
-    """A static busybox as /bin/sh and friends (what a container shed needs)."""
-    with open("/bin/busybox", "rb") as f:
-        busybox = f.read()
-    layer = shedtest.LayerBuilder()
-    for d in ("bin", "etc", "tmp", "root", "workspace"):
-        layer.dir(d)
-    layer.file("bin/busybox", busybox, mode=0o755)
-    for tool in ("sh", "cat", "sleep", "ls", "echo", "hostname"):
-        layer.symlink("bin/" + tool, "busybox")
-    layer.file("etc/image-marker", marker.encode())
-    return layer.tar_bytes()
-
-
 def setUpModule():
     global REGISTRY, PROXY, WORK
     WORK = tempfile.mkdtemp(prefix="shed-progress-")
@@ -62,7 +48,7 @@ def setUpModule():
                             [(bulk_layer(name, 600 << 10), "gzip"),
                              (bulk_layer(name + "-top", 200 << 10), "gzip")])
     if os.path.exists("/bin/busybox"):
-        shedtest.push_image(pusher, "prog/box", "v1", [(busybox_layer("box"), "gzip"),
+        shedtest.push_image(pusher, "prog/box", "v1", [(shedtest.busybox_layer("box"), "gzip"),
                                                        (bulk_layer("box", 400 << 10), "gzip")])
     PROXY = fault_proxy.FaultProxy(REGISTRY.host).start()
     for name in ("one", "two", "box"):

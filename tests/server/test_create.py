@@ -54,24 +54,10 @@ def skip_reason():
     return None
 
 
-def busybox_layer(marker):
-    """A static busybox as /bin/sh and friends; marker makes each image's digest distinct."""
-    with open("/bin/busybox", "rb") as f:
-        busybox = f.read()
-    layer = shedtest.LayerBuilder()
-    for d in ("bin", "etc", "tmp", "root", "workspace"):
-        layer.dir(d)
-    layer.file("bin/busybox", busybox, mode=0o755)
-    for tool in ("sh", "cat", "sleep", "ls", "echo", "hostname"):
-        layer.symlink("bin/" + tool, "busybox")
-    layer.file("etc/image-marker", marker.encode())
-    return layer.tar_bytes()
-
-
 def push_fixture_images(registry):
     pusher = shedtest.Pusher(registry.url)
     for name in ("base", "sse", "fresh", "imgs", "vanish"):
-        shedtest.push_image(pusher, "shed/" + name, "v1", [(busybox_layer(name), "gzip")])
+        shedtest.push_image(pusher, "shed/" + name, "v1", [(shedtest.busybox_layer(name), "gzip")])
         IMAGE_REFS[name] = "%s/shed/%s:v1" % (registry.host, name)
 
 
@@ -443,12 +429,7 @@ def make_repo(parent, mode):
     top = tempfile.mkdtemp(prefix="shed-repo-", dir=parent)
     repo = os.path.join(top, "r.git")
     env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", HOME=top)
-    subprocess.run(["git", "init", "-q", repo], check=True, env=env)
-    with open(os.path.join(repo, "README"), "w") as f:
-        f.write("cloned\n")
-    subprocess.run(["git", "-C", repo, "add", "README"], check=True, env=env)
-    subprocess.run(["git", "-C", repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit",
-                    "-qm", "one"], check=True, env=env)
+    shedtest.make_git_repo(repo, "cloned\n", env=env)
     subprocess.run(["chmod", "-R", "a+rX", top], check=True)
     os.chmod(top, mode)
     return top, repo

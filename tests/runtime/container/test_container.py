@@ -32,6 +32,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ctrtest  # noqa: E402
 import fault_proxy  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
+import shedtest  # noqa: E402
 import shedserver  # noqa: E402  (likewise)
 from shedserver import wait_for  # noqa: E402
 
@@ -565,13 +566,7 @@ class ServerTest(ServerTestCase):
         # Outside /tmp: git runs with a private /tmp of its own, as nobody.
         repo = tempfile.mkdtemp(prefix="shed-repo-", dir="/var/tmp")
         self.addCleanup(shutil.rmtree, repo, True)
-        subprocess.run(["git", "init", "-q", repo], check=True)
-        with open(os.path.join(repo, "README"), "w") as f:
-            f.write("from the repo\n")
-        subprocess.run(["git", "-C", repo, "add", "README"], check=True)
-        subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit",
-                        "-qm", "init"], check=True)
-        subprocess.run(["chmod", "-R", "a+rX", repo], check=True)
+        shedtest.make_git_repo(repo, "from the repo\n")
         self.create("withrepo", repo="file://" + repo)
         self.assertEqual(self.exec_("withrepo", "cat", "/workspace/README").stdout,
                          "from the repo\n")

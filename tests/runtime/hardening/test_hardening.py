@@ -37,6 +37,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "container"))
 import ctrtest  # noqa: E402
 import shedserver  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
+import shedtest  # noqa: E402
 from shedserver import wait_for  # noqa: E402
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
@@ -661,13 +662,7 @@ class UsernsTest(HardeningCase):
         # Outside /tmp, readable by all: git runs as nobody with a private /tmp of its own.
         repo = tempfile.mkdtemp(prefix="shed-repo-", dir="/var/tmp")
         self.addCleanup(shutil.rmtree, repo, True)
-        subprocess.run(["git", "init", "-q", repo], check=True)
-        with open(os.path.join(repo, "README"), "w") as f:
-            f.write("cloned\n")
-        subprocess.run(["git", "-C", repo, "add", "README"], check=True)
-        subprocess.run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit",
-                        "-qm", "init"], check=True)
-        subprocess.run(["chmod", "-R", "a+rX", repo], check=True)
+        shedtest.make_git_repo(repo, "cloned\n")
         self.create("cloned", repo="file://" + repo)
         self.assertEqual(self.exec_("cloned", "cat", "/workspace/README").stdout, b"cloned\n")
         self.assertEqual(self.exec_("cloned", "stat", "-c", "%u", "/workspace/README")
