@@ -20,16 +20,19 @@
 
 extern char **environ;
 
-static void cleanup_file_actions(posix_spawn_file_actions_t **actions)
-{
-    if (*actions != NULL)
-        posix_spawn_file_actions_destroy(*actions);
-}
+/* posix_spawn's two setup objects, destroyed together (cleanup_spawn_setup). */
+struct spawn_setup {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    bool actions_ready, attr_ready;
+};
 
-static void cleanup_spawnattr(posix_spawnattr_t **attr)
+static void cleanup_spawn_setup(struct spawn_setup *setup)
 {
-    if (*attr != NULL)
-        posix_spawnattr_destroy(*attr);
+    if (setup->actions_ready)
+        posix_spawn_file_actions_destroy(&setup->actions);
+    if (setup->attr_ready)
+        posix_spawnattr_destroy(&setup->attr);
 }
 
 /* Default dispositions for every signal, nothing blocked: the server's SIGTERM block and
@@ -45,6 +48,31 @@ static int prepare_attr(posix_spawnattr_t *attr, bool new_session)
     if (posix_spawnattr_setsigdefault(attr, &all) != 0 ||
         posix_spawnattr_setsigmask(attr, &none) != 0 || posix_spawnattr_setflags(attr, flags) != 0)
         return -1;
+    return 0;
+}
+
+/* Empty file actions and the attributes every spawn of ours has (prepare_attr). */
+static int spawn_setup_init(struct spawn_setup *setup, bool new_session, const char *program,
+                            struct shed_err *err)
+{
+    if (posix_spawn_file_actions_init(&setup->actions) != 0)
+        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawn_file_actions_init failed");
+    setup->actions_ready = true;
+    if (posix_spawnattr_init(&setup->attr) != 0)
+        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawnattr_init failed");
+    setup->attr_ready = true;
+    if (prepare_attr(&setup->attr, new_session) < 0)
+        return shed_errf(err, SHED_E_NO_MEMORY, "cannot prepare to spawn %s", program);
+    return 0;
+}
+
+static int spawn_run(const struct spawn_setup *setup, const char *const *argv, pid_t *pid,
+                     struct shed_err *err)
+{
+    int rc =
+        posix_spawnp(pid, argv[0], &setup->actions, &setup->attr, (char *const *)argv, environ);
+    if (rc != 0)
+        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, rc, "cannot run %s", argv[0]);
     return 0;
 }
 
@@ -75,22 +103,12 @@ int container_spawn(const char *const *argv, int stdin_fd, int stdout_fd, int st
 int container_spawn_fds(const char *const *argv, const int *fds, size_t count, bool new_session,
                         pid_t *pid, struct shed_err *err)
 {
-    posix_spawn_file_actions_t actions_storage;
-    posix_spawnattr_t attr_storage;
-    __attribute__((cleanup(cleanup_file_actions))) posix_spawn_file_actions_t *actions = NULL;
-    __attribute__((cleanup(cleanup_spawnattr))) posix_spawnattr_t *attr = NULL;
-    if (posix_spawn_file_actions_init(&actions_storage) != 0)
-        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawn_file_actions_init failed");
-    actions = &actions_storage;
-    if (posix_spawnattr_init(&attr_storage) != 0)
-        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawnattr_init failed");
-    attr = &attr_storage;
-    if (prepare_attr(attr, new_session) < 0 || prepare_actions(actions, fds, count) < 0)
+    __attribute__((cleanup(cleanup_spawn_setup))) struct spawn_setup setup = {0};
+    if (spawn_setup_init(&setup, new_session, argv[0], err) < 0)
+        return -1;
+    if (prepare_actions(&setup.actions, fds, count) < 0)
         return shed_errf(err, SHED_E_NO_MEMORY, "cannot prepare to spawn %s", argv[0]);
-    int rc = posix_spawnp(pid, argv[0], actions, attr, (char *const *)argv, environ);
-    if (rc != 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, rc, "cannot run %s", argv[0]);
-    return 0;
+    return spawn_run(&setup, argv, pid, err);
 }
 
 int container_wait(pid_t pid, int *exit_status, struct shed_err *err)
@@ -246,26 +264,16 @@ int container_proc_terminate(pid_t pid, uint64_t start_time, int grace_ms, int k
 int container_spawn_on_terminal(const char *const *argv, const char *tty_path, pid_t *pid,
                                 struct shed_err *err)
 {
-    posix_spawn_file_actions_t actions_storage;
-    posix_spawnattr_t attr_storage;
-    __attribute__((cleanup(cleanup_file_actions))) posix_spawn_file_actions_t *actions = NULL;
-    __attribute__((cleanup(cleanup_spawnattr))) posix_spawnattr_t *attr = NULL;
-    if (posix_spawn_file_actions_init(&actions_storage) != 0)
-        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawn_file_actions_init failed");
-    actions = &actions_storage;
-    if (posix_spawnattr_init(&attr_storage) != 0)
-        return shed_errf(err, SHED_E_NO_MEMORY, "posix_spawnattr_init failed");
-    attr = &attr_storage;
+    __attribute__((cleanup(cleanup_spawn_setup))) struct spawn_setup setup = {0};
+    if (spawn_setup_init(&setup, true, argv[0], err) < 0)
+        return -1;
     /* glibc runs setsid before the file actions: the open (without O_NOCTTY) by the new
      * session's leader makes the terminal its controlling one. */
-    if (prepare_attr(attr, true) < 0 ||
-        posix_spawn_file_actions_addopen(actions, 0, tty_path, O_RDWR, 0) != 0 ||
+    posix_spawn_file_actions_t *actions = &setup.actions;
+    if (posix_spawn_file_actions_addopen(actions, 0, tty_path, O_RDWR, 0) != 0 ||
         posix_spawn_file_actions_adddup2(actions, 0, 1) != 0 ||
         posix_spawn_file_actions_adddup2(actions, 0, 2) != 0 ||
         posix_spawn_file_actions_addclosefrom_np(actions, 3) != 0)
         return shed_errf(err, SHED_E_NO_MEMORY, "cannot prepare to spawn %s", argv[0]);
-    int rc = posix_spawnp(pid, argv[0], actions, attr, (char *const *)argv, environ);
-    if (rc != 0)
-        return shed_errf_errno(err, SHED_E_BACKEND_ERROR, rc, "cannot run %s", argv[0]);
-    return 0;
+    return spawn_run(&setup, argv, pid, err);
 }
