@@ -46,7 +46,7 @@ sys.path[:0] = [os.path.join(ROOT, "tests", "fixtures")]
 import ctrtest  # noqa: E402
 import shedserver  # noqa: E402
 import shedtest  # noqa: E402
-from loop_xfs import LoopXfs  # noqa: E402
+from loop_xfs import LoopExt4, LoopXfs  # noqa: E402
 
 SHED_SERVER, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
@@ -145,30 +145,6 @@ def push_bench_image(fixture):
                 "layers": descriptors}
     pusher.push_manifest("bench/data", "v1", json.dumps(manifest).encode(), shedtest.OCI_MANIFEST)
     return fixture.ref("bench/data")
-
-
-class LoopExt4:
-    """A sparse file formatted ext4 (mke2fs defaults) and loop-mounted: like LoopXfs, a file
-    system nobody else writes to."""
-
-    def __init__(self, size):
-        self.dir = tempfile.mkdtemp(prefix="shed-bench-sheds-ext4-")
-        self.image = os.path.join(self.dir, "ext4.img")
-        self.mountpoint = os.path.join(self.dir, "mnt")
-        os.mkdir(self.mountpoint)
-        with open(self.image, "wb") as f:
-            f.truncate(size)
-        subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
-        subprocess.run(["mount", "-o", "loop", self.image, self.mountpoint], check=True)
-
-    def close(self):
-        for _ in range(100):  # a shed's logger may hold a console.log for a moment
-            if not os.path.ismount(self.mountpoint):
-                break
-            if subprocess.run(["umount", self.mountpoint]).returncode == 0:
-                break
-            time.sleep(0.1)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- measuring --------------------------------------------------------------------------------
@@ -362,7 +338,7 @@ def main():
     try:
         fixture = ctrtest.FixtureRegistry(WORK)
         ref = push_bench_image(fixture)
-        ext4 = LoopExt4((DATA_MB * 4 + 8192) * MiB)
+        ext4 = LoopExt4((DATA_MB * 4 + 8192) * MiB, prefix="shed-bench-sheds-ext4-")
         xfs = LoopXfs((DATA_MB * 4 + 8192) * MiB, prefix="shed-bench-sheds-xfs-")
         for key, label, data_dir, disk in (
                 ("overlay", "ext4 overlay", os.path.join(WORK, "ext4-overlay"), "overlay"),

@@ -46,6 +46,7 @@ import ctrtest  # noqa: E402
 import shedserver  # noqa: E402  (on sys.path through ctrtest: SHED_FIXTURES)
 import shedtest  # noqa: E402
 import treecmp  # noqa: E402
+from loop_xfs import LoopExt4  # noqa: E402
 from shedserver import wait_for  # noqa: E402
 
 SHED_SERVER = os.environ.get("SHED_SERVER")
@@ -568,26 +569,6 @@ class ExportTest(OverlayCase):
 
 # ---- accounting on a private ext4 ---------------------------------------------------------------
 
-class LoopExt4:
-    """A sparse file formatted ext4 and loop-mounted: a file system nobody else writes."""
-
-    def __init__(self, size):
-        self.dir = tempfile.mkdtemp(prefix="shed-overlay-ext4-", dir=WORK)
-        self.image = os.path.join(self.dir, "ext4.img")
-        self.mountpoint = os.path.join(self.dir, "mnt")
-        os.mkdir(self.mountpoint)
-        with open(self.image, "wb") as f:
-            f.truncate(size)
-        subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
-        subprocess.run(["mount", "-o", "loop", self.image, self.mountpoint], check=True)
-
-    def close(self):
-        # a shed's logger may hold its console.log for a moment after the shed is gone
-        if not wait_for(lambda: subprocess.run(["umount", self.mountpoint]).returncode == 0):
-            subprocess.run(["umount", "-l", self.mountpoint])
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def free_bytes(path):
     os.sync()
     st = os.statvfs(path)
@@ -597,8 +578,8 @@ def free_bytes(path):
 class AccountingTest(OverlayCase):
     @classmethod
     def setUpClass(cls):
-        cls.fs = LoopExt4(3 << 30)
         global WORK
+        cls.fs = LoopExt4(3 << 30, prefix="shed-overlay-ext4-", dir=WORK)
         saved, WORK = WORK, cls.fs.mountpoint
         cls.pusher = shedtest.Pusher(FIXTURE.registry.url)
         ctrtest.push_gz_layers(cls.pusher, "shed/accounting", "v1", FIXTURE.layers)
